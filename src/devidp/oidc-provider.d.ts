@@ -1,0 +1,57 @@
+// Development IdP: the slice of oidc-provider 8's API we use (the package ships no types).
+declare module 'oidc-provider' {
+  import type { IncomingMessage, ServerResponse } from 'node:http';
+
+  export interface InteractionDetails {
+    uid: string;
+    prompt: { name: string; reasons: string[]; details: Record<string, unknown> };
+    params: Record<string, unknown> & { client_id?: string; scope?: string };
+    session?: { accountId: string; uid: string; cookie: string };
+    grantId?: string;
+    returnTo: string;
+  }
+
+  export interface InteractionResult {
+    login?: { accountId: string; remember?: boolean };
+    consent?: { grantId?: string };
+    error?: string;
+    error_description?: string;
+  }
+
+  export interface Grant {
+    readonly jti: string;
+    accountId: string;
+    clientId: string;
+    addOIDCScope(scope: string): void;
+    addOIDCClaims(claims: string[]): void;
+    addResourceScope(resource: string, scope: string): void;
+    save(ttl?: number): Promise<string>;
+  }
+
+  export interface GrantModel {
+    new (properties: { accountId: string; clientId: string }): Grant;
+    find(id: string): Promise<Grant | undefined>;
+  }
+
+  export interface ClientModel {
+    validate(metadata: Record<string, unknown>): Promise<void>;
+    find(id: string): Promise<unknown>;
+  }
+
+  export default class Provider {
+    constructor(issuer: string, configuration?: Record<string, unknown>);
+    readonly issuer: string;
+    readonly Grant: GrantModel;
+    readonly Client: ClientModel;
+    callback(): (req: IncomingMessage, res: ServerResponse) => void;
+    interactionDetails(req: IncomingMessage, res: ServerResponse): Promise<InteractionDetails>;
+    interactionResult(req: IncomingMessage, res: ServerResponse, result: InteractionResult, options?: { mergeWithLastSubmission?: boolean }): Promise<string>;
+    interactionFinished(req: IncomingMessage, res: ServerResponse, result: InteractionResult, options?: { mergeWithLastSubmission?: boolean }): Promise<void>;
+    on(event: string, listener: (...args: any[]) => void): this;
+  }
+
+  export const errors: {
+    SessionNotFound: new (...args: any[]) => Error;
+    [name: string]: new (...args: any[]) => Error;
+  };
+}

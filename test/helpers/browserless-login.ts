@@ -1,0 +1,336 @@
+// Test helper: a browser's sign-in over plain HTTP (manual redirects, a cookie jar, the IdP's login form) with undici.
+import { request } from 'undici';
+
+export interface Hop {
+  status: number;
+  url: string;
+}
+
+export interface FollowInit {
+  /** Default GET. 301/302/303 turn into GET as browsers do; 307/308 keep method and body. */
+  method?: string;
+  /** Added to (and overriding) the browser navigation headers. */
+  headers?: Record<string, string>;
+  /** Sent as application/x-www-form-urlencoded unless headers say otherwise, like a form submit. */
+  body?: string;
+  /** Default true: send Accept: text/html and Sec-Fetch-Mode: navigate like a top-level navigation. */
+  navigation?: boolean;
+  /** Stop before requesting a URL starting with this prefix (or matching the predicate), e.g. a redirect_uri nobody serves. */
+  stopAt?: string | ((url: URL) => boolean);
+  /** Default 20. */
+  maxHops?: number;
+}
+
+export interface FollowResult {
+  /** The last URL requested, or the stopAt URL that was not requested. */
+  finalUrl: string;
+  /** Status of the last response (for a stopAt URL: of the redirect pointing there). */
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+  /** Every response on the way, in order. */
+  hops: Hop[];
+  /** True when following ended at stopAt. */
+  stopped: boolean;
+}
+
+export interface LoginResult {
+  finalUrl: string;
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+  jar: CookieJar;
+  hops: Hop[];
+}
+
+export interface ParsedForm {
+  action: URL;
+  method: string;
+  fields: URLSearchParams;
+}
+
+const BROWSER_NAVIGATION = {
+  accept: 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8',
+  'sec-fetch-mode': 'navigate',
+  'sec-fetch-dest': 'document',
+  'user-agent': 'portcullis-tests/1 (browserless navigation)',
+};
+
+interface StoredCookie {
+  name: string;
+  value: string;
+  /** Lower-case host name; ports are ignored, as browsers do. */
+  domain: string;
+  hostOnly: boolean;
+  path: string;
+  expiresAt: number | undefined;
+  secure: boolean;
+  httpOnly: boolean;
+}
+
+/**
+ * A browser-like cookie store, keyed by host name (not port: every 127.0.0.1 server shares cookies,
+ * which is exactly the situation the proxy and the dev IdP are in). Honours Domain, Path, Max-Age,
+ * Expires, Secure and the __Host-/__Secure- prefixes; loopback hosts count as secure like in Chromium.
+ * SameSite is not modelled: every request is treated as a same-site top-level navigation.
+ */
+export class CookieJar {
+  private cookies: StoredCookie[] = [];
+
+  /** Stores the Set-Cookie headers of a response to `url`. */
+  store(setCookie: string | string[] | undefined, url: string | URL): void {
+    if (setCookie === undefined) return;
+    const target = new URL(url);
+    for (const line of Array.isArray(setCookie) ? setCookie : [setCookie]) this.storeOne(line, target);
+  }
+
+  /** The Cookie header a browser would send to `url` ('' when none). */
+  header(url: string | URL): string {
+    const target = new URL(url);
+    const now = Date.now();
+    this.cookies = this.cookies.filter((c) => c.expiresAt === undefined || c.expiresAt > now);
+    return this.cookies
+      .filter((c) => this.matches(c, target))
+      .sort((a, b) => b.path.length - a.path.length)
+      .map((c) => `${c.name}=${c.value}`)
+      .join('; ');
+  }
+
+  /** The value of a cookie by name; with `url`, only one that would be sent there. */
+  get(name: string, url?: string | URL): string | undefined {
+    const target = url === undefined ? undefined : new URL(url);
+    const now = Date.now();
+    return this.cookies.find((c) => c.name === name
+      && (c.expiresAt === undefined || c.expiresAt > now)
+      && (target === undefined || this.matches(c, target)))?.value;
+  }
+
+  /**
+   * Sets a cookie by hand, e.g. a tampered session cookie. With `url`: a host-only cookie for that host,
+   * path /. Without: sent to every host.
+   */
+  set(name: string, value: string, url?: string | URL): void {
+    const domain = url === undefined ? '' : new URL(url).hostname.toLowerCase();
+    this.remove(name, domain, '/');
+    this.cookies.push({ name, value, domain, hostOnly: url !== undefined, path: '/', expiresAt: undefined, secure: false, httpOnly: false });
+  }
+
+  /** Removes every cookie of that name, whatever its host or path. */
+  delete(name: string): void {
+    this.cookies = this.cookies.filter((c) => c.name !== name);
+  }
+
+  /** Names of the stored (unexpired) cookies; with `url`, only those that would be sent there. */
+  names(url?: string | URL): string[] {
+    const target = url === undefined ? undefined : new URL(url);
+    const now = Date.now();
+    return [...new Set(this.cookies
+      .filter((c) => (c.expiresAt === undefined || c.expiresAt > now) && (target === undefined || this.matches(c, target)))
+      .map((c) => c.name))];
+  }
+
+  private storeOne(line: string, target: URL): void {
+    const [pair = '', ...attributes] = line.split(';');
+    const eq = pair.indexOf('=');
+    if (eq <= 0) return;
+    const name = pair.slice(0, eq).trim();
+    const value = pair.slice(eq + 1).trim();
+    const host = target.hostname.toLowerCase();
+    let domain = host;
+    let hostOnly = true;
+    let path = defaultPath(target.pathname);
+    let maxAge: number | undefined;
+    let expires: number | undefined;
+    let secure = false;
+    let httpOnly = false;
+    for (const attribute of attributes) {
+      const i = attribute.indexOf('=');
+      const key = (i === -1 ? attribute : attribute.slice(0, i)).trim().toLowerCase();
+      const val = i === -1 ? '' : attribute.slice(i + 1).trim();
+      if (key === 'domain' && val) {
+        const d = val.replace(/^\./, '').toLowerCase();
+        if (!domainMatches(host, d)) return; // a browser rejects a cookie for a foreign domain
+        domain = d;
+        hostOnly = false;
+      } else if (key === 'path' && val.startsWith('/')) {
+        path = val;
+      } else if (key === 'max-age' && /^-?\d+$/.test(val)) {
+        maxAge = Number(val);
+      } else if (key === 'expires') {
+        const t = Date.parse(val);
+        if (!Number.isNaN(t)) expires = t;
+      } else if (key === 'secure') {
+        secure = true;
+      } else if (key === 'httponly') {
+        httpOnly = true;
+      }
+    }
+    if (secure && !isSecureContext(target)) return;
+    if (name.startsWith('__Secure-') && !secure) return;
+    if (name.startsWith('__Host-') && (!secure || !hostOnly || path !== '/')) return;
+
+    this.remove(name, domain, path);
+    const expiresAt = maxAge !== undefined ? Date.now() + maxAge * 1000 : expires;
+    if (expiresAt !== undefined && expiresAt <= Date.now()) return; // Max-Age=0 or a past Expires deletes
+    this.cookies.push({ name, value, domain, hostOnly, path, expiresAt, secure, httpOnly });
+  }
+
+  private remove(name: string, domain: string, path: string): void {
+    this.cookies = this.cookies.filter((c) => !(c.name === name && c.domain === domain && c.path === path));
+  }
+
+  private matches(c: StoredCookie, target: URL): boolean {
+    const host = target.hostname.toLowerCase();
+    if (c.domain !== '') {
+      if (c.hostOnly ? c.domain !== host : !domainMatches(host, c.domain)) return false;
+    }
+    if (c.secure && !isSecureContext(target)) return false;
+    return pathMatches(target.pathname || '/', c.path);
+  }
+}
+
+/**
+ * Follows redirects by hand, storing cookies on every hop, until a non-redirect response (or stopAt).
+ * Bodies of every hop are read, so no connection is left hanging.
+ */
+export async function followRedirects(url: string | URL, jar: CookieJar, init: FollowInit = {}): Promise<FollowResult> {
+  const hops: Hop[] = [];
+  const maxHops = init.maxHops ?? 20;
+  let current = new URL(url);
+  let method = (init.method ?? 'GET').toUpperCase();
+  let body = init.body;
+  let extraHeaders: Record<string, string> = { ...init.headers };
+  if (body !== undefined && !Object.keys(extraHeaders).some((k) => k.toLowerCase() === 'content-type')) {
+    extraHeaders['content-type'] = 'application/x-www-form-urlencoded';
+  }
+  if (shouldStop(init.stopAt, current)) {
+    return { finalUrl: current.href, status: 0, headers: {}, body: '', hops, stopped: true };
+  }
+  for (;;) {
+    const cookie = jar.header(current);
+    const headers: Record<string, string> = {
+      ...(init.navigation === false ? {} : BROWSER_NAVIGATION),
+      ...extraHeaders,
+      ...(cookie ? { cookie } : {}),
+    };
+    const res = await request(current, { method: method as 'GET', headers, body });
+    const text = await res.body.text();
+    hops.push({ status: res.statusCode, url: current.href });
+    jar.store(res.headers['set-cookie'], current);
+    const location = res.headers.location;
+    if (![301, 302, 303, 307, 308].includes(res.statusCode) || typeof location !== 'string') {
+      return { finalUrl: current.href, status: res.statusCode, headers: res.headers, body: text, hops, stopped: false };
+    }
+    const next = new URL(location, current);
+    if (shouldStop(init.stopAt, next)) {
+      return { finalUrl: next.href, status: res.statusCode, headers: res.headers, body: text, hops, stopped: true };
+    }
+    if (hops.length >= maxHops) {
+      throw new Error(`more than ${maxHops} redirects:\n${hops.map((h) => `  ${h.status} ${h.url}`).join('\n')}`);
+    }
+    if (res.statusCode !== 307 && res.statusCode !== 308) {
+      method = 'GET';
+      body = undefined;
+      extraHeaders = Object.fromEntries(Object.entries(extraHeaders).filter(([k]) => k.toLowerCase() !== 'content-type'));
+    }
+    current = next;
+  }
+}
+
+/**
+ * Signs in the way a person would: open `startUrl`, follow redirects to the IdP, fill in the form that
+ * has a `login` field, submit it, and follow redirects until a page that is not a redirect. A wrong
+ * password ends on the IdP's form again (status 200) instead of looping.
+ */
+export async function loginViaHttp(
+  startUrl: string,
+  opts: { user: string; password: string; jar?: CookieJar; stopAt?: FollowInit['stopAt']; maxHops?: number },
+): Promise<LoginResult> {
+  const jar = opts.jar ?? new CookieJar();
+  const hops: Hop[] = [];
+  let result = await followRedirects(startUrl, jar, { stopAt: opts.stopAt, maxHops: opts.maxHops });
+  hops.push(...result.hops);
+  const form = result.stopped ? undefined : parseForms(result.body, result.finalUrl).find((f) => f.fields.has('login'));
+  if (form) {
+    form.fields.set('login', opts.user);
+    form.fields.set('password', opts.password);
+    result = await followRedirects(form.action, jar, {
+      method: form.method,
+      body: form.fields.toString(),
+      headers: { origin: new URL(result.finalUrl).origin },
+      stopAt: opts.stopAt,
+      maxHops: opts.maxHops,
+    });
+    hops.push(...result.hops);
+  }
+  return { finalUrl: result.finalUrl, status: result.status, headers: result.headers, body: result.body, jar, hops };
+}
+
+/** The forms of an HTML page with their resolved action and the values of their named inputs. */
+export function parseForms(html: string, pageUrl: string | URL): ParsedForm[] {
+  const forms: ParsedForm[] = [];
+  for (const m of html.matchAll(/<form\b([^>]*)>([\s\S]*?)<\/form>/gi)) {
+    const attrs = parseAttributes(m[1] ?? '');
+    const fields = new URLSearchParams();
+    for (const input of (m[2] ?? '').matchAll(/<(input|textarea)\b([^>]*)>/gi)) {
+      const a = parseAttributes(input[2] ?? '');
+      if (a.name === undefined) continue;
+      const type = (a.type ?? 'text').toLowerCase();
+      if (['submit', 'button', 'image', 'reset'].includes(type)) continue;
+      if ((type === 'checkbox' || type === 'radio') && a.checked === undefined) continue;
+      fields.append(a.name, a.value ?? (type === 'checkbox' ? 'on' : ''));
+    }
+    forms.push({
+      action: new URL(attrs.action ?? '', pageUrl),
+      method: (attrs.method ?? 'GET').toUpperCase(),
+      fields,
+    });
+  }
+  return forms;
+}
+
+function parseAttributes(source: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const m of source.matchAll(/([^\s=/>]+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+)))?/g)) {
+    out[m[1]!.toLowerCase()] = decodeEntities(m[2] ?? m[3] ?? m[4] ?? '');
+  }
+  return out;
+}
+
+function decodeEntities(s: string): string {
+  return s.replace(/&(#x[0-9a-f]+|#\d+|amp|lt|gt|quot|apos);/gi, (all, e: string) => {
+    const lower = e.toLowerCase();
+    if (lower.startsWith('#x')) return String.fromCodePoint(parseInt(lower.slice(2), 16));
+    if (lower.startsWith('#')) return String.fromCodePoint(Number(lower.slice(1)));
+    return ({ amp: '&', lt: '<', gt: '>', quot: '"', apos: "'" } as Record<string, string>)[lower] ?? all;
+  });
+}
+
+function shouldStop(stopAt: FollowInit['stopAt'], url: URL): boolean {
+  if (stopAt === undefined) return false;
+  return typeof stopAt === 'string' ? url.href.startsWith(stopAt) : stopAt(url);
+}
+
+function defaultPath(pathname: string): string {
+  if (!pathname.startsWith('/')) return '/';
+  const last = pathname.lastIndexOf('/');
+  return last <= 0 ? '/' : pathname.slice(0, last);
+}
+
+function pathMatches(requestPath: string, cookiePath: string): boolean {
+  if (requestPath === cookiePath) return true;
+  if (!requestPath.startsWith(cookiePath)) return false;
+  return cookiePath.endsWith('/') || requestPath[cookiePath.length] === '/';
+}
+
+function domainMatches(host: string, domain: string): boolean {
+  if (host === domain) return true;
+  // Subdomain matching only for names; an IP address matches itself alone.
+  return !/^[\d.]+$|^\[/.test(host) && host.endsWith(`.${domain}`);
+}
+
+function isSecureContext(url: URL): boolean {
+  if (url.protocol === 'https:' || url.protocol === 'wss:') return true;
+  const host = url.hostname.toLowerCase();
+  return host === 'localhost' || host.endsWith('.localhost') || /^127\.\d+\.\d+\.\d+$/.test(host) || host === '[::1]';
+}
