@@ -1,0 +1,108 @@
+// Wiring, in request order: normalise the target (rewriteUrl) → Portcullis's own endpoints
+// (/oauth2/*, /healthz, /readyz) → the door (route → session → policy → identity → forward).
+// Errors from any stage meet one handler that answers with a page (browsers) or JSON (APIs).
+import Fastify, { LogController, type FastifyInstance, type FastifyRequest } from 'fastify';
+import fastifyCookie from '@fastify/cookie';
+import { randomUUID } from 'node:crypto';
+import type { Config } from './config/index.js';
+import { Runtime, type RuntimeOptions } from './runtime.js';
+import { createMetrics, statusClass, type Metrics } from './metrics.js';
+import { asPortcullisError } from './errors.js';
+import { errorPage } from './pages.js';
+import { handleUpgrade, proxyHandler, rewriteUrl, wantsHtml, type RouteCarrier } from './door.js';
+import { registerSignInEndpoints } from './signin/endpoints.js';
+import { registerForwarding } from './proxy/forward.js';
+import type { HeaderBag } from './identity/headers.js';
+
+export interface AppOptions extends RuntimeOptions {
+  metrics?: Metrics;
+  /** pino destination stream (tests capture logs to scan them for secrets). */
+  logStream?: NodeJS.WritableStream;
+}
+
+/** Log redaction: cookies, tokens and credentials never reach a log line. */
+export const REDACT = [
+  'req.headers.cookie', 'req.headers.authorization', 'req.headers["proxy-authorization"]',
+  'res.headers["set-cookie"]', 'headers.cookie', 'headers.authorization',
+  '*.id_token', '*.access_token', '*.refresh_token', '*.idToken', '*.accessToken', '*.refreshToken', '*.clientSecret', '*.secrets',
+];
+
+export async function buildApp(config: Config, opts: AppOptions = {}): Promise<{ app: FastifyInstance; runtime: Runtime }> {
+  const metrics = opts.metrics ?? createMetrics();
+  const app = Fastify({
+    logger: {
+      level: config.logLevel,
+      redact: { paths: REDACT, censor: '[redacted]' },
+      ...(opts.logStream ? { stream: opts.logStream } : {}),
+    },
+    trustProxy: config.trustProxy,
+    // A request id from the client is believed only from a trusted proxy.
+    requestIdHeader: config.trustProxy ? 'x-request-id' : false,
+    genReqId: () => randomUUID(),
+    // Per-request access logs cost on the hot path; decisions are audited instead (door.ts).
+    logController: new LogController({ disableRequestLogging: true }),
+    rewriteUrl,
+    return503OnClosing: true,
+    bodyLimit: 10 * 1024 * 1024,
+    routerOptions: { ignoreDuplicateSlashes: false, ignoreTrailingSlash: false, maxParamLength: 4096 },
+  });
+  const runtime = new Runtime(config, metrics, app.log, opts);
+
+  await app.register(fastifyCookie);
+
+  app.setErrorHandler((err, request, reply) => {
+    const e = asPortcullisError(err);
+    if (e.statusCode >= 500) request.log.error({ code: e.code, err: e.cause ?? err }, e.message);
+    else request.log.info({ code: e.code, detail: e.cause instanceof Error ? e.cause.message : undefined }, e.message);
+    reply.code(e.statusCode).header('cache-control', 'no-store');
+    if (e.retryAfter) reply.header('retry-after', String(e.retryAfter));
+    const retryTo = (request as FastifyRequest & { retryTo?: string }).retryTo;
+    const signInUrl = e.retrySignIn ? `${config.publicUrl}/oauth2/start${retryTo ? `?rd=${encodeURIComponent(retryTo)}` : ''}` : undefined;
+    if (wantsHtml(request.headers as HeaderBag)) {
+      return reply.type('text/html; charset=utf-8').send(errorPage({
+        status: e.statusCode, title: e.statusCode >= 500 ? 'Service problem' : 'Request not accepted',
+        message: e.message, code: e.code, signInUrl, requestId: request.id,
+      }));
+    }
+    return reply.send({ error: e.code, message: e.message, ...(signInUrl ? { signInUrl } : {}), requestId: request.id });
+  });
+
+  app.addHook('onResponse', async (request, reply) => {
+    const route = (request as RouteCarrier).portcullisRoute ?? (request.url.startsWith('/oauth2/') ? 'portcullis' : 'none');
+    metrics.requests.inc({ route, status: statusClass(reply.statusCode) });
+    metrics.duration.observe({ route }, reply.elapsedTime / 1000);
+  });
+
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/readyz', async (_request, reply) => {
+    const idp = runtime.idp.ready;
+    metrics.idpReady.set(idp ? 1 : 0);
+    const ok = idp;
+    return reply.code(ok ? 200 : 503).send({ status: ok ? 'ready' : 'not ready', idp: idp ? 'ok' : (runtime.idp.lastError ?? 'discovering') });
+  });
+
+  await app.register(async (own) => registerSignInEndpoints(own, runtime));
+  // Any other /oauth2/ path is ours too, and never proxied.
+  app.all('/oauth2/*', async (_request, reply) => reply.code(404).send({ error: 'not_found', message: 'Unknown Portcullis endpoint.' }));
+
+  await app.register(async (proxy) => {
+    await registerForwarding(proxy);
+    proxy.all('/*', (request, reply) => proxyHandler(request, reply, runtime));
+    proxy.all('/', (request, reply) => proxyHandler(request, reply, runtime));
+  });
+
+  app.server.on('upgrade', (req, socket, head) => {
+    socket.on('error', () => socket.destroy());
+    void handleUpgrade(runtime, req, socket, head);
+  });
+  app.addHook('onClose', async () => runtime.close());
+  runtime.idp.start();
+  return { app, runtime };
+}
+
+/** The metrics listener: /metrics only, never on the public port. */
+export async function buildMetricsApp(metrics: Metrics): Promise<FastifyInstance> {
+  const app = Fastify({ logger: false });
+  app.get('/metrics', async (_request, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
+  return app;
+}

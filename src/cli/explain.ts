@@ -1,0 +1,47 @@
+// Operator tool: `portcullis explain` — which route a URL meets (after normalisation), and whether
+// given claims pass its rule, leaf by leaf. Pure: no IdP, no network.
+import type { Config } from '../config/index.js';
+import { normalizeTarget } from '../routing/normalize.js';
+import { compileMatcher } from '../routing/match.js';
+import { authorize } from '../policy/decide.js';
+import { explainRule, formatTrace } from '../policy/rules.js';
+
+export interface ExplainResult { exitCode: 0 | 1 | 3; text: string }
+
+export function explain(config: Config, url: string, method: string, claims: Record<string, unknown> | undefined): ExplainResult {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return { exitCode: 1, text: `--url must be an absolute URL like https://apps.example.com/admin (got ${JSON.stringify(url)})` };
+  }
+  // Keep the path exactly as typed (URL() already resolves dot segments; we want to show ours).
+  const rawPath = url.replace(/^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i, '') || '/';
+  const n = normalizeTarget(rawPath.replace(/#.*$/, ''));
+  const lines: string[] = [`request:    ${method.toUpperCase()} ${u.host}${rawPath}`];
+  if (!n.ok) {
+    lines.push(`normalised: rejected with 400 (${n.reason})`, 'decision:   DENY (bad request)');
+    return { exitCode: 3, text: lines.join('\n') };
+  }
+  lines.push(`normalised: ${n.path}${n.query ? `  (query ${n.query} is not used for matching)` : ''}`);
+  const idx = compileMatcher(config.routes.map((r) => r.match))(u.host, n.path, method.toUpperCase());
+  if (idx < 0) {
+    lines.push('route:      none matches → 404', 'decision:   DENY (no matching route)');
+    return { exitCode: 3, text: lines.join('\n') };
+  }
+  const route = config.routes[idx]!;
+  const m = route.match;
+  lines.push(`route:      #${idx} "${route.name}" (host ${m.host ?? '*'}, path ${m.path}${m.methods ? `, methods ${m.methods.join(',')}` : ''}) → ${route.upstream}`);
+  lines.push(`auth:       ${route.auth}`);
+  const d = authorize(route, claims);
+  if (route.allow) {
+    lines.push('rule:');
+    const trace = explainRule(route.allow, claims ?? {});
+    lines.push(...formatTrace(trace).split('\n').map((l) => `  ${l}`));
+  } else if (route.auth === 'required') {
+    lines.push('rule:       (none: any signed-in user)');
+  }
+  if (!claims && route.auth === 'required') lines.push('claims:     none given (--claims FILE.json) → treated as signed out');
+  lines.push(`decision:   ${d.allowed ? 'ALLOW' : 'DENY'} (${d.reasons.join(', ')})`);
+  return { exitCode: d.allowed ? 0 : 3, text: lines.join('\n') };
+}

@@ -1,0 +1,67 @@
+// Every failure Portcullis answers with is a coded error: a stable `code` (ERR_<AREA>_<WHAT>), the
+// HTTP status, a plain-words message safe to show the user, and the operator's detail in `cause`
+// (logged, never shown). `expose` follows oidc-provider: status < 500 messages are for the user.
+
+export class PortcullisError extends Error {
+  readonly code: string;
+  readonly statusCode: number;
+  readonly expose: boolean;
+  /** Offer "sign in again" on the error page (callback and session failures). */
+  readonly retrySignIn: boolean;
+  /** Seconds for a Retry-After header (503s). */
+  readonly retryAfter: number | undefined;
+
+  constructor(code: string, statusCode: number, message: string, opts: { cause?: unknown; retrySignIn?: boolean; retryAfter?: number } = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = 'PortcullisError';
+    this.code = code;
+    this.statusCode = statusCode;
+    this.expose = statusCode < 500;
+    this.retrySignIn = opts.retrySignIn ?? false;
+    this.retryAfter = opts.retryAfter;
+  }
+}
+
+type Make = (cause?: unknown) => PortcullisError;
+const def = (code: string, status: number, message: string, extra: { retrySignIn?: boolean; retryAfter?: number } = {}): Make =>
+  (cause) => new PortcullisError(code, status, message, { ...extra, cause });
+
+/** Constructors, one per failure the user or operator can meet. */
+export const errors = {
+  badPath: (reason: string) => new PortcullisError('ERR_REQUEST_BAD_PATH', 400, `This address cannot be served: ${reason}.`),
+  badHost: def('ERR_REQUEST_BAD_HOST', 400, 'The request names a host this proxy does not serve.'),
+  noRoute: def('ERR_ROUTE_NOT_FOUND', 404, 'Nothing is served at this address.'),
+  notOwnEndpoint: def('ERR_ROUTE_NOT_FOUND', 404, 'Unknown Portcullis endpoint.'),
+
+  callbackNoState: def('ERR_CALLBACK_STATE_MISSING', 400, 'The sign-in response carries no state parameter, so it cannot be matched to a sign-in you started.', { retrySignIn: true }),
+  callbackUnknownState: def('ERR_CALLBACK_STATE_MISMATCH', 400, 'This sign-in response does not match a sign-in started in this browser, or it was already used or has expired (sign-ins must finish within 10 minutes).', { retrySignIn: true }),
+  callbackIdpError: (error: string, description: string | undefined) => new PortcullisError('ERR_CALLBACK_IDP_ERROR', error === 'access_denied' ? 403 : 400,
+    error === 'access_denied' ? 'The identity provider did not grant access (the sign-in was cancelled or refused).' : `The identity provider reported an error: ${error}${description ? ` — ${description}` : ''}.`, { retrySignIn: true }),
+  callbackCodeRejected: def('ERR_CALLBACK_CODE_REJECTED', 400, 'The identity provider refused the sign-in code (it may have been used already or expired).', { retrySignIn: true }),
+  idTokenInvalid: def('ERR_CALLBACK_ID_TOKEN_INVALID', 401, 'The identity provider\'s ID token failed verification, so you were not signed in.', { retrySignIn: true }),
+  userinfoMismatch: def('ERR_CALLBACK_USERINFO_MISMATCH', 401, 'The identity provider returned inconsistent user information, so you were not signed in.', { retrySignIn: true }),
+
+  idpUnavailable: def('ERR_IDP_UNAVAILABLE', 503, 'Sign-in is unavailable right now: the identity provider cannot be reached. Please try again in a moment.', { retryAfter: 10, retrySignIn: true }),
+  idpTimeout: def('ERR_IDP_TIMEOUT', 504, 'The identity provider did not answer in time. Please try again.', { retrySignIn: true }),
+  idpBadResponse: def('ERR_IDP_BAD_RESPONSE', 502, 'The identity provider gave an unexpected answer. Please try again.', { retrySignIn: true }),
+
+  storeUnavailable: def('ERR_SESSION_STORE_UNAVAILABLE', 503, 'Your session cannot be checked right now (the session store is unreachable). Please try again in a moment.', { retryAfter: 5 }),
+
+  upstreamUnavailable: def('ERR_UPSTREAM_UNAVAILABLE', 502, 'The application behind this address is not answering.'),
+  upstreamTimeout: def('ERR_UPSTREAM_TIMEOUT', 504, 'The application behind this address took too long to answer.'),
+
+  signOutCrossSite: def('ERR_SIGN_OUT_CROSS_SITE', 403, 'Sign-out must be confirmed from this site.'),
+  badForm: def('ERR_REQUEST_BAD_FORM', 400, 'The form could not be read.'),
+  payloadTooLarge: def('ERR_REQUEST_TOO_LARGE', 413, 'The request body is too large.'),
+  rateLimited: def('ERR_RATE_LIMITED', 429, 'Too many sign-in attempts from your address. Please wait a minute and try again.', { retryAfter: 60 }),
+} as const;
+
+/** Any thrown value → a PortcullisError (unknown errors become an opaque 500, detail kept in cause). */
+export function asPortcullisError(err: unknown): PortcullisError {
+  if (err instanceof PortcullisError) return err;
+  const status = (err as { statusCode?: number })?.statusCode;
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    return new PortcullisError((err as { code?: string }).code ?? 'ERR_REQUEST_BAD', status, 'The request could not be understood.', { cause: err });
+  }
+  return new PortcullisError('ERR_INTERNAL', 500, 'Something went wrong inside the proxy.', { cause: err });
+}

@@ -1,0 +1,86 @@
+// Command line: `portcullis [run] --config FILE`, `check`, `explain`, `demo`.
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { formatIssues, loadConfigFile } from './config/index.js';
+import { explain } from './cli/explain.js';
+
+const USAGE = `usage:
+  portcullis [run] [--config FILE]        run the proxy (default config: $PORTCULLIS_CONFIG or config/portcullis.yaml)
+  portcullis check [--config FILE]        validate the config; exit 0 when OK, 1 with every problem
+  portcullis explain [--config FILE] --url URL [--method M] [--claims FILE.json]
+                                          which route, which rule, allow or deny (exit 0 allow, 3 deny, 1 error)
+  portcullis demo                         the demo: proxy + embedded IdP + echo upstream on localhost`;
+
+export async function main(argv: string[]): Promise<number> {
+  const command = argv[0] && !argv[0].startsWith('-') ? argv[0] : 'run';
+  const rest = command === argv[0] ? argv.slice(1) : argv;
+  let values: { config?: string; url?: string; method?: string; claims?: string; help?: boolean };
+  try {
+    ({ values } = parseArgs({
+      args: rest,
+      options: {
+        config: { type: 'string', short: 'c' },
+        url: { type: 'string' },
+        method: { type: 'string' },
+        claims: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+    }));
+  } catch (err) {
+    console.error(`${(err as Error).message}\n\n${USAGE}`);
+    return 1;
+  }
+  if (values.help) { console.log(USAGE); return 0; }
+  const configFile = values.config ?? process.env.PORTCULLIS_CONFIG ?? 'config/portcullis.yaml';
+
+  switch (command) {
+    case 'demo': {
+      const { runDemo } = await import('./demo/demo.js');
+      await runDemo();
+      return 0;
+    }
+    case 'check': {
+      const r = loadConfigFile(configFile);
+      if (!r.ok) {
+        console.error(`${configFile}: ${r.issues.length} problem${r.issues.length === 1 ? '' : 's'}\n${formatIssues(r.issues)}`);
+        return 1;
+      }
+      console.log(`config OK: ${r.config.routes.length} route${r.config.routes.length === 1 ? '' : 's'}`);
+      return 0;
+    }
+    case 'explain': {
+      if (!values.url) { console.error(`explain needs --url\n\n${USAGE}`); return 1; }
+      const r = loadConfigFile(configFile);
+      if (!r.ok) { console.error(`${configFile}:\n${formatIssues(r.issues)}`); return 1; }
+      let claims: Record<string, unknown> | undefined;
+      if (values.claims) {
+        try {
+          const parsed: unknown = JSON.parse(readFileSync(values.claims, 'utf8'));
+          if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('must be a JSON object of claims');
+          claims = parsed as Record<string, unknown>;
+        } catch (err) {
+          console.error(`--claims ${values.claims}: ${(err as Error).message}`);
+          return 1;
+        }
+      }
+      const out = explain(r.config, values.url, values.method ?? 'GET', claims);
+      (out.exitCode === 1 ? console.error : console.log)(out.text);
+      return out.exitCode;
+    }
+    case 'run': {
+      const r = loadConfigFile(configFile);
+      if (!r.ok) {
+        console.error(`${configFile}: ${r.issues.length} problem${r.issues.length === 1 ? '' : 's'}\n${formatIssues(r.issues)}`);
+        return 1;
+      }
+      const { startServer, installSignalHandlers } = await import('./server.js');
+      const server = await startServer(r.config);
+      installSignalHandlers(server, r.config.shutdownGracePeriodMs);
+      return 0;
+    }
+    default:
+      console.error(`unknown command "${command}"\n\n${USAGE}`);
+      return 1;
+  }
+}

@@ -1,0 +1,103 @@
+// Forward stage: hand the (already authorized, already rewritten) request to the route's upstream
+// with @fastify/reply-from over pooled undici keep-alive connections, and WebSocket upgrades over a
+// raw socket pipe. Upstream failures become coded 502/504 answers, never a 500 or a hang.
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import type { Duplex } from 'node:stream';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import replyFrom from '@fastify/reply-from';
+import { errors, type PortcullisError } from '../errors.js';
+import type { HeaderBag } from '../identity/headers.js';
+
+export interface ForwardTarget {
+  routeName: string;
+  /** Upstream origin + base path, no trailing slash. */
+  upstream: string;
+  /** Path (already normalised, prefix-stripped when configured) + query. */
+  pathAndQuery: string;
+  timeoutMs: number;
+  rewriteHeaders: (headers: HeaderBag) => void;
+  onUpstreamError: (err: PortcullisError, kind: string) => void;
+}
+
+/** Registers reply-from on the proxy's encapsulated context. */
+export async function registerForwarding(app: FastifyInstance): Promise<void> {
+  await app.register(replyFrom, {
+    disableRequestLogging: true,
+    undici: { connections: 256, pipelining: 1, keepAliveTimeout: 60_000 },
+    // The body is streamed through untouched; the proxy context never parses it.
+    contentTypesToEncode: [],
+  });
+  // Pass every body through as a stream, whatever its type.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', (_req, payload, done) => done(null, payload));
+}
+
+export function forward(request: FastifyRequest, reply: FastifyReply, t: ForwardTarget): FastifyReply {
+  return reply.from(t.upstream + t.pathAndQuery, {
+    timeout: t.timeoutMs,
+    // Never retry: a 503 from the upstream is the upstream's answer, and replays are not ours to make.
+    retryDelay: () => null,
+    rewriteRequestHeaders: (_req, headers) => {
+      t.rewriteHeaders(headers as HeaderBag);
+      return headers;
+    },
+    onError: (rep, { error }) => {
+      const status = (error as { statusCode?: number }).statusCode;
+      const code = (error as { code?: string }).code ?? '';
+      const timeout = status === 504 || code.includes('TIMEOUT');
+      const e = timeout ? errors.upstreamTimeout(error) : errors.upstreamUnavailable(error);
+      t.onUpstreamError(e, timeout ? 'timeout' : 'unavailable');
+      // Response headers may already be out (reset mid-body): then only aborting the client is honest.
+      if (rep.sent || rep.raw.headersSent) {
+        rep.raw.destroy();
+        return;
+      }
+      rep.send(e);
+    },
+  });
+}
+
+export interface UpgradeTarget {
+  upstream: string;
+  pathAndQuery: string;
+  headers: HeaderBag;
+  timeoutMs: number;
+}
+
+/**
+ * Proxies an authorized WebSocket upgrade: opens the upgrade to the upstream and, once it answers
+ * 101, pipes the two sockets. Returns the client socket for session-bound tracking.
+ */
+export function forwardUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, t: UpgradeTarget, onError: (status: number, err: unknown) => void): void {
+  const url = new URL(t.upstream + t.pathAndQuery);
+  const headers = { ...t.headers, host: url.host };
+  const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
+  const up = send(url, { method: req.method, headers, timeout: t.timeoutMs });
+  let settled = false;
+  const fail = (status: number, err: unknown) => { if (!settled) { settled = true; onError(status, err); } };
+  up.on('upgrade', (res, upSocket, upHead) => {
+    settled = true;
+    upSocket.setTimeout(0);
+    const lines = [`HTTP/1.1 ${res.statusCode} ${res.statusMessage ?? ''}`];
+    for (let i = 0; i < res.rawHeaders.length; i += 2) lines.push(`${res.rawHeaders[i]}: ${res.rawHeaders[i + 1]}`);
+    socket.write(`${lines.join('\r\n')}\r\n\r\n`);
+    if (upHead.length) socket.write(upHead);
+    if (head.length) upSocket.write(head);
+    upSocket.pipe(socket).pipe(upSocket);
+    const end = () => { upSocket.destroy(); socket.destroy(); };
+    upSocket.on('error', end);
+    socket.on('error', end);
+    upSocket.on('close', end);
+    socket.on('close', end);
+  });
+  up.on('response', (res) => {
+    // The upstream refused the upgrade: relay its status line and close.
+    fail(res.statusCode && res.statusCode >= 400 ? res.statusCode : 502, new Error(`upstream answered ${res.statusCode} to an upgrade`));
+    res.resume();
+  });
+  up.on('timeout', () => { fail(504, new Error('upstream upgrade timed out')); up.destroy(); });
+  up.on('error', (err) => fail(502, err));
+  socket.on('error', () => up.destroy());
+  up.end();
+}

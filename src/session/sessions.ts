@@ -1,0 +1,191 @@
+// Session stage: "who is this?" — turns the request's cookies into a verified session (or none),
+// enforces idle and absolute lifetimes, and issues, refreshes and clears session cookies. The hot
+// path is an LRU lookup keyed by a hash of the cookie value: no decryption, no store round-trip.
+import { createHash, randomBytes } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
+import type { CookieSettings } from './cookies.js';
+import { expireChunked, readChunked, writeChunked } from './cookies.js';
+import type { SessionStore } from './store.js';
+
+export type Claims = Record<string, unknown>;
+
+/** Everything a session holds; sealed into the cookie (cookie store) or kept in Redis. */
+export interface SessionRecord {
+  v: 1;
+  /** Portcullis's own random session id. */
+  sid: string;
+  /** Claims from the ID token (and userinfo when enabled). */
+  claims: Claims;
+  idToken: string;
+  accessToken?: string;
+  refreshToken?: string;
+  /** When the access/ID token expires (ms since epoch); refresh is due shortly before. */
+  tokenExpiresAt?: number;
+  createdAt: number;
+  seenAt: number;
+}
+
+/** The verified, cached view of a session that request handling uses. Holds no tokens. */
+export interface ActiveSession {
+  readonly sid: string;
+  readonly sub: string;
+  /** The IdP's session id (`sid` claim), for back-channel logout. */
+  readonly idpSid: string | undefined;
+  readonly claims: Claims;
+  readonly createdAt: number;
+  seenAt: number;
+  /** When seenAt was last persisted. */
+  writtenAt: number;
+  readonly tokenExpiresAt: number | undefined;
+  readonly hasRefreshToken: boolean;
+  /** Opened with an older secret: re-seal with the first one on this response. */
+  stale: boolean;
+  /** The cookie value it was read from. */
+  readonly cookieValue: string;
+}
+
+export interface SessionTimings {
+  idleTimeoutMs: number;
+  absoluteTimeoutMs: number;
+  cacheMaxEntries: number;
+}
+
+export type SessionLookup =
+  | { kind: 'none' }
+  | { kind: 'valid'; session: ActiveSession }
+  | { kind: 'expired'; reason: 'idle' | 'absolute' | 'revoked' | 'invalid' };
+
+/** Revocation check shared with back-channel logout: true when this session was ended elsewhere. */
+export type RevocationCheck = (s: { sid: string; sub: string; idpSid: string | undefined; createdAt: number }) => boolean;
+
+const NONE: SessionLookup = Object.freeze({ kind: 'none' });
+
+export class SessionManager {
+  private readonly cache: LRUCache<string, ActiveSession> | undefined;
+  /** How often an active session's last-seen time is written back (cookie re-sealed / Redis touched). */
+  private readonly touchIntervalMs: number;
+
+  constructor(
+    readonly cookies: CookieSettings,
+    private readonly store: SessionStore,
+    private readonly timings: SessionTimings,
+    private readonly now: () => number = Date.now,
+    private readonly isRevoked: RevocationCheck = () => false,
+    private readonly onCache: (hit: boolean) => void = () => {},
+  ) {
+    this.cache = timings.cacheMaxEntries > 0 ? new LRUCache({ max: timings.cacheMaxEntries }) : undefined;
+    this.touchIntervalMs = Math.min(60_000, Math.max(1000, Math.floor(timings.idleTimeoutMs / 10)));
+  }
+
+  static newSid(): string { return randomBytes(18).toString('base64url'); }
+
+  /** The session cookie's value, joined from chunks. */
+  cookieValue(cookies: Record<string, string | undefined>): string | undefined {
+    return readChunked(cookies, this.cookies.session);
+  }
+
+  /** Finds the request's session. Never throws for bad cookies: they are simply "no session". */
+  async lookup(cookies: Record<string, string | undefined>): Promise<SessionLookup> {
+    const value = this.cookieValue(cookies);
+    if (value === undefined) return NONE;
+    const key = cacheKey(value);
+    const now = this.now();
+    let s = this.cache?.get(key);
+    this.onCache(s !== undefined);
+    if (!s) {
+      const opened = await this.store.open(value); // may throw ERR_SESSION_STORE_UNAVAILABLE
+      if (!opened) return { kind: 'expired', reason: 'invalid' };
+      const r = opened.record;
+      s = {
+        sid: r.sid,
+        sub: String(r.claims.sub ?? ''),
+        idpSid: typeof r.claims.sid === 'string' ? r.claims.sid : undefined,
+        claims: r.claims,
+        createdAt: r.createdAt,
+        seenAt: r.seenAt,
+        writtenAt: r.seenAt,
+        tokenExpiresAt: r.tokenExpiresAt,
+        hasRefreshToken: typeof r.refreshToken === 'string',
+        stale: opened.stale,
+        cookieValue: value,
+      };
+      this.cache?.set(key, s);
+    }
+    if (now - s.createdAt > this.timings.absoluteTimeoutMs) return this.drop(key, 'absolute');
+    if (now - s.seenAt > this.timings.idleTimeoutMs) return this.drop(key, 'idle');
+    if (this.isRevoked(s)) return this.drop(key, 'revoked');
+    s.seenAt = now;
+    return { kind: 'valid', session: s };
+  }
+
+  private drop(key: string, reason: 'idle' | 'absolute' | 'revoked'): SessionLookup {
+    this.cache?.delete(key);
+    return { kind: 'expired', reason };
+  }
+
+  /** Forgets cached sessions matching a predicate (back-channel logout, sign-out). */
+  evict(match: (s: ActiveSession) => boolean): void {
+    if (!this.cache) return;
+    for (const [k, s] of this.cache.entries()) if (match(s)) this.cache.delete(k);
+  }
+
+  /** Whether this response should persist the session (last-seen time or a key rotation). */
+  needsWrite(s: ActiveSession): boolean {
+    return s.stale || s.seenAt - s.writtenAt >= this.touchIntervalMs;
+  }
+
+  /** Re-saves an active session (new last-seen time, current key). Returns Set-Cookie headers. */
+  async rewrite(s: ActiveSession, cookies: Record<string, string | undefined>, update?: (r: SessionRecord) => SessionRecord): Promise<string[]> {
+    const opened = await this.store.open(s.cookieValue);
+    if (!opened) return [];
+    let record = { ...opened.record, seenAt: s.seenAt };
+    if (update) record = update(record);
+    const headers = await this.write(record, cookies, s.cookieValue);
+    s.writtenAt = s.seenAt;
+    s.stale = false;
+    this.cache?.delete(cacheKey(s.cookieValue));
+    return headers;
+  }
+
+  /** Loads the full record (tokens included) behind an active session. */
+  async record(s: ActiveSession): Promise<SessionRecord | undefined> {
+    return (await this.store.open(s.cookieValue))?.record;
+  }
+
+  /** Stores a brand-new session (always a new sid: no fixation through a planted cookie). */
+  async create(record: SessionRecord, cookies: Record<string, string | undefined>): Promise<string[]> {
+    const old = this.cookieValue(cookies);
+    if (old !== undefined) {
+      this.cache?.delete(cacheKey(old));
+      await this.store.remove(old).catch(() => {});
+    }
+    return this.write(record, cookies, undefined);
+  }
+
+  private async write(record: SessionRecord, cookies: Record<string, string | undefined>, previous: string | undefined): Promise<string[]> {
+    const value = await this.store.save(record, previous);
+    const maxAge = Math.max(1, Math.floor((record.createdAt + this.timings.absoluteTimeoutMs - this.now()) / 1000));
+    return writeChunked(this.cookies, cookies, this.cookies.session, value, maxAge);
+  }
+
+  /** Ends the request's session: store entry removed, cache forgotten, cookies expired. */
+  async destroy(cookies: Record<string, string | undefined>): Promise<string[]> {
+    const value = this.cookieValue(cookies);
+    if (value !== undefined) {
+      this.cache?.delete(cacheKey(value));
+      await this.store.remove(value);
+    }
+    return expireChunked(this.cookies, cookies, this.cookies.session);
+  }
+
+  /** Expire headers for whatever session cookies the request carries. */
+  expireHeaders(cookies: Record<string, string | undefined>): string[] {
+    return expireChunked(this.cookies, cookies, this.cookies.session);
+  }
+
+  async close(): Promise<void> { this.cache?.clear(); await this.store.close(); }
+}
+
+export function cacheKey(cookieValue: string): string {
+  return createHash('sha256').update(cookieValue).digest('base64url');
+}

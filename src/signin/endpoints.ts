@@ -1,0 +1,172 @@
+// Sign-in stage, HTTP side: Portcullis's own endpoints under /oauth2/ (never proxied, on every host):
+// start, callback, sign_out, signed_out, userinfo and forward-auth.
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Runtime } from '../runtime.js';
+import { errors, PortcullisError } from '../errors.js';
+import { safeRedirect } from './redirects.js';
+import { signOutPage, signedOutPage } from '../pages.js';
+import { SessionManager, type SessionRecord } from '../session/sessions.js';
+import { evaluate, answerUnauthenticated, type Cookies, TARGET, type TargetCarrier } from '../door.js';
+import { normalizeTarget } from '../routing/normalize.js';
+import type { HeaderBag } from '../identity/headers.js';
+
+type Query = Record<string, string | string[] | undefined>;
+const one = (v: string | string[] | undefined): string | undefined => (Array.isArray(v) ? v[0] : v);
+
+export async function registerSignInEndpoints(app: FastifyInstance, rt: Runtime): Promise<void> {
+  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: 16 * 1024 }, (_req, body, done) => {
+    done(null, Object.fromEntries(new URLSearchParams(body as string)));
+  });
+
+  app.all('/oauth2/__bad_request', async (request) => {
+    const t = (request.raw as TargetCarrier)[TARGET];
+    throw errors.badPath(t && !t.ok ? t.reason : 'malformed request target');
+  });
+
+  app.get('/oauth2/start', async (request, reply) => {
+    const rd = safeRedirect(one((request.query as Query).rd), rt.redirects);
+    const { location, setCookies } = await rt.beginSignIn(request.cookies as Cookies, rd);
+    return reply.code(302).header('set-cookie', setCookies).header('cache-control', 'no-store').header('location', location).send();
+  });
+
+  app.get('/oauth2/callback', async (request, reply) => {
+    const q = request.query as Query;
+    const cookies = request.cookies as Cookies;
+    const found = rt.txns.finish(cookies, one(q.state));
+    reply.header('cache-control', 'no-store');
+    if (!found.ok) {
+      rt.metrics.transactionsRejected.inc({ reason: found.reason });
+      rt.metrics.logins.inc({ result: found.reason === 'missing-state' ? 'ERR_CALLBACK_STATE_MISSING' : 'ERR_CALLBACK_STATE_MISMATCH' });
+      if (found.clear) reply.header('set-cookie', [found.clear]);
+      const idpError = one(q.error);
+      // An IdP error without a matching transaction is still worth showing in its own words.
+      throw found.reason === 'missing-state'
+        ? (idpError ? errors.callbackIdpError(idpError, one(q.error_description)) : errors.callbackNoState())
+        : errors.callbackUnknownState(new Error(`transaction ${found.reason}`));
+    }
+    const { txn } = found;
+    const rawQuery = request.raw.url!.includes('?') ? request.raw.url!.slice(request.raw.url!.indexOf('?')) : '';
+    try {
+      const result = await rt.idp.completeSignIn(rawQuery, txn);
+      const now = Date.now();
+      const record: SessionRecord = {
+        v: 1,
+        sid: SessionManager.newSid(),
+        claims: result.claims,
+        idToken: result.idToken,
+        accessToken: result.accessToken,
+        refreshToken: result.refreshToken,
+        tokenExpiresAt: result.tokenExpiresAt,
+        createdAt: now,
+        seenAt: now,
+      };
+      const sessionCookies = await rt.sessions.create(record, cookies);
+      rt.metrics.logins.inc({ result: 'success' });
+      request.log.info({ sub: result.claims.sub, email: result.claims.email }, 'signed in');
+      return reply.code(302).header('set-cookie', [found.clear, ...sessionCookies])
+        .header('location', safeRedirect(txn.returnTo, rt.redirects)).send();
+    } catch (err) {
+      const e = err instanceof PortcullisError ? err : errors.idpBadResponse(err);
+      rt.metrics.logins.inc({ result: e.code });
+      reply.header('set-cookie', [found.clear]);
+      (request as FastifyRequest & { retryTo?: string }).retryTo = txn.returnTo;
+      throw e;
+    }
+  });
+
+  app.get('/oauth2/sign_out', async (request, reply) => {
+    const lookup = await rt.sessions.lookup(request.cookies as Cookies);
+    const user = lookup.kind === 'valid' ? String(lookup.session.claims.email ?? lookup.session.claims.preferred_username ?? lookup.session.sub) : undefined;
+    const rd = one((request.query as Query).rd) ?? '';
+    return reply.header('cache-control', 'no-store').type('text/html; charset=utf-8').send(signOutPage({ user, action: '/oauth2/sign_out', rd }));
+  });
+
+  app.post('/oauth2/sign_out', async (request, reply) => {
+    // CSRF: a cross-site page must not be able to sign anyone out (or clear their cookies).
+    const origin = request.headers.origin;
+    const site = request.headers['sec-fetch-site'];
+    if ((origin !== undefined && origin !== 'null' && origin !== rt.redirects.origin && origin !== rt.originOf(request)) || origin === 'null' || site === 'cross-site') {
+      throw errors.signOutCrossSite();
+    }
+    const cookies = request.cookies as Cookies;
+    const body = (request.body ?? {}) as Record<string, string>;
+    const lookup = await rt.sessions.lookup(cookies);
+    let idToken: string | undefined;
+    if (lookup.kind === 'valid') {
+      const record = await rt.sessions.record(lookup.session);
+      idToken = record?.idToken;
+      if (record?.refreshToken) await rt.idp.revoke(record.refreshToken);
+      rt.endConnections(lookup.session.sid);
+      rt.metrics.sessionsRevoked.inc({ via: 'sign_out' });
+      request.log.info({ sub: lookup.session.sub }, 'signed out');
+    }
+    const setCookies = await rt.sessions.destroy(cookies);
+    const rd = body.rd ? safeRedirect(body.rd, rt.redirects) : `${rt.config.publicUrl}/oauth2/signed_out`;
+    const location = rt.idp.endSessionUrl(idToken, rd) ?? rd;
+    return reply.code(303).header('set-cookie', setCookies).header('cache-control', 'no-store').header('location', location).send();
+  });
+
+  app.get('/oauth2/signed_out', async (_request, reply) => reply.type('text/html; charset=utf-8').send(signedOutPage()));
+
+  app.get('/oauth2/userinfo', async (request, reply) => {
+    reply.header('cache-control', 'no-store');
+    const lookup = await rt.sessions.lookup(request.cookies as Cookies);
+    if (lookup.kind !== 'valid') {
+      return reply.code(401).header('www-authenticate', `OIDC realm="portcullis", sign_in_url="${rt.config.publicUrl}/oauth2/start"`)
+        .send({ error: 'unauthenticated', message: 'No session.' });
+    }
+    const c = lookup.session.claims;
+    return reply.send({ sub: c.sub, email: c.email, email_verified: c.email_verified, name: c.name, preferred_username: c.preferred_username, groups: c.groups });
+  });
+
+  // Forward-auth for nginx auth_request / Traefik forwardAuth. The original request is read from
+  // X-Forwarded-Method/-Host/-Uri (or nginx's X-Original-URL) only when the peer is trusted.
+  app.get('/oauth2/auth', async (request, reply) => forwardAuth(rt, request, reply));
+}
+
+async function forwardAuth(rt: Runtime, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+  reply.header('cache-control', 'no-store');
+  if (!rt.config.trustProxy) {
+    return reply.code(400).send({ error: 'forward_auth_untrusted', message: 'Forward-auth needs trustProxy so that X-Forwarded-Uri can be believed; set trustProxy in the config.' });
+  }
+  const h = request.headers as HeaderBag;
+  let uri = one(h['x-forwarded-uri'] as string | string[] | undefined);
+  let host = one(h['x-forwarded-host'] as string | string[] | undefined) ?? request.headers.host;
+  const originalUrl = one(h['x-original-url'] as string | string[] | undefined);
+  if (!uri && originalUrl) {
+    try {
+      const u = new URL(originalUrl);
+      uri = u.pathname + u.search;
+      host = u.host;
+    } catch {
+      return reply.code(400).send({ error: 'bad_request', message: 'X-Original-URL is not an absolute URL.' });
+    }
+  }
+  if (!uri) return reply.code(400).send({ error: 'bad_request', message: 'Send X-Forwarded-Uri (Traefik) or X-Original-URL (nginx).' });
+  const n = normalizeTarget(uri);
+  if (!n.ok) return reply.code(400).send({ error: 'bad_request', message: `The original request path is not acceptable: ${n.reason}.` });
+  const method = (one(h['x-forwarded-method'] as string | string[] | undefined) ?? 'GET').toUpperCase();
+  const headers = { ...h };
+  rt.table.headers.strip(headers);
+  const outcome = await evaluate(rt, { method, host, path: n.path, query: n.query, cookies: request.cookies as Cookies, headers });
+  if (outcome.kind !== 'no-route') rt.metrics.decisions.inc({ route: outcome.route.name, decision: outcome.kind === 'allow' ? 'allow' : outcome.kind === 'forbidden' ? 'deny' : 'unauthenticated' });
+  if (outcome.kind !== 'no-route' && outcome.setCookies.length) reply.header('set-cookie', outcome.setCookies);
+  switch (outcome.kind) {
+    case 'no-route':
+      return reply.code(404).send({ error: 'not_found', message: 'No route matches the original request.' });
+    case 'unauthenticated':
+      // Always 401 here (never a redirect): nginx/Traefik decide how to send the browser to /oauth2/start.
+      return reply.code(401).header('www-authenticate', `OIDC realm="portcullis", sign_in_url="${rt.config.publicUrl}/oauth2/start"`)
+        .send({ error: 'unauthenticated', signInUrl: `${rt.config.publicUrl}/oauth2/start?rd=${encodeURIComponent(`${h['x-forwarded-proto'] ?? 'https'}://${host}${n.path}${n.query}`)}` });
+    case 'forbidden':
+      return reply.code(403).send({ error: 'forbidden', route: outcome.route.name });
+    case 'allow': {
+      const out: HeaderBag = {};
+      if (outcome.session) rt.table.headers.inject(outcome.route.name, outcome.session.claims, out);
+      for (const [k, v] of Object.entries(out)) if (v !== undefined) reply.header(k, v);
+      return reply.code(202).send();
+    }
+  }
+}
+
+export { answerUnauthenticated };

@@ -1,0 +1,323 @@
+// Sign-in stage: the only module that talks to the OpenID Provider (through openid-client 6).
+// Discovery with retry/backoff, the authorization URL, the code exchange with every ID-token
+// check, userinfo, refresh, revocation and the end-session URL. Foreign errors are wrapped here,
+// once, into coded PortcullisErrors.
+import * as client from 'openid-client';
+import { errors, PortcullisError } from '../errors.js';
+
+export interface IdpSettings {
+  issuer: string;
+  clientId: string;
+  clientSecret: string;
+  tokenEndpointAuthMethod: 'client_secret_basic' | 'client_secret_post';
+  scopes: readonly string[];
+  clockToleranceSec: number;
+  userinfo: boolean;
+  idTokenSigningAlgs: readonly string[];
+  timeoutMs: number;
+  /** publicUrl + /oauth2/callback — never derived from a request's Host header. */
+  redirectUri: string;
+}
+
+export interface IdpHooks {
+  /** Called with each IdP request's duration and a bounded endpoint label. */
+  observe?: (endpoint: string, seconds: number, ok: boolean) => void;
+  log?: { info: (o: object, m: string) => void; warn: (o: object, m: string) => void };
+  now?: () => number;
+}
+
+export interface SignInResult {
+  claims: Record<string, unknown>;
+  idToken: string;
+  accessToken: string | undefined;
+  refreshToken: string | undefined;
+  /** ms since epoch */
+  tokenExpiresAt: number | undefined;
+}
+
+/** Fresh nonce and PKCE verifier for one sign-in (the state comes from the transaction). */
+export function randomSignInChecks(): { nonce: string; verifier: string } {
+  return { nonce: client.randomNonce(), verifier: client.randomPKCECodeVerifier() };
+}
+
+export class IdentityProvider {
+  private config: client.Configuration | undefined;
+  private discovering: Promise<void> | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private attempt = 0;
+  private closed = false;
+  lastError: string | undefined;
+
+  constructor(readonly settings: IdpSettings, private readonly hooks: IdpHooks = {}) {}
+
+  /** True once discovery succeeded and the signing keys could be fetched. */
+  get ready(): boolean { return this.config !== undefined; }
+
+  get metadata(): client.ServerMetadata | undefined { return this.config?.serverMetadata(); }
+
+  /** Starts discovery in the background; retries with capped exponential backoff and jitter. */
+  start(): Promise<void> {
+    if (!this.discovering) this.discovering = this.discoverLoop();
+    return this.discovering;
+  }
+
+  /** Resolves when ready, or rejects after `ms`. */
+  async waitReady(ms: number): Promise<void> {
+    const t0 = Date.now();
+    while (!this.ready) {
+      if (Date.now() - t0 > ms) throw new Error(`IdP not ready after ${ms} ms: ${this.lastError ?? 'unknown'}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+  }
+
+  private async discoverLoop(): Promise<void> {
+    while (!this.closed && !this.config) {
+      try {
+        this.config = await this.discover();
+        this.attempt = 0;
+        this.lastError = undefined;
+        this.hooks.log?.info({ issuer: this.settings.issuer }, 'identity provider discovered');
+        return;
+      } catch (err) {
+        this.attempt++;
+        this.lastError = describeError(err);
+        const base = Math.min(60_000, 500 * 2 ** Math.min(this.attempt, 7));
+        const delay = Math.round(base / 2 + Math.random() * (base / 2));
+        this.hooks.log?.warn({ issuer: this.settings.issuer, attempt: this.attempt, retryInMs: delay, err: this.lastError }, 'identity provider discovery failed; retrying');
+        await new Promise<void>((r) => { this.retryTimer = setTimeout(r, delay); this.retryTimer.unref?.(); });
+      }
+    }
+  }
+
+  private endpointLabel(url: string): string {
+    const m = this.config?.serverMetadata();
+    if (!m) return url.includes('/.well-known/') ? 'discovery' : 'other';
+    if (url.startsWith(m.token_endpoint ?? '\0')) return 'token';
+    if (url.startsWith(m.userinfo_endpoint ?? '\0')) return 'userinfo';
+    if (url.startsWith(m.jwks_uri ?? '\0')) return 'jwks';
+    if (url.startsWith(m.revocation_endpoint ?? '\0')) return 'revocation';
+    if (url.includes('/.well-known/')) return 'discovery';
+    return 'other';
+  }
+
+  private async discover(): Promise<client.Configuration> {
+    const s = this.settings;
+    const auth = s.tokenEndpointAuthMethod === 'client_secret_post' ? client.ClientSecretPost(s.clientSecret) : client.ClientSecretBasic(s.clientSecret);
+    const metadata: Partial<client.ClientMetadata> = {
+      client_secret: s.clientSecret,
+      // Pin the accepted ID token algorithms (oauth4webapi accepts a list here): "none" and HMAC
+      // are refused whatever the IdP advertises.
+      id_token_signed_response_alg: [...s.idTokenSigningAlgs] as unknown as string,
+      [client.clockTolerance]: s.clockToleranceSec,
+    };
+    const execute: Array<(c: client.Configuration) => void> = [
+      // openid-client does not verify the signature of an ID token received from the token endpoint
+      // over TLS unless asked; we always ask.
+      client.enableNonRepudiationChecks,
+    ];
+    // Plain-http issuers are for loopback development (the demo) or in-cluster IdPs; a startup
+    // warning says so.
+    if (s.issuer.startsWith('http:')) execute.push(client.allowInsecureRequests);
+    const fetchImpl = this.instrumentedFetch();
+    const config = await client.discovery(new URL(s.issuer), s.clientId, metadata, auth, {
+      execute,
+      timeout: Math.ceil(s.timeoutMs / 1000),
+      [client.customFetch]: fetchImpl as unknown as client.CustomFetch,
+    });
+    config[client.customFetch] = fetchImpl as unknown as client.CustomFetch;
+    config.timeout = Math.ceil(s.timeoutMs / 1000);
+    // Prime the key set now so readiness means "can verify ID tokens" — and fail discovery if the
+    // jwks_uri is unreachable.
+    const jwksUri = config.serverMetadata().jwks_uri;
+    if (!jwksUri) throw new Error('the IdP advertises no jwks_uri; ID token signatures could not be verified');
+    const r = await fetchImpl(jwksUri, { headers: { accept: 'application/json' }, signal: AbortSignal.timeout(s.timeoutMs) });
+    if (!r.ok) throw new Error(`JWKS fetch failed: HTTP ${r.status}`);
+    await r.arrayBuffer();
+    return config;
+  }
+
+  private instrumentedFetch(): (url: string, init?: RequestInit) => Promise<Response> {
+    return async (input: string, init?: RequestInit) => {
+      const label = this.endpointLabel(input);
+      const t0 = performance.now();
+      let ok = false;
+      try {
+        const signal = init?.signal ?? AbortSignal.timeout(this.settings.timeoutMs);
+        const res = await fetch(input, { ...init, signal });
+        ok = res.status < 500;
+        return res;
+      } finally {
+        this.hooks.observe?.(label, (performance.now() - t0) / 1000, ok);
+      }
+    };
+  }
+
+  private requireConfig(): client.Configuration {
+    if (!this.config) {
+      this.start();
+      throw errors.idpUnavailable(new Error(this.lastError ?? 'discovery pending'));
+    }
+    return this.config;
+  }
+
+  /** Builds the authorization request: code flow, PKCE S256, state and nonce, `openid` scope. */
+  async authorizationUrl(p: { state: string; nonce: string; verifier: string; prompt?: string }): Promise<string> {
+    const config = this.requireConfig();
+    const params: Record<string, string> = {
+      redirect_uri: this.settings.redirectUri,
+      scope: this.settings.scopes.join(' '),
+      state: p.state,
+      nonce: p.nonce,
+      code_challenge: await client.calculatePKCECodeChallenge(p.verifier),
+      code_challenge_method: 'S256',
+    };
+    if (p.prompt) params.prompt = p.prompt;
+    return client.buildAuthorizationUrl(config, params).href;
+  }
+
+  /** Checks the authorization response and redeems the code. Throws coded errors. */
+  async completeSignIn(query: string, checks: { state: string; nonce: string; verifier: string }): Promise<SignInResult> {
+    const config = this.requireConfig();
+    const currentUrl = new URL(this.settings.redirectUri);
+    currentUrl.search = query;
+    let tokens: client.TokenEndpointResponse & client.TokenEndpointResponseHelpers;
+    try {
+      tokens = await client.authorizationCodeGrant(config, currentUrl, {
+        pkceCodeVerifier: checks.verifier,
+        expectedState: checks.state,
+        expectedNonce: checks.nonce,
+        idTokenExpected: true,
+      });
+    } catch (err) {
+      throw wrapIdpError(err, 'code');
+    }
+    const claims = tokens.claims() as Record<string, unknown> | undefined;
+    if (!claims || !tokens.id_token) throw errors.idTokenInvalid(new Error('no ID token in the token response'));
+    this.checkIssuedAt(claims);
+    let merged: Record<string, unknown> = { ...claims };
+    if (this.settings.userinfo && tokens.access_token) {
+      try {
+        const info = await client.fetchUserInfo(config, tokens.access_token, String(claims.sub));
+        // ID token claims win: they are signed; userinfo only fills in what is missing.
+        merged = { ...info, ...claims };
+      } catch (err) {
+        if (err instanceof client.ClientError && err.code === 'OAUTH_JSON_ATTRIBUTE_COMPARISON_FAILED') throw errors.userinfoMismatch(err);
+        throw wrapIdpError(err, 'userinfo');
+      }
+    }
+    return {
+      claims: merged,
+      idToken: tokens.id_token,
+      accessToken: tokens.access_token,
+      refreshToken: tokens.refresh_token,
+      tokenExpiresAt: this.expiry(tokens, claims),
+    };
+  }
+
+  /**
+   * Refresh grant. The new ID token (when one is returned) must name the same issuer, subject and
+   * audience, with no new authorized party — openid-client does not compare them with the first.
+   */
+  async refresh(refreshToken: string, original: Record<string, unknown>): Promise<SignInResult & { idTokenReturned: boolean }> {
+    const config = this.requireConfig();
+    let tokens: client.TokenEndpointResponse & client.TokenEndpointResponseHelpers;
+    try {
+      tokens = await client.refreshTokenGrant(config, refreshToken);
+    } catch (err) {
+      throw wrapIdpError(err, 'refresh');
+    }
+    const claims = tokens.claims() as Record<string, unknown> | undefined;
+    if (claims) {
+      this.checkIssuedAt(claims);
+      const sameAud = JSON.stringify([original.aud].flat().sort()) === JSON.stringify([claims.aud].flat().sort());
+      if (claims.iss !== original.iss || claims.sub !== original.sub || !sameAud || (claims.azp !== undefined && claims.azp !== original.azp)) {
+        throw new PortcullisError('ERR_REFRESH_CLAIMS_MISMATCH', 401, 'Your session could not be renewed; please sign in again.', { retrySignIn: true, cause: new Error('refreshed ID token has a different iss/sub/aud/azp') });
+      }
+    }
+    return {
+      claims: claims ? { ...original, ...claims } : original,
+      idToken: tokens.id_token ?? '',
+      idTokenReturned: !!tokens.id_token,
+      accessToken: tokens.access_token,
+      refreshToken: tokens.refresh_token ?? refreshToken,
+      tokenExpiresAt: this.expiry(tokens, claims),
+    };
+  }
+
+  /** Revokes a refresh token when the IdP offers revocation; failures are logged, not fatal. */
+  async revoke(token: string): Promise<boolean> {
+    const config = this.config;
+    if (!config?.serverMetadata().revocation_endpoint) return false;
+    try {
+      await client.tokenRevocation(config, token, { token_type_hint: 'refresh_token' });
+      return true;
+    } catch (err) {
+      this.hooks.log?.warn({ err: describeError(err) }, 'token revocation failed');
+      return false;
+    }
+  }
+
+  /** RP-initiated logout URL, when the IdP offers an end_session_endpoint. */
+  endSessionUrl(idTokenHint: string | undefined, postLogoutRedirectUri: string): string | undefined {
+    const config = this.config;
+    if (!config?.serverMetadata().end_session_endpoint) return undefined;
+    const params: Record<string, string> = { post_logout_redirect_uri: postLogoutRedirectUri, client_id: this.settings.clientId };
+    if (idTokenHint) params.id_token_hint = idTokenHint;
+    return client.buildEndSessionUrl(config, params).href;
+  }
+
+  private checkIssuedAt(claims: Record<string, unknown>): void {
+    const now = Math.floor((this.hooks.now?.() ?? Date.now()) / 1000);
+    if (typeof claims.iat === 'number' && claims.iat > now + this.settings.clockToleranceSec) {
+      throw errors.idTokenInvalid(new Error(`ID token iat ${claims.iat} is in the future (now ${now})`));
+    }
+  }
+
+  private expiry(tokens: client.TokenEndpointResponse & client.TokenEndpointResponseHelpers, claims: Record<string, unknown> | undefined): number | undefined {
+    const expiresIn = tokens.expiresIn();
+    const now = this.hooks.now?.() ?? Date.now();
+    const candidates: number[] = [];
+    if (typeof expiresIn === 'number') candidates.push(now + expiresIn * 1000);
+    if (claims && typeof claims.exp === 'number') candidates.push(claims.exp * 1000);
+    return candidates.length ? Math.min(...candidates) : undefined;
+  }
+}
+
+/** openid-client / network errors → coded Portcullis errors (operator detail kept in `cause`). */
+export function wrapIdpError(err: unknown, step: 'code' | 'userinfo' | 'refresh'): PortcullisError {
+  if (err instanceof PortcullisError) return err;
+  if (err instanceof client.AuthorizationResponseError) {
+    return errors.callbackIdpError(String(err.error), err.error_description ?? undefined);
+  }
+  if (err instanceof client.ResponseBodyError) {
+    if (err.error === 'invalid_grant') {
+      return step === 'refresh'
+        ? new PortcullisError('ERR_REFRESH_INVALID_GRANT', 401, 'Your session has ended at the identity provider; please sign in again.', { retrySignIn: true, cause: err })
+        : errors.callbackCodeRejected(err);
+    }
+    return err.status >= 500 ? errors.idpBadResponse(err) : errors.callbackCodeRejected(err);
+  }
+  const name = (err as Error)?.name;
+  if (name === 'TimeoutError' || name === 'AbortError') return errors.idpTimeout(err);
+  const code = (err as { code?: string })?.code;
+  if (code === 'OAUTH_RESPONSE_IS_NOT_JSON' || code === 'OAUTH_RESPONSE_IS_NOT_CONFORM') return errors.idpBadResponse(err);
+  if (err instanceof client.ClientError || (typeof code === 'string' && code.startsWith('OAUTH_'))) {
+    if (code === 'OAUTH_JSON_ATTRIBUTE_COMPARISON_FAILED' && step === 'userinfo') return errors.userinfoMismatch(err);
+    if (code === 'OAUTH_INVALID_RESPONSE' && /state/i.test((err as Error).message)) return errors.callbackUnknownState(err);
+    return errors.idTokenInvalid(err);
+  }
+  if (err instanceof TypeError) return errors.idpUnavailable(err); // fetch failed: connection refused/reset
+  return errors.idpBadResponse(err);
+}
+
+export function describeError(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const cause = (err as { cause?: unknown }).cause;
+  const c = cause instanceof Error ? `: ${cause.message}` : '';
+  return `${(err as { code?: string }).code ? `${(err as { code?: string }).code} ` : ''}${err.message}${c}`;
+}
