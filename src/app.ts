@@ -13,6 +13,7 @@ import { handleUpgrade, proxyHandler, rewriteUrl, wantsHtml, type RouteCarrier }
 import { registerSignInEndpoints } from './signin/endpoints.js';
 import { registerForwarding } from './proxy/forward.js';
 import type { HeaderBag } from './identity/headers.js';
+import { compilePeerTrust } from './routing/trust.js';
 
 export interface AppOptions extends RuntimeOptions {
   metrics?: Metrics;
@@ -29,6 +30,7 @@ export const REDACT = [
 
 export async function buildApp(config: Config, opts: AppOptions = {}): Promise<{ app: FastifyInstance; runtime: Runtime }> {
   const metrics = opts.metrics ?? createMetrics();
+  const peerTrusted = compilePeerTrust(config.trustProxy);
   const app = Fastify({
     logger: {
       level: config.logLevel,
@@ -36,9 +38,12 @@ export async function buildApp(config: Config, opts: AppOptions = {}): Promise<{
       ...(opts.logStream ? { stream: opts.logStream } : {}),
     },
     trustProxy: config.trustProxy,
-    // A request id from the client is believed only from a trusted proxy.
-    requestIdHeader: config.trustProxy ? 'x-request-id' : false,
-    genReqId: () => randomUUID(),
+    // A request id from the client is believed only from a trusted proxy (and only if it looks sane).
+    requestIdHeader: false,
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && /^[\w.:-]{1,128}$/.test(given) && peerTrusted(req.socket.remoteAddress) ? given : randomUUID();
+    },
     // Per-request access logs cost on the hot path; decisions are audited instead (door.ts).
     logController: new LogController({ disableRequestLogging: true }),
     rewriteUrl,

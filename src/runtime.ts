@@ -16,6 +16,7 @@ import { IdentityProvider, randomSignInChecks } from './signin/idp.js';
 import { errors } from './errors.js';
 import type { RedirectPolicy } from './signin/redirects.js';
 import type { Metrics } from './metrics.js';
+import { compilePeerTrust, type PeerTrust } from './routing/trust.js';
 
 export interface RouteTable {
   readonly routes: readonly RouteConfig[];
@@ -43,6 +44,8 @@ export class Runtime {
   /** Log an audit line for allowed requests too (debug level), not only denials. */
   readonly auditAllows: boolean;
   private readonly publicProto: string;
+  /** Whether a peer may tell us about the original request (X-Forwarded-*). */
+  readonly peerTrusted: PeerTrust;
   private readonly connections = new Map<string, Set<Duplex>>();
 
   constructor(readonly config: Config, readonly metrics: Metrics, readonly log: FastifyBaseLogger, opts: RuntimeOptions = {}) {
@@ -66,6 +69,7 @@ export class Runtime {
       observe: (endpoint, seconds, ok) => metrics.idpDuration.observe({ endpoint, outcome: ok ? 'ok' : 'error' }, seconds),
     });
     const pub = new URL(config.publicUrl);
+    this.peerTrusted = compilePeerTrust(config.trustProxy);
     this.publicHost = pub.host;
     this.publicProto = pub.protocol.slice(0, -1);
     this.redirects = { origin: pub.origin, allowedDomains: config.redirects.allowedDomains };
@@ -75,11 +79,11 @@ export class Runtime {
 
   /** The Host the client asked for (X-Forwarded-Host only from a trusted proxy). */
   hostOf(request: FastifyRequest): string | undefined {
-    return this.config.trustProxy ? request.host : request.headers.host;
+    return this.peerTrusted(request.socket.remoteAddress) ? request.host : request.headers.host;
   }
 
   hostOfRaw(req: IncomingMessage): string | undefined {
-    if (this.config.trustProxy) {
+    if (this.peerTrusted(req.socket.remoteAddress)) {
       const xf = req.headers['x-forwarded-host'];
       if (typeof xf === 'string' && xf) return xf.split(',')[0]!.trim();
     }
@@ -88,7 +92,7 @@ export class Runtime {
 
   /** scheme://host of the request as the browser sees it. */
   originOf(request: FastifyRequest): string {
-    const proto = this.config.trustProxy ? request.protocol : this.publicProto;
+    const proto = this.peerTrusted(request.socket.remoteAddress) ? request.protocol : this.publicProto;
     return `${proto}://${this.hostOf(request) ?? this.publicHost}`;
   }
 
@@ -103,12 +107,14 @@ export class Runtime {
     if (cookie === undefined) delete h.cookie; else h.cookie = cookie;
     if (session) this.table.headers.inject(route.name, session.claims, h);
     if (request) {
-      const prior = this.config.trustProxy ? h['x-forwarded-for'] : undefined;
+      const trusted = this.peerTrusted(request.socket.remoteAddress);
+      const prior = trusted ? h['x-forwarded-for'] : undefined;
       h['x-forwarded-for'] = prior ? `${prior}, ${request.socket.remoteAddress}` : request.socket.remoteAddress;
-      h['x-forwarded-proto'] = this.config.trustProxy ? request.protocol : this.publicProto;
+      h['x-forwarded-proto'] = trusted ? request.protocol : this.publicProto;
       h['x-forwarded-host'] = this.hostOf(request) ?? this.publicHost;
       h['x-request-id'] = request.id;
-    } else if (!this.config.trustProxy) {
+    } else {
+      // WebSocket upgrades: forwarding headers are only passed on from a trusted peer.
       delete h['x-forwarded-for'];
       delete h['x-forwarded-host'];
       delete h['x-forwarded-proto'];

@@ -6,6 +6,7 @@ import { compileRule, type CompiledRule } from '../policy/rules.js';
 import { validateMatchSpec, type RouteMatchSpec } from '../routing/match.js';
 import { compileHeaderTemplate, isValidHeaderName, type HeaderTemplate } from '../identity/templates.js';
 import { parseDuration } from './durations.js';
+import { isAddressOrCidr } from '../routing/trust.js';
 import { childPath, suggest, type Issues } from './issues.js';
 
 export interface RouteConfig {
@@ -34,8 +35,12 @@ export interface RouteConfig {
 
 export interface Config {
   listen: { host: string; port: number };
-  /** Honour X-Forwarded-* / X-Request-Id from the peer. Default false: a client could forge them. */
-  trustProxy: boolean;
+  /**
+   * Honour X-Forwarded-* / X-Request-Id (and forward-auth's X-Forwarded-Uri) from the peer.
+   * Default false: a client could forge them. `true` trusts every peer; a list of addresses/CIDRs
+   * trusts only those (e.g. the ingress controller's pod range).
+   */
+  trustProxy: boolean | string[];
   workers: number | 'auto';
   /** External base URL, origin only, no trailing slash. The callback is publicUrl + /oauth2/callback. */
   publicUrl: string;
@@ -154,7 +159,7 @@ export function validateConfig(raw: unknown, opts: ValidateOptions = {}): { conf
 
   const config: Config = {
     listen: { host: v.string(listen.host, 'listen.host') ?? '0.0.0.0', port: v.port(listen.port, 'listen.port') ?? 8080 },
-    trustProxy: v.bool(root.trustProxy, 'trustProxy') ?? false,
+    trustProxy: Array.isArray(root.trustProxy) ? v.addressList(root.trustProxy, 'trustProxy') : (v.bool(root.trustProxy, 'trustProxy') ?? false),
     workers,
     publicUrl,
     logLevel: v.enumOf(root.logLevel, 'logLevel', LOG_LEVELS) ?? 'info',
@@ -184,6 +189,17 @@ export function validateConfig(raw: unknown, opts: ValidateOptions = {}): { conf
     redirects: { allowedDomains },
     routes,
   };
+  // A route on another host only works when the session cookie reaches it: same host as publicUrl,
+  // or under session.cookieDomain. Otherwise every sign-in would loop.
+  const pubHost = new URL(publicUrl).hostname.toLowerCase();
+  routes.forEach((r, i) => {
+    const h = r.match.host?.replace(/^\*\./, '');
+    if (!h || h === pubHost) return;
+    const dom = cookieDomain?.replace(/^\./, '').toLowerCase();
+    if (!dom || (h !== dom && !h.endsWith(`.${dom}`))) {
+      v.issue(`routes[${i}].match.host`, `${r.match.host} is not publicUrl's host (${pubHost}); set session.cookieDomain to a parent domain of both so the session cookie reaches it`);
+    }
+  });
   if (metrics && metrics.port === config.listen.port && metrics.host === config.listen.host) {
     v.issue('metrics.port', 'must differ from listen.port: /metrics is never served on the public port');
   }
@@ -271,6 +287,12 @@ class Reader {
     const out: string[] = [];
     raw.forEach((item, i) => { const s = this.string(item, childPath(path, i), { required: true }); if (s !== undefined) out.push(s); });
     return out;
+  }
+
+  addressList(raw: unknown, path: string): string[] {
+    const list = this.stringList(raw, path) ?? [];
+    list.forEach((s, i) => { if (!isAddressOrCidr(s)) this.issue(childPath(path, i), `"${s}" is not an IP address or CIDR range like 10.0.0.0/8`); });
+    return list;
   }
 
   url(raw: unknown, path: string, o: { required?: boolean; originOnly?: boolean } = {}): string | undefined {

@@ -166,11 +166,10 @@ export function validateMatchSpec(raw: unknown, path: string, issues: Issues): R
   }
 
   // path
-  const routePath = r.path;
+  // No path = every path (a host-only route).
+  const routePath = Object.hasOwn(r, 'path') ? r.path : '/';
   const pathKey = childPath(path, 'path');
-  if (!Object.hasOwn(r, 'path')) {
-    issues.push({ path, message: 'missing "path" (use / for every path)' });
-  } else if (typeof routePath !== 'string' || routePath === '') {
+  if (typeof routePath !== 'string' || routePath === '') {
     issues.push({ path: pathKey, message: 'path must be a non-empty string starting with /' });
   } else if (!routePath.startsWith('/')) {
     issues.push({ path: pathKey, message: `path must start with /, e.g. "/${routePath}"` });

@@ -126,8 +126,8 @@ export async function registerSignInEndpoints(app: FastifyInstance, rt: Runtime)
 
 async function forwardAuth(rt: Runtime, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
   reply.header('cache-control', 'no-store');
-  if (!rt.config.trustProxy) {
-    return reply.code(400).send({ error: 'forward_auth_untrusted', message: 'Forward-auth needs trustProxy so that X-Forwarded-Uri can be believed; set trustProxy in the config.' });
+  if (!rt.peerTrusted(request.socket.remoteAddress)) {
+    return reply.code(400).send({ error: 'forward_auth_untrusted', message: 'Forward-auth answers only trusted proxies (trustProxy), since it must believe X-Forwarded-Uri; this peer is not trusted.' });
   }
   const h = request.headers as HeaderBag;
   let uri = one(h['x-forwarded-uri'] as string | string[] | undefined);

@@ -173,6 +173,7 @@ describe('validateMatchSpec', () => {
     ['{ host: "*.apps.example.com", path: /api, methods: [GET, POST] }', { host: '*.apps.example.com', path: '/api', methods: ['GET', 'POST'] }],
     ['{ host: localhost, path: /a/b.c/~d }', { host: 'localhost', path: '/a/b.c/~d' }],
     ['{ host: 10.0.0.1, path: /%20x }', { host: '10.0.0.1', path: '/%20x' }],
+    ['{ host: a.com }', { host: 'a.com', path: '/' }], // no path = every path
   ];
   for (const [y, expected] of good) {
     test(`accepts ${y}`, () => {
@@ -185,7 +186,6 @@ describe('validateMatchSpec', () => {
   const bad: Array<[string, string, RegExp]> = [
     ['{ path: /, hots: a.com }', 'routes[1].match.hots', /unknown key "hots" — did you mean "host"\?/],
     ['{ path: /, method: [GET] }', 'routes[1].match.method', /did you mean "methods"\?/],
-    ['{ host: a.com }', 'routes[1].match', /missing "path"/],
     ['{ path: admin }', 'routes[1].match.path', /must start with \//],
     ['{ path: "" }', 'routes[1].match.path', /non-empty string/],
     ['{ path: 5 }', 'routes[1].match.path', /non-empty string/],

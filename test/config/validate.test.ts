@@ -1,0 +1,124 @@
+// Config validation: every problem at once, each with its key path; substitution; secret files.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { parseConfigText } from '../../src/config/load.js';
+import { validateConfigObject, loadConfigFile } from '../../src/config/index.js';
+
+const SECRET = 'x'.repeat(40);
+const base = () => ({
+  publicUrl: 'https://apps.example.com',
+  oidc: { issuer: 'https://idp.example.com', clientId: 'c', clientSecret: 's' },
+  session: { secrets: [SECRET] },
+  routes: [{ name: 'app', upstream: 'http://127.0.0.1:3000' }],
+});
+
+test('a minimal config is valid and gets documented defaults', () => {
+  const r = validateConfigObject(base(), {});
+  assert.ok(r.ok, JSON.stringify(!r.ok && r.issues));
+  const c = r.config;
+  assert.equal(c.listen.port, 8080);
+  assert.equal(c.trustProxy, false);
+  assert.deepEqual(c.oidc.scopes, ['openid', 'email', 'profile']);
+  assert.equal(c.session.store, 'cookie');
+  assert.equal(c.session.idleTimeoutMs, 8 * 3600_000);
+  assert.equal(c.routes[0]!.auth, 'required');
+  assert.ok(Object.isFrozen(c) && Object.isFrozen(c.routes[0]), 'config is frozen after validation');
+});
+
+test('every problem is reported at once, each with its key path', () => {
+  const raw = {
+    ...base(),
+    lisen: { port: 1 },
+    publicUrl: 'https://apps.example.com/sub',
+    oidc: { issuer: 'not a url', clientId: 'c', clientSecret: 's', tokenEndpointAuthMethod: 'client_secret_jwt', idTokenSigningAlgs: ['none', 'HS256'] },
+    session: { secrets: ['short'], store: 'memcached', idleTimeout: '8 hours' },
+    routes: [
+      { name: 'a', upstream: 'ftp://x', allow: { any: [{ claim: 'groups', contain: 'admin' }] }, colour: 'red' },
+      { name: 'a', upstream: 'http://x', auth: 'maybe', headers: { 'Bad Header': '{email}', 'X-Ok': '{email' } },
+    ],
+  };
+  const r = validateConfigObject(raw, {});
+  assert.equal(r.ok, false);
+  const paths = !r.ok ? r.issues.map((i) => `${i.path}: ${i.message}`) : [];
+  const expect = [
+    /^lisen: unknown key — did you mean "listen"\?/,
+    /^publicUrl: must be an origin only/,
+    /^oidc\.issuer: "not a url" is not an absolute URL/,
+    /^oidc\.tokenEndpointAuthMethod: must be one of/,
+    /^oidc\.idTokenSigningAlgs\[0\]: "none" is not an accepted/,
+    /^oidc\.idTokenSigningAlgs\[1\]: "HS256" is not an accepted/,
+    /^session\.secrets\[0\]: is 5 bytes; session secrets must be at least 32 bytes/,
+    /^session\.store: must be one of cookie, redis/,
+    /^session\.idleTimeout: must be a duration/,
+    /^routes\[0\]\.colour: unknown key/,
+    /^routes\[0\]\.upstream: must be an http\(s\) URL/,
+    /^routes\[0\]\.allow\.any\[0\]/,
+    /^routes\[1\]\.name: duplicate route name "a"/,
+    /^routes\[1\]\.auth: must be one of required, public/,
+    /^routes\[1\]\.headers\."Bad Header": is not a valid HTTP header name/,
+    /^routes\[1\]\.headers\.X-Ok: unclosed "\{"/,
+  ];
+  for (const re of expect) assert.ok(paths.some((p) => re.test(p)), `missing ${re} in:\n${paths.join('\n')}`);
+  assert.ok(paths.some((p) => p.includes('contain') && p.includes('did you mean "contains"')), paths.join('\n'));
+});
+
+test('a secret never appears in an error message', () => {
+  const r = validateConfigObject({ ...base(), session: { secrets: ['tooshort-secret-value'] } }, {});
+  assert.equal(r.ok, false);
+  assert.ok(!JSON.stringify(!r.ok && r.issues).includes('tooshort-secret-value'));
+});
+
+test('${VAR} and ${VAR:-default} substitution, also inside flow collections, without YAML injection', () => {
+  const text = `
+publicUrl: \${URL:-https://apps.example.com}
+oidc: { issuer: "https://idp.example.com", clientId: c, clientSecret: \${SECRET} }
+session: { secrets: [\${SESSION_SECRET}] }
+routes: [ { name: app, upstream: "http://127.0.0.1:\${UP_PORT}" } ]
+`;
+  const env = { SECRET: 'a: b\nroutes: []', SESSION_SECRET: SECRET, UP_PORT: '3000' };
+  const parsed = parseConfigText(text, env);
+  assert.deepEqual(parsed.issues, []);
+  const v = parsed.value as { oidc: { clientSecret: string }; routes: Array<{ upstream: string }>; publicUrl: string };
+  assert.equal(v.oidc.clientSecret, 'a: b\nroutes: []', 'the value stays one string');
+  assert.equal(v.routes.length, 1);
+  assert.equal(v.routes[0]!.upstream, 'http://127.0.0.1:3000');
+  assert.equal(v.publicUrl, 'https://apps.example.com');
+  const missing = parseConfigText(text, { SESSION_SECRET: SECRET });
+  assert.ok(missing.issues.some((i) => i.path === 'oidc.clientSecret' && /SECRET is not set/.test(i.message)), JSON.stringify(missing.issues));
+  assert.ok(missing.issues.some((i) => i.path === 'routes[0].upstream' && /UP_PORT/.test(i.message)));
+});
+
+test('*File secrets are read like Kubernetes mounts them; both forms at once is an error', () => {
+  const files: Record<string, string> = { '/s/client': 'from-file\n', '/s/sessions': `${SECRET}\n# old:\n${'y'.repeat(33)}\n` };
+  const readFile = (p: string) => { if (!(p in files)) throw Object.assign(new Error('nope'), { code: 'ENOENT' }); return files[p]!; };
+  const raw = { ...base(), oidc: { issuer: 'https://idp.example.com', clientId: 'c', clientSecretFile: '/s/client' }, session: { secretsFile: '/s/sessions' } };
+  const r = validateConfigObject(raw, {}, { readFile });
+  assert.ok(r.ok, JSON.stringify(!r.ok && r.issues));
+  assert.equal(r.config.oidc.clientSecret, 'from-file');
+  assert.deepEqual(r.config.session.secrets, [SECRET, 'y'.repeat(33)]);
+  const both = validateConfigObject({ ...raw, oidc: { ...raw.oidc, clientSecret: 'x' } }, {}, { readFile });
+  assert.ok(!both.ok && both.issues.some((i) => i.path === 'oidc.clientSecret' && /not both/.test(i.message)));
+  const gone = validateConfigObject({ ...raw, session: { secretsFile: '/s/missing' } }, {}, { readFile });
+  assert.ok(!gone.ok && gone.issues.some((i) => i.path === 'session.secretsFile' && /ENOENT/.test(i.message)));
+});
+
+test('a route on another host needs a cookieDomain covering it (no sign-in loop)', () => {
+  const raw = { ...base(), routes: [{ name: 'g', match: { host: 'grafana.example.com' }, upstream: 'http://g:3000' }] };
+  const r = validateConfigObject(raw, {});
+  assert.ok(!r.ok && r.issues.some((i) => i.path === 'routes[0].match.host' && /cookieDomain/.test(i.message)));
+  const ok = validateConfigObject({ ...raw, session: { secrets: [SECRET], cookieDomain: '.example.com' } }, {});
+  assert.ok(ok.ok, JSON.stringify(!ok.ok && ok.issues));
+});
+
+test('trustProxy takes a boolean or a list of addresses/CIDRs', () => {
+  assert.ok(validateConfigObject({ ...base(), trustProxy: ['10.0.0.0/8', '127.0.0.1', '::1'] }, {}).ok);
+  const bad = validateConfigObject({ ...base(), trustProxy: ['10.0.0.0/33', 'proxy.local'] }, {});
+  assert.ok(!bad.ok && bad.issues.length === 2 && bad.issues[0]!.path === 'trustProxy[0]');
+});
+
+test('the shipped example config is valid', () => {
+  const r = loadConfigFile('config/portcullis.yaml', { OIDC_CLIENT_SECRET: 'secret', SESSION_SECRET: SECRET });
+  assert.ok(r.ok, JSON.stringify(!r.ok && r.issues));
+  assert.ok(readFileSync('config/portcullis.yaml', 'utf8').includes('${SESSION_SECRET}'));
+});
