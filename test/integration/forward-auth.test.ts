@@ -1,0 +1,72 @@
+// Forward-auth (/oauth2/auth) for nginx auth_request and Traefik forwardAuth.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { request } from 'undici';
+import { startStack } from '../helpers/stack.js';
+import { loginViaHttp } from '../helpers/browserless-login.js';
+
+const trusted = (raw: Record<string, unknown>) => { raw.trustProxy = ['127.0.0.1', '::1']; };
+
+async function auth(url: string, headers: Record<string, string>) {
+  const r = await request(`${url}/oauth2/auth`, { headers });
+  const text = await r.body.text();
+  return { status: r.statusCode, headers: r.headers, body: text };
+}
+
+test('forward-auth answers 202 with identity headers, 401 or 403, on the original request', async (t) => {
+  const s = await startStack(t, { edit: trusted });
+  const alice = (await loginViaHttp(`${s.url}/`, { user: 'alice', password: 'alice-password' })).jar.header(s.url);
+  const bob = (await loginViaHttp(`${s.url}/`, { user: 'bob', password: 'bob-password' })).jar.header(s.url);
+  const before = s.upstream.requests.length;
+
+  const ok = await auth(s.url, { cookie: alice, 'x-forwarded-method': 'GET', 'x-forwarded-proto': 'https', 'x-forwarded-host': '127.0.0.1', 'x-forwarded-uri': '/admin/x' });
+  assert.equal(ok.status, 202);
+  assert.equal(ok.headers['x-forwarded-user'], 'alice');
+  assert.equal(ok.headers['x-forwarded-groups'], 'admin,dev');
+
+  const denied = await auth(s.url, { cookie: bob, 'x-forwarded-uri': '/admin/x', 'x-forwarded-host': '127.0.0.1' });
+  assert.equal(denied.status, 403);
+  assert.equal(denied.headers['x-forwarded-user'], undefined);
+
+  const anon = await auth(s.url, { 'x-forwarded-uri': '/app', 'x-forwarded-host': '127.0.0.1', accept: 'text/html' });
+  assert.equal(anon.status, 401, 'never a redirect: the fronting proxy decides');
+  assert.match(JSON.parse(anon.body).signInUrl, /\/oauth2\/start\?rd=/);
+
+  // nginx style: X-Original-URL; path tricks are normalised before matching.
+  const nginx = await auth(s.url, { cookie: bob, 'x-original-url': 'http://127.0.0.1/public/../admin' });
+  assert.equal(nginx.status, 403);
+  const bad = await auth(s.url, { cookie: alice, 'x-forwarded-uri': '/a%2fb' });
+  assert.equal(bad.status, 400);
+  const none = await auth(s.url, { cookie: alice });
+  assert.equal(none.status, 400);
+
+  // Spoofed identity headers sent to forward-auth are not echoed back as identity.
+  const spoof = await auth(s.url, { 'x-forwarded-uri': '/public/x', 'x-forwarded-user': 'admin' });
+  assert.equal(spoof.status, 202);
+  assert.equal(spoof.headers['x-forwarded-user'], undefined);
+  assert.equal(s.upstream.requests.length, before, 'forward-auth never proxies');
+});
+
+test('forward-auth refuses untrusted peers (X-Forwarded-Uri would be a lie detector bypass)', async (t) => {
+  const s = await startStack(t);
+  const r = await auth(s.url, { 'x-forwarded-uri': '/public/x' });
+  assert.equal(r.status, 400);
+  assert.match(r.body, /trusted/);
+});
+
+test('an untrusted client cannot steer routing with X-Forwarded-Host or X-Forwarded-Uri', async (t) => {
+  const s = await startStack(t, {
+    routes: [
+      { name: 'admin', match: { path: '/admin' }, upstream: '{upstream}', allow: { claim: 'groups', contains: 'admin' } },
+      { name: 'public', match: { path: '/' }, upstream: '{upstream}', auth: 'public' },
+    ],
+  });
+  const r = await request(`${s.url}/admin`, { headers: { 'x-forwarded-uri': '/public', 'x-original-url': 'http://x/public', accept: 'application/json' } });
+  await r.body.dump();
+  assert.equal(r.statusCode, 401);
+  const p = await request(`${s.url}/x`, { headers: { 'x-forwarded-host': 'evil.example', 'x-forwarded-proto': 'https', 'x-forwarded-for': '6.6.6.6' } });
+  await p.body.dump();
+  const seen = s.upstream.requests.at(-1)!;
+  assert.equal(seen.headers['x-forwarded-host'], new URL(s.url).host);
+  assert.equal(seen.headers['x-forwarded-for'], '127.0.0.1', 'a client-sent X-Forwarded-For is replaced, not appended to');
+});
