@@ -1,0 +1,120 @@
+{{/*
+Names, labels and the rendered Portcullis config, shared by every template.
+*/}}
+
+{{/* Chart name, overridable with nameOverride. */}}
+{{- define "portcullis.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full resource name: <release>-<chart>, or the release name alone when it already holds the chart name. */}}
+{{- define "portcullis.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Labels on every resource. */}}
+{{- define "portcullis.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "portcullis.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/* Selector labels of the Portcullis pods; the component label keeps the bundled Redis out of them. */}}
+{{- define "portcullis.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "portcullis.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: proxy
+{{- end }}
+
+{{/* Name of the bundled Redis Deployment and Service (trimmed so the suffix always fits). */}}
+{{- define "portcullis.redis.fullname" -}}
+{{- printf "%s-redis" (include "portcullis.fullname" . | trunc 57 | trimSuffix "-") }}
+{{- end }}
+
+{{/* Labels of the bundled Redis. */}}
+{{- define "portcullis.redis.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "portcullis.redis.selectorLabels" . }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/* Selector labels of the bundled Redis pod. */}}
+{{- define "portcullis.redis.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "portcullis.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: redis
+{{- end }}
+
+{{/* ServiceAccount the pods run as. */}}
+{{- define "portcullis.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "portcullis.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* image reference: a digest pins it, else the tag, else the chart's appVersion. */}}
+{{- define "portcullis.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret holding client-secret, session-secrets (and redis-password): the user's or the chart's. */}}
+{{- define "portcullis.secretName" -}}
+{{- default (include "portcullis.fullname" .) .Values.secrets.existingSecret }}
+{{- end }}
+
+{{/*
+Where the secret files are mounted; the deployment mounts the Secret's keys under these names and
+the config below points Portcullis at them.
+*/}}
+{{- define "portcullis.secretsDir" -}}/etc/portcullis/secrets{{- end }}
+
+{{/*
+The config file Portcullis reads: .Values.config plus the keys the chart owns, so that ports,
+probes and secret files always agree with the pod spec. values.schema.json forbids these keys in
+.Values.config, so nothing here silently overrides a user's setting.
+test/packaging mirrors these additions when it validates every values file's config.
+*/}}
+{{- define "portcullis.config" -}}
+{{- $config := deepCopy .Values.config }}
+{{- $_ := set $config "listen" (dict "host" "0.0.0.0" "port" .Values.containerPorts.http) }}
+{{- $_ := set $config "metrics" (dict "host" "0.0.0.0" "port" .Values.containerPorts.metrics) }}
+{{- $oidc := get $config "oidc" | default (dict) }}
+{{- $_ := set $oidc "clientSecretFile" (printf "%s/client-secret" (include "portcullis.secretsDir" .)) }}
+{{- $_ := set $config "oidc" $oidc }}
+{{- $session := get $config "session" | default (dict) }}
+{{- $_ := set $session "secretsFile" (printf "%s/session-secrets" (include "portcullis.secretsDir" .)) }}
+{{- if .Values.redis.enabled }}
+{{- /* ${REDIS_PASSWORD} is substituted by Portcullis from the env var the deployment sets. */}}
+{{- $_ := set $session "store" "redis" }}
+{{- $_ := set $session "redis" (dict "url" (printf "redis://:${REDIS_PASSWORD}@%s:6379" (include "portcullis.redis.fullname" .))) }}
+{{- end }}
+{{- $_ := set $config "session" $session }}
+{{- toYaml $config }}
+{{- end }}
+
+{{/*
+checksum/secret: a hash of the secret *inputs* in values, not of the rendered Secret. The rendered
+Secret may hold a generated value, which differs on every render where `lookup` cannot see the
+cluster; hashing it would restart pods for nothing. Changing secrets in values still rolls the pods.
+A Secret you manage (existingSecret) is not seen: restart the pods after rotating it
+(kubectl rollout restart), or let a tool such as Reloader do it.
+*/}}
+{{- define "portcullis.secretChecksum" -}}
+{{- dict "secrets" .Values.secrets "redisPassword" .Values.redis.password "redis" .Values.redis.enabled | toJson | sha256sum }}
+{{- end }}

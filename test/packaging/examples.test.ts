@@ -1,0 +1,122 @@
+// The worked examples agree with themselves and with Portcullis: Grafana trusts exactly the headers
+// Portcullis sets, nginx and Traefik ask /oauth2/auth and copy the identity headers, and the index
+// lists every example. (Each portcullis.yaml is validated in config-files.test.ts.)
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseConfigText } from '../../src/config/load.js';
+import { examplesDir, isPlainObject, readText, readYaml } from './chart.js';
+
+// The identity headers Portcullis sends on every signed-in request (CONTRACT.md §4).
+const IDENTITY_HEADERS = ['X-Forwarded-User', 'X-Forwarded-Email', 'X-Forwarded-Preferred-Username', 'X-Forwarded-Groups'];
+
+type Route = { name: string; headers?: Record<string, string>; match?: { host?: string } };
+
+function exampleConfig(path: string): { routes: Route[]; [k: string]: unknown } {
+  const env = new Proxy({}, { get: () => 'placeholder-value-long-enough-for-a-session-secret' }) as Record<string, string>;
+  return parseConfigText(readText(join(examplesDir, path)), env).value as { routes: Route[] };
+}
+
+/** grafana.ini as { section: { key: value } }; `;` and `#` start comments. */
+function parseIni(text: string): Record<string, Record<string, string>> {
+  const out: Record<string, Record<string, string>> = {};
+  let section = '';
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (!line || line.startsWith(';') || line.startsWith('#')) continue;
+    const s = /^\[(.+)\]$/.exec(line);
+    if (s) { section = s[1]!; out[section] ??= {}; continue; }
+    const kv = /^([^=]+?)\s*=\s*(.*)$/.exec(line);
+    if (kv) (out[section] ??= {})[kv[1]!] = kv[2]!;
+  }
+  return out;
+}
+
+test('examples/README.md links every example folder, and every link resolves', () => {
+  const index = readText(join(examplesDir, 'README.md'));
+  const folders = readdirSync(examplesDir).filter((n) => statSync(join(examplesDir, n)).isDirectory());
+  for (const f of folders) assert.match(index, new RegExp(`\\]\\(${f}/`), `examples/README.md does not link ${f}/`);
+  for (const m of index.matchAll(/\]\(([^)#]+)/g)) {
+    if (/^https?:/.test(m[1]!)) continue;
+    assert.ok(existsSync(join(examplesDir, m[1]!)), `broken link ${m[1]}`);
+  }
+});
+
+test('every example folder has a README and a portcullis.yaml (idps: one per provider)', () => {
+  for (const f of ['grafana', 'legacy-app', 'nginx', 'traefik', 'idps']) assert.ok(existsSync(join(examplesDir, f, 'README.md')), `${f}/README.md`);
+  for (const f of ['grafana', 'legacy-app', 'nginx', 'traefik', 'idps/keycloak', 'idps/entra-id', 'idps/google', 'idps/dex']) {
+    assert.ok(existsSync(join(examplesDir, f, 'portcullis.yaml')), `${f}/portcullis.yaml`);
+  }
+});
+
+test('grafana.ini trusts exactly the X-WEBAUTH-* headers the grafana route sets', () => {
+  const ini = parseIni(readText(join(examplesDir, 'grafana', 'grafana.ini')));
+  const proxy = ini['auth.proxy']!;
+  assert.equal(proxy.enabled, 'true');
+  assert.equal(ini.auth?.disable_login_form, 'true');
+  const route = exampleConfig('grafana/portcullis.yaml').routes.find((r) => r.name === 'grafana')!;
+  const set = Object.keys(route.headers ?? {});
+  const trusted = [proxy.header_name!, ...(proxy.headers ?? '').split(/\s+/).filter(Boolean).map((kv) => kv.split(':')[1]!)];
+  assert.deepEqual([...trusted].sort(), [...set].sort());
+  assert.ok(ini.auth?.signout_redirect_url?.endsWith('/oauth2/sign_out'));
+});
+
+test('the Grafana Helm values carry the same routes as the Grafana portcullis.yaml', () => {
+  const values = readYaml(join(examplesDir, 'grafana', 'helm-values.yaml')) as { config: { routes: Route[] } };
+  assert.deepEqual(values.config.routes, exampleConfig('grafana/portcullis.yaml').routes);
+});
+
+test('nginx: auth_request to an internal /oauth2/auth, identity headers copied, 401 sends people to sign in', () => {
+  const conf = readText(join(examplesDir, 'nginx', 'nginx.conf'));
+  assert.match(conf, /auth_request \/oauth2\/auth;/);
+  assert.match(conf, /location = \/oauth2\/auth \{\s*\n\s*internal;/);
+  for (const h of ['X-Forwarded-Host', 'X-Forwarded-Uri', 'X-Forwarded-Method']) assert.match(conf, new RegExp(`proxy_set_header ${h} \\$`));
+  for (const h of IDENTITY_HEADERS) {
+    const v = `upstream_http_${h.toLowerCase().replace(/-/g, '_')}`;
+    const m = new RegExp(`auth_request_set \\$(\\w+)\\s+\\$${v};`).exec(conf);
+    assert.ok(m, `auth_request_set from $${v}`);
+    assert.match(conf, new RegExp(`proxy_set_header ${h} \\$${m[1]};`), `${h} set from $${m[1]}`);
+  }
+  assert.match(conf, /error_page 401 = @sign_in;/);
+  assert.match(conf, /return 302 https:\/\/auth\.example\.com\/oauth2\/start\?rd=/);
+  const config = exampleConfig('nginx/portcullis.yaml');
+  assert.equal(config.trustProxy, true);
+  assert.equal(config.publicUrl, 'https://auth.example.com');
+});
+
+test('traefik: forwardAuth to /oauth2/auth copying the identity headers, errors middleware for sign-in', () => {
+  const dyn = readYaml(join(examplesDir, 'traefik', 'dynamic.yaml')) as { http: Record<string, Record<string, Record<string, unknown>>> };
+  const mws = dyn.http.middlewares!;
+  const fa = Object.values(mws).map((m) => m.forwardAuth).find(isPlainObject) as Record<string, unknown>;
+  assert.equal(fa.address, 'http://portcullis:8080/oauth2/auth');
+  assert.equal(fa.trustForwardHeader, false);
+  for (const h of IDENTITY_HEADERS) assert.ok((fa.authResponseHeaders as string[]).includes(h), h);
+  const errors = Object.values(mws).map((m) => m.errors).find(isPlainObject) as Record<string, unknown>;
+  assert.deepEqual(errors.status, ['401']);
+  assert.equal(errors.query, '/oauth2/start?rd={url}');
+  // Every app router runs sign-in around auth, and every middleware/service it names exists.
+  for (const [name, r] of Object.entries(dyn.http.routers!)) {
+    assert.ok(Object.hasOwn(dyn.http.services!, r.service as string), `${name}: service ${String(r.service)}`);
+    for (const m of (r.middlewares as string[] | undefined) ?? []) assert.ok(Object.hasOwn(mws, m), `${name}: middleware ${m}`);
+  }
+  const config = exampleConfig('traefik/portcullis.yaml');
+  assert.equal(config.trustProxy, true);
+});
+
+test('each IdP example uses the claim paths its README section describes', () => {
+  const expect: Record<string, string[]> = {
+    keycloak: ['realm_access.roles', 'resource_access.portcullis.roles', 'groups'],
+    'entra-id': ['roles', 'groups'],
+    google: ['hd', 'email'],
+    dex: ['groups'],
+  };
+  const readme = readText(join(examplesDir, 'idps', 'README.md'));
+  for (const [idp, claims] of Object.entries(expect)) {
+    const text = readText(join(examplesDir, 'idps', idp, 'portcullis.yaml'));
+    for (const c of claims) {
+      assert.match(text, new RegExp(`claim: ${c.replace(/\./g, '\\.')}[,}\\s]`), `${idp} uses ${c}`);
+      assert.ok(readme.includes(`\`${c}\``), `idps/README.md mentions \`${c}\``);
+    }
+  }
+});
