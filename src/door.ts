@@ -48,7 +48,13 @@ export async function evaluate(rt: Runtime, r: DoorRequest): Promise<Outcome> {
   const lookup = await rt.sessions.lookup(r.cookies);
   if (lookup.kind === 'valid') {
     session = lookup.session;
-    if (rt.sessions.needsWrite(session)) setCookies.push(...(await rt.sessions.rewrite(session, r.cookies)));
+    const refreshing = rt.refreshIfDue(session, r.cookies);
+    if (refreshing) {
+      const o = await refreshing;
+      if (o.kind === 'refreshed') { session = o.session; setCookies.push(...o.setCookies); }
+      else if (o.kind === 'ended') { session = undefined; setCookies.push(...o.setCookies); }
+    }
+    if (session && rt.sessions.needsWrite(session)) setCookies.push(...(await rt.sessions.rewrite(session, r.cookies)));
   } else if (lookup.kind === 'expired') {
     // A cookie that is tampered, foreign, expired or revoked counts as no session, and is removed.
     setCookies.push(...rt.sessions.expireHeaders(r.cookies));
@@ -219,7 +225,7 @@ export async function handleUpgrade(rt: Runtime, req: IncomingMessage, socket: D
     headers.connection = 'Upgrade';
     headers.upgrade = req.headers.upgrade;
     const path = route.stripPrefix ? stripPrefix(n.path, route.match.path) : n.path;
-    if (o.session) rt.trackConnection(o.session.sid, socket);
+    if (o.session) rt.trackConnection(o.session, socket);
     forwardUpgrade(req, socket, head, { upstream: rt.upstreamBase(route), pathAndQuery: path + n.query, headers, timeoutMs: route.timeoutMs }, (status, err) => {
       rt.metrics.upstreamErrors.inc({ route: route.name, kind: status === 504 ? 'timeout' : 'unavailable' });
       rt.log.warn({ route: route.name, err: err instanceof Error ? err.message : String(err) }, 'websocket upstream failed');

@@ -10,6 +10,9 @@ import { IdentityHeaderPlan, type HeaderBag } from './identity/headers.js';
 import { SessionCodec } from './session/codec.js';
 import { cookieSettings, makeCookieStripper } from './session/cookies.js';
 import { SessionManager, type ActiveSession } from './session/sessions.js';
+import { RevocationList } from './session/revocation.js';
+import { PortcullisError } from './errors.js';
+import { LRUCache } from 'lru-cache';
 import { CookieStore, type SessionStore } from './session/store.js';
 import { TransactionCookies } from './signin/transactions.js';
 import { IdentityProvider, randomSignInChecks } from './signin/idp.js';
@@ -27,6 +30,17 @@ export interface RouteTable {
 export function compileRouteTable(routes: readonly RouteConfig[]): RouteTable {
   return Object.freeze({ routes, matcher: compileMatcher(routes.map((r) => r.match)), headers: new IdentityHeaderPlan(routes) });
 }
+
+/** Refresh this long before the access/ID token expires. */
+export const REFRESH_MARGIN_MS = 60_000;
+
+/** How often live WebSockets are checked against absolute timeouts and shared revocations. */
+export const CONNECTION_SWEEP_MS = 5_000;
+
+export type RefreshOutcome =
+  | { kind: 'refreshed'; session: ActiveSession; setCookies: string[] }
+  | { kind: 'ended'; setCookies: string[] }
+  | { kind: 'kept' };
 
 export interface RuntimeOptions {
   now?: () => number;
@@ -46,10 +60,22 @@ export class Runtime {
   private readonly publicProto: string;
   /** Whether a peer may tell us about the original request (X-Forwarded-*). */
   readonly peerTrusted: PeerTrust;
-  private readonly connections = new Map<string, Set<Duplex>>();
+  /** Live WebSocket connections and the session each belongs to, for cut-off when the session ends. */
+  private readonly connections = new Map<Duplex, ActiveSession>();
+  private sweepTimer: NodeJS.Timeout | undefined;
+  readonly revocations: RevocationList;
+  readonly now: () => number;
+  /** In-flight refreshes by session id: concurrent requests of one session share one refresh. */
+  private readonly refreshing = new Map<string, Promise<RefreshOutcome>>();
+  /** After a failed (IdP unreachable) refresh, when to try again, by session id. */
+  private readonly refreshRetryAt = new LRUCache<string, number>({ max: 100_000 });
+  /** Logout token ids already used (replay protection). */
+  readonly seenLogoutTokens = new LRUCache<string, true>({ max: 100_000, ttl: 15 * 60_000 });
 
   constructor(readonly config: Config, readonly metrics: Metrics, readonly log: FastifyBaseLogger, opts: RuntimeOptions = {}) {
     const now = opts.now ?? Date.now;
+    this.now = now;
+    this.revocations = new RevocationList(config.session.absoluteTimeoutMs, now);
     this.table = compileRouteTable(config.routes);
     const cookies = cookieSettings(config.publicUrl, config.session.cookieName, config.session.cookieDomain);
     const codec = new SessionCodec(config.session.secrets);
@@ -58,7 +84,7 @@ export class Runtime {
       idleTimeoutMs: config.session.idleTimeoutMs,
       absoluteTimeoutMs: config.session.absoluteTimeoutMs,
       cacheMaxEntries: config.session.cacheMaxEntries,
-    }, now, () => false, (hit) => (hit ? metrics.cacheHits : metrics.cacheMisses).inc());
+    }, now, (s) => this.revocations.isRevoked(s), (hit) => (hit ? metrics.cacheHits : metrics.cacheMisses).inc());
     this.txns = new TransactionCookies(codec, cookies, now);
     this.idp = new IdentityProvider({
       ...config.oidc,
@@ -133,29 +159,112 @@ export class Runtime {
     return { location, setCookies };
   }
 
-  /** Remembers a live WebSocket of a session so it can be closed when the session ends. */
-  trackConnection(sid: string, socket: Duplex): void {
-    let set = this.connections.get(sid);
-    if (!set) this.connections.set(sid, (set = new Set()));
-    set.add(socket);
-    socket.once('close', () => {
-      set!.delete(socket);
-      if (set!.size === 0) this.connections.delete(sid);
-    });
+  /**
+   * Refreshes a session's tokens shortly before they expire. Single-flight per session; the
+   * refreshed ID token must name the same iss/sub/aud (checked in idp.ts). `invalid_grant` or a
+   * claims mismatch ends the session; an unreachable IdP keeps it (until idle/absolute timeout)
+   * and retries after 30 s.
+   */
+  refreshIfDue(s: ActiveSession, cookies: Record<string, string | undefined>): Promise<RefreshOutcome> | undefined {
+    if (!s.hasRefreshToken || s.tokenExpiresAt === undefined) return undefined;
+    const now = this.now();
+    if (now < s.tokenExpiresAt - REFRESH_MARGIN_MS) return undefined;
+    const retryAt = this.refreshRetryAt.get(s.sid);
+    if (retryAt !== undefined && now < retryAt) return undefined;
+    let p = this.refreshing.get(s.sid);
+    if (!p) {
+      p = this.refresh(s, cookies).finally(() => this.refreshing.delete(s.sid));
+      this.refreshing.set(s.sid, p);
+    }
+    return p;
   }
 
-  /** Closes every live connection of a session (sign-out, back-channel logout). */
+  private async refresh(s: ActiveSession, cookies: Record<string, string | undefined>): Promise<RefreshOutcome> {
+    const record = await this.sessions.record(s);
+    if (!record?.refreshToken) return { kind: 'kept' };
+    try {
+      const r = await this.idp.refresh(record.refreshToken, record.claims);
+      const next = {
+        ...record,
+        claims: r.claims,
+        idToken: r.idTokenReturned ? r.idToken : record.idToken,
+        accessToken: r.accessToken ?? record.accessToken,
+        refreshToken: r.refreshToken,
+        tokenExpiresAt: r.tokenExpiresAt,
+        seenAt: s.seenAt,
+      };
+      const { session, setCookies } = await this.sessions.replace(s, next, cookies);
+      this.metrics.refresh.inc({ result: 'success' });
+      return { kind: 'refreshed', session, setCookies };
+    } catch (err) {
+      const e = err instanceof PortcullisError ? err : undefined;
+      if (e && (e.code === 'ERR_REFRESH_INVALID_GRANT' || e.code === 'ERR_REFRESH_CLAIMS_MISMATCH' || e.code === 'ERR_CALLBACK_ID_TOKEN_INVALID')) {
+        this.metrics.refresh.inc({ result: e.code === 'ERR_REFRESH_INVALID_GRANT' ? 'invalid_grant' : 'rejected' });
+        this.log.info({ sub: s.sub, code: e.code, err: e.cause instanceof Error ? e.cause.message : undefined }, 'session ended: refresh refused');
+        this.sessions.evict((x) => x.sid === s.sid);
+        this.endConnections(s.sid);
+        return { kind: 'ended', setCookies: await this.sessions.destroy(cookies).catch(() => this.sessions.expireHeaders(cookies)) };
+      }
+      this.metrics.refresh.inc({ result: 'error' });
+      this.refreshRetryAt.set(s.sid, this.now() + 30_000);
+      this.log.warn({ sub: s.sub, err: e?.cause instanceof Error ? e.cause.message : String(err) }, 'token refresh failed; keeping the session and retrying later');
+      return { kind: 'kept' };
+    }
+  }
+
+  /** Records a logout token id; false when it was seen before (replay). */
+  async markLogoutTokenUsed(jti: string, _expSec: number): Promise<boolean> {
+    if (this.seenLogoutTokens.has(jti)) return false;
+    this.seenLogoutTokens.set(jti, true);
+    return true;
+  }
+
+  /** Ends every session of an IdP session id (or of a subject): revocation list, cache, live connections. */
+  async revokeSessions(r: { sid?: string; sub?: string }, via: string): Promise<void> {
+    await this.revocations.revoke(r);
+    const match = (s: ActiveSession) => (r.sid !== undefined && s.idpSid === r.sid) || (r.sub !== undefined && s.sub === r.sub);
+    this.sessions.evict(match);
+    this.endConnectionsWhere((s) => match(s) && this.revocations.isRevoked(s));
+    this.metrics.sessionsRevoked.inc({ via });
+  }
+
+  /**
+   * Remembers a live WebSocket of a session so it is closed when the session ends: at once on
+   * sign-out and back-channel logout handled by this process; within CONNECTION_SWEEP_MS for the
+   * absolute timeout and for revocations learnt from other replicas.
+   */
+  trackConnection(session: ActiveSession, socket: Duplex): void {
+    this.connections.set(socket, session);
+    socket.once('close', () => this.connections.delete(socket));
+    if (!this.sweepTimer) {
+      this.sweepTimer = setInterval(() => this.sweepConnections(), CONNECTION_SWEEP_MS);
+      this.sweepTimer.unref();
+    }
+  }
+
+  private sweepConnections(): void {
+    const now = this.now();
+    this.endConnectionsWhere((s) => now - s.createdAt > this.config.session.absoluteTimeoutMs || this.revocations.isRevoked(s));
+  }
+
+  /** Closes every live connection of a Portcullis session id. */
   endConnections(sid: string): number {
-    const set = this.connections.get(sid);
-    if (!set) return 0;
-    for (const s of set) s.destroy();
-    this.connections.delete(sid);
-    return set.size;
+    return this.endConnectionsWhere((s) => s.sid === sid);
+  }
+
+  endConnectionsWhere(match: (s: ActiveSession) => boolean): number {
+    let n = 0;
+    for (const [socket, s] of this.connections) {
+      if (match(s)) { socket.destroy(); this.connections.delete(socket); n++; }
+    }
+    return n;
   }
 
   async close(): Promise<void> {
     this.idp.close();
-    for (const set of this.connections.values()) for (const s of set) s.destroy();
+    this.revocations.stop();
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.endConnectionsWhere(() => true);
     await this.sessions.close();
   }
 }

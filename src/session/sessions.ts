@@ -73,9 +73,15 @@ export class SessionManager {
     private readonly isRevoked: RevocationCheck = () => false,
     private readonly onCache: (hit: boolean) => void = () => {},
   ) {
-    this.cache = timings.cacheMaxEntries > 0 ? new LRUCache({ max: timings.cacheMaxEntries }) : undefined;
+    // allowStale false + per-entry ttl (0 = none): lru-cache needs ttl tracking switched on up front.
+    this.cache = timings.cacheMaxEntries > 0 ? new LRUCache<string, ActiveSession>({ max: timings.cacheMaxEntries, ttl: 0, ttlAutopurge: false }) : undefined;
     this.touchIntervalMs = Math.min(60_000, Math.max(1000, Math.floor(timings.idleTimeoutMs / 10)));
+    // A shared store can be changed by another replica (refresh, sign-out): re-verify cached
+    // sessions every 10 s. A cookie session only changes with its cookie, so it can stay cached.
+    this.cacheTtlMs = store.kind === 'redis' ? 10_000 : 0;
   }
+
+  private readonly cacheTtlMs: number;
 
   static newSid(): string { return randomBytes(18).toString('base64url'); }
 
@@ -95,21 +101,8 @@ export class SessionManager {
     if (!s) {
       const opened = await this.store.open(value); // may throw ERR_SESSION_STORE_UNAVAILABLE
       if (!opened) return { kind: 'expired', reason: 'invalid' };
-      const r = opened.record;
-      s = {
-        sid: r.sid,
-        sub: String(r.claims.sub ?? ''),
-        idpSid: typeof r.claims.sid === 'string' ? r.claims.sid : undefined,
-        claims: r.claims,
-        createdAt: r.createdAt,
-        seenAt: r.seenAt,
-        writtenAt: r.seenAt,
-        tokenExpiresAt: r.tokenExpiresAt,
-        hasRefreshToken: typeof r.refreshToken === 'string',
-        stale: opened.stale,
-        cookieValue: value,
-      };
-      this.cache?.set(key, s);
+      s = activeFrom(opened.record, value, opened.stale);
+      this.cache?.set(key, s, { ttl: this.cacheTtlMs });
     }
     if (now - s.createdAt > this.timings.absoluteTimeoutMs) return this.drop(key, 'absolute');
     if (now - s.seenAt > this.timings.idleTimeoutMs) return this.drop(key, 'idle');
@@ -146,6 +139,33 @@ export class SessionManager {
     this.cache?.delete(cacheKey(s.cookieValue));
     return headers;
   }
+
+  /**
+   * Replaces a session's record after a token refresh. Requests still carrying the old cookie (sent
+   * before the browser saw the new one) are answered with the new session for a minute, so they
+   * do not refresh again with a refresh token the IdP may already have rotated.
+   */
+  async replace(old: ActiveSession, record: SessionRecord, cookies: Record<string, string | undefined>): Promise<{ session: ActiveSession; setCookies: string[] }> {
+    const value = await this.store.save(record, old.cookieValue);
+    const maxAge = Math.max(1, Math.floor((record.createdAt + this.timings.absoluteTimeoutMs - this.now()) / 1000));
+    const setCookies = value === old.cookieValue ? [] : writeChunked(this.cookies, cookies, this.cookies.session, value, maxAge);
+    const session = activeFrom(record, value, false);
+    this.cache?.set(cacheKey(value), session, { ttl: this.cacheTtlMs });
+    if (value !== old.cookieValue) this.cache?.set(cacheKey(old.cookieValue), session, { ttl: 60_000 });
+    return { session, setCookies };
+  }
+
+  /** Re-reads a session from its store (another replica may have refreshed it). */
+  async reload(s: ActiveSession): Promise<ActiveSession | undefined> {
+    const opened = await this.store.open(s.cookieValue);
+    if (!opened) return undefined;
+    const fresh = activeFrom(opened.record, s.cookieValue, opened.stale);
+    fresh.seenAt = s.seenAt;
+    this.cache?.set(cacheKey(s.cookieValue), fresh, { ttl: this.cacheTtlMs });
+    return fresh;
+  }
+
+  get storeKind(): 'cookie' | 'redis' { return this.store.kind; }
 
   /** Loads the full record (tokens included) behind an active session. */
   async record(s: ActiveSession): Promise<SessionRecord | undefined> {
@@ -184,6 +204,22 @@ export class SessionManager {
   }
 
   async close(): Promise<void> { this.cache?.clear(); await this.store.close(); }
+}
+
+function activeFrom(r: SessionRecord, cookieValue: string, stale: boolean): ActiveSession {
+  return {
+    sid: r.sid,
+    sub: String(r.claims.sub ?? ''),
+    idpSid: typeof r.claims.sid === 'string' ? r.claims.sid : undefined,
+    claims: r.claims,
+    createdAt: r.createdAt,
+    seenAt: r.seenAt,
+    writtenAt: r.seenAt,
+    tokenExpiresAt: r.tokenExpiresAt,
+    hasRefreshToken: typeof r.refreshToken === 'string',
+    stale,
+    cookieValue,
+  };
 }
 
 export function cacheKey(cookieValue: string): string {

@@ -48,7 +48,7 @@ export async function registerSignInEndpoints(app: FastifyInstance, rt: Runtime)
     const rawQuery = request.raw.url!.includes('?') ? request.raw.url!.slice(request.raw.url!.indexOf('?')) : '';
     try {
       const result = await rt.idp.completeSignIn(rawQuery, txn);
-      const now = Date.now();
+      const now = rt.now();
       const record: SessionRecord = {
         v: 1,
         sid: SessionManager.newSid(),
@@ -104,6 +104,27 @@ export async function registerSignInEndpoints(app: FastifyInstance, rt: Runtime)
     const rd = body.rd ? safeRedirect(body.rd, rt.redirects) : `${rt.config.publicUrl}/oauth2/signed_out`;
     const location = rt.idp.endSessionUrl(idToken, rd) ?? rd;
     return reply.code(303).header('set-cookie', setCookies).header('cache-control', 'no-store').header('location', location).send();
+  });
+
+  // OIDC Back-Channel Logout 1.0: the IdP tells us a user's (or one IdP session's) sign-out.
+  app.post('/oauth2/backchannel_logout', async (request, reply) => {
+    reply.header('cache-control', 'no-store');
+    const token = ((request.body ?? {}) as Record<string, string>).logout_token;
+    if (typeof token !== 'string' || token.length === 0 || token.length > 16 * 1024) {
+      return reply.code(400).send({ error: 'invalid_request', error_description: 'logout_token is required' });
+    }
+    try {
+      const t = await rt.idp.verifyLogoutToken(token);
+      if (!(await rt.markLogoutTokenUsed(t.jti, t.exp))) throw new PortcullisError('ERR_LOGOUT_TOKEN_REPLAYED', 400, 'The logout token was already used.');
+      await rt.revokeSessions({ sid: t.sid, sub: t.sid ? undefined : t.sub }, 'backchannel_logout');
+      request.log.info({ sid: t.sid, sub: t.sub }, 'back-channel logout');
+      return reply.code(200).send();
+    } catch (err) {
+      const e = err instanceof PortcullisError ? err : errors.idpBadResponse(err);
+      request.log.info({ code: e.code, detail: e.cause instanceof Error ? e.cause.message : undefined }, 'back-channel logout refused');
+      if (e.statusCode >= 500) throw e;
+      return reply.code(400).send({ error: 'invalid_request', error_description: e.message });
+    }
   });
 
   app.get('/oauth2/signed_out', async (_request, reply) => reply.type('text/html; charset=utf-8').send(signedOutPage()));

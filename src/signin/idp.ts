@@ -3,6 +3,7 @@
 // check, userinfo, refresh, revocation and the end-session URL. Foreign errors are wrapped here,
 // once, into coded PortcullisErrors.
 import * as client from 'openid-client';
+import { createRemoteJWKSet, customFetch as joseFetch, jwtVerify, type JWTPayload } from 'jose';
 import { errors, PortcullisError } from '../errors.js';
 
 export interface IdpSettings {
@@ -40,8 +41,11 @@ export function randomSignInChecks(): { nonce: string; verifier: string } {
   return { nonce: client.randomNonce(), verifier: client.randomPKCECodeVerifier() };
 }
 
+const BACKCHANNEL_EVENT = 'http://schemas.openid.net/event/backchannel-logout';
+
 export class IdentityProvider {
   private config: client.Configuration | undefined;
+  private keys: ReturnType<typeof createRemoteJWKSet> | undefined;
   private discovering: Promise<void> | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
   private attempt = 0;
@@ -260,6 +264,58 @@ export class IdentityProvider {
       this.hooks.log?.warn({ err: describeError(err) }, 'token revocation failed');
       return false;
     }
+  }
+
+  /**
+   * The IdP's signing keys for tokens Portcullis verifies itself (logout tokens, bearer JWTs):
+   * cached; an unknown `kid` triggers at most one refetch per 30 s cooldown, so a flood of random
+   * kids costs one fetch; a failed refetch keeps the last good set.
+   */
+  keySet(): ReturnType<typeof createRemoteJWKSet> {
+    const config = this.requireConfig();
+    if (!this.keys) {
+      const uri = config.serverMetadata().jwks_uri!;
+      const fetchImpl = this.instrumentedFetch();
+      this.keys = createRemoteJWKSet(new URL(uri), {
+        cooldownDuration: 30_000,
+        cacheMaxAge: 10 * 60_000,
+        timeoutDuration: this.settings.timeoutMs,
+        [joseFetch]: fetchImpl as never,
+      });
+    }
+    return this.keys;
+  }
+
+  /**
+   * OIDC Back-Channel Logout 1.0 §2.6: signature (pinned algorithms), iss, aud, iat (fresh: at most
+   * 5 minutes old), the `events` member, no `nonce`, `sid` and/or `sub`, a `jti`. Replay of the
+   * `jti` is the caller's to check (it may be shared across replicas).
+   */
+  async verifyLogoutToken(token: string): Promise<{ sid?: string; sub?: string; jti: string; exp: number }> {
+    const keys = this.keySet();
+    let payload: JWTPayload;
+    try {
+      ({ payload } = await jwtVerify(token, keys, {
+        issuer: this.config!.serverMetadata().issuer,
+        audience: this.settings.clientId,
+        algorithms: [...this.settings.idTokenSigningAlgs],
+        clockTolerance: this.settings.clockToleranceSec,
+        maxTokenAge: 300 + this.settings.clockToleranceSec,
+        requiredClaims: ['iat', 'jti'],
+      }));
+    } catch (err) {
+      throw new PortcullisError('ERR_LOGOUT_TOKEN_INVALID', 400, 'The logout token failed verification.', { cause: err });
+    }
+    const fail = (why: string) => new PortcullisError('ERR_LOGOUT_TOKEN_INVALID', 400, 'The logout token failed verification.', { cause: new Error(why) });
+    const events = payload.events as Record<string, unknown> | undefined;
+    if (!events || typeof events !== 'object' || Array.isArray(events) || typeof events[BACKCHANNEL_EVENT] !== 'object' || events[BACKCHANNEL_EVENT] === null) throw fail('events claim lacks the back-channel logout event');
+    if (payload.nonce !== undefined) throw fail('a logout token must not contain a nonce');
+    const sid = typeof payload.sid === 'string' ? payload.sid : undefined;
+    const sub = typeof payload.sub === 'string' ? payload.sub : undefined;
+    if (!sid && !sub) throw fail('neither sid nor sub');
+    if (typeof payload.jti !== 'string') throw fail('jti missing');
+    const exp = typeof payload.exp === 'number' ? payload.exp : Math.floor(Date.now() / 1000) + 600;
+    return { sid, sub, jti: payload.jti, exp };
   }
 
   /** RP-initiated logout URL, when the IdP offers an end_session_endpoint. */

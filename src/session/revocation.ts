@@ -1,0 +1,77 @@
+// Session stage: sessions ended elsewhere (back-channel logout). A stateless cookie cannot be
+// deleted, so its IdP session id (`sid`) or subject (`sub`) is remembered here until the longest
+// session could have expired, and every request's session is checked against it (a Map lookup).
+// With Redis configured, entries are shared: each replica writes to a Redis hash and pulls the
+// others' entries every `syncIntervalMs` — the bound on how late another replica notices.
+
+export interface RevocationBackend {
+  /** Adds entries (field → revokedAt ms) and returns nothing; throws when unreachable. */
+  add(entries: Record<string, number>, ttlMs: number): Promise<void>;
+  /** All current entries. */
+  all(): Promise<Record<string, number>>;
+}
+
+export class RevocationList {
+  /** `sid:<idp sid>` or `sub:<subject>` → when it was revoked (ms). */
+  private readonly entries = new Map<string, number>();
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly retainMs: number,
+    private readonly now: () => number = Date.now,
+    private readonly backend?: RevocationBackend,
+    private readonly onError: (err: unknown) => void = () => {},
+  ) {}
+
+  get size(): number { return this.entries.size; }
+
+  /** Starts pulling other replicas' revocations (no-op without a backend). */
+  startSync(intervalMs: number): void {
+    if (!this.backend || this.timer) return;
+    const pull = () => {
+      this.backend!.all().then((all) => {
+        for (const [k, v] of Object.entries(all)) this.merge(k, v);
+      }, this.onError);
+    };
+    pull();
+    this.timer = setInterval(pull, intervalMs);
+    this.timer.unref();
+  }
+
+  stop(): void { if (this.timer) clearInterval(this.timer); }
+
+  private merge(key: string, at: number): void {
+    const prev = this.entries.get(key);
+    if (prev === undefined || at > prev) this.entries.set(key, at);
+  }
+
+  /** Records a back-channel logout. Sessions of that sid, or of that sub created before now, end. */
+  async revoke(r: { sid?: string; sub?: string }): Promise<void> {
+    const at = this.now();
+    const add: Record<string, number> = {};
+    if (r.sid) add[`sid:${r.sid}`] = at;
+    if (r.sub && !r.sid) add[`sub:${r.sub}`] = at;
+    for (const [k, v] of Object.entries(add)) this.merge(k, v);
+    this.prune();
+    if (this.backend) await this.backend.add(add, this.retainMs);
+  }
+
+  /**
+   * True when the session was ended by a logout event. A `sub`-wide logout only ends sessions
+   * created before it — signing in again afterwards works.
+   */
+  isRevoked(s: { sub: string; idpSid: string | undefined; createdAt: number }): boolean {
+    if (this.entries.size === 0) return false;
+    if (s.idpSid !== undefined) {
+      const at = this.entries.get(`sid:${s.idpSid}`);
+      if (at !== undefined && s.createdAt <= at) return true;
+    }
+    const at = this.entries.get(`sub:${s.sub}`);
+    return at !== undefined && s.createdAt <= at;
+  }
+
+  private prune(): void {
+    const cutoff = this.now() - this.retainMs;
+    for (const [k, at] of this.entries) if (at < cutoff) this.entries.delete(k);
+  }
+}
