@@ -25,7 +25,8 @@ export interface StackOptions {
   routes?: Array<Record<string, unknown>>;
   /** Edit the raw config before validation. */
   edit?: (raw: Record<string, unknown>) => void;
-  idp?: Partial<TestIdpOptions>;
+  /** IdP options, or a function of the proxy's URL (e.g. for a back-channel logout URI). */
+  idp?: Partial<TestIdpOptions> | ((proxyUrl: string) => Partial<TestIdpOptions>);
   /** Reuse an IdP (e.g. a second proxy against the same IdP). */
   existingIdp?: TestIdp;
   now?: () => number;
@@ -54,7 +55,7 @@ export async function startStack(t: CleanupScope, opts: StackOptions = {}): Prom
   const idp = opts.existingIdp ?? await startTestIdp(t, {
     redirectUris: [`${url}/oauth2/callback`],
     postLogoutRedirectUris: [`${url}/oauth2/signed_out`, `${url}/`],
-    ...opts.idp,
+    ...(typeof opts.idp === 'function' ? opts.idp(url) : opts.idp),
   });
   if (opts.existingIdp) {
     await idp.registerClient({ ...idp.client, redirect_uris: [...idp.client.redirect_uris, `${url}/oauth2/callback`], post_logout_redirect_uris: [...(idp.client.post_logout_redirect_uris ?? []), `${url}/oauth2/signed_out`] });
