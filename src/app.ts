@@ -14,6 +14,7 @@ import { registerSignInEndpoints } from './signin/endpoints.js';
 import { registerForwarding } from './proxy/forward.js';
 import type { HeaderBag } from './identity/headers.js';
 import { compilePeerTrust } from './routing/trust.js';
+import { AssertionSigner } from './identity/assertion.js';
 
 export interface AppOptions extends RuntimeOptions {
   metrics?: Metrics;
@@ -52,6 +53,9 @@ export async function buildApp(config: Config, opts: AppOptions = {}): Promise<{
     routerOptions: { ignoreDuplicateSlashes: false, ignoreTrailingSlash: false, maxParamLength: 4096 },
   });
   const runtime = new Runtime(config, metrics, app.log, opts);
+  if (config.assertionSigning.keysFile || config.routes.some((r) => r.assertion)) {
+    runtime.assertions = await AssertionSigner.create(config.publicUrl, config.assertionSigning, app.log, runtime.now);
+  }
 
   await app.register(fastifyCookie);
 

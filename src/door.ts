@@ -15,7 +15,7 @@ import { errors, PortcullisError, asPortcullisError } from './errors.js';
 import { forbiddenPage } from './pages.js';
 import { forward, forwardUpgrade } from './proxy/forward.js';
 import { normalizeTarget, sameAuthority } from './routing/normalize.js';
-import type { HeaderBag } from './identity/headers.js';
+import type { HeaderBag, Principal } from './identity/headers.js';
 import { statusClass } from './metrics.js';
 
 export type Cookies = Record<string, string | undefined>;
@@ -31,9 +31,18 @@ export interface DoorRequest {
 
 export type Outcome =
   | { kind: 'no-route' }
-  | { kind: 'allow'; route: RouteConfig; session: ActiveSession | undefined; decision: Decision; setCookies: string[] }
-  | { kind: 'unauthenticated'; route: RouteConfig; decision: Decision; setCookies: string[] }
-  | { kind: 'forbidden'; route: RouteConfig; session: ActiveSession; decision: Decision; setCookies: string[] };
+  | { kind: 'allow'; route: RouteConfig; who: Principal | undefined; decision: Decision; setCookies: string[] }
+  | { kind: 'unauthenticated'; route: RouteConfig; decision: Decision; setCookies: string[]; invalidToken?: PortcullisError }
+  | { kind: 'forbidden'; route: RouteConfig; who: Principal; decision: Decision; setCookies: string[] };
+
+const INVALID_TOKEN: Decision = Object.freeze({ allowed: false, reasons: Object.freeze(['user-unauthenticated'] as const) });
+
+/** `Authorization: Bearer <token>` → the token, else undefined. */
+function bearerToken(headers: HeaderBag): string | undefined {
+  const h = headers.authorization;
+  if (typeof h !== 'string' || h.length < 8 || h.slice(0, 7).toLowerCase() !== 'bearer ') return undefined;
+  return h.slice(7).trim() || undefined;
+}
 
 const NO_ROUTE: Outcome = Object.freeze({ kind: 'no-route' });
 
@@ -43,6 +52,21 @@ export async function evaluate(rt: Runtime, r: DoorRequest): Promise<Outcome> {
   const idx = table.matcher(r.host, r.path, r.method);
   if (idx < 0) return NO_ROUTE;
   const route = table.routes[idx]!;
+  // API clients on bearer routes: the token decides; no session cookie is read or created.
+  if (route.bearer) {
+    const token = bearerToken(r.headers);
+    if (token !== undefined) {
+      let claims: Record<string, unknown>;
+      try {
+        claims = await rt.idp.verifyBearer(token, rt.config.oidc.bearerAudiences);
+      } catch (err) {
+        return { kind: 'unauthenticated', route, decision: INVALID_TOKEN, setCookies: [], invalidToken: err instanceof PortcullisError ? err : asPortcullisError(err) };
+      }
+      const who: Principal = { claims, accessToken: token };
+      const d = authorize(route, claims);
+      return d.allowed ? { kind: 'allow', route, who, decision: d, setCookies: [] } : { kind: 'forbidden', route, who, decision: d, setCookies: [] };
+    }
+  }
   const setCookies: string[] = [];
   let session: ActiveSession | undefined;
   const lookup = await rt.sessions.lookup(r.cookies);
@@ -61,9 +85,9 @@ export async function evaluate(rt: Runtime, r: DoorRequest): Promise<Outcome> {
     rt.log.debug({ reason: lookup.reason }, 'session cookie not accepted');
   }
   const decision = authorize(route, session?.claims);
-  if (decision.allowed) return { kind: 'allow', route, session, decision, setCookies };
+  if (decision.allowed) return { kind: 'allow', route, who: session, decision, setCookies };
   if (!session) return { kind: 'unauthenticated', route, decision, setCookies };
-  return { kind: 'forbidden', route, session, decision, setCookies };
+  return { kind: 'forbidden', route, who: session, decision, setCookies };
 }
 
 /** GET/HEAD asking for HTML, sent by a navigating browser: the only requests we redirect to sign in. */
@@ -86,10 +110,11 @@ function audit(rt: Runtime, req: FastifyRequest | undefined, o: Outcome): void {
   const label = o.kind === 'allow' ? 'allow' : o.kind === 'forbidden' ? 'deny' : 'unauthenticated';
   rt.metrics.decisions.inc({ route: o.route.name, decision: label });
   if (o.kind !== 'allow' || rt.auditAllows) {
-    const s = o.kind === 'unauthenticated' ? undefined : o.session;
+    const c = o.kind === 'unauthenticated' ? undefined : o.who?.claims;
     (req?.log ?? rt.log).info({
-      audit: true, route: o.route.name, decision: label, reason: o.decision.reasons.join(','),
-      sub: s?.sub, email: s?.claims.email, ip: req?.ip,
+      audit: true, route: o.route.name, decision: label,
+      reason: o.kind === 'unauthenticated' && o.invalidToken ? 'invalid-token' : o.decision.reasons.join(','),
+      sub: c?.sub, email: c?.email, via: o.kind !== 'unauthenticated' && o.who && !o.who.sid ? 'bearer' : undefined, ip: req?.ip,
     }, `auth decision ${label}`);
   }
 }
@@ -126,11 +151,15 @@ export async function proxyHandler(this: unknown, request: FastifyRequest, reply
     case 'no-route':
       return reply.send(errors.noRoute());
     case 'unauthenticated':
-      return answerUnauthenticated(rt, request, reply, `${rt.originOf(request)}${target.path}${target.query}`);
+      if (outcome.invalidToken) return answerInvalidToken(reply, outcome.invalidToken);
+      return answerUnauthenticated(rt, request, reply, `${rt.originOf(request)}${target.path}${target.query}`, outcome.route.bearer);
     case 'forbidden':
-      return answerForbidden(rt, request, reply, outcome.route, outcome.session);
+      return answerForbidden(rt, request, reply, outcome.route, outcome.who);
     case 'allow': {
-      const { route, session } = outcome;
+      const { route, who } = outcome;
+      const assertion = route.assertion && who && rt.assertions
+        ? await rt.assertions.assertion(route.name, route.assertion.audience, route.assertion.ttlSec, who)
+        : undefined;
       (request as RouteCarrier).portcullisRoute = route.name;
       const path = route.stripPrefix ? stripPrefix(target.path, route.match.path) : target.path;
       return forward(request, reply, {
@@ -138,7 +167,7 @@ export async function proxyHandler(this: unknown, request: FastifyRequest, reply
         upstream: rt.upstreamBase(route),
         pathAndQuery: path + target.query,
         timeoutMs: route.timeoutMs,
-        rewriteHeaders: (h) => rt.rewriteUpstreamHeaders(route, session, h, request),
+        rewriteHeaders: (h) => rt.rewriteUpstreamHeaders(route, who, h, request, assertion),
         onUpstreamError: (err, kind) => {
           rt.metrics.upstreamErrors.inc({ route: route.name, kind });
           request.log.warn({ route: route.name, err: err.cause instanceof Error ? err.cause.message : String(err.cause) }, `upstream ${kind}`);
@@ -148,7 +177,14 @@ export async function proxyHandler(this: unknown, request: FastifyRequest, reply
   }
 }
 
-export function answerUnauthenticated(rt: Runtime, request: FastifyRequest, reply: FastifyReply, returnTo: string): Promise<FastifyReply> | FastifyReply {
+/** RFC 6750 §3: an invalid bearer token gets its own challenge, never a sign-in redirect. */
+function answerInvalidToken(reply: FastifyReply, err: PortcullisError): FastifyReply {
+  return reply.code(401).header('cache-control', 'no-store')
+    .header('www-authenticate', 'Bearer realm="portcullis", error="invalid_token", error_description="The access token is invalid or expired"')
+    .send({ error: 'invalid_token', message: err.message });
+}
+
+export function answerUnauthenticated(rt: Runtime, request: FastifyRequest, reply: FastifyReply, returnTo: string, bearer = false): Promise<FastifyReply> | FastifyReply {
   if (isBrowserNavigation(request.method, request.headers as HeaderBag)) {
     return signInRedirect(rt, request, returnTo).then(({ location, setCookies }) => {
       if (setCookies.length) reply.header('set-cookie', [...((reply.getHeader('set-cookie') as string[] | undefined) ?? []), ...setCookies]);
@@ -156,15 +192,15 @@ export function answerUnauthenticated(rt: Runtime, request: FastifyRequest, repl
     });
   }
   return reply.code(401)
-    .header('www-authenticate', `OIDC realm="portcullis", sign_in_url="${rt.config.publicUrl}/oauth2/start"`)
+    .header('www-authenticate', bearer ? 'Bearer realm="portcullis"' : `OIDC realm="portcullis", sign_in_url="${rt.config.publicUrl}/oauth2/start"`)
     .header('cache-control', 'no-store')
     .send({ error: 'unauthenticated', message: 'Sign-in required. Browsers are sent to sign in; API clients must send a session cookie or (on bearer routes) a token.', signInUrl: `${rt.config.publicUrl}/oauth2/start` });
 }
 
-export function answerForbidden(rt: Runtime, request: FastifyRequest, reply: FastifyReply, route: RouteConfig, session: ActiveSession): FastifyReply {
+export function answerForbidden(rt: Runtime, request: FastifyRequest, reply: FastifyReply, route: RouteConfig, who: Principal): FastifyReply {
   reply.code(403).header('cache-control', 'no-store');
-  if (wantsHtml(request.headers as HeaderBag)) {
-    const user = String(session.claims.email ?? session.claims.preferred_username ?? session.sub);
+  if (wantsHtml(request.headers as HeaderBag) && who.sid) {
+    const user = String(who.claims.email ?? who.claims.preferred_username ?? who.claims.sub);
     return reply.type('text/html; charset=utf-8').send(forbiddenPage({ user, route: route.name, signOutUrl: `${rt.config.publicUrl}/oauth2/sign_out` }));
   }
   return reply.send({ error: 'forbidden', message: 'You are signed in but not allowed to use this route.', route: route.name });
@@ -221,11 +257,12 @@ export async function handleUpgrade(rt: Runtime, req: IncomingMessage, socket: D
     if (o.kind === 'forbidden') return reject(403, 'forbidden');
     const route = o.route;
     // Hop-by-hop handling for the upgrade: keep Upgrade/Connection, drop what Connection lists otherwise.
-    rt.rewriteUpstreamHeaders(route, o.session, headers, undefined);
+    const assertion = route.assertion && o.who && rt.assertions ? await rt.assertions.assertion(route.name, route.assertion.audience, route.assertion.ttlSec, o.who) : undefined;
+    rt.rewriteUpstreamHeaders(route, o.who, headers, undefined, assertion);
     headers.connection = 'Upgrade';
     headers.upgrade = req.headers.upgrade;
     const path = route.stripPrefix ? stripPrefix(n.path, route.match.path) : n.path;
-    if (o.session) rt.trackConnection(o.session, socket);
+    if (o.who && 'cookieValue' in o.who) rt.trackConnection(o.who as ActiveSession, socket);
     forwardUpgrade(req, socket, head, { upstream: rt.upstreamBase(route), pathAndQuery: path + n.query, headers, timeoutMs: route.timeoutMs }, (status, err) => {
       rt.metrics.upstreamErrors.inc({ route: route.name, kind: status === 504 ? 'timeout' : 'unavailable' });
       rt.log.warn({ route: route.name, err: err instanceof Error ? err.message : String(err) }, 'websocket upstream failed');

@@ -6,7 +6,8 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Config, RouteConfig } from './config/index.js';
 import { compileMatcher, type RouteMatcher } from './routing/match.js';
-import { IdentityHeaderPlan, type HeaderBag } from './identity/headers.js';
+import { IdentityHeaderPlan, type HeaderBag, type Principal } from './identity/headers.js';
+import type { AssertionSigner } from './identity/assertion.js';
 import { SessionCodec } from './session/codec.js';
 import { cookieSettings, makeCookieStripper } from './session/cookies.js';
 import { SessionManager, type ActiveSession } from './session/sessions.js';
@@ -27,8 +28,8 @@ export interface RouteTable {
   readonly headers: IdentityHeaderPlan;
 }
 
-export function compileRouteTable(routes: readonly RouteConfig[]): RouteTable {
-  return Object.freeze({ routes, matcher: compileMatcher(routes.map((r) => r.match)), headers: new IdentityHeaderPlan(routes) });
+export function compileRouteTable(routes: readonly RouteConfig[], budget = 8192, onTrim?: (route: string, sub: unknown) => void): RouteTable {
+  return Object.freeze({ routes, matcher: compileMatcher(routes.map((r) => r.match)), headers: new IdentityHeaderPlan(routes, budget, onTrim) });
 }
 
 /** Refresh this long before the access/ID token expires. */
@@ -71,12 +72,21 @@ export class Runtime {
   private readonly refreshRetryAt = new LRUCache<string, number>({ max: 100_000 });
   /** Logout token ids already used (replay protection). */
   readonly seenLogoutTokens = new LRUCache<string, true>({ max: 100_000, ttl: 15 * 60_000 });
+  private readonly trimWarned = new LRUCache<string, true>({ max: 10_000, ttl: 3600_000 });
+  /** Signs X-Portcullis-Assertion; created at boot when a route asks for assertions. */
+  assertions: AssertionSigner | undefined;
 
   constructor(readonly config: Config, readonly metrics: Metrics, readonly log: FastifyBaseLogger, opts: RuntimeOptions = {}) {
     const now = opts.now ?? Date.now;
     this.now = now;
     this.revocations = new RevocationList(config.session.absoluteTimeoutMs, now);
-    this.table = compileRouteTable(config.routes);
+    this.table = compileRouteTable(config.routes, config.identityHeaderBudget, (route, sub) => {
+      // One warning per user and route an hour: a user in 600 groups would otherwise flood the log.
+      const key = `${route}\0${String(sub)}`;
+      if (this.trimWarned.has(key)) return;
+      this.trimWarned.set(key, true);
+      log.warn({ route, sub }, 'identity headers over identityHeaderBudget: X-Forwarded-Groups trimmed (X-Forwarded-Groups-Truncated: true)');
+    });
     const cookies = cookieSettings(config.publicUrl, config.session.cookieName, config.session.cookieDomain);
     const codec = new SessionCodec(config.session.secrets);
     const store = opts.store ?? new CookieStore(codec, cookies.session);
@@ -84,6 +94,7 @@ export class Runtime {
       idleTimeoutMs: config.session.idleTimeoutMs,
       absoluteTimeoutMs: config.session.absoluteTimeoutMs,
       cacheMaxEntries: config.session.cacheMaxEntries,
+      keepAccessToken: config.routes.some((r) => r.passAccessToken || r.passAuthorization),
     }, now, (s) => this.revocations.isRevoked(s), (hit) => (hit ? metrics.cacheHits : metrics.cacheMisses).inc());
     this.txns = new TransactionCookies(codec, cookies, now);
     this.idp = new IdentityProvider({
@@ -127,11 +138,12 @@ export class Runtime {
   }
 
   /** Request headers as the upstream will see them: no client-set identity, no Portcullis cookies, our identity. */
-  rewriteUpstreamHeaders(route: RouteConfig, session: ActiveSession | undefined, h: HeaderBag, request: FastifyRequest | undefined): void {
+  rewriteUpstreamHeaders(route: RouteConfig, who: Principal | undefined, h: HeaderBag, request: FastifyRequest | undefined, assertion?: string): void {
     this.table.headers.strip(h);
     const cookie = this.stripOwnCookies(h.cookie as string | undefined);
     if (cookie === undefined) delete h.cookie; else h.cookie = cookie;
-    if (session) this.table.headers.inject(route.name, session.claims, h);
+    if (who) this.table.headers.inject(route.name, who, h);
+    if (assertion) h['x-portcullis-assertion'] = assertion;
     if (request) {
       const trusted = this.peerTrusted(request.socket.remoteAddress);
       const prior = trusted ? h['x-forwarded-for'] : undefined;

@@ -25,8 +25,16 @@ export interface RouteConfig {
   allow: CompiledRule | undefined;
   /** Extra identity headers from claim templates, in config order. */
   headers: ReadonlyArray<{ name: string; template: HeaderTemplate }>;
-  /** Add X-Portcullis-Assertion, a short-lived signed JWT. Default false. */
-  assertion: boolean;
+  /** X-Portcullis-Assertion, a short-lived signed JWT: undefined = off. `audience` defaults to the upstream's origin. */
+  assertion: { audience: string; ttlSec: number } | undefined;
+  /** `grafana`: Grafana auth.proxy headers (X-WEBAUTH-USER/-EMAIL/-NAME/-ROLE). */
+  preset: 'grafana' | undefined;
+  /** With preset grafana: Grafana role → rule; the first passing of Admin, Editor, Viewer is sent as X-WEBAUTH-ROLE. */
+  grafanaRoles: ReadonlyArray<{ role: string; rule: CompiledRule }>;
+  /** Send the session's access token as X-Forwarded-Access-Token. Default false. */
+  passAccessToken: boolean;
+  /** Send the session's access token as `Authorization: Bearer …` (replacing the client's). Default false. */
+  passAuthorization: boolean;
   /** Remove the route's path prefix before forwarding (`/app/x` → `/x`). Default false. */
   stripPrefix: boolean;
   /** Upstream response timeout, ms. Default 30s. */
@@ -62,7 +70,13 @@ export interface Config {
     idTokenSigningAlgs: string[];
     /** Timeout for each request to the IdP, ms. */
     timeoutMs: number;
+    /** Accepted `aud` values of bearer JWTs (routes with bearer: true). Never "any audience". */
+    bearerAudiences: string[];
   };
+  /** All identity headers of one request together stay under this many bytes (a huge groups claim is trimmed, visibly). */
+  identityHeaderBudget: number;
+  /** Signing of X-Portcullis-Assertion. */
+  assertionSigning: { keysFile: string | undefined; algorithm: 'ES256' | 'RS256' | 'EdDSA' };
   session: {
     /** >= 32 bytes each. The first seals, all open (rotation). */
     secrets: string[];
@@ -96,7 +110,7 @@ export function validateConfig(raw: unknown, opts: ValidateOptions = {}): { conf
   const v = new Reader(issues, opts);
   const root = v.object(raw ?? {}, '', [
     'listen', 'trustProxy', 'workers', 'publicUrl', 'logLevel', 'shutdownGracePeriod', 'metrics',
-    'oidc', 'session', 'redirects', 'routes',
+    'oidc', 'session', 'redirects', 'routes', 'identityHeaderBudget', 'assertionSigning',
   ]);
   if (!root) return { issues };
 
@@ -112,7 +126,7 @@ export function validateConfig(raw: unknown, opts: ValidateOptions = {}): { conf
 
   const oidcRaw = v.object(root.oidc, 'oidc', [
     'issuer', 'clientId', 'clientSecret', 'clientSecretFile', 'tokenEndpointAuthMethod', 'scopes',
-    'clockTolerance', 'userinfo', 'idTokenSigningAlgs', 'timeout',
+    'clockTolerance', 'userinfo', 'idTokenSigningAlgs', 'timeout', 'bearerAudiences',
   ], true) ?? {};
   const clientSecret = v.secret(oidcRaw, 'oidc', 'clientSecret', 'clientSecretFile');
   const scopes = v.stringList(oidcRaw.scopes, 'oidc.scopes') ?? ['openid', 'email', 'profile'];
@@ -175,7 +189,16 @@ export function validateConfig(raw: unknown, opts: ValidateOptions = {}): { conf
       userinfo: v.bool(oidcRaw.userinfo, 'oidc.userinfo') ?? false,
       idTokenSigningAlgs: algs,
       timeoutMs: v.duration(oidcRaw.timeout, 'oidc.timeout') ?? 10_000,
+      bearerAudiences: v.stringList(oidcRaw.bearerAudiences, 'oidc.bearerAudiences') ?? [],
     },
+    identityHeaderBudget: v.int(root.identityHeaderBudget, 'identityHeaderBudget', 1024, 65536) ?? 8192,
+    assertionSigning: (() => {
+      const a = v.object(root.assertionSigning ?? {}, 'assertionSigning', ['keysFile', 'algorithm']) ?? {};
+      return {
+        keysFile: v.string(a.keysFile, 'assertionSigning.keysFile'),
+        algorithm: v.enumOf(a.algorithm, 'assertionSigning.algorithm', ['ES256', 'RS256', 'EdDSA'] as const) ?? 'ES256',
+      };
+    })(),
     session: {
       secrets: secrets ?? [],
       store,
@@ -198,6 +221,11 @@ export function validateConfig(raw: unknown, opts: ValidateOptions = {}): { conf
     const dom = cookieDomain?.replace(/^\./, '').toLowerCase();
     if (!dom || (h !== dom && !h.endsWith(`.${dom}`))) {
       v.issue(`routes[${i}].match.host`, `${r.match.host} is not publicUrl's host (${pubHost}); set session.cookieDomain to a parent domain of both so the session cookie reaches it`);
+    }
+  });
+  routes.forEach((r, i) => {
+    if (r.bearer && config.oidc.bearerAudiences.length === 0) {
+      v.issue(`routes[${i}].bearer`, 'bearer: true needs oidc.bearerAudiences (the `aud` values API tokens must carry; never "any audience")');
     }
   });
   if (metrics && metrics.port === config.listen.port && metrics.host === config.listen.host) {
@@ -364,6 +392,7 @@ class Reader {
       const path = childPath('routes', i);
       const o = this.object(r, path, [
         'name', 'match', 'upstream', 'websocket', 'auth', 'bearer', 'allow', 'headers', 'assertion', 'stripPrefix', 'timeout',
+        'preset', 'grafanaRoles', 'passAccessToken', 'passAuthorization',
       ], true);
       if (!o) return;
       const name = this.string(o.name, `${path}.name`, { required: true }) ?? `route-${i}`;
@@ -387,6 +416,26 @@ class Reader {
           }
         }
       }
+      const preset = this.enumOf(o.preset, `${path}.preset`, ['grafana'] as const);
+      const grafanaRoles: Array<{ role: string; rule: CompiledRule }> = [];
+      if (o.grafanaRoles !== undefined) {
+        if (preset !== 'grafana') this.issue(`${path}.grafanaRoles`, 'only with preset: grafana');
+        const roles = this.object(o.grafanaRoles, `${path}.grafanaRoles`, ['Admin', 'Editor', 'Viewer']) ?? {};
+        for (const role of ['Admin', 'Editor', 'Viewer']) {
+          if (roles[role] === undefined) continue;
+          const rule = compileRule(roles[role], childPath(`${path}.grafanaRoles`, role), this.issues);
+          if (rule) grafanaRoles.push({ role, rule });
+        }
+      }
+      let assertion: RouteConfig['assertion'];
+      if (o.assertion === true || (o.assertion && typeof o.assertion === 'object')) {
+        const a = o.assertion === true ? {} : this.object(o.assertion, `${path}.assertion`, ['audience', 'ttl']) ?? {};
+        const ttl = this.duration(a.ttl, `${path}.assertion.ttl`) ?? 120_000;
+        if (ttl < 10_000 || ttl > 600_000) this.issue(`${path}.assertion.ttl`, 'must be between 10s and 10m (a short-lived assertion)');
+        assertion = { audience: this.string(a.audience, `${path}.assertion.audience`) ?? (upstream ? new URL(upstream).origin : ''), ttlSec: Math.round(ttl / 1000) };
+      } else if (o.assertion !== undefined && o.assertion !== false) {
+        this.issue(`${path}.assertion`, 'must be true, false, or { audience, ttl }');
+      }
       out.push({
         name,
         match: match ?? { path: '/' },
@@ -396,7 +445,11 @@ class Reader {
         bearer: this.bool(o.bearer, `${path}.bearer`) ?? false,
         allow,
         headers,
-        assertion: this.bool(o.assertion, `${path}.assertion`) ?? false,
+        assertion,
+        preset,
+        grafanaRoles,
+        passAccessToken: this.bool(o.passAccessToken, `${path}.passAccessToken`) ?? false,
+        passAuthorization: this.bool(o.passAuthorization, `${path}.passAuthorization`) ?? false,
         stripPrefix: this.bool(o.stripPrefix, `${path}.stripPrefix`) ?? false,
         timeoutMs: this.duration(o.timeout, `${path}.timeout`) ?? 30_000,
       });

@@ -2,7 +2,15 @@
 // client sent (any case, `_` for `-`), then adds the ones Portcullis vouches for. The header plan
 // is compiled once at boot; per request it only renders values.
 import type { RouteConfig } from '../config/index.js';
-import { headerSafe, readClaimPath, type Claims } from './templates.js';
+import { compileHeaderTemplate, headerSafe, readClaimPath, type Claims } from './templates.js';
+
+/** Who the upstream is told about: a browser session or a verified bearer token. */
+export interface Principal {
+  readonly claims: Claims;
+  readonly accessToken?: string | undefined;
+  /** Portcullis session id (absent for bearer tokens). */
+  readonly sid?: string | undefined;
+}
 
 /** The identity headers every route gets, from standard claims. */
 export const DEFAULT_IDENTITY_HEADERS: ReadonlyArray<{ name: string; claim: string[] }> = [
@@ -12,10 +20,32 @@ export const DEFAULT_IDENTITY_HEADERS: ReadonlyArray<{ name: string; claim: stri
   { name: 'x-forwarded-groups', claim: ['groups'] },
 ];
 
-/** Headers only Portcullis may set, whatever the route (reserved for later features too). */
-const RESERVED = ['x-portcullis-assertion', 'x-forwarded-access-token', 'x-forwarded-groups-truncated', 'x-auth-request-user', 'x-auth-request-email', 'x-auth-request-preferred-username', 'x-auth-request-groups'];
+const GROUPS = 'x-forwarded-groups';
+const TRUNCATED = 'x-forwarded-groups-truncated';
+
+/** Headers only Portcullis may set, whatever the route. */
+const RESERVED = [
+  'x-portcullis-assertion', 'x-forwarded-access-token', TRUNCATED,
+  'x-webauth-user', 'x-webauth-email', 'x-webauth-name', 'x-webauth-role',
+  'x-auth-request-user', 'x-auth-request-email', 'x-auth-request-preferred-username', 'x-auth-request-groups',
+];
+
+/** Grafana auth.proxy (`[auth.proxy] header_name = X-WEBAUTH-USER`, `headers = Email:… Name:… Role:…`). */
+const GRAFANA_PRESET: Record<string, string> = {
+  'x-webauth-user': '{preferred_username|email|sub}',
+  'x-webauth-email': '{email}',
+  'x-webauth-name': '{name|preferred_username}',
+};
 
 export type HeaderBag = Record<string, string | string[] | undefined>;
+
+type Render = (c: Claims) => string | undefined;
+
+interface RoutePlan {
+  headers: ReadonlyArray<{ name: string; render: Render }>;
+  passAccessToken: boolean;
+  passAuthorization: boolean;
+}
 
 /** Canonical form for comparison: lower case, `_` read as `-` (CGI/WSGI/PHP map both to HTTP_X_…). */
 function canonical(name: string): string {
@@ -25,43 +55,84 @@ function canonical(name: string): string {
 export class IdentityHeaderPlan {
   /** Canonical names of every identity header configured anywhere. */
   private readonly protectedNames: Set<string>;
-  private readonly perRoute: Map<string, ReadonlyArray<{ name: string; render: (c: Claims) => string | undefined }>>;
+  private readonly perRoute: Map<string, RoutePlan>;
 
-  constructor(routes: readonly RouteConfig[]) {
+  constructor(routes: readonly RouteConfig[], private readonly budget = 8192, private readonly onTrim: (route: string, sub: unknown) => void = () => {}) {
     this.protectedNames = new Set([...DEFAULT_IDENTITY_HEADERS.map((h) => h.name), ...RESERVED]);
     this.perRoute = new Map();
     for (const r of routes) {
-      const list: Array<{ name: string; render: (c: Claims) => string | undefined }> = DEFAULT_IDENTITY_HEADERS.map((h) => ({
+      const list: Array<{ name: string; render: Render }> = DEFAULT_IDENTITY_HEADERS.map((h) => ({
         name: h.name,
         render: (c: Claims) => headerSafe(readClaimPath(c, h.claim)),
       }));
-      for (const h of r.headers) {
-        this.protectedNames.add(canonical(h.name));
-        const name = h.name.toLowerCase();
-        const at = list.findIndex((x) => x.name === name);
-        const entry = { name, render: h.template };
-        if (at >= 0) list[at] = entry; else list.push(entry);
+      const put = (name: string, render: Render) => {
+        this.protectedNames.add(canonical(name));
+        const lower = name.toLowerCase();
+        const at = list.findIndex((x) => x.name === lower);
+        if (at >= 0) list[at] = { name: lower, render }; else list.push({ name: lower, render });
+      };
+      if (r.preset === 'grafana') {
+        for (const [name, t] of Object.entries(GRAFANA_PRESET)) put(name, compileHeaderTemplate(t, '', [])!);
+        const roles = r.grafanaRoles;
+        if (roles.length) put('x-webauth-role', (c) => roles.find((x) => x.rule.test(c))?.role);
       }
-      this.perRoute.set(r.name, list);
+      for (const h of r.headers) put(h.name, h.template);
+      this.perRoute.set(r.name, { headers: list, passAccessToken: r.passAccessToken, passAuthorization: r.passAuthorization });
     }
   }
 
   /** Deletes, in place, every header a client must not be able to set. Applies to every route. */
   strip(headers: HeaderBag): void {
     for (const key in headers) {
-      if (this.protectedNames.has(key) || (key.includes('_') || key !== key.toLowerCase() ? this.protectedNames.has(canonical(key)) : false)) {
+      if (this.protectedNames.has(key) || ((key.includes('_') || key !== key.toLowerCase()) && this.protectedNames.has(canonical(key)))) {
         delete headers[key];
       }
     }
   }
 
-  /** Adds the route's identity headers for these claims (after strip). */
-  inject(routeName: string, claims: Claims, headers: HeaderBag): void {
-    const list = this.perRoute.get(routeName);
-    if (!list) return;
-    for (const h of list) {
-      const v = h.render(claims);
-      if (v !== undefined && v !== '') headers[h.name] = v;
+  /** Adds the route's identity headers for this principal (after strip), within the size budget. */
+  inject(routeName: string, who: Principal, headers: HeaderBag): void {
+    const plan = this.perRoute.get(routeName);
+    if (!plan) return;
+    let total = 0;
+    for (const h of plan.headers) {
+      const v = h.render(who.claims);
+      if (v !== undefined && v !== '') {
+        headers[h.name] = v;
+        total += h.name.length + v.length + 4;
+      }
+    }
+    if (who.accessToken) {
+      if (plan.passAccessToken) headers['x-forwarded-access-token'] = who.accessToken;
+      if (plan.passAuthorization) headers.authorization = `Bearer ${who.accessToken}`;
+    }
+    if (total > this.budget) this.trim(routeName, plan, who, headers, total);
+  }
+
+  /**
+   * Over budget (typically a user in hundreds of groups): trim the groups list at a comma and say
+   * so in X-Forwarded-Groups-Truncated, rather than let the upstream answer 431. If that is not
+   * enough, drop the largest remaining identity headers.
+   */
+  private trim(routeName: string, plan: RoutePlan, who: Principal, headers: HeaderBag, total: number): void {
+    this.onTrim(routeName, who.claims.sub);
+    const groups = headers[GROUPS];
+    if (typeof groups === 'string') {
+      const excess = total - this.budget + TRUNCATED.length + 8;
+      let keep = groups.length - excess;
+      const cut = keep > 0 ? groups.lastIndexOf(',', keep) : -1;
+      keep = cut;
+      if (keep > 0) headers[GROUPS] = groups.slice(0, keep); else delete headers[GROUPS];
+      headers[TRUNCATED] = 'true';
+      total -= groups.length - (keep > 0 ? keep : -GROUPS.length - 4);
+    }
+    if (total <= this.budget) return;
+    const sized = plan.headers.map((h) => h.name).filter((n) => n !== 'x-forwarded-user' && typeof headers[n] === 'string')
+      .sort((a, b) => (headers[b] as string).length - (headers[a] as string).length);
+    for (const n of sized) {
+      if (total <= this.budget) break;
+      total -= n.length + (headers[n] as string).length + 4;
+      delete headers[n];
     }
   }
 }

@@ -38,11 +38,12 @@ export function headerSafe(value: unknown): string | undefined {
 }
 
 /**
- * Compiles a template: literal text with `{claim.path}` placeholders; `{{` and `}}` are literal
- * braces. Syntax errors are config issues with the header's key path.
+ * Compiles a template: literal text with `{claim.path}` placeholders; `{a|b}` takes the first of
+ * the claims that is present (`{preferred_username|email|sub}`); `{{` and `}}` are literal braces.
+ * Syntax errors are config issues with the header's key path.
  */
 export function compileHeaderTemplate(template: string, path: string, issues: Issues): HeaderTemplate | undefined {
-  const parts: Array<string | string[]> = [];
+  const parts: Array<string | string[][]> = [];
   let i = 0;
   let lit = '';
   const before = issues.length;
@@ -55,12 +56,13 @@ export function compileHeaderTemplate(template: string, path: string, issues: Is
       const end = template.indexOf('}', i);
       if (end < 0) { issues.push({ path, message: `unclosed "{" at position ${i}` }); return undefined; }
       const name = template.slice(i + 1, end).trim();
-      if (!/^[A-Za-z0-9_:/-]+(\.[A-Za-z0-9_:/-]+)*$/.test(name)) {
-        issues.push({ path, message: `unknown placeholder "{${name}}": use a claim path like {email} or {realm_access.roles}` });
+      const alternatives = name.split('|').map((a) => a.trim());
+      if (alternatives.some((a) => !/^[A-Za-z0-9_:/-]+(\.[A-Za-z0-9_:/-]+)*$/.test(a))) {
+        issues.push({ path, message: `unknown placeholder "{${name}}": use a claim path like {email}, {realm_access.roles} or {preferred_username|email}` });
       }
       if (lit) parts.push(lit);
       lit = '';
-      parts.push(name.split('.'));
+      parts.push(alternatives.map((a) => a.split('.')));
       i = end + 1;
       continue;
     }
@@ -70,17 +72,25 @@ export function compileHeaderTemplate(template: string, path: string, issues: Is
   if (lit) parts.push(lit);
   if (issues.length > before) return undefined;
   if (/[\r\n\x00]/.test(template)) { issues.push({ path, message: 'must not contain control characters' }); return undefined; }
+  const first = (claims: Claims, alts: string[][]): string | undefined => {
+    for (const seg of alts) {
+      const v = headerSafe(readClaimPath(claims, seg));
+      if (v !== undefined && v !== '') return v;
+    }
+    return undefined;
+  };
   if (parts.length === 1 && Array.isArray(parts[0])) {
-    const seg = parts[0];
-    return (claims) => headerSafe(readClaimPath(claims, seg));
+    const alts = parts[0];
+    if (alts.length === 1) { const seg = alts[0]!; return (claims) => headerSafe(readClaimPath(claims, seg)); }
+    return (claims) => first(claims, alts);
   }
   return (claims) => {
     let out = '';
     let any = false;
     for (const p of parts) {
       if (typeof p === 'string') { out += p; continue; }
-      const v = headerSafe(readClaimPath(claims, p));
-      if (v !== undefined && v !== '') { out += v; any = true; }
+      const v = first(claims, p);
+      if (v !== undefined) { out += v; any = true; }
     }
     return any || !parts.some(Array.isArray) ? out : undefined;
   };

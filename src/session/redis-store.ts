@@ -163,8 +163,13 @@ export class RedisStore implements SessionStore {
       client.once('end', () => { clearTimeout(timer); resolve(); });
     });
     if (client.status === 'ready') await client.quit().catch(() => {});
-    if (client.status !== 'end') client.disconnect();
-    await ended;
+    // (statusOf: QUIT changed it, and a call keeps TypeScript from narrowing on the check above)
+    const status = statusOf(client);
+    if (status === 'end') return;
+    client.disconnect();
+    // Between reconnect attempts there is no socket to close and no 'end' to wait for:
+    // disconnect() has cancelled the next attempt, which is all there is to do.
+    if (status !== 'reconnecting') await ended;
   }
 
   // ---- Primitives for other session features (refresh locks, logout-token replay checks). Keys are
@@ -208,6 +213,10 @@ export class RedisStore implements SessionStore {
       throw errors.storeUnavailable(err);
     }
   }
+}
+
+function statusOf(client: RedisClient): string {
+  return client.status;
 }
 
 function sealBody(key: Buffer, redisKey: string, plaintext: Buffer): Buffer {

@@ -42,12 +42,16 @@ export interface ActiveSession {
   stale: boolean;
   /** The cookie value it was read from. */
   readonly cookieValue: string;
+  /** Only kept when some route passes the access token upstream (memory: see SessionTimings). */
+  readonly accessToken?: string | undefined;
 }
 
 export interface SessionTimings {
   idleTimeoutMs: number;
   absoluteTimeoutMs: number;
   cacheMaxEntries: number;
+  /** Keep the access token in the cached view (a route has passAccessToken/passAuthorization). */
+  keepAccessToken?: boolean;
 }
 
 export type SessionLookup =
@@ -101,7 +105,7 @@ export class SessionManager {
     if (!s) {
       const opened = await this.store.open(value); // may throw ERR_SESSION_STORE_UNAVAILABLE
       if (!opened) return { kind: 'expired', reason: 'invalid' };
-      s = activeFrom(opened.record, value, opened.stale);
+      s = activeFrom(opened.record, value, opened.stale, this.timings.keepAccessToken);
       this.cache?.set(key, s, { ttl: this.cacheTtlMs });
     }
     if (now - s.createdAt > this.timings.absoluteTimeoutMs) return this.drop(key, 'absolute');
@@ -149,7 +153,7 @@ export class SessionManager {
     const value = await this.store.save(record, old.cookieValue);
     const maxAge = Math.max(1, Math.floor((record.createdAt + this.timings.absoluteTimeoutMs - this.now()) / 1000));
     const setCookies = value === old.cookieValue ? [] : writeChunked(this.cookies, cookies, this.cookies.session, value, maxAge);
-    const session = activeFrom(record, value, false);
+    const session = activeFrom(record, value, false, this.timings.keepAccessToken);
     this.cache?.set(cacheKey(value), session, { ttl: this.cacheTtlMs });
     if (value !== old.cookieValue) this.cache?.set(cacheKey(old.cookieValue), session, { ttl: 60_000 });
     return { session, setCookies };
@@ -159,7 +163,7 @@ export class SessionManager {
   async reload(s: ActiveSession): Promise<ActiveSession | undefined> {
     const opened = await this.store.open(s.cookieValue);
     if (!opened) return undefined;
-    const fresh = activeFrom(opened.record, s.cookieValue, opened.stale);
+    const fresh = activeFrom(opened.record, s.cookieValue, opened.stale, this.timings.keepAccessToken);
     fresh.seenAt = s.seenAt;
     this.cache?.set(cacheKey(s.cookieValue), fresh, { ttl: this.cacheTtlMs });
     return fresh;
@@ -206,7 +210,7 @@ export class SessionManager {
   async close(): Promise<void> { this.cache?.clear(); await this.store.close(); }
 }
 
-function activeFrom(r: SessionRecord, cookieValue: string, stale: boolean): ActiveSession {
+function activeFrom(r: SessionRecord, cookieValue: string, stale: boolean, keepAccessToken = false): ActiveSession {
   return {
     sid: r.sid,
     sub: String(r.claims.sub ?? ''),
@@ -219,6 +223,7 @@ function activeFrom(r: SessionRecord, cookieValue: string, stale: boolean): Acti
     hasRefreshToken: typeof r.refreshToken === 'string',
     stale,
     cookieValue,
+    accessToken: keepAccessToken ? r.accessToken : undefined,
   };
 }
 

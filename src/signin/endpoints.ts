@@ -127,6 +127,9 @@ export async function registerSignInEndpoints(app: FastifyInstance, rt: Runtime)
     }
   });
 
+  // Public keys that verify X-Portcullis-Assertion.
+  app.get('/oauth2/jwks.json', async (_request, reply) => reply.header('cache-control', 'public, max-age=300').send(rt.assertions?.jwks() ?? { keys: [] }));
+
   app.get('/oauth2/signed_out', async (_request, reply) => reply.type('text/html; charset=utf-8').send(signedOutPage()));
 
   app.get('/oauth2/userinfo', async (request, reply) => {
@@ -183,7 +186,7 @@ async function forwardAuth(rt: Runtime, request: FastifyRequest, reply: FastifyR
       return reply.code(403).send({ error: 'forbidden', route: outcome.route.name });
     case 'allow': {
       const out: HeaderBag = {};
-      if (outcome.session) rt.table.headers.inject(outcome.route.name, outcome.session.claims, out);
+      if (outcome.who) rt.table.headers.inject(outcome.route.name, outcome.who, out);
       for (const [k, v] of Object.entries(out)) if (v !== undefined) reply.header(k, v);
       return reply.code(202).send();
     }

@@ -318,6 +318,27 @@ export class IdentityProvider {
     return { sid, sub, jti: payload.jti, exp };
   }
 
+  /**
+   * A bearer JWT from an API client (routes with bearer: true): issued by our IdP (signature via its
+   * JWKS, pinned algorithms — never `none`, never HMAC, so a token "signed" with the public key as
+   * an HMAC secret fails), `iss`, `exp`/`nbf` with tolerance, and `aud` one of bearerAudiences.
+   */
+  async verifyBearer(token: string, audiences: readonly string[]): Promise<Record<string, unknown>> {
+    const keys = this.keySet();
+    try {
+      const { payload } = await jwtVerify(token, keys, {
+        issuer: this.config!.serverMetadata().issuer,
+        audience: [...audiences],
+        algorithms: [...this.settings.idTokenSigningAlgs],
+        clockTolerance: this.settings.clockToleranceSec,
+        requiredClaims: ['exp', 'sub'],
+      });
+      return payload as Record<string, unknown>;
+    } catch (err) {
+      throw new PortcullisError('ERR_BEARER_INVALID', 401, 'The bearer token is not valid here.', { cause: err });
+    }
+  }
+
   /** RP-initiated logout URL, when the IdP offers an end_session_endpoint. */
   endSessionUrl(idTokenHint: string | undefined, postLogoutRedirectUri: string): string | undefined {
     const config = this.config;
