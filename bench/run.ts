@@ -1,0 +1,508 @@
+// `npm run bench`: Portcullis side by side with the echo upstream served directly, its own public-route
+// passthrough, the unauthenticated 302, the Redis session store, and Apache httpd + mod_auth_openidc —
+// one run, interleaved rounds (A B C … A B C …), medians. Loopback only, bounded in time; every server
+// is started here, in this process's session, and stopped by PID.
+//
+//   npm run bench [-- --duration 5 --rounds 3 --warmup 1 --connections 50]
+//   npm run bench -- --fixed-rate 1000          latency at a fixed, moderate rate (p99 added over direct)
+//   npm run bench -- --scenarios direct,public,auth --no-build --workers auto
+//
+// See bench/README.md for what each column means and how to read the ratios.
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { stringify as toYaml } from 'yaml';
+import { validateConfigObject, formatIssues } from '../src/config/index.js';
+import { startDevIdp, DEMO_USERS, type DevIdp } from '../src/devidp/provider.js';
+import { CookieJar, loginViaHttp } from '../test/helpers/browserless-login.js';
+import { apacheMissing, startApache } from './apache.js';
+import { browserLogin, CHROMIUM_PATH } from './browser-login.js';
+import { closedLoop, fixedRate, type LoadResult, type LoadSpec } from './load.js';
+import {
+  freePorts, httpGet, redisCommand, sampleResources, startChild, stopAll, stopChild, waitForHttp, waitForStdout,
+  type Child, type ResourceUse,
+} from './processes.js';
+
+const REPO = fileURLToPath(new URL('../', import.meta.url));
+const log = (...a: unknown[]) => console.error('[bench]', ...a);
+
+const USAGE = `usage: npm run bench -- [options]
+  --duration S        seconds per measured run (default 5, max 60)
+  --rounds N          interleaved rounds; the table shows medians (default 3)
+  --warmup S          warm-up seconds per scenario before its first round (default 1)
+  --connections N     autocannon connections (default 50)
+  --fixed-rate R      instead of max throughput: R req/s open loop, report p99 added over direct
+  --fixed-rate-tool T paced (default: evenly spaced requests) | autocannon (overallRate; bursty)
+  --scenarios LIST    comma list of: ${['direct', 'public', 'auth', 'unauth', 'redis', 'apache', 'apache-plain'].join(', ')}
+                      (default: all but apache-plain)
+  --workers W         Portcullis "workers" setting (default 1)
+  --no-build          skip "npm run build" (dist/ must be current)
+  --json-out FILE     default bench/results/latest.json
+  --keep-logs         keep the run directory (configs, server logs) even on success
+  --cpu-prof          run Portcullis with --cpu-prof; profiles land in the (kept) run directory,
+                      summarise them with: node --import tsx bench/profile-summary.ts FILE.cpuprofile`;
+
+const { values: opt } = parseArgs({
+  options: {
+    duration: { type: 'string', default: '5' },
+    rounds: { type: 'string', default: '3' },
+    warmup: { type: 'string', default: '1' },
+    connections: { type: 'string', default: '50' },
+    'fixed-rate': { type: 'string' },
+    'fixed-rate-tool': { type: 'string', default: 'paced' },
+    scenarios: { type: 'string', default: 'direct,public,auth,unauth,redis,apache' },
+    workers: { type: 'string', default: '1' },
+    'no-build': { type: 'boolean', default: false },
+    'json-out': { type: 'string', default: join(REPO, 'bench', 'results', 'latest.json') },
+    'keep-logs': { type: 'boolean', default: false },
+    'cpu-prof': { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+  strict: true,
+});
+if (opt.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
+
+const DURATION = clamp(Number(opt.duration), 1, 60);
+const ROUNDS = clamp(Number(opt.rounds), 1, 10);
+const WARMUP = clamp(Number(opt.warmup), 0, 10);
+const CONNECTIONS = clamp(Number(opt.connections), 1, 1000);
+const FIXED_RATE = opt['fixed-rate'] === undefined ? undefined : clamp(Number(opt['fixed-rate']), 1, 100_000);
+const FIXED_TOOL = opt['fixed-rate-tool'];
+if (FIXED_TOOL !== 'paced' && FIXED_TOOL !== 'autocannon') throw new Error(`--fixed-rate-tool must be paced or autocannon, not ${FIXED_TOOL}`);
+const WANTED = new Set(opt.scenarios.split(',').map((s) => s.trim()).filter(Boolean));
+const WORKERS: number | 'auto' = opt.workers === 'auto' ? 'auto' : clamp(Number(opt.workers), 1, 64);
+const PATH = '/bench/item?id=42';
+const ALICE = { user: 'alice', password: DEMO_USERS.alice!.password };
+
+function clamp(n: number, lo: number, hi: number): number {
+  if (!Number.isFinite(n)) throw new Error(`not a number: ${n}\n\n${USAGE}`);
+  return Math.min(hi, Math.max(lo, n));
+}
+
+/** Browsers' top-level navigation: what gets a 302 to the IdP (instead of a 401) without a session. */
+const BROWSER_NAV = {
+  accept: 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8',
+  'sec-fetch-mode': 'navigate',
+  'sec-fetch-dest': 'document',
+  'user-agent': 'portcullis-bench/1',
+};
+/** Every 200 scenario asks for the same JSON echo, so bodies differ only by the headers a proxy adds. */
+const API = { accept: 'application/json', 'user-agent': 'portcullis-bench/1' };
+
+interface Scenario extends LoadSpec {
+  key: string;
+  name: string;
+  /** The proxy process whose RSS/CPU is sampled (undefined: direct). */
+  proxy?: Child;
+  /** Checks one response before the load (identity reached the upstream, Location is the IdP …). */
+  check: (r: { status: number; headers: Record<string, unknown>; body: string }) => string | undefined;
+  preflight?: { status: number; bytes: number; location?: string };
+  runs: Array<LoadResult & Partial<ResourceUse>>;
+  summary?: Summary;
+}
+
+interface Summary {
+  rps: number;
+  p50: number;
+  p99: number;
+  rssPeakMb?: number;
+  cpuPercent?: number;
+  unexpected: number;
+  total: number;
+  errors: number;
+}
+
+const notes: string[] = [];
+const versions: Record<string, string> = { node: process.version, cpus: `${cpus().length} × ${cpus()[0]?.model ?? '?'}` };
+let idp: DevIdp | undefined;
+let runDir = '';
+let failed = false;
+
+async function main(): Promise<number> {
+  // Other work on the machine (a test suite, a build) skews everything: record it before our own build.
+  versions.loadavgAtStart = loadavg();
+  if (Number(versions.loadavgAtStart.split(' ')[0]) > 0.5) {
+    notes.push(`the machine was busy when the bench started (load average ${versions.loadavgAtStart}): absolute figures are low and noisy; compare ratios`);
+  }
+  if (!opt['no-build']) {
+    log('npm run build');
+    const b = spawnSync('npm', ['run', 'build', '--silent'], { cwd: REPO, stdio: ['ignore', 2, 2] });
+    // tsc still emits on type errors; measure what was emitted, but say so next to the numbers.
+    if (b.status !== 0) notes.push('npm run build reported errors (see above); dist/ as emitted by tsc was measured');
+  }
+  if (!existsSync(join(REPO, 'dist', 'main.js'))) throw new Error('dist/main.js is missing: run npm run build');
+  runDir = mkdtempSync(join(tmpdir(), 'portcullis-bench-'));
+  log(`run directory (configs, server logs): ${runDir}`);
+
+  const [upstreamPort, proxyPort, proxyMetrics, redisProxyPort, redisProxyMetrics, redisPort, apachePort, apachePlainPort] = await freePorts(8);
+  const proxyBase = `http://127.0.0.1:${proxyPort}`;
+  const redisProxyBase = `http://127.0.0.1:${redisProxyPort}`;
+  const apacheBase = `http://127.0.0.1:${apachePort}`;
+
+  // --- upstream: its own process; the IdP lives here (idle while load runs).
+  const upstreamChild = startChild('upstream', process.execPath, ['--import', 'tsx', join(REPO, 'bench', 'upstream.ts'), String(upstreamPort)], join(runDir, 'upstream.log'), { cwd: REPO, pipeStdout: true });
+  await waitForStdout(upstreamChild, /READY /, 20_000);
+  const upstream = `http://127.0.0.1:${upstreamPort}`;
+  const proxyClient = { client_id: 'portcullis-bench', client_secret: randomBytes(24).toString('base64url') };
+  const apacheClient = { client_id: 'apache-bench', client_secret: randomBytes(24).toString('base64url') };
+  idp = await startDevIdp({
+    host: '127.0.0.1',
+    clients: [
+      { ...proxyClient, redirect_uris: [`${proxyBase}/oauth2/callback`, `${redisProxyBase}/oauth2/callback`] },
+      { ...apacheClient, redirect_uris: [`${apacheBase}/oauth2/callback`] },
+    ],
+  });
+  log(`upstream ${upstream}, dev IdP ${idp.issuer}`);
+
+  const proxyConfig = (port: number, metricsPort: number, session: Record<string, unknown>) => ({
+    listen: { host: '127.0.0.1', port },
+    publicUrl: `http://127.0.0.1:${port}`,
+    workers: WORKERS,
+    logLevel: 'warn',
+    metrics: { host: '127.0.0.1', port: metricsPort },
+    oidc: { issuer: idp!.issuer, clientId: proxyClient.client_id, clientSecret: proxyClient.client_secret, scopes: ['openid', 'email', 'profile', 'groups'] },
+    session: { secrets: [randomBytes(32).toString('base64url')], ...session },
+    routes: [
+      { name: 'public', match: { path: '/public' }, upstream, auth: 'public' },
+      // The same rule as Apache's `Require claim groups:admin`.
+      { name: 'app', match: { path: '/' }, upstream, allow: { claim: 'groups', contains: 'admin' } },
+    ],
+  });
+
+  const scenarios: Scenario[] = [];
+  const add = (s: Omit<Scenario, 'runs'>) => { if (WANTED.has(s.key)) scenarios.push({ ...s, runs: [] }); };
+  const echoed = (body: string): Record<string, string> => {
+    try {
+      return (JSON.parse(body) as { headers: Record<string, string> }).headers;
+    } catch {
+      return {};
+    }
+  };
+
+  add({
+    key: 'direct', name: 'echo upstream, direct', url: upstream + PATH, headers: API, expect: (s) => s === 200,
+    check: (r) => (r.status === 200 ? undefined : `status ${r.status}`),
+  });
+
+  // --- Portcullis, cookie store
+  const needsProxy = ['public', 'auth', 'unauth'].some((k) => WANTED.has(k));
+  if (needsProxy) {
+    const proxy = await startPortcullis('portcullis', proxyConfig(proxyPort, proxyMetrics, { store: 'cookie' }));
+    const cookie = await signInHttp(proxyBase);
+    add({
+      key: 'public', name: 'Portcullis public route (no auth)', proxy, url: `${proxyBase}/public${PATH}`, headers: API, expect: (s) => s === 200,
+      check: (r) => (r.status !== 200 ? `status ${r.status}` : echoed(r.body)['x-forwarded-user'] !== undefined ? 'identity on an anonymous request' : undefined),
+    });
+    add({
+      key: 'auth', name: 'Portcullis authenticated (cookie store)', proxy, url: proxyBase + PATH, headers: { ...API, cookie }, expect: (s) => s === 200,
+      check: (r) => checkIdentity(r, echoed(r.body)),
+    });
+    add({
+      key: 'unauth', name: 'Portcullis no session -> 302 to IdP', proxy, url: proxyBase + PATH, headers: BROWSER_NAV, expect: (s) => s === 302,
+      check: (r) => (r.status !== 302 ? `status ${r.status}` : !String(r.headers.location).startsWith(`${idp!.issuer}/`) ? `Location ${String(r.headers.location)} is not the IdP` : undefined),
+    });
+  }
+
+  // --- Portcullis, Redis store (only when the option validates, redis-server exists, and sessions really land in Redis)
+  if (WANTED.has('redis')) await addRedisScenario();
+  async function addRedisScenario(): Promise<void> {
+    const raw = proxyConfig(redisProxyPort, redisProxyMetrics, { store: 'redis', redis: { url: `redis://127.0.0.1:${redisPort}` } });
+    const v = validateConfigObject(raw, {});
+    if (!v.ok) return skip('redis', `session.store: redis does not validate yet:\n${formatIssues(v.issues)}`);
+    const redisBin = ['/usr/bin/redis-server', '/usr/local/bin/redis-server'].find((p) => existsSync(p));
+    if (!redisBin) return skip('redis', 'redis-server is not installed (apt-get install redis-server)');
+    const redis = startChild('redis', redisBin, ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], join(runDir, 'redis.log'));
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const pong = await redisCommand(redisPort, 'PING').catch(() => '');
+      if (pong === '+PONG') break;
+      if (Date.now() > deadline) return skip('redis', `redis-server did not answer PING (see ${redis.logFile})`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    versions.redis = (spawnSync(redisBin, ['--version'], { encoding: 'utf8' }).stdout ?? '').trim();
+    let proxy: Child;
+    let cookie: string;
+    try {
+      proxy = await startPortcullis('portcullis-redis', raw);
+      cookie = await signInHttp(redisProxyBase);
+    } catch (err) {
+      await stopChild(redis);
+      return skip('redis', `Portcullis with session.store: redis did not start or sign in: ${(err as Error).message}`);
+    }
+    const keys = Number((await redisCommand(redisPort, 'DBSIZE')).replace(/^:/, ''));
+    if (!(keys > 0)) {
+      // Idle servers still hold memory and wake up for timers: stop them before the load starts.
+      await stopChild(proxy);
+      await stopChild(redis);
+      return skip('redis', 'session.store: redis validates, but no session reached Redis after sign-in (the store is not wired in yet)');
+    }
+    add({
+      key: 'redis', name: 'Portcullis authenticated (Redis store)', proxy, url: redisProxyBase + PATH, headers: { ...API, cookie }, expect: (s) => s === 200,
+      check: (r) => checkIdentity(r, echoed(r.body)),
+    });
+  }
+
+  // --- Apache + mod_auth_openidc
+  if (WANTED.has('apache') || WANTED.has('apache-plain')) await addApacheScenarios();
+  async function addApacheScenarios(): Promise<void> {
+    const missing = apacheMissing();
+    if (missing) return skip('apache', missing);
+    if (!existsSync(CHROMIUM_PATH)) return skip('apache', `${CHROMIUM_PATH} is missing: the Apache session needs a browser sign-in (apt-get install chromium)`);
+    const apache = await startApache({
+      runDir, port: apachePort, plainPort: apachePlainPort, issuer: idp!.issuer, upstream,
+      clientId: apacheClient.client_id, clientSecret: apacheClient.client_secret,
+    });
+    versions.apache = apache.version;
+    versions.mod_auth_openidc = (spawnSync('dpkg-query', ['-W', '-f=${Version}', 'libapache2-mod-auth-openidc'], { encoding: 'utf8' }).stdout ?? '').trim() || 'unknown';
+    log(`Apache ${apache.version} + mod_auth_openidc ${versions.mod_auth_openidc} on ${apacheBase} (plain proxy on :${apachePlainPort}); signing in with Chromium`);
+    const { cookie, page } = await browserLogin({
+      base: apacheBase, path: '/bench/login?from=chromium', ...ALICE,
+      isProxyCookie: (n) => n.startsWith('mod_auth_openidc_session'),
+    });
+    if (!page.includes('alice@example.com')) throw new Error(`Apache sign-in did not reach the upstream as alice:\n${page.slice(0, 500)}`);
+    add({
+      key: 'apache-plain', name: 'Apache plain proxy (no auth)', proxy: apache, url: `http://127.0.0.1:${apachePlainPort}${PATH}`, headers: API, expect: (s) => s === 200,
+      check: (r) => (r.status === 200 ? undefined : `status ${r.status}`),
+    });
+    add({
+      key: 'apache', name: 'Apache + mod_auth_openidc authenticated', proxy: apache, url: apacheBase + PATH, headers: { ...API, cookie }, expect: (s) => s === 200,
+      check: (r) => {
+        if (r.status !== 200) return `status ${r.status}`;
+        const h = echoed(r.body);
+        return h['x-forwarded-email'] === 'alice@example.com' && /\badmin\b/.test(h['x-forwarded-groups'] ?? '') ? undefined : `identity missing in ${JSON.stringify(h)}`;
+      },
+    });
+  }
+
+  if (scenarios.length === 0) throw new Error('no scenario left to run');
+  const order = ['direct', 'apache-plain', 'public', 'auth', 'redis', 'unauth', 'apache'];
+  scenarios.sort((a, b) => order.indexOf(a.key) - order.indexOf(b.key));
+
+  // --- pre-flight: one request each, checked
+  for (const sc of scenarios) {
+    const r = await httpGet(sc.url, sc.headers);
+    const problem = sc.check(r);
+    if (problem) throw new Error(`pre-flight ${sc.name}: ${problem}\n${r.body.slice(0, 300)}`);
+    sc.preflight = { status: r.status, bytes: Buffer.byteLength(r.body), ...(r.headers.location ? { location: String(r.headers.location).slice(0, 80) } : {}) };
+    log(`pre-flight ok: ${sc.name}: ${r.status}, ${sc.preflight.bytes} B body`);
+  }
+
+  // --- the runs: interleaved, warm-up before each scenario's first round
+  const mode = FIXED_RATE ? `fixed rate ${FIXED_RATE} req/s (${FIXED_TOOL})` : `closed loop, ${CONNECTIONS} connections (autocannon)`;
+  log(`${mode}; ${DURATION} s per run, ${ROUNDS} round(s), ${WARMUP} s warm-up; ${scenarios.length} scenarios ≈ ${Math.round(scenarios.length * (ROUNDS * DURATION + WARMUP))} s`);
+  const measure = (sc: Scenario, seconds: number) => {
+    if (!FIXED_RATE) return closedLoop(sc, { connections: CONNECTIONS, seconds });
+    if (FIXED_TOOL === 'autocannon') return closedLoop(sc, { connections: CONNECTIONS, seconds, overallRate: FIXED_RATE });
+    return fixedRate(sc, { rate: FIXED_RATE, seconds, connections: CONNECTIONS });
+  };
+  for (let round = 1; round <= ROUNDS; round += 1) {
+    for (const sc of scenarios) {
+      if (round === 1 && WARMUP > 0) await measure(sc, WARMUP);
+      const sampler = sc.proxy ? sampleResources(sc.proxy.pid) : undefined;
+      const r = await measure(sc, DURATION);
+      const use = sampler?.stop();
+      sc.runs.push({ ...r, ...use });
+      log(`round ${round}/${ROUNDS} ${sc.name}: ${r.rps.toFixed(0)} req/s, p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms, codes ${JSON.stringify(r.codes)}, errors ${r.errors}${use ? `, RSS ${use.rssPeakMb.toFixed(0)} MB, CPU ${use.cpuPercent.toFixed(0)} %` : ''}`);
+    }
+  }
+
+  // --- post-flight: does the proxy keep re-issuing the session cookie to a client that never updates it?
+  for (const sc of scenarios.filter((s) => s.key === 'auth' || s.key === 'redis')) {
+    const r = await httpGet(sc.url, sc.headers);
+    if (r.headers['set-cookie']) {
+      notes.push(`${sc.name}: after the runs, a request with the sign-in cookie still gets Set-Cookie (the session is re-sealed/re-written on every request from a client that keeps sending its first cookie)`);
+    }
+  }
+
+  for (const sc of scenarios) sc.summary = summarise(sc.runs);
+  const { table, ratios } = FIXED_RATE ? fixedRateReport(scenarios) : throughputReport(scenarios);
+  const header = FIXED_RATE
+    ? `# fixed rate ${FIXED_RATE} req/s (${FIXED_TOOL === 'paced' ? 'evenly spaced, open loop, undici pool' : 'autocannon overallRate'}), ${DURATION} s per run (+${WARMUP} s warm-up), ${ROUNDS} round(s), medians, GET ${PATH}`
+    : `# autocannon ${CONNECTIONS} connections, ${DURATION} s per run (+${WARMUP} s warm-up), ${ROUNDS} round(s), medians, GET ${PATH}; Portcullis workers: ${WORKERS}`;
+  const output = [header, table, '', ...ratios, ...(notes.length ? ['', ...notes.map((n) => `note: ${n}`)] : [])].join('\n');
+  console.log(output);
+
+  const jsonOut = opt['json-out'];
+  mkdirSync(dirname(jsonOut), { recursive: true });
+  writeFileSync(jsonOut, `${JSON.stringify({
+    when: new Date().toISOString(),
+    commit: git(['rev-parse', 'HEAD']),
+    dirty: git(['status', '--porcelain', '--untracked-files=no']) !== '',
+    mode: FIXED_RATE ? { kind: 'fixed-rate', rate: FIXED_RATE, tool: FIXED_TOOL } : { kind: 'closed-loop', tool: 'autocannon', connections: CONNECTIONS },
+    duration: DURATION, warmup: WARMUP, rounds: ROUNDS, workers: WORKERS, path: PATH,
+    versions,
+    scenarios: scenarios.map(({ expect: _e, check: _c, proxy, headers, ...rest }) => ({ ...rest, headers: Object.keys(headers), proxyPid: proxy?.pid })),
+    ratios,
+    notes,
+    table: output,
+  }, null, 2)}\n`);
+  log(`JSON written to ${jsonOut}`);
+  const bad = scenarios.filter((s) => s.summary!.unexpected > 0);
+  if (bad.length) {
+    log(`FAIL: unexpected statuses in ${bad.map((s) => s.name).join(', ')}`);
+    return 3;
+  }
+  return 0;
+
+  async function startPortcullis(name: string, raw: Record<string, unknown>): Promise<Child> {
+    const v = validateConfigObject(raw, {});
+    if (!v.ok) throw new Error(`${name}: generated config is invalid:\n${formatIssues(v.issues)}`);
+    const file = join(runDir, `${name}.yaml`);
+    writeFileSync(file, `# generated by bench/run.ts\n${toYaml(raw)}`, { mode: 0o600 });
+    const nodeArgs = opt['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', join(runDir, 'profiles', name)] : [];
+    const child = startChild(name, process.execPath, [...nodeArgs, join(REPO, 'bin', 'portcullis.mjs'), '--config', file], join(runDir, `${name}.log`), { cwd: REPO });
+    const base = String(raw.publicUrl);
+    await waitForHttp(`${base}/readyz`, (s) => s === 200, 20_000, child);
+    log(`${name} (pid ${child.pid}) ready on ${base}, config ${file}`);
+    return child;
+  }
+}
+
+/** Signs alice in over HTTP (test/helpers/browserless-login.ts) and returns the proxy's Cookie header. */
+async function signInHttp(base: string): Promise<string> {
+  const jar = new CookieJar();
+  const r = await loginViaHttp(`${base}/bench/login?from=http`, { ...ALICE, jar });
+  if (r.status !== 200 || r.finalUrl !== `${base}/bench/login?from=http`) {
+    throw new Error(`sign-in at ${base} ended with ${r.status} at ${r.finalUrl}:\n${r.hops.map((h) => `  ${h.status} ${h.url}`).join('\n')}`);
+  }
+  // Every port of 127.0.0.1 shares one jar: keep the proxy's cookies, not the IdP's op_* ones.
+  const names = jar.names(base).filter((n) => !n.startsWith('op_'));
+  if (names.length === 0) throw new Error(`no session cookie from ${base}`);
+  return names.map((n) => `${n}=${jar.get(n, base)}`).join('; ');
+}
+
+function checkIdentity(r: { status: number }, h: Record<string, string>): string | undefined {
+  if (r.status !== 200) return `status ${r.status}`;
+  if (h['x-forwarded-user'] !== 'alice' || h['x-forwarded-groups'] !== 'admin,dev') return `identity headers missing: ${JSON.stringify(h)}`;
+  if (/portcullis/.test(h.cookie ?? '')) return 'the session cookie reached the upstream';
+  return undefined;
+}
+
+function skip(key: string, why: string): void {
+  const line = `${key} scenario skipped: ${why}`;
+  notes.push(line);
+  log(line);
+}
+
+const median = (xs: number[]): number => {
+  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (s.length === 0) return Number.NaN;
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+function summarise(runs: Scenario['runs']): Summary {
+  return {
+    rps: median(runs.map((r) => r.rps)),
+    p50: median(runs.map((r) => r.p50)),
+    p99: median(runs.map((r) => r.p99)),
+    rssPeakMb: runs[0]?.rssPeakMb === undefined ? undefined : median(runs.map((r) => r.rssPeakMb!)),
+    cpuPercent: runs[0]?.cpuPercent === undefined ? undefined : median(runs.map((r) => r.cpuPercent!)),
+    unexpected: runs.reduce((a, r) => a + r.unexpected, 0),
+    total: runs.reduce((a, r) => a + r.total, 0),
+    errors: runs.reduce((a, r) => a + r.errors, 0),
+  };
+}
+
+function formatTable(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  const fmt = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  return [fmt(rows[0]!), fmt(widths.map((w) => '-'.repeat(w))), ...rows.slice(1).map(fmt)].join('\n');
+}
+
+const f = (n: number | undefined, digits: number) => (n === undefined || !Number.isFinite(n) ? '-' : n.toFixed(digits));
+const x = (a: number | undefined, b: number | undefined) => (a === undefined || b === undefined || !(b > 0) ? undefined : a / b);
+
+function throughputReport(scenarios: Scenario[]): { table: string; ratios: string[] } {
+  const by = (k: string) => scenarios.find((s) => s.key === k)?.summary;
+  const direct = by('direct');
+  const pub = by('public');
+  const rows = [['scenario', 'req/s', 'x direct', 'x public', 'p50 ms', 'p99 ms', 'RSS MB', 'CPU %', 'bad/total', 'sock err']];
+  for (const sc of scenarios) {
+    const s = sc.summary!;
+    const isPortcullis = sc.key === 'public' || sc.key === 'auth' || sc.key === 'redis' || sc.key === 'unauth';
+    rows.push([sc.name, f(s.rps, 0), f(x(s.rps, direct?.rps), 3), isPortcullis ? f(x(s.rps, pub?.rps), 3) : '-', f(s.p50, 2), f(s.p99, 2),
+      f(s.rssPeakMb, 0), f(s.cpuPercent, 0), `${s.unexpected}/${s.total}`, String(s.errors)]);
+  }
+  const ratios: string[] = [];
+  const ratio = (label: string, a: Summary | undefined, b: Summary | undefined, target?: string) => {
+    const r = x(a?.rps, b?.rps);
+    if (r !== undefined) ratios.push(`${label} = ${r.toFixed(2)}×${target ? `   (${target})` : ''}`);
+    return r;
+  };
+  const auth = by('auth');
+  const apache = by('apache');
+  ratio('authenticated / public', auth, pub, 'target ≥ 0.8×, issue #8: ≥ 0.9×');
+  ratio('authenticated (Redis store) / public', by('redis'), pub);
+  ratio('no session 302 / public', by('unauth'), pub);
+  ratio('public / direct upstream', pub, direct);
+  ratio('authenticated / direct upstream', auth, direct);
+  ratio('authenticated / Apache + mod_auth_openidc', auth, apache, `issue #8: ≥ 1.5× with workers: auto; this run: workers ${WORKERS}`);
+  ratio('Apache + mod_auth_openidc / direct upstream', apache, direct);
+  if (auth && apache) ratios.push(`p99 at ${CONNECTIONS} connections: Portcullis authenticated ${f(auth.p99, 2)} ms vs Apache + mod_auth_openidc ${f(apache.p99, 2)} ms   (issue #8: below Apache's)`);
+  return { table: formatTable(rows), ratios };
+}
+
+function fixedRateReport(scenarios: Scenario[]): { table: string; ratios: string[] } {
+  const direct = scenarios.find((s) => s.key === 'direct')?.summary;
+  const rows = [['scenario', 'req/s', 'p50 ms', 'p99 ms', '+p50 ms', '+p99 ms', 'RSS MB', 'CPU %', 'bad/total', 'errors']];
+  const ratios: string[] = [];
+  for (const sc of scenarios) {
+    const s = sc.summary!;
+    const d50 = direct ? s.p50 - direct.p50 : undefined;
+    const d99 = direct ? s.p99 - direct.p99 : undefined;
+    rows.push([sc.name, f(s.rps, 0), f(s.p50, 3), f(s.p99, 3), sc.key === 'direct' ? '-' : f(d50, 3), sc.key === 'direct' ? '-' : f(d99, 3),
+      f(s.rssPeakMb, 0), f(s.cpuPercent, 0), `${s.unexpected}/${s.total}`, String(s.errors)]);
+    if (sc.key !== 'direct' && d99 !== undefined) {
+      ratios.push(`p99 added over direct at ${FIXED_RATE} req/s: ${sc.name} +${f(d99, 3)} ms${sc.key === 'auth' ? '   (issue #8 target ≤ 1 ms)' : ''}`);
+    }
+  }
+  return { table: formatTable(rows), ratios };
+}
+
+function loadavg(): string {
+  try {
+    return readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+  } catch {
+    return 'unknown';
+  }
+}
+
+function git(args: string[]): string {
+  const r = spawnSync('git', args, { cwd: REPO, encoding: 'utf8' });
+  return r.status === 0 ? r.stdout.trim() : 'unknown';
+}
+
+async function cleanup(): Promise<void> {
+  await stopAll();
+  await idp?.close().catch(() => {});
+  idp = undefined;
+  if (runDir && !failed && !opt['keep-logs'] && !opt['cpu-prof']) rmSync(runDir, { recursive: true, force: true });
+  else if (runDir) log(`logs kept in ${runDir}`);
+}
+
+let exitCode = 1;
+const onSignal = (signal: NodeJS.Signals) => {
+  log(`${signal}: stopping servers`);
+  failed = true;
+  void cleanup().finally(() => process.exit(130));
+};
+process.once('SIGINT', onSignal);
+process.once('SIGTERM', onSignal);
+try {
+  exitCode = await main();
+  if (exitCode !== 0) failed = true;
+} catch (err) {
+  failed = true;
+  log(`FAILED: ${(err as Error).message}`);
+} finally {
+  await cleanup();
+}
+process.exit(exitCode);

@@ -1,0 +1,113 @@
+// The demo as a person runs it: a separate process printing its banner, then a real browser signs in as alice.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
+import { freePort } from '../helpers/stack.js';
+import { launchChromium } from '../helpers/chromium.js';
+
+const REPO = fileURLToPath(new URL('../../', import.meta.url));
+const BANNER_TIMEOUT_MS = 20_000;
+
+/** Three free ports for proxy, IdP and upstream, plus proxy + 10 (the demo's metrics port) free too. */
+async function demoPorts(): Promise<{ port: number; idpPort: number; upstreamPort: number }> {
+  for (;;) {
+    const [port, idpPort, upstreamPort] = [await freePort(), await freePort(), await freePort()];
+    if (new Set([port, idpPort, upstreamPort, port + 10]).size < 4) continue;
+    if (await isFree(port + 10)) return { port, idpPort, upstreamPort };
+  }
+}
+
+async function isFree(port: number): Promise<boolean> {
+  const { createServer } = await import('node:net');
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
+}
+
+/** Resolves with everything printed so far once `marker` shows up on stdout; rejects if the process exits first. */
+function waitForOutput(child: ChildProcess, marker: RegExp, timeoutMs: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let out = '';
+    let err = '';
+    const timer = setTimeout(() => done(new Error(`no banner within ${timeoutMs} ms\nstdout:\n${out}\nstderr:\n${err}`)), timeoutMs);
+    const onOut = (c: Buffer) => {
+      out += c;
+      if (marker.test(out)) done(undefined);
+    };
+    const onErr = (c: Buffer) => { err += c; };
+    const onExit = (code: number | null, signal: string | null) => done(new Error(`demo exited (${code ?? signal}) before its banner\nstdout:\n${out}\nstderr:\n${err}`));
+    function done(e: Error | undefined) {
+      clearTimeout(timer);
+      child.stdout!.off('data', onOut);
+      child.stderr!.off('data', onErr);
+      child.off('exit', onExit);
+      if (e) reject(e);
+      else resolve(out);
+    }
+    child.stdout!.on('data', onOut);
+    child.stderr!.on('data', onErr);
+    child.once('exit', onExit);
+  });
+}
+
+/** SIGTERM by PID, SIGKILL if it has not exited after 5 s. */
+async function stopByPid(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = once(child, 'exit');
+  process.kill(child.pid!, 'SIGTERM');
+  const timer = setTimeout(() => { if (child.exitCode === null && child.signalCode === null) process.kill(child.pid!, 'SIGKILL'); }, 5000);
+  await exited;
+  clearTimeout(timer);
+}
+
+test('the demo starts, prints its banner, and alice signs in with a browser', { timeout: 45_000 }, async (t) => {
+  const context = await launchChromium(t);
+  if (!context) return;
+  const { port, idpPort, upstreamPort } = await demoPorts();
+  // `npm run demo` runs the build; the same entry point straight from the sources needs no build step.
+  const child = spawn(process.execPath, [
+    '--import', 'tsx', '--input-type=module',
+    '--eval', "import { main } from './src/main.ts'; process.exitCode = await main(['demo']);",
+  ], {
+    cwd: REPO,
+    env: {
+      ...process.env,
+      PORTCULLIS_DEMO_PORT: String(port),
+      PORTCULLIS_DEMO_IDP_PORT: String(idpPort),
+      PORTCULLIS_DEMO_UPSTREAM_PORT: String(upstreamPort),
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  t.after(() => stopByPid(child));
+
+  const banner = await waitForOutput(child, /Stop with Ctrl-C/, BANNER_TIMEOUT_MS);
+  const base = `http://localhost:${port}`;
+  assert.match(banner, new RegExp(`open\\s+${base}/`), 'the banner prints the URL');
+  assert.match(banner, /alice\s+password alice-password\s+groups: admin, dev/, 'the banner lists alice and her groups');
+  assert.match(banner, /bob\s+password bob-password/, 'the banner lists bob');
+  assert.match(banner, new RegExp(`${base}/admin`), 'the banner names the admin-only route');
+
+  const page = await context.newPage();
+  await page.goto(`${base}/`, { waitUntil: 'domcontentloaded' });
+  assert.equal(new URL(page.url()).origin, `http://127.0.0.1:${idpPort}`, 'sent to the embedded IdP');
+  await page.locator('input[name="login"]').fill('alice');
+  await page.locator('input[name="password"]').fill('alice-password');
+  await Promise.all([
+    page.waitForURL((u) => u.origin === base, { waitUntil: 'domcontentloaded' }),
+    page.getByRole('button', { name: 'Sign in' }).click(),
+  ]);
+  assert.equal(page.url(), `${base}/`);
+  const identity = page.locator('table.identity');
+  const row = (name: string) => identity.locator('tr').filter({ has: page.locator('th', { hasText: name }) }).locator('td').innerText();
+  assert.equal(await row('x-forwarded-user'), 'alice');
+  assert.equal(await row('x-forwarded-email'), 'alice@example.com');
+  assert.equal(await row('x-forwarded-preferred-username'), 'alice');
+  assert.equal(await row('x-forwarded-groups'), 'admin,dev');
+
+  await stopByPid(child);
+  assert.ok(child.exitCode !== null || child.signalCode !== null, 'the demo process is gone');
+});
