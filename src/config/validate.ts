@@ -90,6 +90,8 @@ export interface Config {
     cacheMaxEntries: number;
   };
   redirects: { allowedDomains: string[] };
+  /** Per client IP and minute, on /oauth2/start and on /oauth2/callback (each); 0 = off. Default 30. */
+  rateLimit: { signIn: number };
   routes: RouteConfig[];
 }
 
@@ -110,7 +112,7 @@ export function validateConfig(raw: unknown, opts: ValidateOptions = {}): { conf
   const v = new Reader(issues, opts);
   const root = v.object(raw ?? {}, '', [
     'listen', 'trustProxy', 'workers', 'publicUrl', 'logLevel', 'shutdownGracePeriod', 'metrics',
-    'oidc', 'session', 'redirects', 'routes', 'identityHeaderBudget', 'assertionSigning',
+    'oidc', 'session', 'redirects', 'routes', 'identityHeaderBudget', 'assertionSigning', 'rateLimit',
   ]);
   if (!root) return { issues };
 
@@ -164,6 +166,9 @@ export function validateConfig(raw: unknown, opts: ValidateOptions = {}): { conf
     if (!/^\.?[a-z0-9-]+(\.[a-z0-9-]+)*$/i.test(d)) v.issue(childPath('redirects.allowedDomains', i), `"${d}" is not a host name (use .example.com for a domain and its subdomains)`);
   });
 
+  const rateLimitRaw = v.object(root.rateLimit ?? {}, 'rateLimit', ['signIn']) ?? {};
+  const signInRate = v.int(rateLimitRaw.signIn, 'rateLimit.signIn', 0, 100_000) ?? 30;
+
   const routes = v.routes(root.routes);
 
   const workersRaw = root.workers;
@@ -210,6 +215,7 @@ export function validateConfig(raw: unknown, opts: ValidateOptions = {}): { conf
       cacheMaxEntries: v.int(sessionRaw.cacheMaxEntries, 'session.cacheMaxEntries', 0, 10_000_000) ?? 100_000,
     },
     redirects: { allowedDomains },
+    rateLimit: { signIn: signInRate },
     routes,
   };
   // A route on another host only works when the session cookie reaches it: same host as publicUrl,
