@@ -13,6 +13,7 @@
 // a timeout, and every Redis failure becomes ERR_SESSION_STORE_UNAVAILABLE (503). The client
 // reconnects by itself, forever, with capped backoff; healthy() (→ /readyz) follows its status.
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
+import { isIP } from 'node:net';
 import { Cluster, Redis, type ClusterNode, type RedisOptions } from 'ioredis';
 import { errors } from '../errors.js';
 import type { SessionCodec } from './codec.js';
@@ -309,7 +310,10 @@ export function parseRedisUrl(url: string): RedisTarget {
   if (params.has('sentinelPassword')) throw new Error('redis url: sentinelPassword needs sentinel=<master name>');
   if (isCluster) return { mode: 'cluster', nodes: hosts, options };
   if (hosts.length !== 1) throw new Error('redis url: several hosts need ?sentinel=<master name> or ?cluster=true');
-  return { mode: 'standalone', options: { ...options, ...hosts[0]! } };
+  const host = hosts[0]!;
+  // Node's tls.connect sends no SNI unless told; TLS proxies in front of managed Redis route by it.
+  if (tls && !isIP(host.host)) options.tls = { servername: host.host };
+  return { mode: 'standalone', options: { ...options, ...host } };
 }
 
 /**
