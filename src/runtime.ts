@@ -28,8 +28,13 @@ export interface RouteTable {
   readonly headers: IdentityHeaderPlan;
 }
 
+/** Which table each route object was compiled into: a request keeps its route's table across a hot reload. */
+const TABLE_OF_ROUTE = new WeakMap<RouteConfig, RouteTable>();
+
 export function compileRouteTable(routes: readonly RouteConfig[], budget = 8192, onTrim?: (route: string, sub: unknown) => void): RouteTable {
-  return Object.freeze({ routes, matcher: compileMatcher(routes.map((r) => r.match)), headers: new IdentityHeaderPlan(routes, budget, onTrim) });
+  const table: RouteTable = Object.freeze({ routes, matcher: compileMatcher(routes.map((r) => r.match)), headers: new IdentityHeaderPlan(routes, budget, onTrim) });
+  for (const r of routes) TABLE_OF_ROUTE.set(r, table);
+  return table;
 }
 
 /** Refresh this long before the access/ID token expires. */
@@ -46,6 +51,8 @@ export type RefreshOutcome =
 export interface RuntimeOptions {
   now?: () => number;
   store?: SessionStore;
+  /** Told after this process ended sessions by back-channel logout (cluster workers pass it on to their siblings). */
+  onSessionsRevoked?: (r: { sid?: string; sub?: string }) => void;
 }
 
 export class Runtime {
@@ -75,18 +82,16 @@ export class Runtime {
   private readonly trimWarned = new LRUCache<string, true>({ max: 10_000, ttl: 3600_000 });
   /** Signs X-Portcullis-Assertion; created at boot when a route asks for assertions. */
   assertions: AssertionSigner | undefined;
+  /** Set on SIGTERM: /readyz answers 503 while in-flight requests finish. */
+  draining = false;
+  private readonly onSessionsRevoked: RuntimeOptions['onSessionsRevoked'];
 
   constructor(readonly config: Config, readonly metrics: Metrics, readonly log: FastifyBaseLogger, opts: RuntimeOptions = {}) {
     const now = opts.now ?? Date.now;
     this.now = now;
     this.revocations = new RevocationList(config.session.absoluteTimeoutMs, now);
-    this.table = compileRouteTable(config.routes, config.identityHeaderBudget, (route, sub) => {
-      // One warning per user and route an hour: a user in 600 groups would otherwise flood the log.
-      const key = `${route}\0${String(sub)}`;
-      if (this.trimWarned.has(key)) return;
-      this.trimWarned.set(key, true);
-      log.warn({ route, sub }, 'identity headers over identityHeaderBudget: X-Forwarded-Groups trimmed (X-Forwarded-Groups-Truncated: true)');
-    });
+    this.onSessionsRevoked = opts.onSessionsRevoked;
+    this.table = this.compileRoutes(config.routes);
     const cookies = cookieSettings(config.publicUrl, config.session.cookieName, config.session.cookieDomain);
     const codec = new SessionCodec(config.session.secrets);
     const store = opts.store ?? new CookieStore(codec, cookies.session);
@@ -114,6 +119,25 @@ export class Runtime {
     this.auditAllows = ['debug', 'trace'].includes(config.logLevel);
   }
 
+  private compileRoutes(routes: readonly RouteConfig[]): RouteTable {
+    return compileRouteTable(routes, this.config.identityHeaderBudget, (route, sub) => {
+      // One warning per user and route an hour: a user in 600 groups would otherwise flood the log.
+      const key = `${route}\0${String(sub)}`;
+      if (this.trimWarned.has(key)) return;
+      this.trimWarned.set(key, true);
+      this.log.warn({ route, sub }, 'identity headers over identityHeaderBudget: X-Forwarded-Groups trimmed (X-Forwarded-Groups-Truncated: true)');
+    });
+  }
+
+  /**
+   * Hot reload: compiles the new routes (matchers, rules, header templates) and swaps them in with
+   * one assignment. A request already past route matching keeps the table its route came from.
+   */
+  replaceRoutes(routes: readonly RouteConfig[]): RouteTable {
+    this.table = this.compileRoutes(routes);
+    return this.table;
+  }
+
   /** The Host the client asked for (X-Forwarded-Host only from a trusted proxy). */
   hostOf(request: FastifyRequest): string | undefined {
     return this.peerTrusted(request.socket.remoteAddress) ? request.host : request.headers.host;
@@ -139,10 +163,11 @@ export class Runtime {
 
   /** Request headers as the upstream will see them: no client-set identity, no Portcullis cookies, our identity. */
   rewriteUpstreamHeaders(route: RouteConfig, who: Principal | undefined, h: HeaderBag, request: FastifyRequest | undefined, assertion?: string): void {
-    this.table.headers.strip(h);
+    const table = TABLE_OF_ROUTE.get(route) ?? this.table;
+    table.headers.strip(h);
     const cookie = this.stripOwnCookies(h.cookie as string | undefined);
     if (cookie === undefined) delete h.cookie; else h.cookie = cookie;
-    if (who) this.table.headers.inject(route.name, who, h);
+    if (who) table.headers.inject(route.name, who, h);
     if (assertion) h['x-portcullis-assertion'] = assertion;
     if (request) {
       const trusted = this.peerTrusted(request.socket.remoteAddress);
@@ -237,7 +262,10 @@ export class Runtime {
     const match = (s: ActiveSession) => (r.sid !== undefined && s.idpSid === r.sid) || (r.sub !== undefined && s.sub === r.sub);
     this.sessions.evict(match);
     this.endConnectionsWhere((s) => match(s) && this.revocations.isRevoked(s));
+    // `peer`: another worker of this process group handled the logout and counted it.
+    if (via === 'peer') return;
     this.metrics.sessionsRevoked.inc({ via });
+    this.onSessionsRevoked?.(r);
   }
 
   /**
