@@ -1,13 +1,13 @@
 // Wiring, in request order: normalise the target (rewriteUrl) → Portcullis's own endpoints
 // (/oauth2/*, /healthz, /readyz) → the door (route → session → policy → identity → forward).
 // Errors from any stage meet one handler that answers with a page (browsers) or JSON (APIs).
-import Fastify, { LogController, type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import fastifyCookie from '@fastify/cookie';
 import { randomUUID } from 'node:crypto';
 import type { Config } from './config/index.js';
 import { Runtime, type RuntimeOptions } from './runtime.js';
 import { createMetrics, statusClass, type Metrics } from './metrics.js';
-import { asPortcullisError } from './errors.js';
+import { asPortcullisError, errors, PortcullisError } from './errors.js';
 import { errorPage } from './pages.js';
 import { handleUpgrade, proxyHandler, rewriteUrl, wantsHtml, type RouteCarrier } from './door.js';
 import { registerSignInEndpoints } from './signin/endpoints.js';
@@ -15,6 +15,7 @@ import { registerForwarding } from './proxy/forward.js';
 import type { HeaderBag } from './identity/headers.js';
 import { compilePeerTrust } from './routing/trust.js';
 import { AssertionSigner } from './identity/assertion.js';
+import { clientKey, createRateLimiter } from './ratelimit.js';
 
 export interface AppOptions extends RuntimeOptions {
   metrics?: Metrics;
@@ -82,13 +83,22 @@ export async function buildApp(config: Config, opts: AppOptions = {}): Promise<{
     metrics.duration.observe({ route }, reply.elapsedTime / 1000);
   });
 
+  // Sign-in endpoints cost an IdP round trip (callback) or a transaction cookie (start): a token
+  // bucket per client IP (request.ip: the peer, or X-Forwarded-For from a trusted proxy) for each.
+  const signInLimiter = createRateLimiter(config.rateLimit.signIn);
+  if (signInLimiter) {
+    app.addHook('onRequest', async (request) => {
+      const url = request.routeOptions.url;
+      if (url !== '/oauth2/start' && url !== '/oauth2/callback') return;
+      const d = signInLimiter.take(`${url} ${clientKey(request.ip)}`);
+      if (d.ok) return;
+      metrics.rateLimited.inc({ endpoint: url.slice('/oauth2/'.length) });
+      throw new PortcullisError('ERR_RATE_LIMITED', 429, errors.rateLimited().message, { retryAfter: d.retryAfterSec });
+    });
+  }
+
   app.get('/healthz', async () => ({ status: 'ok' }));
-  app.get('/readyz', async (_request, reply) => {
-    const idp = runtime.idp.ready;
-    metrics.idpReady.set(idp ? 1 : 0);
-    const ok = idp;
-    return reply.code(ok ? 200 : 503).send({ status: ok ? 'ready' : 'not ready', idp: idp ? 'ok' : (runtime.idp.lastError ?? 'discovering') });
-  });
+  app.get('/readyz', async (_request, reply) => readiness(runtime, reply));
 
   await app.register(async (own) => registerSignInEndpoints(own, runtime));
   // Any other /oauth2/ path is ours too, and never proxied.
@@ -107,6 +117,19 @@ export async function buildApp(config: Config, opts: AppOptions = {}): Promise<{
   app.addHook('onClose', async () => runtime.close());
   runtime.idp.start();
   return { app, runtime };
+}
+
+/** /readyz: 200 once the IdP's discovery and keys are loaded, 503 before that and while draining. */
+export function readiness(runtime: Runtime, reply: FastifyReply): FastifyReply {
+  const idp = runtime.idp.ready;
+  runtime.metrics.idpReady.set(idp ? 1 : 0);
+  // A probe while the IdP is down is a cue to retry discovery now rather than at the end of the backoff.
+  if (!idp) runtime.idp.start();
+  const ok = idp && !runtime.draining;
+  return reply.code(ok ? 200 : 503).header('cache-control', 'no-store').send({
+    status: runtime.draining ? 'draining' : ok ? 'ready' : 'not ready',
+    idp: idp ? 'ok' : (runtime.idp.lastError ?? 'discovering'),
+  });
 }
 
 /** The metrics listener: /metrics only, never on the public port. */
