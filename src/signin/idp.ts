@@ -50,6 +50,9 @@ export class IdentityProvider {
   private retryTimer: NodeJS.Timeout | undefined;
   private attempt = 0;
   private closed = false;
+  /** Ends the current backoff wait early (set while discovery waits to retry). */
+  private wake: (() => void) | undefined;
+  private lastAttemptAt = 0;
   lastError: string | undefined;
 
   constructor(readonly settings: IdpSettings, private readonly hooks: IdpHooks = {}) {}
@@ -59,9 +62,14 @@ export class IdentityProvider {
 
   get metadata(): client.ServerMetadata | undefined { return this.config?.serverMetadata(); }
 
-  /** Starts discovery in the background; retries with capped exponential backoff and jitter. */
+  /**
+   * Starts discovery in the background; retries with capped exponential backoff and jitter. Called
+   * again while a retry is pending (a sign-in, a readiness probe), it retries at once — at most
+   * once a second — so a recovered IdP is noticed without waiting out a minute of backoff.
+   */
   start(): Promise<void> {
     if (!this.discovering) this.discovering = this.discoverLoop();
+    else if (this.wake && Date.now() - this.lastAttemptAt >= 1000) this.wake();
     return this.discovering;
   }
 
@@ -93,7 +101,12 @@ export class IdentityProvider {
         const base = Math.min(60_000, 500 * 2 ** Math.min(this.attempt, 7));
         const delay = Math.round(base / 2 + Math.random() * (base / 2));
         this.hooks.log?.warn({ issuer: this.settings.issuer, attempt: this.attempt, retryInMs: delay, err: this.lastError }, 'identity provider discovery failed; retrying');
-        await new Promise<void>((r) => { this.retryTimer = setTimeout(r, delay); this.retryTimer.unref?.(); });
+        this.lastAttemptAt = Date.now();
+        await new Promise<void>((r) => {
+          this.wake = () => { clearTimeout(this.retryTimer); this.wake = undefined; r(); };
+          this.retryTimer = setTimeout(this.wake, delay);
+          this.retryTimer.unref?.();
+        });
       }
     }
   }
