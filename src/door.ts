@@ -6,7 +6,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { fastifyCookie } from '@fastify/cookie';
+import { parseCookie } from 'cookie';
 import type { Runtime } from './runtime.js';
 import type { RouteConfig } from './config/index.js';
 import { authorize, type Decision } from './policy/decide.js';
@@ -162,10 +162,17 @@ export async function proxyHandler(this: unknown, request: FastifyRequest, reply
         : undefined;
       (request as RouteCarrier).portcullisRoute = route.name;
       const path = route.stripPrefix ? stripPrefix(target.path, route.match.path) : target.path;
+      // reply-from refuses any source whose decoded text contains `/..` or `../` (its own traversal
+      // guard), which a normalised path only has in names like `/..hidden` or `/wait.../x`. Say so
+      // clearly instead of letting it surface as an opaque error.
+      if (path.includes('..') && /(^|\/)\.\.|\.\.(\/|$)/.test(path)) {
+        return reply.send(errors.badPath('a path segment that begins or ends with ".." is not supported'));
+      }
       return forward(request, reply, {
         routeName: route.name,
         upstream: rt.upstreamBase(route),
-        pathAndQuery: path + target.query,
+        path,
+        query: target.query,
         timeoutMs: route.timeoutMs,
         rewriteHeaders: (h) => rt.rewriteUpstreamHeaders(route, who, h, request, assertion),
         onUpstreamError: (err, kind) => {
@@ -247,7 +254,7 @@ export async function handleUpgrade(rt: Runtime, req: IncomingMessage, socket: D
     if (n.path.startsWith('/oauth2/')) return reject(404, 'not found');
     const headers = { ...req.headers } as HeaderBag;
     rt.table.headers.strip(headers);
-    const cookies = fastifyCookie.parse(req.headers.cookie ?? '') as Cookies;
+    const cookies = parseCookie(req.headers.cookie ?? '') as Cookies;
     const door: DoorRequest = { method: 'GET', host: rt.hostOfRaw(req), path: n.path, query: n.query, cookies, headers };
     const o = await evaluate(rt, door);
     audit(rt, undefined, o);

@@ -13,8 +13,10 @@ export interface ForwardTarget {
   routeName: string;
   /** Upstream origin + base path, no trailing slash. */
   upstream: string;
-  /** Path (already normalised, prefix-stripped when configured) + query. */
-  pathAndQuery: string;
+  /** Path, already normalised (and prefix-stripped when configured). */
+  path: string;
+  /** The raw query including its `?`, or ''. Passed through byte for byte, never decoded. */
+  query: string;
   timeoutMs: number;
   rewriteHeaders: (headers: HeaderBag) => void;
   onUpstreamError: (err: PortcullisError, kind: string) => void;
@@ -34,7 +36,11 @@ export async function registerForwarding(app: FastifyInstance): Promise<void> {
 }
 
 export function forward(request: FastifyRequest, reply: FastifyReply, t: ForwardTarget): FastifyReply {
-  return reply.from(t.upstream + t.pathAndQuery, {
+  // The query goes separately: reply-from decodes its source URL to look for traversal, which would
+  // turn a malformed escape in a query string into a 500 and a `../` in a query value into a 400.
+  const qs = t.query.length > 1 ? t.query.slice(1) : '';
+  return reply.from(t.upstream + t.path, {
+    queryString: () => qs,
     timeout: t.timeoutMs,
     // Never retry: a 503 from the upstream is the upstream's answer, and replays are not ours to make.
     retryDelay: () => null,

@@ -62,7 +62,11 @@ export class SessionCodec {
 
   openBytes(name: string, sealed: string): Opened<Buffer> | undefined {
     if (typeof sealed !== 'string' || !sealed.startsWith(`${VERSION}.`) || sealed.length > 64 * 1024) return undefined;
-    const raw = Buffer.from(sealed.slice(VERSION.length + 1), 'base64url');
+    const body = sealed.slice(VERSION.length + 1);
+    const raw = Buffer.from(body, 'base64url');
+    // Node's decoder tolerates stray characters and padding; only the canonical spelling opens, so
+    // one session cannot have endless cookie spellings (each a session-cache miss).
+    if (raw.toString('base64url') !== body) return undefined;
     if (raw.length < KID_BYTES + IV_BYTES + TAG_BYTES) return undefined;
     const k = this.byKid.get(raw.subarray(0, KID_BYTES).toString('hex'));
     if (!k) return undefined;

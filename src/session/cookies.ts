@@ -1,8 +1,6 @@
 // Session stage: Portcullis's own cookies — their names, attributes, chunking of large values, and
 // removal from what the upstream sees. Values arrive here already sealed by the codec.
-import { fastifyCookie } from '@fastify/cookie';
-
-const { serialize } = fastifyCookie;
+import { stringifySetCookie } from 'cookie';
 
 /** Browsers reject cookies over ~4096 bytes (name + value + attributes); split below that. */
 export const CHUNK_BYTES = 3800;
@@ -30,7 +28,9 @@ export function cookieSettings(publicUrl: string, baseName: string, domain: stri
 }
 
 export function serializeCookie(s: CookieSettings, name: string, value: string, maxAgeSec: number | undefined): string {
-  return serialize(name, value, {
+  return stringifySetCookie({
+    name,
+    value,
     path: '/',
     httpOnly: true,
     sameSite: 'lax',
@@ -41,7 +41,7 @@ export function serializeCookie(s: CookieSettings, name: string, value: string, 
 }
 
 export function expireCookie(s: CookieSettings, name: string): string {
-  return serialize(name, '', { path: '/', httpOnly: true, sameSite: 'lax', secure: s.secure, domain: s.domain, maxAge: 0, expires: new Date(0) });
+  return stringifySetCookie({ name, value: '', path: '/', httpOnly: true, sameSite: 'lax', secure: s.secure, domain: s.domain, maxAge: 0, expires: new Date(0) });
 }
 
 /** Reads the session cookie value, joining `name_0`, `name_1`, … when it was chunked. */

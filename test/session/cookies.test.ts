@@ -35,9 +35,7 @@ const names = (setCookies: string[]) => setCookies.map((h) => h.slice(0, h.index
 const expired = (setCookies: string[]) => setCookies.filter((h) => /;\s*Max-Age=0/i.test(h)).map((h) => h.slice(0, h.indexOf('=')));
 
 // Runs first, before anything below registers @fastify/cookie in this process.
-test('serializes without a Fastify app having registered @fastify/cookie first', {
-  todo: 'cookies.ts uses fastifyCookie.serialize, which throws until the plugin has loaded the `cookie` module (reported)',
-}, () => {
+test('serializes without a Fastify app having registered @fastify/cookie first', () => {
   assert.doesNotThrow(() => writeChunked(settings, {}, NAME, 'v1.abc', 60));
 });
 
