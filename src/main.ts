@@ -1,5 +1,6 @@
 // Command line: `portcullis [run] --config FILE`, `check`, `explain`, `demo`.
-import { readFileSync } from 'node:fs';
+import { readFileSync, realpathSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { formatIssues, loadConfigFile } from './config/index.js';
 import { explain } from './cli/explain.js';
@@ -74,9 +75,14 @@ export async function main(argv: string[]): Promise<number> {
         console.error(`${configFile}: ${r.issues.length} problem${r.issues.length === 1 ? '' : 's'}\n${formatIssues(r.issues)}`);
         return 1;
       }
-      const { startServer, installSignalHandlers } = await import('./server.js');
-      const server = await startServer(r.config);
-      installSignalHandlers(server, r.config.shutdownGracePeriodMs);
+      // One process, or a node:cluster primary with `workers` workers (cluster.ts).
+      const { run } = await import('./cluster.js');
+      try {
+        await run(configFile, r.config);
+      } catch (err) {
+        console.error(`portcullis: cannot start: ${(err as Error).message ?? err}`);
+        process.exit(1);
+      }
       return 0;
     }
     default:
@@ -84,3 +90,8 @@ export async function main(argv: string[]): Promise<number> {
       return 1;
   }
 }
+
+// Run directly (`node --import tsx src/main.ts …`, as the tests and cluster workers do); the
+// installed command goes through bin/portcullis.mjs instead.
+const entry = (() => { try { return pathToFileURL(realpathSync(process.argv[1] ?? '')).href; } catch { return undefined; } })();
+if (import.meta.url === entry) process.exitCode = await main(process.argv.slice(2));

@@ -1,0 +1,219 @@
+// Process model, beside the pipeline: `workers: 1` runs the proxy in this process; `workers: N` or
+// `auto` makes this process a node:cluster primary that forks N workers serving the one public
+// port. Workers share nothing but the config (session secrets, Redis); the primary restarts a
+// crashed worker, passes SIGTERM/SIGINT (drain) and SIGHUP (reload) on, relays back-channel
+// logouts between workers, and serves /metrics (aggregated over the workers), /healthz and /readyz.
+import cluster, { type Worker } from 'node:cluster';
+import { availableParallelism } from 'node:os';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { AggregatorRegistry, Counter, Gauge, Registry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
+import type { Config } from './config/index.js';
+import { REDACT } from './app.js';
+import { installSignalHandlers, startServer, type RunningServer } from './server.js';
+
+/** Messages between the primary and its workers (IPC). */
+const MSG = {
+  /** worker → primary: listening, and able to answer metrics requests. */
+  up: 'portcullis:up',
+  /** worker → primary: readiness changed ({ ready }). */
+  ready: 'portcullis:ready',
+  /** both ways: sessions ended by back-channel logout ({ r: { sid?, sub? } }). */
+  revoked: 'portcullis:revoked',
+  /** primary → worker: send your metrics ({ id }); worker → primary: here they are ({ id, metrics }). */
+  metricsRequest: 'portcullis:metrics?',
+  metricsResponse: 'portcullis:metrics',
+} as const;
+
+type Message =
+  | { type: typeof MSG.up }
+  | { type: typeof MSG.ready; ready: boolean }
+  | { type: typeof MSG.revoked; r: { sid?: string; sub?: string } }
+  | { type: typeof MSG.metricsRequest; id: number }
+  | { type: typeof MSG.metricsResponse; id: number; metrics: MetricObjectWithValues<MetricValue<string>>[] };
+
+const isMessage = (m: unknown): m is Message => typeof m === 'object' && m !== null && typeof (m as { type?: unknown }).type === 'string' && (m as { type: string }).type.startsWith('portcullis:');
+
+/** How long a /metrics scrape waits for the workers' answers; late ones are left out of that scrape. */
+const METRICS_WAIT_MS = 2_000;
+/** A worker that dies sooner than this after starting counts as a crash loop: restarts back off. */
+const CRASH_LOOP_MS = 10_000;
+
+export function workerCount(workers: Config['workers']): number {
+  return workers === 'auto' ? Math.max(1, availableParallelism()) : workers;
+}
+
+/**
+ * `portcullis run`: serve in this process, or as a cluster primary or worker. Resolves once serving;
+ * the process then lives until a signal ends it.
+ */
+export async function run(configFile: string, config: Config): Promise<void> {
+  if (cluster.isWorker) return runWorker(configFile, config);
+  const n = workerCount(config.workers);
+  if (n <= 1) {
+    const server = await startServer(config, { configFile });
+    installSignalHandlers(server);
+    return;
+  }
+  return runPrimary(config, n);
+}
+
+async function runWorker(configFile: string, config: Config): Promise<void> {
+  const send = (m: Message) => { if (process.connected) process.send?.(m); };
+  const server: RunningServer = await startServer(config, {
+    configFile,
+    metricsListener: false,
+    // A back-channel logout reaches one worker; the others must end those sessions too.
+    onSessionsRevoked: (r) => send({ type: MSG.revoked, r }),
+  });
+  const { runtime } = server;
+  process.on('message', (m: unknown) => {
+    if (!isMessage(m)) return;
+    if (m.type === MSG.revoked) void runtime.revokeSessions(m.r, 'peer');
+    else if (m.type === MSG.metricsRequest) {
+      runtime.metrics.idpReady.set(runtime.idp.ready ? 1 : 0);
+      runtime.metrics.registry.getMetricsAsJSON().then(
+        (metrics) => send({ type: MSG.metricsResponse, id: m.id, metrics }),
+        (err: unknown) => runtime.log.warn({ err }, 'metrics for the primary failed'),
+      );
+    }
+  });
+  installSignalHandlers(server);
+  let reported: boolean | undefined;
+  const report = () => {
+    const ready = runtime.idp.ready && !runtime.draining;
+    if (ready !== reported) { reported = ready; send({ type: MSG.ready, ready }); }
+  };
+  send({ type: MSG.up });
+  report();
+  setInterval(report, 500).unref();
+}
+
+async function runPrimary(config: Config, n: number): Promise<void> {
+  const admin = Fastify({
+    logger: { level: config.logLevel, redact: { paths: REDACT, censor: '[redacted]' } },
+    logController: new LogController({ disableRequestLogging: true }),
+  });
+  const log: FastifyBaseLogger = admin.log;
+
+  // The primary's own metrics, merged into the workers' aggregate.
+  const own = new Registry();
+  const workersGauge = new Gauge({ name: 'portcullis_workers', help: 'Worker processes serving the public port.', registers: [own] });
+  const restarts = new Counter({ name: 'portcullis_worker_restarts_total', help: 'Workers that exited unexpectedly and were started again.', registers: [own] });
+
+  const up = new Set<Worker>();
+  const ready = new Map<Worker, boolean>();
+  const startedAt = new Map<Worker, number>();
+  const pendingMetrics = new Map<number, { answers: Array<MetricObjectWithValues<MetricValue<string>>[]>; waiting: Set<Worker>; done: () => void }>();
+  let metricsRequestId = 0;
+  let stopping = false;
+  let exitCode = 0;
+  let fastCrashes = 0;
+
+  const send = (w: Worker, m: Message) => { if (w.isConnected()) w.send(m); };
+  const live = () => Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && !w.isDead());
+
+  const fork = () => {
+    const w = cluster.fork();
+    startedAt.set(w, Date.now());
+    w.on('message', (m: unknown) => {
+      if (!isMessage(m)) return;
+      switch (m.type) {
+        case MSG.up: up.add(w); workersGauge.set(up.size); break;
+        case MSG.ready: ready.set(w, m.ready); break;
+        case MSG.revoked: for (const other of live()) if (other !== w) send(other, m); break;
+        case MSG.metricsResponse: {
+          const p = pendingMetrics.get(m.id);
+          if (p && p.waiting.delete(w)) { p.answers.push(m.metrics); if (p.waiting.size === 0) p.done(); }
+          break;
+        }
+      }
+    });
+  };
+
+  cluster.on('exit', (w, code, signal) => {
+    up.delete(w);
+    ready.delete(w);
+    workersGauge.set(up.size);
+    for (const p of pendingMetrics.values()) if (p.waiting.delete(w) && p.waiting.size === 0) p.done();
+    const lived = Date.now() - (startedAt.get(w) ?? 0);
+    startedAt.delete(w);
+    if (stopping) {
+      if (code !== 0) exitCode = 1;
+      log.info({ workerPid: w.process.pid, code, signal }, 'worker stopped');
+      if (live().length === 0) void finish();
+      return;
+    }
+    restarts.inc();
+    fastCrashes = lived < CRASH_LOOP_MS ? fastCrashes + 1 : 0;
+    const delay = fastCrashes > 0 ? Math.min(30_000, 250 * 2 ** fastCrashes) : 0;
+    log.error({ workerPid: w.process.pid, code, signal, restartInMs: delay }, 'worker exited unexpectedly; starting a new one');
+    setTimeout(() => { if (!stopping) fork(); }, delay);
+  });
+
+  const metricsText = async (): Promise<string> => {
+    const id = metricsRequestId++;
+    const waiting = new Set([...up].filter((w) => w.isConnected()));
+    const answers: Array<MetricObjectWithValues<MetricValue<string>>[]> = [await own.getMetricsAsJSON()];
+    if (waiting.size > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          log.warn({ missing: [...waiting].map((w) => w.process.pid) }, 'metrics: some workers did not answer in time; scraped without them');
+          resolve();
+        }, METRICS_WAIT_MS);
+        pendingMetrics.set(id, { answers, waiting, done: () => { clearTimeout(timer); resolve(); } });
+        for (const w of waiting) send(w, { type: MSG.metricsRequest, id });
+      });
+      pendingMetrics.delete(id);
+    }
+    return AggregatorRegistry.aggregate(answers).metrics();
+  };
+
+  admin.get('/metrics', async (_request, reply) => reply.type(own.contentType).send(await metricsText()));
+  admin.get('/healthz', async () => ({ status: 'ok' }));
+  admin.get('/readyz', async (_request, reply) => {
+    const states = [...up].map((w) => ready.get(w) === true);
+    const ok = !stopping && states.length > 0 && states.every(Boolean);
+    return reply.code(ok ? 200 : 503).header('cache-control', 'no-store')
+      .send({ status: stopping ? 'draining' : ok ? 'ready' : 'not ready', workers: states.length, ready: states.filter(Boolean).length });
+  });
+  if (config.metrics) await admin.listen({ host: config.metrics.host, port: config.metrics.port });
+
+  const finish = async () => {
+    await admin.close().catch(() => {});
+    log.info({ exitCode }, 'all workers stopped');
+    process.exit(exitCode);
+  };
+
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    const workers = live();
+    log.info({ signal, workers: workers.length, graceMs: config.shutdownGracePeriodMs }, 'stopping: workers drain in-flight requests, then exit');
+    if (workers.length === 0) { void finish(); return; }
+    for (const w of workers) w.process.kill('SIGTERM');
+    // Workers cut their own stragglers at the grace period; this is only for a worker that hangs.
+    setTimeout(() => {
+      const left = live();
+      if (left.length === 0) return;
+      log.error({ workers: left.map((w) => w.process.pid) }, 'workers still running well after the grace period; killing them');
+      exitCode = 1;
+      for (const w of left) w.process.kill('SIGKILL');
+    }, config.shutdownGracePeriodMs + 5_000).unref();
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGHUP', () => {
+    if (stopping) return;
+    log.info({ workers: live().length }, 'SIGHUP: workers reload the config file');
+    for (const w of live()) w.process.kill('SIGHUP');
+  });
+
+  for (let i = 0; i < n; i++) fork();
+  log.info({ workers: n, metrics: config.metrics ? addressOf(admin) : undefined }, 'portcullis primary started');
+}
+
+function addressOf(app: FastifyInstance): string {
+  const a = app.server.address();
+  if (a && typeof a === 'object') return `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+  return String(a);
+}
