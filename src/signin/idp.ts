@@ -3,6 +3,7 @@
 // check, userinfo, refresh, revocation and the end-session URL. Foreign errors are wrapped here,
 // once, into coded PortcullisErrors.
 import * as client from 'openid-client';
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { createRemoteJWKSet, customFetch as joseFetch, jwtVerify, type JWTPayload } from 'jose';
 import { errors, PortcullisError } from '../errors.js';
 
@@ -43,6 +44,12 @@ export function randomSignInChecks(): { nonce: string; verifier: string } {
 
 const BACKCHANNEL_EVENT = 'http://schemas.openid.net/event/backchannel-logout';
 
+/** The token endpoint's answer within one grant, kept so its ID token can be verified again after a key refresh. */
+interface TokenCapture { response?: { status: number; headers: Array<[string, string]>; body: ArrayBuffer } }
+const tokenCaptures = new AsyncLocalStorage<TokenCapture>();
+/** At most one signing-key refetch for an unknown key in this long. */
+const KEY_REFRESH_COOLDOWN_MS = 30_000;
+
 export class IdentityProvider {
   private config: client.Configuration | undefined;
   private keys: ReturnType<typeof createRemoteJWKSet> | undefined;
@@ -53,6 +60,7 @@ export class IdentityProvider {
   /** Ends the current backoff wait early (set while discovery waits to retry). */
   private wake: (() => void) | undefined;
   private lastAttemptAt = 0;
+  private keysRefreshedAt = 0;
   lastError: string | undefined;
 
   constructor(readonly settings: IdpSettings, private readonly hooks: IdpHooks = {}) {}
@@ -122,7 +130,7 @@ export class IdentityProvider {
     return 'other';
   }
 
-  private async discover(): Promise<client.Configuration> {
+  private clientSetup() {
     const s = this.settings;
     const auth = s.tokenEndpointAuthMethod === 'client_secret_post' ? client.ClientSecretPost(s.clientSecret) : client.ClientSecretBasic(s.clientSecret);
     const metadata: Partial<client.ClientMetadata> = {
@@ -140,6 +148,22 @@ export class IdentityProvider {
     // Plain-http issuers are for loopback development (the demo) or in-cluster IdPs; a startup
     // warning says so.
     if (s.issuer.startsWith('http:')) execute.push(client.allowInsecureRequests);
+    return { auth, metadata, execute };
+  }
+
+  /** A client configuration for already discovered metadata (it starts with an empty JWKS cache). */
+  private configuration(server: client.ServerMetadata, fetchImpl: (url: string, init?: RequestInit) => Promise<Response>): client.Configuration {
+    const { auth, metadata, execute } = this.clientSetup();
+    const config = new client.Configuration(server, this.settings.clientId, metadata, auth);
+    for (const fn of execute) fn(config);
+    config[client.customFetch] = fetchImpl as unknown as client.CustomFetch;
+    config.timeout = Math.ceil(this.settings.timeoutMs / 1000);
+    return config;
+  }
+
+  private async discover(): Promise<client.Configuration> {
+    const s = this.settings;
+    const { auth, metadata, execute } = this.clientSetup();
     const fetchImpl = this.instrumentedFetch();
     const config = await client.discovery(new URL(s.issuer), s.clientId, metadata, auth, {
       execute,
@@ -167,6 +191,8 @@ export class IdentityProvider {
         const signal = init?.signal ?? AbortSignal.timeout(this.settings.timeoutMs);
         const res = await fetch(input, { ...init, signal });
         ok = res.status < 500;
+        const capture = label === 'token' ? tokenCaptures.getStore() : undefined;
+        if (capture) capture.response = { status: res.status, headers: [...res.headers], body: await res.clone().arrayBuffer() };
         return res;
       } finally {
         this.hooks.observe?.(label, (performance.now() - t0) / 1000, ok);
@@ -180,6 +206,34 @@ export class IdentityProvider {
       throw errors.idpUnavailable(new Error(this.lastError ?? 'discovery pending'));
     }
     return this.config;
+  }
+
+  /**
+   * Runs a token grant. When its ID token is signed by a key the cached JWKS lacks (the IdP rotated
+   * keys; openid-client refetches its copy only once it is a minute old), the keys are fetched again
+   * — at most once per 30 s — and the same token response is verified once more, in full, against
+   * them: the code or refresh token is never sent twice. Later grants then use the new keys.
+   */
+  private async grant<T>(run: (config: client.Configuration) => Promise<T>): Promise<T> {
+    const config = this.requireConfig();
+    const capture: TokenCapture = {};
+    try {
+      return await tokenCaptures.run(capture, () => run(config));
+    } catch (err) {
+      const saved = capture.response;
+      if ((err as { code?: string }).code !== 'OAUTH_KEY_SELECTION_FAILED' || !saved || Date.now() - this.keysRefreshedAt < KEY_REFRESH_COOLDOWN_MS) throw err;
+      this.keysRefreshedAt = Date.now();
+      const live = this.instrumentedFetch();
+      const replay = this.configuration(config.serverMetadata(), async (url, init) =>
+        (this.endpointLabel(url) === 'token' ? new Response(saved.body, { status: saved.status, headers: saved.headers }) : live(url, init)));
+      const result = await run(replay);
+      const next = this.configuration(config.serverMetadata(), live);
+      const jwks = client.getJwksCache(replay);
+      if (jwks) client.setJwksCache(next, jwks);
+      this.config = next;
+      this.hooks.log?.info({ issuer: this.settings.issuer }, 'ID token signed by a key not in the cached set: signing keys fetched again');
+      return result;
+    }
   }
 
   /** Builds the authorization request: code flow, PKCE S256, state and nonce, `openid` scope. */
@@ -199,20 +253,20 @@ export class IdentityProvider {
 
   /** Checks the authorization response and redeems the code. Throws coded errors. */
   async completeSignIn(query: string, checks: { state: string; nonce: string; verifier: string }): Promise<SignInResult> {
-    const config = this.requireConfig();
     const currentUrl = new URL(this.settings.redirectUri);
     currentUrl.search = query;
     let tokens: client.TokenEndpointResponse & client.TokenEndpointResponseHelpers;
     try {
-      tokens = await client.authorizationCodeGrant(config, currentUrl, {
+      tokens = await this.grant((config) => client.authorizationCodeGrant(config, currentUrl, {
         pkceCodeVerifier: checks.verifier,
         expectedState: checks.state,
         expectedNonce: checks.nonce,
         idTokenExpected: true,
-      });
+      }));
     } catch (err) {
       throw wrapIdpError(err, 'code');
     }
+    const config = this.requireConfig();
     const claims = tokens.claims() as Record<string, unknown> | undefined;
     if (!claims || !tokens.id_token) throw errors.idTokenInvalid(new Error('no ID token in the token response'));
     this.checkIssuedAt(claims);
@@ -241,10 +295,9 @@ export class IdentityProvider {
    * audience, with no new authorized party — openid-client does not compare them with the first.
    */
   async refresh(refreshToken: string, original: Record<string, unknown>): Promise<SignInResult & { idTokenReturned: boolean }> {
-    const config = this.requireConfig();
     let tokens: client.TokenEndpointResponse & client.TokenEndpointResponseHelpers;
     try {
-      tokens = await client.refreshTokenGrant(config, refreshToken);
+      tokens = await this.grant((config) => client.refreshTokenGrant(config, refreshToken));
     } catch (err) {
       throw wrapIdpError(err, 'refresh');
     }
@@ -395,6 +448,8 @@ export function wrapIdpError(err: unknown, step: 'code' | 'userinfo' | 'refresh'
   const name = (err as Error)?.name;
   if (name === 'TimeoutError' || name === 'AbortError') return errors.idpTimeout(err);
   const code = (err as { code?: string })?.code;
+  // openid-client's wrapping of a DOMException TimeoutError/AbortError (the per-request timeout).
+  if (code === 'OAUTH_TIMEOUT' || code === 'OAUTH_ABORT') return errors.idpTimeout(err);
   if (code === 'OAUTH_RESPONSE_IS_NOT_JSON' || code === 'OAUTH_RESPONSE_IS_NOT_CONFORM') return errors.idpBadResponse(err);
   if (err instanceof client.ClientError || (typeof code === 'string' && code.startsWith('OAUTH_'))) {
     if (code === 'OAUTH_JSON_ATTRIBUTE_COMPARISON_FAILED' && step === 'userinfo') return errors.userinfoMismatch(err);
