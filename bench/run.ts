@@ -37,8 +37,8 @@ const USAGE = `usage: npm run bench -- [options]
   --connections N     autocannon connections (default 50)
   --fixed-rate R      instead of max throughput: R req/s open loop, report p99 added over direct
   --fixed-rate-tool T paced (default: evenly spaced requests) | autocannon (overallRate; bursty)
-  --scenarios LIST    comma list of: ${['direct', 'public', 'auth', 'unauth', 'redis', 'apache', 'apache-plain'].join(', ')}
-                      (default: all but apache-plain)
+  --scenarios LIST    comma list of: ${['direct', 'baseline', 'public', 'auth', 'unauth', 'redis', 'apache', 'apache-plain'].join(', ')}
+                      (default: all but baseline and apache-plain)
   --workers W         Portcullis "workers" setting (default 1)
   --no-build          skip "npm run build" (dist/ must be current)
   --json-out FILE     default bench/results/latest.json
@@ -104,6 +104,12 @@ interface Scenario extends LoadSpec {
   /** Checks one response before the load (identity reached the upstream, Location is the IdP …). */
   check: (r: { status: number; headers: Record<string, unknown>; body: string }) => string | undefined;
   preflight?: { status: number; bytes: number; location?: string };
+  /** Authenticated scenarios: take up a re-issued session cookie between runs, as a browser would. */
+  browserCookies?: boolean;
+  /** How many times that happened. */
+  cookiesReissued?: number;
+  /** The Cookie header right after sign-in. */
+  signInCookie?: string;
   runs: Array<LoadResult & Partial<ResourceUse>>;
   summary?: Summary;
 }
@@ -141,7 +147,7 @@ async function main(): Promise<number> {
   runDir = mkdtempSync(join(tmpdir(), 'portcullis-bench-'));
   log(`run directory (configs, server logs): ${runDir}`);
 
-  const [upstreamPort, proxyPort, proxyMetrics, redisProxyPort, redisProxyMetrics, redisPort, apachePort, apachePlainPort] = await freePorts(8);
+  const [upstreamPort, proxyPort, proxyMetrics, redisProxyPort, redisProxyMetrics, redisPort, apachePort, apachePlainPort, baselinePort] = await freePorts(9);
   const proxyBase = `http://127.0.0.1:${proxyPort}`;
   const redisProxyBase = `http://127.0.0.1:${redisProxyPort}`;
   const apacheBase = `http://127.0.0.1:${apachePort}`;
@@ -191,6 +197,16 @@ async function main(): Promise<number> {
     check: (r) => (r.status === 200 ? undefined : `status ${r.status}`),
   });
 
+  // --- the bare stack (fastify + reply-from, nothing else): what Portcullis's public route is built on
+  if (WANTED.has('baseline')) {
+    const baseline = startChild('baseline', process.execPath, [join(REPO, 'bench', 'baseline-proxy.mjs'), String(baselinePort), upstream], join(runDir, 'baseline.log'), { cwd: REPO, pipeStdout: true });
+    await waitForStdout(baseline, /READY /, 20_000);
+    add({
+      key: 'baseline', name: 'bare fastify + reply-from (no auth)', proxy: baseline, url: `http://127.0.0.1:${baselinePort}${PATH}`, headers: API, expect: (s) => s === 200,
+      check: (r) => (r.status === 200 ? undefined : `status ${r.status}`),
+    });
+  }
+
   // --- Portcullis, cookie store
   const needsProxy = ['public', 'auth', 'unauth'].some((k) => WANTED.has(k));
   if (needsProxy) {
@@ -202,6 +218,7 @@ async function main(): Promise<number> {
     });
     add({
       key: 'auth', name: 'Portcullis authenticated (cookie store)', proxy, url: proxyBase + PATH, headers: { ...API, cookie }, expect: (s) => s === 200,
+      browserCookies: true, signInCookie: cookie,
       check: (r) => checkIdentity(r, echoed(r.body)),
     });
     add({
@@ -245,6 +262,7 @@ async function main(): Promise<number> {
     }
     add({
       key: 'redis', name: 'Portcullis authenticated (Redis store)', proxy, url: redisProxyBase + PATH, headers: { ...API, cookie }, expect: (s) => s === 200,
+      browserCookies: true, signInCookie: cookie,
       check: (r) => checkIdentity(r, echoed(r.body)),
     });
   }
@@ -282,7 +300,7 @@ async function main(): Promise<number> {
   }
 
   if (scenarios.length === 0) throw new Error('no scenario left to run');
-  const order = ['direct', 'apache-plain', 'public', 'auth', 'redis', 'unauth', 'apache'];
+  const order = ['direct', 'baseline', 'apache-plain', 'public', 'auth', 'redis', 'unauth', 'apache'];
   scenarios.sort((a, b) => order.indexOf(a.key) - order.indexOf(b.key));
 
   // --- pre-flight: one request each, checked
@@ -303,8 +321,12 @@ async function main(): Promise<number> {
     return fixedRate(sc, { rate: FIXED_RATE, seconds, connections: CONNECTIONS });
   };
   for (let round = 1; round <= ROUNDS; round += 1) {
-    for (const sc of scenarios) {
-      if (round === 1 && WARMUP > 0) await measure(sc, WARMUP);
+    // Each round starts one scenario later (A B C, B C A, C A B …): whatever follows a given scenario
+    // (a proxy waking up after idling through the direct run, say) does not always hit the same one.
+    const shift = (round - 1) % scenarios.length;
+    for (const sc of [...scenarios.slice(shift), ...scenarios.slice(0, shift)]) {
+      if (sc.browserCookies) await takeUpReissuedCookie(sc);
+      if (sc.runs.length === 0 && WARMUP > 0) await measure(sc, WARMUP);
       const sampler = sc.proxy ? sampleResources(sc.proxy.pid) : undefined;
       const r = await measure(sc, DURATION);
       const use = sampler?.stop();
@@ -314,10 +336,12 @@ async function main(): Promise<number> {
   }
 
   // --- post-flight: does the proxy keep re-issuing the session cookie to a client that never updates it?
-  for (const sc of scenarios.filter((s) => s.key === 'auth' || s.key === 'redis')) {
-    const r = await httpGet(sc.url, sc.headers);
-    if (r.headers['set-cookie']) {
-      notes.push(`${sc.name}: after the runs, a request with the sign-in cookie still gets Set-Cookie (the session is re-sealed/re-written on every request from a client that keeps sending its first cookie)`);
+  for (const sc of scenarios.filter((s) => s.browserCookies)) {
+    if (sc.cookiesReissued) notes.push(`${sc.name}: the session cookie was re-issued ${sc.cookiesReissued}× during the run and taken up between runs, as a browser would`);
+    const first = await httpGet(sc.url, { ...sc.headers, cookie: sc.signInCookie! });
+    const second = await httpGet(sc.url, { ...sc.headers, cookie: sc.signInCookie! });
+    if (first.headers['set-cookie'] && second.headers['set-cookie']) {
+      notes.push(`${sc.name}: a client that keeps sending its sign-in cookie (ignoring Set-Cookie) gets the session re-written and a new Set-Cookie on every request once the cookie is older than the touch interval — a slow path for API clients with a fixed cookie`);
     }
   }
 
@@ -338,7 +362,7 @@ async function main(): Promise<number> {
     mode: FIXED_RATE ? { kind: 'fixed-rate', rate: FIXED_RATE, tool: FIXED_TOOL } : { kind: 'closed-loop', tool: 'autocannon', connections: CONNECTIONS },
     duration: DURATION, warmup: WARMUP, rounds: ROUNDS, workers: WORKERS, path: PATH,
     versions,
-    scenarios: scenarios.map(({ expect: _e, check: _c, proxy, headers, ...rest }) => ({ ...rest, headers: Object.keys(headers), proxyPid: proxy?.pid })),
+    scenarios: scenarios.map(({ expect: _e, check: _c, proxy, headers, signInCookie: _s, ...rest }) => ({ ...rest, headers: Object.keys(headers), proxyPid: proxy?.pid })),
     ratios,
     notes,
     table: output,
@@ -360,6 +384,18 @@ async function main(): Promise<number> {
     const child = startChild(name, process.execPath, [...nodeArgs, join(REPO, 'bin', 'portcullis.mjs'), '--config', file], join(runDir, `${name}.log`), { cwd: REPO });
     const base = String(raw.publicUrl);
     await waitForHttp(`${base}/readyz`, (s) => s === 200, 20_000, child);
+    // With workers, each connection may land on another process, and each answers /readyz for itself:
+    // wait until a run of fresh connections all say ready.
+    const workers = WORKERS === 'auto' ? cpus().length : WORKERS;
+    if (workers > 1) {
+      let streak = 0;
+      const deadline = Date.now() + 20_000;
+      while (streak < 5 * workers) {
+        if (Date.now() > deadline) throw new Error(`${name}: not every worker became ready within 20 s (see ${child.logFile})`);
+        streak = (await httpGet(`${base}/readyz`).catch(() => ({ status: 0 }))).status === 200 ? streak + 1 : 0;
+        if (streak === 0) await new Promise((r) => setTimeout(r, 100));
+      }
+    }
     log(`${name} (pid ${child.pid}) ready on ${base}, config ${file}`);
     return child;
   }
@@ -376,6 +412,28 @@ async function signInHttp(base: string): Promise<string> {
   const names = jar.names(base).filter((n) => !n.startsWith('op_'));
   if (names.length === 0) throw new Error(`no session cookie from ${base}`);
   return names.map((n) => `${n}=${jar.get(n, base)}`).join('; ');
+}
+
+/**
+ * autocannon cannot follow Set-Cookie mid-run. Between runs, one request shows whether the proxy has
+ * re-issued the session cookie (last-seen time written back, key rotation); if so the scenario sends
+ * the new one from now on, like a browser.
+ */
+async function takeUpReissuedCookie(sc: Scenario): Promise<void> {
+  const r = await httpGet(sc.url, sc.headers);
+  const setCookie = r.headers['set-cookie'];
+  if (!setCookie?.length) return;
+  const jar = new Map(sc.headers.cookie!.split('; ').map((p) => [p.slice(0, p.indexOf('=')), p.slice(p.indexOf('=') + 1)] as const));
+  for (const line of setCookie) {
+    const pair = line.split(';')[0]!;
+    const name = pair.slice(0, pair.indexOf('='));
+    const value = pair.slice(pair.indexOf('=') + 1);
+    if (value === '' || /;\s*max-age=0\b/i.test(line)) jar.delete(name);
+    else jar.set(name, value);
+  }
+  sc.headers = { ...sc.headers, cookie: [...jar].map(([k, v]) => `${k}=${v}`).join('; ') };
+  sc.cookiesReissued = (sc.cookiesReissued ?? 0) + 1;
+  log(`${sc.name}: session cookie re-issued; sending the new one from now on`);
 }
 
 function checkIdentity(r: { status: number }, h: Record<string, string>): string | undefined {
@@ -443,6 +501,7 @@ function throughputReport(scenarios: Scenario[]): { table: string; ratios: strin
   ratio('authenticated (Redis store) / public', by('redis'), pub);
   ratio('no session 302 / public', by('unauth'), pub);
   ratio('public / direct upstream', pub, direct);
+  ratio('public / bare fastify + reply-from', pub, by('baseline'));
   ratio('authenticated / direct upstream', auth, direct);
   ratio('authenticated / Apache + mod_auth_openidc', auth, apache, `issue #8: ≥ 1.5× with workers: auto; this run: workers ${WORKERS}`);
   ratio('Apache + mod_auth_openidc / direct upstream', apache, direct);
