@@ -2,6 +2,7 @@
 // /metrics on the primary aggregates them, a crashed worker is replaced, a back-channel logout
 // handled by one worker ends the session in all, and SIGTERM ends everything with exit 0.
 import { test } from 'node:test';
+import { readFileSync } from 'node:fs';
 import assert from 'node:assert/strict';
 import { freePort } from '../helpers/stack.js';
 import { startTestIdp } from '../helpers/idp.js';
@@ -71,6 +72,17 @@ test('workers: 2 share the port, are restarted after a crash, aggregate their me
   for (let i = 0; i < 4; i++) assert.equal((await get(`${base}/after/${i}`, { accept: 'application/json', cookie: jar.header(base) })).status, 200);
   const restarts = await get(`${admin}/metrics`);
   assert.equal(sampleValue(restarts.body, 'portcullis_worker_restarts_total'), 1);
+
+  // SIGHUP to the primary: every worker reloads the file.
+  const raw = JSON.parse(readFileSync(file.path, 'utf8')) as { routes: unknown[] };
+  file.write({ ...raw, routes: [{ name: 'extra', match: { path: '/extra' }, upstream: upstream.url, auth: 'public' }, ...raw.routes] });
+  const reloadedBefore = p.logs.filter((l) => l.msg === 'config reloaded: routes, rules and identity headers swapped').length;
+  p.signal('SIGHUP');
+  await waitFor(() => p.logs.filter((l) => l.msg === 'config reloaded: routes, rules and identity headers swapped').length === reloadedBefore + 2, 10_000, 'both workers to reload');
+  for (let i = 0; i < 4; i++) {
+    const r = await get(`${base}/extra/${i}`, { accept: 'application/json' });
+    assert.equal(r.status, 200, 'the new public route on every worker');
+  }
 
   // Back-channel logout reaches one worker; the primary relays it and every worker ends the session.
   const page = await followRedirects(`${idp.issuer}/session/end`, jar);
