@@ -121,7 +121,8 @@ export class IdentityProvider {
 
   private endpointLabel(url: string): string {
     const m = this.config?.serverMetadata();
-    if (!m) return url.includes('/.well-known/') ? 'discovery' : 'other';
+    // Before discovery completes only two requests are made: the document, then the JWKS priming.
+    if (!m) return url.includes('/.well-known/') ? 'discovery' : 'jwks';
     if (url.startsWith(m.token_endpoint ?? '\0')) return 'token';
     if (url.startsWith(m.userinfo_endpoint ?? '\0')) return 'userinfo';
     if (url.startsWith(m.jwks_uri ?? '\0')) return 'jwks';
