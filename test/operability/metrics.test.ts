@@ -85,7 +85,7 @@ test('every contract metric is present with its labels after real traffic; label
   assert.ok((value('portcullis_auth_decisions_total', { route: 'app', decision: 'allow' }) ?? 0) >= 2);
   assert.equal(value('portcullis_session_refresh_total', { result: 'success' }), 1);
   assert.equal(value('portcullis_upstream_errors_total', { route: 'down' }), 1);
-  for (const endpoint of ['discovery', 'token']) {
+  for (const endpoint of ['discovery', 'jwks', 'token']) {
     assert.ok(samples.some((x) => x.name === 'portcullis_idp_request_duration_seconds_count' && x.labels.endpoint === endpoint), `IdP ${endpoint} latency`);
   }
   assert.ok(samples.some((x) => x.name === 'portcullis_process_cpu_user_seconds_total'), 'default process metrics');
