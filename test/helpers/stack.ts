@@ -69,6 +69,9 @@ export async function startStack(t: CleanupScope, opts: StackOptions = {}): Prom
     logLevel: 'debug',
     oidc: { issuer: idp.issuer, clientId: idp.clientId, clientSecret: idp.clientSecret, scopes: ['openid', 'email', 'profile', 'groups'], timeout: '5s' },
     session: { secrets: [TEST_SESSION_SECRET] },
+    // Test suites sign in dozens of times a minute from one loopback address; the sign-in rate
+    // limit has its own tests (test/operability/limits.test.ts), which set it explicitly.
+    rateLimit: { signIn: 0 },
     routes,
   };
   opts.edit?.(raw);
