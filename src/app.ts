@@ -125,10 +125,12 @@ export function readiness(runtime: Runtime, reply: FastifyReply): FastifyReply {
   runtime.metrics.idpReady.set(idp ? 1 : 0);
   // A probe while the IdP is down is a cue to retry discovery now rather than at the end of the backoff.
   if (!idp) runtime.idp.start();
-  const ok = idp && !runtime.draining;
+  const r = runtime.ready;
+  const ok = r.ok && !runtime.draining;
   return reply.code(ok ? 200 : 503).header('cache-control', 'no-store').send({
     status: runtime.draining ? 'draining' : ok ? 'ready' : 'not ready',
-    idp: idp ? 'ok' : (runtime.idp.lastError ?? 'discovering'),
+    idp: r.idp,
+    ...(runtime.redis ? { redis: r.store } : {}),
   });
 }
 

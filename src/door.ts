@@ -146,7 +146,11 @@ export async function proxyHandler(this: unknown, request: FastifyRequest, reply
   rt.table.headers.strip(door.headers);
   const outcome = await evaluate(rt, door);
   audit(rt, request, outcome);
-  if (outcome.kind !== 'no-route' && outcome.setCookies.length) reply.header('set-cookie', outcome.setCookies).header('cache-control', 'no-store');
+  if (outcome.kind !== 'no-route') {
+    // Metrics label every answer with its route — 401s and 403s included.
+    (request as RouteCarrier).portcullisRoute = outcome.route.name;
+    if (outcome.setCookies.length) reply.header('set-cookie', outcome.setCookies).header('cache-control', 'no-store');
+  }
   switch (outcome.kind) {
     case 'no-route':
       return reply.send(errors.noRoute());
@@ -160,7 +164,6 @@ export async function proxyHandler(this: unknown, request: FastifyRequest, reply
       const assertion = route.assertion && who && rt.assertions
         ? await rt.assertions.assertion(route.name, route.assertion.audience, route.assertion.ttlSec, who)
         : undefined;
-      (request as RouteCarrier).portcullisRoute = route.name;
       const path = route.stripPrefix ? stripPrefix(target.path, route.match.path) : target.path;
       // reply-from refuses any source whose decoded text contains `/..` or `../` (its own traversal
       // guard), which a normalised path only has in names like `/..hidden` or `/wait.../x`. Say so

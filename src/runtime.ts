@@ -15,6 +15,7 @@ import { RevocationList } from './session/revocation.js';
 import { PortcullisError } from './errors.js';
 import { LRUCache } from 'lru-cache';
 import { CookieStore, type SessionStore } from './session/store.js';
+import { RedisStore } from './session/redis-store.js';
 import { TransactionCookies } from './signin/transactions.js';
 import { IdentityProvider, randomSignInChecks } from './signin/idp.js';
 import { errors } from './errors.js';
@@ -39,6 +40,32 @@ export function compileRouteTable(routes: readonly RouteConfig[], budget = 8192,
 
 /** Refresh this long before the access/ID token expires. */
 export const REFRESH_MARGIN_MS = 60_000;
+
+/** How often each replica pulls the others' back-channel revocations from Redis (the delay bound). */
+export const REVOCATION_SYNC_MS = 2_000;
+
+/** Revocations shared through one Redis hash (field = sid:/sub: key, value = when); old fields pruned on read. */
+function redisRevocations(store: RedisStore, retainMs: number, now: () => number) {
+  const key = `${store.keyPrefix}revoked`;
+  return {
+    async add(entries: Record<string, number>): Promise<void> {
+      if (Object.keys(entries).length) await store.client.hset(key, entries);
+    },
+    async all(): Promise<Record<string, number>> {
+      if (!store.healthy()) return {};
+      const raw = await store.client.hgetall(key);
+      const cutoff = now() - retainMs;
+      const out: Record<string, number> = {};
+      const stale: string[] = [];
+      for (const [k, v] of Object.entries(raw)) {
+        const at = Number(v);
+        if (at < cutoff) stale.push(k); else out[k] = at;
+      }
+      if (stale.length) await store.client.hdel(key, ...stale);
+      return out;
+    },
+  };
+}
 
 /** How often live WebSockets are checked against absolute timeouts and shared revocations. */
 export const CONNECTION_SWEEP_MS = 5_000;
@@ -82,6 +109,8 @@ export class Runtime {
   private readonly trimWarned = new LRUCache<string, true>({ max: 10_000, ttl: 3600_000 });
   /** Signs X-Portcullis-Assertion; created at boot when a route asks for assertions. */
   assertions: AssertionSigner | undefined;
+  /** Redis: the session store, or (cookie store with a Redis URL) only shared revocations. */
+  readonly redis: RedisStore | undefined;
   /** Set on SIGTERM: /readyz answers 503 while in-flight requests finish. */
   draining = false;
   private readonly onSessionsRevoked: RuntimeOptions['onSessionsRevoked'];
@@ -89,12 +118,21 @@ export class Runtime {
   constructor(readonly config: Config, readonly metrics: Metrics, readonly log: FastifyBaseLogger, opts: RuntimeOptions = {}) {
     const now = opts.now ?? Date.now;
     this.now = now;
-    this.revocations = new RevocationList(config.session.absoluteTimeoutMs, now);
+    const codec = new SessionCodec(config.session.secrets);
+    const cookies = cookieSettings(config.publicUrl, config.session.cookieName, config.session.cookieDomain);
+    const sessionLog = log.child({ component: 'session-store' });
+    this.redis = config.session.store === 'redis'
+      ? new RedisStore(codec, cookies.session, { url: config.session.redis.url, keyPrefix: config.session.redis.keyPrefix, ttlMs: config.session.absoluteTimeoutMs }, sessionLog)
+      : config.session.redis.configured
+        // Cookie sessions with a Redis URL: Redis only shares revocations and logout-token ids.
+        ? new RedisStore(codec, cookies.session, { url: config.session.redis.url, keyPrefix: config.session.redis.keyPrefix, ttlMs: config.session.absoluteTimeoutMs }, sessionLog)
+        : undefined;
+    this.revocations = new RevocationList(config.session.absoluteTimeoutMs, now, this.redis ? redisRevocations(this.redis, config.session.absoluteTimeoutMs, now) : undefined,
+      (err) => log.debug({ err: err instanceof Error ? err.message : String(err) }, 'revocation sync failed'));
+    this.revocations.startSync(REVOCATION_SYNC_MS);
     this.onSessionsRevoked = opts.onSessionsRevoked;
     this.table = this.compileRoutes(config.routes);
-    const cookies = cookieSettings(config.publicUrl, config.session.cookieName, config.session.cookieDomain);
-    const codec = new SessionCodec(config.session.secrets);
-    const store = opts.store ?? new CookieStore(codec, cookies.session);
+    const store = opts.store ?? (config.session.store === 'redis' ? this.redis! : new CookieStore(codec, cookies.session));
     this.sessions = new SessionManager(cookies, store, {
       idleTimeoutMs: config.session.idleTimeoutMs,
       absoluteTimeoutMs: config.session.absoluteTimeoutMs,
@@ -217,6 +255,31 @@ export class Runtime {
   }
 
   private async refresh(s: ActiveSession, cookies: Record<string, string | undefined>): Promise<RefreshOutcome> {
+    // Across replicas (Redis store): one of them refreshes, the others wait for its result.
+    if (this.sessions.storeKind === 'redis' && this.redis) {
+      const lock = `lock:refresh:${s.sid}`;
+      const mine = await this.redis.setIfAbsent(lock, String(process.pid), 15_000);
+      if (mine) {
+        try {
+          return await this.refreshNow(s, cookies);
+        } finally {
+          await this.redis.del(lock).catch(() => {});
+        }
+      }
+      {
+        for (let i = 0; i < 25; i++) {
+          await new Promise((r) => setTimeout(r, 200));
+          const fresh = await this.sessions.reload(s);
+          if (!fresh) return { kind: 'ended', setCookies: this.sessions.expireHeaders(cookies) };
+          if (fresh.tokenExpiresAt !== s.tokenExpiresAt) return { kind: 'refreshed', session: fresh, setCookies: [] };
+        }
+        return { kind: 'kept' };
+      }
+    }
+    return this.refreshNow(s, cookies);
+  }
+
+  private async refreshNow(s: ActiveSession, cookies: Record<string, string | undefined>): Promise<RefreshOutcome> {
     const record = await this.sessions.record(s);
     if (!record?.refreshToken) return { kind: 'kept' };
     try {
@@ -250,10 +313,19 @@ export class Runtime {
   }
 
   /** Records a logout token id; false when it was seen before (replay). */
-  async markLogoutTokenUsed(jti: string, _expSec: number): Promise<boolean> {
+  async markLogoutTokenUsed(jti: string, expSec: number): Promise<boolean> {
     if (this.seenLogoutTokens.has(jti)) return false;
     this.seenLogoutTokens.set(jti, true);
+    // Shared across replicas when Redis is there: the IdP may deliver to any of them.
+    if (this.redis) return this.redis.setIfAbsent(`jti:${jti}`, '1', Math.max(60_000, expSec * 1000 - this.now() + 60_000));
     return true;
+  }
+
+  /** Readiness: the IdP is discovered and, when used, Redis answers. */
+  get ready(): { ok: boolean; idp: string; store: string } {
+    const idp = this.idp.ready ? 'ok' : (this.idp.lastError ?? 'discovering');
+    const store = this.redis ? (this.redis.healthy() ? 'ok' : 'redis unavailable') : 'ok';
+    return { ok: this.idp.ready && (!this.redis || this.redis.healthy()), idp, store };
   }
 
   /** Ends every session of an IdP session id (or of a subject): revocation list, cache, live connections. */
@@ -306,5 +378,7 @@ export class Runtime {
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     this.endConnectionsWhere(() => true);
     await this.sessions.close();
+    // Cookie sessions with a Redis URL: the client only served revocations; the store did not own it.
+    if (this.redis && this.sessions.storeKind !== 'redis') await this.redis.close();
   }
 }

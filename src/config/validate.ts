@@ -7,6 +7,7 @@ import { validateMatchSpec, type RouteMatchSpec } from '../routing/match.js';
 import { compileHeaderTemplate, isValidHeaderName, type HeaderTemplate } from '../identity/templates.js';
 import { parseDuration } from './durations.js';
 import { isAddressOrCidr } from '../routing/trust.js';
+import { parseRedisUrl } from '../session/redis-store.js';
 import { childPath, suggest, type Issues } from './issues.js';
 
 export interface RouteConfig {
@@ -81,7 +82,8 @@ export interface Config {
     /** >= 32 bytes each. The first seals, all open (rotation). */
     secrets: string[];
     store: 'cookie' | 'redis';
-    redis: { url: string; keyPrefix: string };
+    /** `configured`: a URL was given — with the cookie store, Redis then shares back-channel revocations between replicas. */
+    redis: { url: string; keyPrefix: string; configured: boolean };
     idleTimeoutMs: number;
     absoluteTimeoutMs: number;
     cookieDomain: string | undefined;
@@ -147,6 +149,9 @@ export function validateConfig(raw: unknown, opts: ValidateOptions = {}): { conf
   const redisUrl = v.string(redisRaw.url, 'session.redis.url');
   if (store === 'redis' && !redisUrl) v.issue('session.redis.url', 'required when session.store is redis');
   if (redisUrl && !/^rediss?:\/\//.test(redisUrl)) v.issue('session.redis.url', 'must start with redis:// or rediss://');
+  else if (redisUrl) {
+    try { parseRedisUrl(redisUrl); } catch (err) { v.issue('session.redis.url', (err as Error).message); }
+  }
   const idle = v.duration(sessionRaw.idleTimeout, 'session.idleTimeout') ?? 8 * 3600_000;
   const absolute = v.duration(sessionRaw.absoluteTimeout, 'session.absoluteTimeout') ?? 24 * 3600_000;
   if (idle > absolute) v.issue('session.idleTimeout', 'must not be longer than session.absoluteTimeout');
@@ -207,7 +212,7 @@ export function validateConfig(raw: unknown, opts: ValidateOptions = {}): { conf
     session: {
       secrets: secrets ?? [],
       store,
-      redis: { url: redisUrl ?? 'redis://127.0.0.1:6379', keyPrefix: v.string(redisRaw.keyPrefix, 'session.redis.keyPrefix') ?? 'portcullis:' },
+      redis: { url: redisUrl ?? 'redis://127.0.0.1:6379', keyPrefix: v.string(redisRaw.keyPrefix, 'session.redis.keyPrefix') ?? 'portcullis:', configured: redisUrl !== undefined },
       idleTimeoutMs: idle,
       absoluteTimeoutMs: absolute,
       cookieDomain,

@@ -68,7 +68,7 @@ export class RedisStore implements SessionStore {
   readonly kind = 'redis' as const;
   readonly client: RedisClient;
   private readonly ownsClient: boolean;
-  private readonly prefix: string;
+  readonly keyPrefix: string;
   private readonly ttlMs: number;
   /** Logs the first failure of an outage as a warning and the rest at debug: reconnect attempts repeat every ~2 s. */
   private down = false;
@@ -89,7 +89,7 @@ export class RedisStore implements SessionStore {
     private readonly log: StoreLog = silentLog,
   ) {
     if (!Number.isSafeInteger(opts.ttlMs) || opts.ttlMs <= 0) throw new Error(`RedisStore: ttlMs must be a positive integer (got ${opts.ttlMs})`);
-    this.prefix = opts.keyPrefix;
+    this.keyPrefix = opts.keyPrefix;
     this.ttlMs = opts.ttlMs;
     this.ownsClient = opts.client === undefined;
     this.client = opts.client ?? createRedisClient(opts.url);
@@ -180,20 +180,20 @@ export class RedisStore implements SessionStore {
   /** SET NX PX: true when this call created the key (it did not exist), false when it already existed. */
   async setIfAbsent(key: string, value: string, ttlMs: number): Promise<boolean> {
     const px = Math.max(1, Math.ceil(ttlMs));
-    return (await this.run(() => this.client.set(this.prefix + key, value, 'PX', px, 'NX'))) === 'OK';
+    return (await this.run(() => this.client.set(this.keyPrefix + key, value, 'PX', px, 'NX'))) === 'OK';
   }
 
   async exists(key: string): Promise<boolean> {
-    return (await this.run(() => this.client.exists(this.prefix + key))) > 0;
+    return (await this.run(() => this.client.exists(this.keyPrefix + key))) > 0;
   }
 
   /** True when the key existed. */
   async del(key: string): Promise<boolean> {
-    return (await this.run(() => this.client.del(this.prefix + key))) > 0;
+    return (await this.run(() => this.client.del(this.keyPrefix + key))) > 0;
   }
 
   private sessionKey(id: string): string {
-    return this.prefix + createHash('sha256').update(id).digest('hex');
+    return this.keyPrefix + createHash('sha256').update(id).digest('hex');
   }
 
   private readTicket(cookieValue: string): Ticket | undefined {

@@ -138,9 +138,10 @@ export class SessionManager {
     let record = { ...opened.record, seenAt: s.seenAt };
     if (update) record = update(record);
     const headers = await this.write(record, cookies, s.cookieValue);
+    // The old cookie value stays cached with the new write time: a client that ignores Set-Cookie
+    // (a script with a fixed cookie) must not cost a decrypt + re-seal on every request.
     s.writtenAt = s.seenAt;
     s.stale = false;
-    this.cache?.delete(cacheKey(s.cookieValue));
     return headers;
   }
 

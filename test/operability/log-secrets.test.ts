@@ -12,7 +12,7 @@ import type { ActiveSession } from '../../src/session/sessions.js';
 
 test('a full session at logLevel trace leaves no cookie, token, secret or Authorization value in any log line', async (t) => {
   const s = await startStack(t, {
-    idp: { ttl: { AccessToken: 61, IdToken: 61 } },
+    idp: { ttl: { AccessToken: 62, IdToken: 62 } },
     edit: (raw) => { raw.logLevel = 'trace'; },
   });
   const secrets = new Map<string, string>([
@@ -54,7 +54,7 @@ test('a full session at logLevel trace leaves no cookie, token, secret or Author
   await (await request(`${s.url}/x`, { headers: { accept: 'application/json', authorization: bearer } })).body.dump();
 
   // Refresh (tokens expire within the refresh margin a second after sign-in).
-  await new Promise((r) => setTimeout(r, 1100));
+  await new Promise((r) => setTimeout(r, 2100));
   const refreshed = await request(`${s.url}/after-refresh`, { headers: { accept: 'application/json', cookie: login.jar.header(s.url) } });
   login.jar.store(refreshed.headers['set-cookie'], s.url);
   await refreshed.body.dump();

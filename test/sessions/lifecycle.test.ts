@@ -47,12 +47,12 @@ test('absolute timeout ends the session however active it is', async (t) => {
 });
 
 test('tokens are refreshed before they expire, once for many concurrent requests', async (t) => {
-  // 61 s tokens: due for refresh (60 s margin) one second after they were issued.
-  const s = await startStack(t, { idp: { ttl: { AccessToken: 61, IdToken: 61 } } });
+  // 62 s tokens: due for refresh (60 s margin) about two seconds after they were issued.
+  const s = await startStack(t, { idp: { ttl: { AccessToken: 62, IdToken: 62 } } });
   const { jar } = await loginViaHttp(`${s.url}/`, ALICE);
   const grants: string[] = [];
   s.idp.provider.on('grant.success', (ctx: { oidc: { params?: { grant_type?: string } } }) => grants.push(String(ctx.oidc.params?.grant_type)));
-  await new Promise((r) => setTimeout(r, 1100));
+  await new Promise((r) => setTimeout(r, 2100));
   const results = await Promise.all(Array.from({ length: 8 }, () => get(`${s.url}/x`, jar)));
   assert.deepEqual(results.map((r) => r.status), Array(8).fill(200));
   assert.deepEqual(grants, ['refresh_token'], 'exactly one refresh for eight concurrent requests');
