@@ -28,6 +28,9 @@ export type RogueMode =
   | 'unknown-key-same-kid'
   | 'no-id-token';
 
+/** What the next refresh_token grant answers. */
+export type RefreshMode = 'valid' | 'other-sub' | 'other-aud' | 'new-azp' | 'invalid_grant' | 'server-error';
+
 export interface RogueIdpOptions {
   clientId?: string;
   clientSecret?: string;
@@ -46,6 +49,12 @@ export interface RogueIdp {
   clientSecret: string;
   /** Set between tests. */
   mode: RogueMode;
+  /** How refresh_token grants are answered. */
+  refreshMode: RefreshMode;
+  /** The `sub` userinfo returns (default: the ID token's). */
+  userinfoSub: string | undefined;
+  /** refresh_token grants received. */
+  refreshes: number;
   /** Paths requested, in order (e.g. to see that discovery was attempted). */
   hits: string[];
   /** ID tokens handed out, with the mode each was made in. */
@@ -85,7 +94,7 @@ export async function startRogueIdp(t: CleanupScope, opts: RogueIdpOptions = {})
   const issuer = `http://127.0.0.1:${port}`;
 
   const rogue: RogueIdp = {
-    issuer, port, clientId, clientSecret, mode: 'valid', hits: [], issued: [],
+    issuer, port, clientId, clientSecret, mode: 'valid', refreshMode: 'valid', userinfoSub: undefined, refreshes: 0, hits: [], issued: [],
     close: () => new Promise<void>((resolve) => { server.close(() => resolve()); server.closeAllConnections(); }),
   };
   t.after(() => rogue.close());
@@ -99,6 +108,7 @@ export async function startRogueIdp(t: CleanupScope, opts: RogueIdpOptions = {})
         authorization_endpoint: `${issuer}/authorize`,
         token_endpoint: `${issuer}/token`,
         jwks_uri: `${issuer}/jwks`,
+        userinfo_endpoint: `${issuer}/userinfo`,
         response_types_supported: ['code'],
         subject_types_supported: ['public'],
         id_token_signing_alg_values_supported: opts.advertisedAlgs ?? ['RS256', 'none', 'HS256'],
@@ -108,6 +118,9 @@ export async function startRogueIdp(t: CleanupScope, opts: RogueIdpOptions = {})
       });
     }
     if (req.method === 'GET' && url.pathname === '/jwks') return json(res, 200, { keys: [publicJwk] });
+    if (req.method === 'GET' && url.pathname === '/userinfo') {
+      return json(res, 200, { sub: rogue.userinfoSub ?? 'rogue-user', email: 'rogue-user@example.com', department: 'from-userinfo', ...opts.claims });
+    }
     if (req.method === 'GET' && url.pathname === '/authorize') {
       const p = url.searchParams;
       const redirectUri = p.get('redirect_uri');
@@ -128,6 +141,16 @@ export async function startRogueIdp(t: CleanupScope, opts: RogueIdpOptions = {})
       const form = new URLSearchParams(await readBody(req));
       const [id, secret] = basicAuth(req) ?? [form.get('client_id'), form.get('client_secret')];
       if (id !== clientId || secret !== clientSecret) return json(res, 401, { error: 'invalid_client' });
+      if (form.get('grant_type') === 'refresh_token') {
+        rogue.refreshes++;
+        const m = rogue.refreshMode;
+        if (m === 'invalid_grant') return json(res, 400, { error: 'invalid_grant' });
+        if (m === 'server-error') return json(res, 500, { error: 'server_error' });
+        const base = { clientId, redirectUri: '', nonce: undefined, codeChallenge: undefined };
+        const over: Record<string, unknown> = m === 'other-sub' ? { sub: 'someone-else' } : m === 'other-aud' ? { aud: 'another-client' } : m === 'new-azp' ? { aud: [clientId], azp: 'another-client' } : {};
+        const idToken = await mint('valid', base, over);
+        return json(res, 200, { access_token: randomBytes(16).toString('base64url'), token_type: 'Bearer', expires_in: 3600, id_token: idToken, refresh_token: randomBytes(16).toString('base64url') });
+      }
       const code = form.get('code') ?? '';
       const pending = codes.get(code);
       codes.delete(code); // single use, as a real IdP
@@ -145,13 +168,14 @@ export async function startRogueIdp(t: CleanupScope, opts: RogueIdpOptions = {})
         access_token: randomBytes(16).toString('base64url'),
         token_type: 'Bearer',
         expires_in: 3600,
+        refresh_token: randomBytes(16).toString('base64url'),
         ...(idToken === undefined ? {} : { id_token: idToken }),
       });
     }
     json(res, 404, { error: 'not_found' });
   }
 
-  async function mint(mode: RogueMode, pending: PendingCode): Promise<string | undefined> {
+  async function mint(mode: RogueMode, pending: PendingCode, override: Record<string, unknown> = {}): Promise<string | undefined> {
     const now = Math.floor(Date.now() / 1000);
     const claims: Record<string, unknown> = {
       iss: issuer,
@@ -163,7 +187,9 @@ export async function startRogueIdp(t: CleanupScope, opts: RogueIdpOptions = {})
       email: 'rogue-user@example.com',
       preferred_username: 'rogue-user',
       ...opts.claims,
+      ...override,
     };
+    if (override.nonce === undefined && pending.nonce === undefined) delete claims.nonce;
     const sign = (c: Record<string, unknown>, key: CryptoKey = good.privateKey, k = kid) =>
       new SignJWT(c).setProtectedHeader({ alg: 'RS256', kid: k, typ: 'JWT' }).sign(key);
     switch (mode) {
