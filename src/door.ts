@@ -178,6 +178,8 @@ export async function proxyHandler(this: unknown, request: FastifyRequest, reply
         query: target.query,
         timeoutMs: route.timeoutMs,
         rewriteHeaders: (h) => rt.rewriteUpstreamHeaders(route, who, h, request, assertion),
+        // Server-sent events live as long as a WebSocket: cut them off when the session ends too.
+        onEventStream: who && 'cookieValue' in who ? () => rt.trackConnection(who as ActiveSession, request.raw.socket, reply.raw) : undefined,
         onUpstreamError: (err, kind) => {
           rt.metrics.upstreamErrors.inc({ route: route.name, kind });
           request.log.warn({ route: route.name, err: err.cause instanceof Error ? err.cause.message : String(err.cause) }, `upstream ${kind}`);

@@ -345,9 +345,12 @@ export class Runtime {
    * sign-out and back-channel logout handled by this process; within CONNECTION_SWEEP_MS for the
    * absolute timeout and for revocations learnt from other replicas.
    */
-  trackConnection(session: ActiveSession, socket: Duplex): void {
+  trackConnection(session: ActiveSession, socket: Duplex, until?: NodeJS.EventEmitter): void {
     this.connections.set(socket, session);
-    socket.once('close', () => this.connections.delete(socket));
+    const untrack = () => this.connections.delete(socket);
+    socket.once('close', untrack);
+    // An event stream over keep-alive: the socket outlives the response; stop tracking at its end.
+    until?.once('close', untrack);
     if (!this.sweepTimer) {
       this.sweepTimer = setInterval(() => this.sweepConnections(), CONNECTION_SWEEP_MS);
       this.sweepTimer.unref();

@@ -37,6 +37,7 @@ const SLOW_MAX_MS = 120_000;
  *   /__hang         never answers (ended by close())
  *   /__reset        destroys the socket without a response
  *   /__stream       text/plain, one chunk every 100 ms for 10 s (`?chunks=N` for fewer)
+ *   /__events       the same as server-sent events (text/event-stream)
  *   /__status/NNN   the echo with that status
  * Any path with `Upgrade: websocket`: a WebSocket whose first message is `{ method, url, headers }` as
  * JSON, then an echo of every message.
@@ -85,8 +86,8 @@ export async function startEchoUpstream(opts: { host?: string; port?: number } =
       });
       return;
     }
-    if (path === '/__stream') {
-      stream(res, Math.min(Number(url.searchParams.get('chunks')) || STREAM_MAX_CHUNKS, STREAM_MAX_CHUNKS));
+    if (path === '/__stream' || path === '/__events') {
+      stream(res, Math.min(Number(url.searchParams.get('chunks')) || STREAM_MAX_CHUNKS, STREAM_MAX_CHUNKS), path === '/__events');
       return;
     }
     const status = /^\/__status\/(\d{3})$/.exec(path);
@@ -98,13 +99,13 @@ export async function startEchoUpstream(opts: { host?: string; port?: number } =
     echo(req, res, recorded, 200);
   }
 
-  function stream(res: ServerResponse, chunks: number): void {
-    res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' });
+  function stream(res: ServerResponse, chunks: number, events = false): void {
+    res.writeHead(200, { 'content-type': events ? 'text/event-stream' : 'text/plain; charset=utf-8', 'cache-control': 'no-store' });
     let sent = 0;
     const tick = (): void => {
       if (res.destroyed) return;
       sent += 1;
-      res.write(`chunk ${sent}\n`);
+      res.write(events ? `data: chunk ${sent}\n\n` : `chunk ${sent}\n`);
       if (sent >= chunks) res.end();
       else later(STREAM_INTERVAL_MS, tick);
     };

@@ -20,6 +20,8 @@ export interface ForwardTarget {
   timeoutMs: number;
   rewriteHeaders: (headers: HeaderBag) => void;
   onUpstreamError: (err: PortcullisError, kind: string) => void;
+  /** Called when the upstream answers with a server-sent-event stream (a long-lived response). */
+  onEventStream?: () => void;
 }
 
 /** Registers reply-from on the proxy's encapsulated context. */
@@ -42,6 +44,12 @@ export function forward(request: FastifyRequest, reply: FastifyReply, t: Forward
   return reply.from(t.upstream + t.path, {
     queryString: () => qs,
     timeout: t.timeoutMs,
+    onResponse: (_req, rep, raw) => {
+      const res = raw as unknown as { headers: Record<string, string | string[] | undefined>; stream: NodeJS.ReadableStream };
+      const type = res.headers['content-type'];
+      if (t.onEventStream && typeof type === 'string' && type.startsWith('text/event-stream')) t.onEventStream();
+      rep.send(res.stream);
+    },
     // Never retry: a 503 from the upstream is the upstream's answer, and replays are not ours to make.
     retryDelay: () => null,
     rewriteRequestHeaders: (_req, headers) => {

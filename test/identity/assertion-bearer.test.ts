@@ -133,3 +133,24 @@ test('a WebSocket is closed when its session signs out', async (t) => {
   const status = await new Promise<number>((resolve) => anon.once('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0)));
   assert.equal(status, 401);
 });
+
+test('a server-sent-event stream is cut off when its session signs out', async (t) => {
+  const s = await startStack(t);
+  const { jar } = await loginViaHttp(`${s.url}/`, ALICE);
+  const sse = await request(`${s.url}/__events`, { headers: { cookie: jar.header(s.url), accept: 'text/event-stream' } });
+  assert.equal(sse.statusCode, 200);
+  let received = '';
+  const ended = new Promise<string>((resolve) => {
+    sse.body.on('data', (c: Buffer) => { received += c.toString(); });
+    sse.body.on('error', () => resolve('aborted'));
+    sse.body.on('end', () => resolve('ended'));
+  });
+  await new Promise((r) => setTimeout(r, 350));
+  assert.match(received, /data: chunk 1/);
+  const t0 = Date.now();
+  const out = await request(`${s.url}/oauth2/sign_out`, { method: 'POST', headers: { origin: s.url, cookie: jar.header(s.url), 'content-type': 'application/x-www-form-urlencoded' }, body: '' });
+  await out.body.dump();
+  assert.equal(await ended, 'aborted', 'the stream was cut, not completed');
+  assert.ok(Date.now() - t0 < 2000, 'promptly');
+  assert.ok(!received.includes('chunk 100'), 'long before the upstream would have ended it');
+});
