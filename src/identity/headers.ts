@@ -2,7 +2,8 @@
 // client sent (any case, `_` for `-`), then adds the ones Portcullis vouches for. The header plan
 // is compiled once at boot; per request it only renders values.
 import type { RouteConfig } from '../config/index.js';
-import { compileHeaderTemplate, headerSafe, readClaimPath, type Claims } from './templates.js';
+import { compileHeaderTemplate, headerSafe, type Claims } from './templates.js';
+import { compileClaimGetter } from '../policy/claims.js';
 
 /** Who the upstream is told about: a browser session or a verified bearer token. */
 export interface Principal {
@@ -61,10 +62,10 @@ export class IdentityHeaderPlan {
     this.protectedNames = new Set([...DEFAULT_IDENTITY_HEADERS.map((h) => h.name), ...RESERVED]);
     this.perRoute = new Map();
     for (const r of routes) {
-      const list: Array<{ name: string; render: Render }> = DEFAULT_IDENTITY_HEADERS.map((h) => ({
-        name: h.name,
-        render: (c: Claims) => headerSafe(readClaimPath(c, h.claim)),
-      }));
+      const list: Array<{ name: string; render: Render }> = DEFAULT_IDENTITY_HEADERS.map((h) => {
+        const get = compileClaimGetter(h.claim);
+        return { name: h.name, render: (c: Claims) => headerSafe(get(c)) };
+      });
       const put = (name: string, render: Render) => {
         this.protectedNames.add(canonical(name));
         const lower = name.toLowerCase();

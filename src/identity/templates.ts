@@ -1,6 +1,7 @@
 // Identity stage, boot half: header templates like "{preferred_username}" or "CN={name}, O=Acme"
 // compiled once into closures that render a safe header value from the session's claims.
 import type { Issues } from '../config/issues.js';
+import { compileClaimGetter } from '../policy/claims.js';
 
 export type Claims = Record<string, unknown>;
 /** Renders the header value, or undefined when every placeholder is missing (the header is then not sent). */
@@ -9,15 +10,6 @@ export type HeaderTemplate = (claims: Claims) => string | undefined;
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 export function isValidHeaderName(name: string): boolean { return TOKEN.test(name); }
 
-/** Own-property walk of a dotted claim path; never reads inherited properties (`__proto__`, `constructor`). */
-export function readClaimPath(claims: Claims, segments: readonly string[]): unknown {
-  let cur: unknown = claims;
-  for (const seg of segments) {
-    if (cur === null || typeof cur !== 'object' || Array.isArray(cur) || !Object.hasOwn(cur, seg)) return undefined;
-    cur = (cur as Record<string, unknown>)[seg];
-  }
-  return cur;
-}
 
 /**
  * Makes any claim value safe for a header: arrays comma-joined, CR/LF and other control characters
@@ -43,7 +35,7 @@ export function headerSafe(value: unknown): string | undefined {
  * Syntax errors are config issues with the header's key path.
  */
 export function compileHeaderTemplate(template: string, path: string, issues: Issues): HeaderTemplate | undefined {
-  const parts: Array<string | string[][]> = [];
+  const parts: Array<string | Array<(c: Claims) => unknown>> = [];
   let i = 0;
   let lit = '';
   const before = issues.length;
@@ -62,7 +54,7 @@ export function compileHeaderTemplate(template: string, path: string, issues: Is
       }
       if (lit) parts.push(lit);
       lit = '';
-      parts.push(alternatives.map((a) => a.split('.')));
+      parts.push(alternatives.map((a) => compileClaimGetter(a.split('.'))));
       i = end + 1;
       continue;
     }
@@ -72,16 +64,16 @@ export function compileHeaderTemplate(template: string, path: string, issues: Is
   if (lit) parts.push(lit);
   if (issues.length > before) return undefined;
   if (/[\r\n\x00]/.test(template)) { issues.push({ path, message: 'must not contain control characters' }); return undefined; }
-  const first = (claims: Claims, alts: string[][]): string | undefined => {
-    for (const seg of alts) {
-      const v = headerSafe(readClaimPath(claims, seg));
+  const first = (claims: Claims, alts: Array<(c: Claims) => unknown>): string | undefined => {
+    for (const get of alts) {
+      const v = headerSafe(get(claims));
       if (v !== undefined && v !== '') return v;
     }
     return undefined;
   };
   if (parts.length === 1 && Array.isArray(parts[0])) {
     const alts = parts[0];
-    if (alts.length === 1) { const seg = alts[0]!; return (claims) => headerSafe(readClaimPath(claims, seg)); }
+    if (alts.length === 1) { const get = alts[0]!; return (claims) => headerSafe(get(claims)); }
     return (claims) => first(claims, alts);
   }
   return (claims) => {

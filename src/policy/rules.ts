@@ -28,7 +28,8 @@
 import safeRegex from 'safe-regex2';
 import { childPath, suggest, type Issues } from '../config/issues.js';
 
-export type Claims = Readonly<Record<string, unknown>>;
+export type { Claims } from './claims.js';
+import { compileClaimGetter, isPlainObject, type Claims } from './claims.js';
 
 export interface RuleTrace {
   label: string;
@@ -54,15 +55,9 @@ const RULE_KEYS: readonly string[] = [...COMBINATORS, 'claim', ...OPERATORS];
 export const MAX_MATCH_LENGTH = 4096;
 /** Guards against YAML alias cycles and absurd nesting. */
 const MAX_DEPTH = 32;
-/** Keys that would reach into the prototype machinery if a claims object were built carelessly. */
-const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
 const IDENTIFIER = /^[A-Za-z_$][A-Za-z0-9_$-]*$/;
 
 type Scalar = string | number | boolean;
-
-function isPlainObject(x: unknown): x is Record<string, unknown> {
-  return typeof x === 'object' && x !== null && !Array.isArray(x);
-}
 
 function isScalar(x: unknown): x is Scalar {
   return typeof x === 'string' || typeof x === 'boolean' || (typeof x === 'number' && Number.isFinite(x));
@@ -220,25 +215,6 @@ function parseClaimPath(raw: unknown, path: string, issues: Issues): ClaimPath |
   return undefined;
 }
 
-/** Own-property walk over plain objects; undefined means "missing". */
-function compileGetter(segments: readonly string[]): (claims: Claims) => unknown {
-  if (segments.some((s) => FORBIDDEN_KEYS.has(s))) return () => undefined;
-  if (segments.length === 1) {
-    const key = segments[0]!;
-    return (claims) => (Object.hasOwn(claims, key) ? claims[key] : undefined);
-  }
-  const n = segments.length;
-  return (claims) => {
-    let cur: unknown = claims;
-    for (let i = 0; i < n; i++) {
-      const key = segments[i]!;
-      if (!isPlainObject(cur) || !Object.hasOwn(cur, key)) return undefined;
-      cur = cur[key];
-    }
-    return cur;
-  };
-}
-
 interface OperatorCheck {
   /** Predicate on the claim's value (undefined when the claim is missing). */
   pred: (value: unknown) => boolean;
@@ -273,7 +249,7 @@ function compileLeaf(
   }
   if (issues.length !== before || !claim || !check) return undefined;
 
-  const get = compileGetter(claim.segments);
+  const get = compileClaimGetter(claim.segments);
   const pred = check.pred;
   return Object.freeze({
     kind: 'leaf' as const,
