@@ -18,6 +18,14 @@ if (files.length === 0) {
   console.error('no test files found');
   process.exit(1);
 }
+// The whole suite starts with a typecheck of sources, tests and bench (tsx itself does not check types).
+if (roots.length === 0) {
+  const tc = spawnSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.test.json', '--noEmit'], { stdio: 'inherit' });
+  if (tc.status !== 0) {
+    console.error('typecheck failed');
+    process.exit(tc.status ?? 1);
+  }
+}
 const r = spawnSync(process.execPath, [
   '--import', 'tsx', '--test', '--test-concurrency=2', '--test-timeout=120000', ...files,
 ], { stdio: 'inherit', env: { ...process.env, NODE_ENV: 'test' } });
