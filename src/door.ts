@@ -69,7 +69,14 @@ export async function evaluate(rt: Runtime, r: DoorRequest): Promise<Outcome> {
   }
   const setCookies: string[] = [];
   let session: ActiveSession | undefined;
-  const lookup = await rt.sessions.lookup(r.cookies);
+  let lookup: Awaited<ReturnType<typeof rt.sessions.lookup>>;
+  try {
+    lookup = await rt.sessions.lookup(r.cookies);
+  } catch (err) {
+    // The session store is down: a public route still serves (without identity); others get 503.
+    if (route.auth !== 'public') throw err;
+    lookup = { kind: 'none' };
+  }
   if (lookup.kind === 'valid') {
     session = lookup.session;
     const refreshing = rt.refreshIfDue(session, r.cookies);
@@ -125,10 +132,6 @@ export async function signInRedirect(rt: Runtime, request: FastifyRequest, retur
     return rt.beginSignIn(request.cookies as Cookies, returnTo);
   }
   return { location: `${rt.config.publicUrl}/oauth2/start?rd=${encodeURIComponent(returnTo)}`, setCookies: [] };
-}
-
-export function sendError(rt: Runtime, request: FastifyRequest, reply: FastifyReply, err: unknown): FastifyReply {
-  return reply.send(asPortcullisError(err));
 }
 
 /** The proxy catch-all handler. */

@@ -53,6 +53,8 @@ test('redis store: the cookie holds only a ticket; Redis down → 503 and the co
   assert.match(down.body, /session store/);
   assert.ok(down.headers['retry-after']);
   assert.equal(down.headers['set-cookie'], undefined, 'the cookie is kept');
+  assert.equal((await get(`${s.url}/public/style.css`, jar)).status, 200, 'public routes keep serving, without identity');
+  assert.equal(s.upstream.requests.at(-1)!.headers['x-forwarded-user'], undefined);
 
   await redis.start();
   await until('readyz 200 again', 10_000, async () => (await request(`${s.url}/readyz`)).statusCode === 200);
