@@ -121,12 +121,11 @@ export class Runtime {
     const codec = new SessionCodec(config.session.secrets);
     const cookies = cookieSettings(config.publicUrl, config.session.cookieName, config.session.cookieDomain);
     const sessionLog = log.child({ component: 'session-store' });
-    this.redis = config.session.store === 'redis'
+    // The session store, or — cookie sessions with a Redis URL — only the place where replicas share
+    // revocations and logout-token ids.
+    this.redis = config.session.store === 'redis' || config.session.redis.configured
       ? new RedisStore(codec, cookies.session, { url: config.session.redis.url, keyPrefix: config.session.redis.keyPrefix, ttlMs: config.session.absoluteTimeoutMs }, sessionLog)
-      : config.session.redis.configured
-        // Cookie sessions with a Redis URL: Redis only shares revocations and logout-token ids.
-        ? new RedisStore(codec, cookies.session, { url: config.session.redis.url, keyPrefix: config.session.redis.keyPrefix, ttlMs: config.session.absoluteTimeoutMs }, sessionLog)
-        : undefined;
+      : undefined;
     this.revocations = new RevocationList(config.session.absoluteTimeoutMs, now, this.redis ? redisRevocations(this.redis, config.session.absoluteTimeoutMs, now) : undefined,
       (err) => log.debug({ err: err instanceof Error ? err.message : String(err) }, 'revocation sync failed'));
     this.revocations.startSync(REVOCATION_SYNC_MS);
