@@ -1,5 +1,6 @@
 // `npm run bench`: Portcullis side by side with the echo upstream served directly, its own public-route
-// passthrough, the unauthenticated 302, the Redis session store, and Apache httpd + mod_auth_openidc —
+// passthrough, the unauthenticated 302, the session cache switched off, the Redis session store, and
+// Apache httpd + mod_auth_openidc —
 // one run, interleaved rounds (A B C … A B C …), medians. Loopback only, bounded in time; every server
 // is started here, in this process's session, and stopped by PID.
 //
@@ -37,7 +38,7 @@ const USAGE = `usage: npm run bench -- [options]
   --connections N     autocannon connections (default 50)
   --fixed-rate R      instead of max throughput: R req/s open loop, report p99 added over direct
   --fixed-rate-tool T paced (default: evenly spaced requests) | autocannon (overallRate; bursty)
-  --scenarios LIST    comma list of: ${['direct', 'baseline', 'public', 'auth', 'unauth', 'redis', 'apache', 'apache-plain'].join(', ')}
+  --scenarios LIST    comma list of: ${['direct', 'baseline', 'public', 'auth', 'nocache', 'unauth', 'redis', 'apache', 'apache-plain'].join(', ')}
                       (default: all but baseline and apache-plain)
   --workers W         Portcullis "workers" setting (default 1)
   --no-build          skip "npm run build" (dist/ must be current)
@@ -54,7 +55,7 @@ const { values: opt } = parseArgs({
     connections: { type: 'string', default: '50' },
     'fixed-rate': { type: 'string' },
     'fixed-rate-tool': { type: 'string', default: 'paced' },
-    scenarios: { type: 'string', default: 'direct,public,auth,unauth,redis,apache' },
+    scenarios: { type: 'string', default: 'direct,public,auth,nocache,unauth,redis,apache' },
     workers: { type: 'string', default: '1' },
     'no-build': { type: 'boolean', default: false },
     'json-out': { type: 'string', default: join(REPO, 'bench', 'results', 'latest.json') },
@@ -80,6 +81,12 @@ const WANTED = new Set(opt.scenarios.split(',').map((s) => s.trim()).filter(Bool
 const WORKERS: number | 'auto' = opt.workers === 'auto' ? 'auto' : clamp(Number(opt.workers), 1, 64);
 const PATH = '/bench/item?id=42';
 const ALICE = { user: 'alice', password: DEMO_USERS.alice!.password };
+/**
+ * How often Portcullis writes an active session's last-seen time back (src/session/sessions.ts:
+ * min(60 s, idleTimeout / 10); idleTimeout defaults to 8 h). With the session cache off, a cookie older
+ * than this is re-sealed on *every* request until the client sends the new one.
+ */
+const TOUCH_INTERVAL_MS = 60_000;
 
 function clamp(n: number, lo: number, hi: number): number {
   if (!Number.isFinite(n)) throw new Error(`not a number: ${n}\n\n${USAGE}`);
@@ -110,6 +117,16 @@ interface Scenario extends LoadSpec {
   cookiesReissued?: number;
   /** The Cookie header right after sign-in. */
   signInCookie?: string;
+  /** When the cookie being sent was issued (sign-in or take-up). */
+  cookieAt?: number;
+  /**
+   * Signs in again. Used when the cookie would pass the touch interval during the next run: with the
+   * cache off every request would then be re-sealed (a browser takes up the new cookie at once; a
+   * closed-loop generator cannot), which would measure autocannon's cookie handling, not the cache.
+   */
+  renewSession?: () => Promise<string>;
+  /** How many times that happened. */
+  sessionsRenewed?: number;
   runs: Array<LoadResult & Partial<ResourceUse>>;
   summary?: Summary;
 }
@@ -147,8 +164,9 @@ async function main(): Promise<number> {
   runDir = mkdtempSync(join(tmpdir(), 'portcullis-bench-'));
   log(`run directory (configs, server logs): ${runDir}`);
 
-  const [upstreamPort, proxyPort, proxyMetrics, redisProxyPort, redisProxyMetrics, redisPort, apachePort, apachePlainPort, baselinePort] = await freePorts(9);
+  const [upstreamPort, proxyPort, proxyMetrics, redisProxyPort, redisProxyMetrics, redisPort, apachePort, apachePlainPort, baselinePort, noCachePort, noCacheMetrics] = await freePorts(11);
   const proxyBase = `http://127.0.0.1:${proxyPort}`;
+  const noCacheBase = `http://127.0.0.1:${noCachePort}`;
   const redisProxyBase = `http://127.0.0.1:${redisProxyPort}`;
   const apacheBase = `http://127.0.0.1:${apachePort}`;
 
@@ -161,7 +179,7 @@ async function main(): Promise<number> {
   idp = await startDevIdp({
     host: '127.0.0.1',
     clients: [
-      { ...proxyClient, redirect_uris: [`${proxyBase}/oauth2/callback`, `${redisProxyBase}/oauth2/callback`] },
+      { ...proxyClient, redirect_uris: [`${proxyBase}/oauth2/callback`, `${redisProxyBase}/oauth2/callback`, `${noCacheBase}/oauth2/callback`] },
       { ...apacheClient, redirect_uris: [`${apacheBase}/oauth2/callback`] },
     ],
   });
@@ -218,12 +236,25 @@ async function main(): Promise<number> {
     });
     add({
       key: 'auth', name: 'Portcullis authenticated (cookie store)', proxy, url: proxyBase + PATH, headers: { ...API, cookie }, expect: (s) => s === 200,
-      browserCookies: true, signInCookie: cookie,
+      browserCookies: true, signInCookie: cookie, cookieAt: Date.now(),
       check: (r) => checkIdentity(r, echoed(r.body)),
     });
     add({
       key: 'unauth', name: 'Portcullis no session -> 302 to IdP', proxy, url: proxyBase + PATH, headers: BROWSER_NAV, expect: (s) => s === 302,
       check: (r) => (r.status !== 302 ? `status ${r.status}` : !String(r.headers.location).startsWith(`${idp!.issuer}/`) ? `Location ${String(r.headers.location)} is not the IdP` : undefined),
+    });
+  }
+
+  // --- Portcullis, cookie store, verified-session LRU off (session.cacheMaxEntries: 0): every request
+  // hashes nothing, but decrypts (AES-256-GCM) and JSON-parses the cookie. Its own process, same routes.
+  if (WANTED.has('nocache')) {
+    const proxy = await startPortcullis('portcullis-nocache', proxyConfig(noCachePort, noCacheMetrics, { store: 'cookie', cacheMaxEntries: 0 }));
+    const cookie = await signInHttp(noCacheBase);
+    add({
+      key: 'nocache', name: 'Portcullis authenticated, session cache off', proxy, url: noCacheBase + PATH, headers: { ...API, cookie }, expect: (s) => s === 200,
+      browserCookies: true, signInCookie: cookie, cookieAt: Date.now(),
+      renewSession: () => signInHttp(noCacheBase),
+      check: (r) => checkIdentity(r, echoed(r.body)),
     });
   }
 
@@ -262,7 +293,7 @@ async function main(): Promise<number> {
     }
     add({
       key: 'redis', name: 'Portcullis authenticated (Redis store)', proxy, url: redisProxyBase + PATH, headers: { ...API, cookie }, expect: (s) => s === 200,
-      browserCookies: true, signInCookie: cookie,
+      browserCookies: true, signInCookie: cookie, cookieAt: Date.now(),
       check: (r) => checkIdentity(r, echoed(r.body)),
     });
   }
@@ -300,7 +331,7 @@ async function main(): Promise<number> {
   }
 
   if (scenarios.length === 0) throw new Error('no scenario left to run');
-  const order = ['direct', 'baseline', 'apache-plain', 'public', 'auth', 'redis', 'unauth', 'apache'];
+  const order = ['direct', 'baseline', 'apache-plain', 'public', 'auth', 'nocache', 'redis', 'unauth', 'apache'];
   scenarios.sort((a, b) => order.indexOf(a.key) - order.indexOf(b.key));
 
   // --- pre-flight: one request each, checked
@@ -326,6 +357,16 @@ async function main(): Promise<number> {
     const shift = (round - 1) % scenarios.length;
     for (const sc of [...scenarios.slice(shift), ...scenarios.slice(0, shift)]) {
       if (sc.browserCookies) await takeUpReissuedCookie(sc);
+      const runMs = ((sc.runs.length === 0 ? WARMUP : 0) + DURATION) * 1000;
+      if (sc.renewSession && Date.now() - sc.cookieAt! + runMs + 3000 >= TOUCH_INTERVAL_MS) {
+        sc.headers = { ...sc.headers, cookie: await sc.renewSession() };
+        sc.cookieAt = Date.now();
+        sc.sessionsRenewed = (sc.sessionsRenewed ?? 0) + 1;
+        const r = await httpGet(sc.url, sc.headers);
+        const problem = sc.check(r);
+        if (problem) throw new Error(`${sc.name}: after signing in again: ${problem}`);
+        log(`${sc.name}: signed in again (the cookie would pass the ${TOUCH_INTERVAL_MS / 1000} s touch interval during the run)`);
+      }
       if (sc.runs.length === 0 && WARMUP > 0) await measure(sc, WARMUP);
       const sampler = sc.proxy ? sampleResources(sc.proxy.pid) : undefined;
       const r = await measure(sc, DURATION);
@@ -338,10 +379,12 @@ async function main(): Promise<number> {
   // --- post-flight: does the proxy keep re-issuing the session cookie to a client that never updates it?
   for (const sc of scenarios.filter((s) => s.browserCookies)) {
     if (sc.cookiesReissued) notes.push(`${sc.name}: the session cookie was re-issued ${sc.cookiesReissued}× during the run and taken up between runs, as a browser would`);
+    if (sc.sessionsRenewed) notes.push(`${sc.name}: signed in again ${sc.sessionsRenewed}× between runs so that no run crossed the ${TOUCH_INTERVAL_MS / 1000} s touch interval (without the cache, every request with an older cookie is re-sealed until the client takes up the new one)`);
     const first = await httpGet(sc.url, { ...sc.headers, cookie: sc.signInCookie! });
     const second = await httpGet(sc.url, { ...sc.headers, cookie: sc.signInCookie! });
     if (first.headers['set-cookie'] && second.headers['set-cookie']) {
-      notes.push(`${sc.name}: a client that keeps sending its sign-in cookie (ignoring Set-Cookie) gets the session re-written and a new Set-Cookie on every request once the cookie is older than the touch interval — a slow path for API clients with a fixed cookie`);
+      if (sc.renewSession) notes.push(`${sc.name}: as expected without the cache, a client that keeps sending a cookie older than the touch interval gets it re-sealed on every request`);
+      else notes.push(`${sc.name}: a client that keeps sending its sign-in cookie (ignoring Set-Cookie) gets the session re-written and a new Set-Cookie on every request once the cookie is older than the touch interval — a slow path for API clients with a fixed cookie`);
     }
   }
 
@@ -433,6 +476,7 @@ async function takeUpReissuedCookie(sc: Scenario): Promise<void> {
   }
   sc.headers = { ...sc.headers, cookie: [...jar].map(([k, v]) => `${k}=${v}`).join('; ') };
   sc.cookiesReissued = (sc.cookiesReissued ?? 0) + 1;
+  sc.cookieAt = Date.now();
   log(`${sc.name}: session cookie re-issued; sending the new one from now on`);
 }
 
@@ -485,7 +529,7 @@ function throughputReport(scenarios: Scenario[]): { table: string; ratios: strin
   const rows = [['scenario', 'req/s', 'x direct', 'x public', 'p50 ms', 'p99 ms', 'RSS MB', 'CPU %', 'bad/total', 'sock err']];
   for (const sc of scenarios) {
     const s = sc.summary!;
-    const isPortcullis = sc.key === 'public' || sc.key === 'auth' || sc.key === 'redis' || sc.key === 'unauth';
+    const isPortcullis = ['public', 'auth', 'nocache', 'redis', 'unauth'].includes(sc.key);
     rows.push([sc.name, f(s.rps, 0), f(x(s.rps, direct?.rps), 3), isPortcullis ? f(x(s.rps, pub?.rps), 3) : '-', f(s.p50, 2), f(s.p99, 2),
       f(s.rssPeakMb, 0), f(s.cpuPercent, 0), `${s.unexpected}/${s.total}`, String(s.errors)]);
   }
@@ -498,6 +542,8 @@ function throughputReport(scenarios: Scenario[]): { table: string; ratios: strin
   const auth = by('auth');
   const apache = by('apache');
   ratio('authenticated / public', auth, pub, 'target ≥ 0.8×, issue #8: ≥ 0.9×');
+  ratio('authenticated, session cache on / cache off', auth, by('nocache'), 'what the verified-session LRU buys, issue #4');
+  ratio('authenticated, session cache off / public', by('nocache'), pub);
   ratio('authenticated (Redis store) / public', by('redis'), pub);
   ratio('no session 302 / public', by('unauth'), pub);
   ratio('public / direct upstream', pub, direct);
