@@ -116,7 +116,7 @@ function audit(rt: Runtime, req: FastifyRequest | undefined, o: Outcome): void {
   if (o.kind === 'no-route') return;
   const label = o.kind === 'allow' ? 'allow' : o.kind === 'forbidden' ? 'deny' : 'unauthenticated';
   rt.metrics.decisions.inc({ route: o.route.name, decision: label });
-  if (o.kind !== 'allow' || rt.auditAllows) {
+  if (o.kind === 'allow' ? rt.audit.allows : rt.audit.denials) {
     const c = o.kind === 'unauthenticated' ? undefined : o.who?.claims;
     (req?.log ?? rt.log).info({
       audit: true, route: o.route.name, decision: label,

@@ -90,8 +90,8 @@ export class Runtime {
   readonly redirects: RedirectPolicy;
   readonly publicHost: string;
   readonly stripOwnCookies: (header: string | undefined) => string | undefined;
-  /** Log an audit line for allowed requests too (debug level), not only denials. */
-  readonly auditAllows: boolean;
+  /** Which decisions get an audit line (config auditLog). */
+  readonly audit: { allows: boolean; denials: boolean };
   private readonly publicProto: string;
   /** Whether a peer may tell us about the original request (X-Forwarded-*). */
   readonly peerTrusted: PeerTrust;
@@ -153,7 +153,7 @@ export class Runtime {
     this.publicProto = pub.protocol.slice(0, -1);
     this.redirects = { origin: pub.origin, allowedDomains: config.redirects.allowedDomains };
     this.stripOwnCookies = makeCookieStripper(config.session.cookieName);
-    this.auditAllows = ['debug', 'trace'].includes(config.logLevel);
+    this.audit = { allows: config.auditLog === 'all', denials: config.auditLog !== 'off' };
   }
 
   private compileRoutes(routes: readonly RouteConfig[]): RouteTable {

@@ -54,6 +54,8 @@ export interface Config {
   /** External base URL, origin only, no trailing slash. The callback is publicUrl + /oauth2/callback. */
   publicUrl: string;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** Audit lines (info level): `all` decisions (default), only `denials` (deny + unauthenticated), or `off`. */
+  auditLog: 'all' | 'denials' | 'off';
   shutdownGracePeriodMs: number;
   /** Metrics listener; `metrics: false` disables it. Never on the public port. */
   metrics: { host: string; port: number } | null;
@@ -114,7 +116,7 @@ export function validateConfig(raw: unknown, opts: ValidateOptions = {}): { conf
   const v = new Reader(issues, opts);
   const root = v.object(raw ?? {}, '', [
     'listen', 'trustProxy', 'workers', 'publicUrl', 'logLevel', 'shutdownGracePeriod', 'metrics',
-    'oidc', 'session', 'redirects', 'routes', 'identityHeaderBudget', 'assertionSigning', 'rateLimit',
+    'oidc', 'session', 'redirects', 'routes', 'identityHeaderBudget', 'assertionSigning', 'rateLimit', 'auditLog',
   ]);
   if (!root) return { issues };
 
@@ -187,6 +189,7 @@ export function validateConfig(raw: unknown, opts: ValidateOptions = {}): { conf
     workers,
     publicUrl,
     logLevel: v.enumOf(root.logLevel, 'logLevel', LOG_LEVELS) ?? 'info',
+    auditLog: v.enumOf(root.auditLog, 'auditLog', ['all', 'denials', 'off'] as const) ?? 'all',
     shutdownGracePeriodMs: v.duration(root.shutdownGracePeriod, 'shutdownGracePeriod') ?? 25_000,
     metrics,
     oidc: {
