@@ -103,6 +103,21 @@ export const OIDC_ALGS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 
 const DEFAULT_ID_TOKEN_ALGS = ['RS256', 'PS256', 'ES256', 'EdDSA'];
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
+/** The keys each section accepts (anything else is an "unknown key" error). The Helm chart's schema is checked against these. */
+export const CONFIG_KEYS = {
+  root: [
+    'listen', 'trustProxy', 'workers', 'publicUrl', 'logLevel', 'shutdownGracePeriod', 'metrics',
+    'oidc', 'session', 'redirects', 'routes', 'identityHeaderBudget', 'assertionSigning', 'rateLimit', 'auditLog',
+  ],
+  oidc: [
+    'issuer', 'clientId', 'clientSecret', 'clientSecretFile', 'tokenEndpointAuthMethod', 'scopes',
+    'clockTolerance', 'userinfo', 'idTokenSigningAlgs', 'timeout', 'bearerAudiences',
+  ],
+  session: [
+    'secrets', 'secretsFile', 'store', 'redis', 'idleTimeout', 'absoluteTimeout', 'cookieDomain', 'cookieName', 'cacheMaxEntries',
+  ],
+} as const satisfies Record<string, readonly string[]>;
+
 export interface ValidateOptions {
   /** Reads `*File` secrets; defaults to fs.readFileSync in loadConfigFile. */
   readFile?: (path: string) => string;
@@ -114,10 +129,7 @@ type Obj = Record<string, unknown>;
 export function validateConfig(raw: unknown, opts: ValidateOptions = {}): { config?: Config; issues: Issues } {
   const issues: Issues = [];
   const v = new Reader(issues, opts);
-  const root = v.object(raw ?? {}, '', [
-    'listen', 'trustProxy', 'workers', 'publicUrl', 'logLevel', 'shutdownGracePeriod', 'metrics',
-    'oidc', 'session', 'redirects', 'routes', 'identityHeaderBudget', 'assertionSigning', 'rateLimit', 'auditLog',
-  ]);
+  const root = v.object(raw ?? {}, '', CONFIG_KEYS.root);
   if (!root) return { issues };
 
   const listen = v.object(root.listen ?? {}, 'listen', ['host', 'port']) ?? {};
@@ -130,10 +142,7 @@ export function validateConfig(raw: unknown, opts: ValidateOptions = {}): { conf
     metrics = { host: v.string(m.host, 'metrics.host') ?? '0.0.0.0', port: v.port(m.port, 'metrics.port') ?? 9090 };
   }
 
-  const oidcRaw = v.object(root.oidc, 'oidc', [
-    'issuer', 'clientId', 'clientSecret', 'clientSecretFile', 'tokenEndpointAuthMethod', 'scopes',
-    'clockTolerance', 'userinfo', 'idTokenSigningAlgs', 'timeout', 'bearerAudiences',
-  ], true) ?? {};
+  const oidcRaw = v.object(root.oidc, 'oidc', CONFIG_KEYS.oidc, true) ?? {};
   const clientSecret = v.secret(oidcRaw, 'oidc', 'clientSecret', 'clientSecretFile');
   const scopes = v.stringList(oidcRaw.scopes, 'oidc.scopes') ?? ['openid', 'email', 'profile'];
   if (!scopes.includes('openid')) scopes.unshift('openid');
@@ -142,9 +151,7 @@ export function validateConfig(raw: unknown, opts: ValidateOptions = {}): { conf
     if (!OIDC_ALGS.includes(a)) v.issue(childPath('oidc.idTokenSigningAlgs', i), `"${a}" is not an accepted signature algorithm (${OIDC_ALGS.join(', ')}; "none" and HMAC are never accepted)${suggest(a, OIDC_ALGS)}`);
   });
 
-  const sessionRaw = v.object(root.session, 'session', [
-    'secrets', 'secretsFile', 'store', 'redis', 'idleTimeout', 'absoluteTimeout', 'cookieDomain', 'cookieName', 'cacheMaxEntries',
-  ], true) ?? {};
+  const sessionRaw = v.object(root.session, 'session', CONFIG_KEYS.session, true) ?? {};
   const secrets = v.secretList(sessionRaw, 'session');
   const store = v.enumOf(sessionRaw.store, 'session.store', ['cookie', 'redis'] as const) ?? 'cookie';
   const redisRaw = v.object(sessionRaw.redis ?? {}, 'session.redis', ['url', 'keyPrefix']) ?? {};
