@@ -67,6 +67,13 @@ function redisRevocations(store: RedisStore, retainMs: number, now: () => number
   };
 }
 
+/**
+ * Headers some frameworks (Symfony, IIS, Spring) obey to rewrite the request path or method. From
+ * a client they would let the upstream see another path than the one Portcullis authorized, so
+ * they are passed on only from trusted proxies.
+ */
+const ROUTING_OVERRIDES = ['x-original-url', 'x-rewrite-url', 'x-forwarded-uri', 'x-forwarded-prefix', 'x-forwarded-path', 'x-original-uri', 'x-http-method-override', 'x-http-method', 'x-method-override', 'x-forwarded-method'];
+
 /** How often live WebSockets are checked against absolute timeouts and shared revocations. */
 export const CONNECTION_SWEEP_MS = 5_000;
 
@@ -213,11 +220,13 @@ export class Runtime {
       h['x-forwarded-proto'] = trusted ? request.protocol : this.publicProto;
       h['x-forwarded-host'] = this.hostOf(request) ?? this.publicHost;
       h['x-request-id'] = request.id;
+      if (!trusted) for (const name of ROUTING_OVERRIDES) delete h[name];
     } else {
       // WebSocket upgrades: forwarding headers are only passed on from a trusted peer.
       delete h['x-forwarded-for'];
       delete h['x-forwarded-host'];
       delete h['x-forwarded-proto'];
+      for (const name of ROUTING_OVERRIDES) delete h[name];
     }
   }
 

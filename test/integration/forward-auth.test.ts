@@ -68,5 +68,11 @@ test('an untrusted client cannot steer routing with X-Forwarded-Host or X-Forwar
   await p.body.dump();
   const seen = s.upstream.requests.at(-1)!;
   assert.equal(seen.headers['x-forwarded-host'], new URL(s.url).host);
+  const o = await request(`${s.url}/x`, { headers: { 'x-original-url': '/admin', 'x-rewrite-url': '/admin', 'x-http-method-override': 'DELETE', 'x-forwarded-prefix': '/admin' } });
+  await o.body.dump();
+  const seen2 = s.upstream.requests.at(-1)!;
+  for (const h of ['x-original-url', 'x-rewrite-url', 'x-http-method-override', 'x-forwarded-prefix']) {
+    assert.equal(seen2.headers[h], undefined, `${h} from an untrusted client is not passed to the upstream`);
+  }
   assert.equal(seen.headers['x-forwarded-for'], '127.0.0.1', 'a client-sent X-Forwarded-For is replaced, not appended to');
 });
