@@ -102,7 +102,7 @@ export async function buildApp(config: Config, opts: AppOptions = {}): Promise<{
 
   await app.register(async (own) => registerSignInEndpoints(own, runtime));
   // Any other /oauth2/ path is ours too, and never proxied.
-  app.all('/oauth2/*', async (_request, reply) => reply.code(404).send({ error: 'not_found', message: 'Unknown Portcullis endpoint.' }));
+  app.all('/oauth2/*', async () => { throw errors.notOwnEndpoint(); });
 
   await app.register(async (proxy) => {
     await registerForwarding(proxy);

@@ -29,7 +29,6 @@ const def = (code: string, status: number, message: string, extra: { retrySignIn
 /** Constructors, one per failure the user or operator can meet. */
 export const errors = {
   badPath: (reason: string) => new PortcullisError('ERR_REQUEST_BAD_PATH', 400, `This address cannot be served: ${reason}.`),
-  badHost: def('ERR_REQUEST_BAD_HOST', 400, 'The request names a host this proxy does not serve.'),
   noRoute: def('ERR_ROUTE_NOT_FOUND', 404, 'Nothing is served at this address.'),
   notOwnEndpoint: def('ERR_ROUTE_NOT_FOUND', 404, 'Unknown Portcullis endpoint.'),
 
@@ -51,8 +50,6 @@ export const errors = {
   upstreamTimeout: def('ERR_UPSTREAM_TIMEOUT', 504, 'The application behind this address took too long to answer.'),
 
   signOutCrossSite: def('ERR_SIGN_OUT_CROSS_SITE', 403, 'Sign-out must be confirmed from this site.'),
-  badForm: def('ERR_REQUEST_BAD_FORM', 400, 'The form could not be read.'),
-  payloadTooLarge: def('ERR_REQUEST_TOO_LARGE', 413, 'The request body is too large.'),
   rateLimited: def('ERR_RATE_LIMITED', 429, 'Too many sign-in attempts from your address. Please wait a minute and try again.', { retryAfter: 60 }),
 } as const;
 

@@ -91,3 +91,14 @@ test('several tabs can sign in at once', async (t) => {
   assert.equal(ra.status, 200);
   assert.equal(new URL(ra.finalUrl).pathname, '/tab-a');
 });
+
+test('everything under /oauth2/ is Portcullis\'s own and never proxied', async (t) => {
+  const s = await startStack(t);
+  for (const path of ['/oauth2/unknown', '/oauth2/callback/../secret', '/oauth2/', '/public/../oauth2/nope']) {
+    const r = await request(`${s.url}${path}`, { headers: { accept: 'application/json' } });
+    const body = await r.body.text();
+    assert.equal(r.statusCode, 404, `${path}: ${body}`);
+    assert.equal(JSON.parse(body).error, 'ERR_ROUTE_NOT_FOUND');
+  }
+  assert.equal(s.upstream.requests.length, 0);
+});
