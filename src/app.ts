@@ -77,10 +77,18 @@ export async function buildApp(config: Config, opts: AppOptions = {}): Promise<{
     return reply.send({ error: e.code, message: e.message, ...(signInUrl ? { signInUrl } : {}), requestId: request.id });
   });
 
-  app.addHook('onResponse', async (request, reply) => {
+  // Label children are resolved once per (route, status class), not per request: the label sets are
+  // small and bounded, and prom-client's label hashing showed up in profiles.
+  const perLabel = new Map<string, { count: { inc(): void }; time: { observe(v: number): void } }>();
+  app.addHook('onResponse', (request, reply, done) => {
     const route = (request as RouteCarrier).portcullisRoute ?? (request.url.startsWith('/oauth2/') ? 'portcullis' : 'none');
-    metrics.requests.inc({ route, status: statusClass(reply.statusCode) });
-    metrics.duration.observe({ route }, reply.elapsedTime / 1000);
+    const status = statusClass(reply.statusCode);
+    const key = `${route}\0${status}`;
+    let m = perLabel.get(key);
+    if (!m) perLabel.set(key, (m = { count: metrics.requests.labels(route, status), time: metrics.duration.labels(route) }));
+    m.count.inc();
+    m.time.observe(reply.elapsedTime / 1000);
+    done();
   });
 
   // Sign-in endpoints cost an IdP round trip (callback) or a transaction cookie (start): a token

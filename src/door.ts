@@ -37,6 +37,11 @@ export type Outcome =
 
 const INVALID_TOKEN: Decision = Object.freeze({ allowed: false, reasons: Object.freeze(['user-unauthenticated'] as const) });
 
+/** A browser session (as opposed to a bearer token's principal). */
+function isSession(who: Principal | undefined): who is ActiveSession {
+  return who !== undefined && 'createdAt' in who;
+}
+
 /** `Authorization: Bearer <token>` → the token, else undefined. */
 function bearerToken(headers: HeaderBag): string | undefined {
   const h = headers.authorization;
@@ -182,7 +187,7 @@ export async function proxyHandler(this: unknown, request: FastifyRequest, reply
         timeoutMs: route.timeoutMs,
         rewriteHeaders: (h) => rt.rewriteUpstreamHeaders(route, who, h, request, assertion),
         // Server-sent events live as long as a WebSocket: cut them off when the session ends too.
-        onEventStream: who && 'cookieValue' in who ? () => rt.trackConnection(who as ActiveSession, request.raw.socket, reply.raw) : undefined,
+        onEventStream: isSession(who) ? () => rt.trackConnection(who, request.raw.socket, reply.raw) : undefined,
         onUpstreamError: (err, kind) => {
           rt.metrics.upstreamErrors.inc({ route: route.name, kind });
           request.log.warn({ route: route.name, err: err.cause instanceof Error ? err.cause.message : String(err.cause) }, `upstream ${kind}`);
@@ -277,7 +282,7 @@ export async function handleUpgrade(rt: Runtime, req: IncomingMessage, socket: D
     headers.connection = 'Upgrade';
     headers.upgrade = req.headers.upgrade;
     const path = route.stripPrefix ? stripPrefix(n.path, route.match.path) : n.path;
-    if (o.who && 'cookieValue' in o.who) rt.trackConnection(o.who as ActiveSession, socket);
+    if (isSession(o.who)) rt.trackConnection(o.who, socket);
     forwardUpgrade(req, socket, head, { upstream: rt.upstreamBase(route), pathAndQuery: path + n.query, headers, timeoutMs: route.timeoutMs }, (status, err) => {
       rt.metrics.upstreamErrors.inc({ route: route.name, kind: status === 504 ? 'timeout' : 'unavailable' });
       rt.log.warn({ route: route.name, err: err instanceof Error ? err.message : String(err) }, 'websocket upstream failed');

@@ -277,7 +277,7 @@ export class Runtime {
       {
         for (let i = 0; i < 25; i++) {
           await new Promise((r) => setTimeout(r, 200));
-          const fresh = await this.sessions.reload(s);
+          const fresh = await this.sessions.reload(s, cookies);
           if (!fresh) return { kind: 'ended', setCookies: this.sessions.expireHeaders(cookies) };
           if (fresh.tokenExpiresAt !== s.tokenExpiresAt) return { kind: 'refreshed', session: fresh, setCookies: [] };
         }
@@ -288,7 +288,7 @@ export class Runtime {
   }
 
   private async refreshNow(s: ActiveSession, cookies: Record<string, string | undefined>): Promise<RefreshOutcome> {
-    const record = await this.sessions.record(s);
+    const record = await this.sessions.record(s, cookies);
     if (!record?.refreshToken) return { kind: 'kept' };
     try {
       const r = await this.idp.refresh(record.refreshToken, record.claims);

@@ -1,7 +1,7 @@
 // Session stage: "who is this?" — turns the request's cookies into a verified session (or none),
 // enforces idle and absolute lifetimes, and issues, refreshes and clears session cookies. The hot
 // path is an LRU lookup keyed by a hash of the cookie value: no decryption, no store round-trip.
-import { createHash, randomBytes } from 'node:crypto';
+import { hash, randomBytes } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type { CookieSettings } from './cookies.js';
 import { expireChunked, readChunked, writeChunked } from './cookies.js';
@@ -40,8 +40,6 @@ export interface ActiveSession {
   readonly hasRefreshToken: boolean;
   /** Opened with an older secret: re-seal with the first one on this response. */
   stale: boolean;
-  /** The cookie value it was read from. */
-  readonly cookieValue: string;
   /** Only kept when some route passes the access token upstream (memory: see SessionTimings). */
   readonly accessToken?: string | undefined;
 }
@@ -105,7 +103,7 @@ export class SessionManager {
     if (!s) {
       const opened = await this.store.open(value); // may throw ERR_SESSION_STORE_UNAVAILABLE
       if (!opened) return { kind: 'expired', reason: 'invalid' };
-      s = activeFrom(opened.record, value, opened.stale, this.timings.keepAccessToken);
+      s = activeFrom(opened.record, opened.stale, this.timings.keepAccessToken);
       this.cache?.set(key, s, { ttl: this.cacheTtlMs });
     }
     if (now - s.createdAt > this.timings.absoluteTimeoutMs) return this.drop(key, 'absolute');
@@ -133,11 +131,13 @@ export class SessionManager {
 
   /** Re-saves an active session (new last-seen time, current key). Returns Set-Cookie headers. */
   async rewrite(s: ActiveSession, cookies: Record<string, string | undefined>, update?: (r: SessionRecord) => SessionRecord): Promise<string[]> {
-    const opened = await this.store.open(s.cookieValue);
+    const current = this.cookieValue(cookies);
+    if (current === undefined) return [];
+    const opened = await this.store.open(current);
     if (!opened) return [];
     let record = { ...opened.record, seenAt: s.seenAt };
     if (update) record = update(record);
-    const headers = await this.write(record, cookies, s.cookieValue);
+    const headers = await this.write(record, cookies, current);
     // The old cookie value stays cached with the new write time: a client that ignores Set-Cookie
     // (a script with a fixed cookie) must not cost a decrypt + re-seal on every request.
     s.writtenAt = s.seenAt;
@@ -150,31 +150,35 @@ export class SessionManager {
    * before the browser saw the new one) are answered with the new session for a minute, so they
    * do not refresh again with a refresh token the IdP may already have rotated.
    */
-  async replace(old: ActiveSession, record: SessionRecord, cookies: Record<string, string | undefined>): Promise<{ session: ActiveSession; setCookies: string[] }> {
-    const value = await this.store.save(record, old.cookieValue);
+  async replace(_old: ActiveSession, record: SessionRecord, cookies: Record<string, string | undefined>): Promise<{ session: ActiveSession; setCookies: string[] }> {
+    const oldValue = this.cookieValue(cookies);
+    const value = await this.store.save(record, oldValue);
     const maxAge = Math.max(1, Math.floor((record.createdAt + this.timings.absoluteTimeoutMs - this.now()) / 1000));
-    const setCookies = value === old.cookieValue ? [] : writeChunked(this.cookies, cookies, this.cookies.session, value, maxAge);
-    const session = activeFrom(record, value, false, this.timings.keepAccessToken);
+    const setCookies = value === oldValue ? [] : writeChunked(this.cookies, cookies, this.cookies.session, value, maxAge);
+    const session = activeFrom(record, false, this.timings.keepAccessToken);
     this.cache?.set(cacheKey(value), session, { ttl: this.cacheTtlMs });
-    if (value !== old.cookieValue) this.cache?.set(cacheKey(old.cookieValue), session, { ttl: 60_000 });
+    if (oldValue !== undefined && value !== oldValue) this.cache?.set(cacheKey(oldValue), session, { ttl: 60_000 });
     return { session, setCookies };
   }
 
   /** Re-reads a session from its store (another replica may have refreshed it). */
-  async reload(s: ActiveSession): Promise<ActiveSession | undefined> {
-    const opened = await this.store.open(s.cookieValue);
+  async reload(s: ActiveSession, cookies: Record<string, string | undefined>): Promise<ActiveSession | undefined> {
+    const value = this.cookieValue(cookies);
+    const opened = value === undefined ? undefined : await this.store.open(value);
     if (!opened) return undefined;
-    const fresh = activeFrom(opened.record, s.cookieValue, opened.stale, this.timings.keepAccessToken);
+    const fresh = activeFrom(opened.record, opened.stale, this.timings.keepAccessToken);
     fresh.seenAt = s.seenAt;
-    this.cache?.set(cacheKey(s.cookieValue), fresh, { ttl: this.cacheTtlMs });
+    this.cache?.set(cacheKey(value!), fresh, { ttl: this.cacheTtlMs });
     return fresh;
   }
 
   get storeKind(): 'cookie' | 'redis' { return this.store.kind; }
 
   /** Loads the full record (tokens included) behind an active session. */
-  async record(s: ActiveSession): Promise<SessionRecord | undefined> {
-    return (await this.store.open(s.cookieValue))?.record;
+  async record(s: ActiveSession, cookies: Record<string, string | undefined>): Promise<SessionRecord | undefined> {
+    const value = this.cookieValue(cookies);
+    const r = value === undefined ? undefined : (await this.store.open(value))?.record;
+    return r && r.sid === s.sid ? r : undefined;
   }
 
   /** Stores a brand-new session (always a new sid: no fixation through a planted cookie). */
@@ -211,7 +215,7 @@ export class SessionManager {
   async close(): Promise<void> { this.cache?.clear(); await this.store.close(); }
 }
 
-function activeFrom(r: SessionRecord, cookieValue: string, stale: boolean, keepAccessToken = false): ActiveSession {
+function activeFrom(r: SessionRecord, stale: boolean, keepAccessToken = false): ActiveSession {
   return {
     sid: r.sid,
     sub: String(r.claims.sub ?? ''),
@@ -223,11 +227,10 @@ function activeFrom(r: SessionRecord, cookieValue: string, stale: boolean, keepA
     tokenExpiresAt: r.tokenExpiresAt,
     hasRefreshToken: typeof r.refreshToken === 'string',
     stale,
-    cookieValue,
     accessToken: keepAccessToken ? r.accessToken : undefined,
   };
 }
 
 export function cacheKey(cookieValue: string): string {
-  return createHash('sha256').update(cookieValue).digest('base64url');
+  return hash('sha256', cookieValue, 'base64url');
 }

@@ -93,7 +93,7 @@ export async function registerSignInEndpoints(app: FastifyInstance, rt: Runtime)
     const lookup = await rt.sessions.lookup(cookies);
     let idToken: string | undefined;
     if (lookup.kind === 'valid') {
-      const record = await rt.sessions.record(lookup.session);
+      const record = await rt.sessions.record(lookup.session, cookies);
       idToken = record?.idToken;
       if (record?.refreshToken) await rt.idp.revoke(record.refreshToken);
       rt.endConnections(lookup.session.sid);

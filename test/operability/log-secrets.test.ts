@@ -26,9 +26,10 @@ test('a full session at logLevel trace leaves no cookie, token, secret or Author
       const [name, value = ''] = part.split('=');
       if (value.length >= 16) secrets.set(`${label} cookie ${name}`, value);
     }
-    const lookup = await rt.sessions.lookup(Object.fromEntries(cookieHeader.split(/;\s*/).map((p) => p.split('=') as [string, string])));
+    const cookies = Object.fromEntries(cookieHeader.split(/;\s*/).map((p) => p.split('=') as [string, string]));
+    const lookup = await rt.sessions.lookup(cookies);
     assert.equal(lookup.kind, 'valid', `${label}: a live session`);
-    const record = await rt.sessions.record((lookup as { session: ActiveSession }).session);
+    const record = await rt.sessions.record((lookup as { session: ActiveSession }).session, cookies);
     assert.ok(record?.idToken && record.accessToken && record.refreshToken, `${label}: tokens in the session`);
     secrets.set(`${label} ID token`, record.idToken);
     secrets.set(`${label} ID token signature`, record.idToken.split('.')[2]!);

@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'undici';
 import { startStack, TEST_SESSION_SECRET } from '../helpers/stack.js';
+import type { ActiveSession } from '../../src/session/sessions.js';
 import { CookieJar, followRedirects, loginViaHttp } from '../helpers/browserless-login.js';
 
 const ALICE = { user: 'alice', password: 'alice-password' };
@@ -67,16 +68,18 @@ test('a refused refresh (the IdP session is gone) ends the session', async (t) =
   const s = await startStack(t, { now: c.now });
   const { jar } = await loginViaHttp(`${s.url}/`, ALICE);
   // End every grant at the IdP: the refresh token is no longer valid (invalid_grant).
-  await revokeAllRefreshTokens(s);
+  await revokeAllRefreshTokens(s, jar);
   c.advance(2 * 3600_000);
   const r = await get(`${s.url}/x`, jar);
   assert.equal(r.status, 401);
 });
 
-async function revokeAllRefreshTokens(s: Awaited<ReturnType<typeof startStack>>): Promise<void> {
+async function revokeAllRefreshTokens(s: Awaited<ReturnType<typeof startStack>>, jar: CookieJar): Promise<void> {
   // Revoke through the IdP's own revocation endpoint with the token from the session record.
-  const [session] = [...(s.server.runtime.sessions as unknown as { cache: Map<string, unknown> }).cache.values()] as Array<{ cookieValue: string }>;
-  const record = await s.server.runtime.sessions.record(session as never);
+  const cookies = { portcullis: jar.get('portcullis', s.url) };
+  const lookup = await s.server.runtime.sessions.lookup(cookies);
+  assert.equal(lookup.kind, 'valid');
+  const record = await s.server.runtime.sessions.record((lookup as { session: ActiveSession }).session, cookies);
   assert.ok(record?.refreshToken, 'the IdP issued a refresh token');
   const r = await request(`${s.idp.issuer}/token/revocation`, {
     method: 'POST',
