@@ -1,4 +1,5 @@
 // Development OpenID Provider (oidc-provider 8) for `npm run demo` and the integration tests; never the production path.
+import { listenOn } from './net.js';
 import { createHash, generateKeyPair, timingSafeEqual, type KeyObject } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -121,13 +122,7 @@ export async function startDevIdp(opts: DevIdpOptions): Promise<DevIdp> {
     }
     providerCallback(req, res);
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port ?? 0, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  await listenOn(server, host, opts.port ?? 0);
   const { port } = server.address() as AddressInfo;
   const issuer = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
 

@@ -1,4 +1,5 @@
 // Demo and test upstream behind the proxy: echoes what it received (HTML for browsers, JSON otherwise) and misbehaves on request.
+import { listenOn } from './net.js';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
@@ -128,13 +129,7 @@ export async function startEchoUpstream(opts: { host?: string; port?: number } =
     });
   });
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port ?? 0, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  await listenOn(server, host, opts.port ?? 0);
   const { port } = server.address() as AddressInfo;
 
   return {

@@ -1,6 +1,6 @@
 // Test helper: a whole Portcullis stack on loopback — the dev IdP, an echo upstream and the proxy
 // on free ports — with captured logs, all stopped by the test's own cleanup.
-import { createServer } from 'node:net';
+import { freePort } from '../../src/devidp/net.js';
 import { Writable } from 'node:stream';
 import { validateConfigObject, formatIssues, type Config } from '../../src/config/index.js';
 import { startServer, type RunningServer } from '../../src/server.js';
@@ -9,16 +9,7 @@ import { startTestUpstream, type EchoUpstream } from './upstream.js';
 
 export const TEST_SESSION_SECRET = 'test-session-secret-0123456789-abcdefghijklmnop';
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
+export { freePort };
 
 export interface StackOptions {
   /** Routes; `{upstream}` in an upstream value is replaced by the echo upstream's URL. Default: app `/` (required), admin `/admin` (groups contains admin), public `/public`. */
