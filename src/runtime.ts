@@ -208,6 +208,8 @@ export class Runtime {
   /** Request headers as the upstream will see them: no client-set identity, no Portcullis cookies, our identity. */
   rewriteUpstreamHeaders(route: RouteConfig, who: Principal | undefined, h: HeaderBag, request: FastifyRequest | undefined, assertion?: string): void {
     const table = TABLE_OF_ROUTE.get(route) ?? this.table;
+    // Callers stripped with the table current when the request arrived; a hot reload in between may
+    // have brought new protected names, so strip again with the table this route comes from.
     table.headers.strip(h);
     const cookie = this.stripOwnCookies(h.cookie as string | undefined);
     if (cookie === undefined) delete h.cookie; else h.cookie = cookie;
