@@ -91,23 +91,39 @@ export class IdentityHeaderPlan {
     }
   }
 
+  /**
+   * Rendered headers per claims object and route. A cached session keeps one claims object until
+   * it is refreshed (which makes a new one), so most requests copy ready strings instead of
+   * rendering templates; the WeakMap lets them go with the session.
+   */
+  private readonly rendered = new WeakMap<Claims, Map<string, ReadonlyArray<readonly [string, string]>>>();
+
   /** Adds the route's identity headers for this principal (after strip), within the size budget. */
   inject(routeName: string, who: Principal, headers: HeaderBag): void {
     const plan = this.perRoute.get(routeName);
     if (!plan) return;
-    let total = 0;
-    for (const h of plan.headers) {
-      const v = h.render(who.claims);
-      if (v !== undefined && v !== '') {
-        headers[h.name] = v;
-        total += h.name.length + v.length + 4;
+    let byRoute = this.rendered.get(who.claims);
+    if (!byRoute) this.rendered.set(who.claims, (byRoute = new Map()));
+    let list = byRoute.get(routeName);
+    if (!list) {
+      const out: HeaderBag = {};
+      let total = 0;
+      for (const h of plan.headers) {
+        const v = h.render(who.claims);
+        if (v !== undefined && v !== '') {
+          out[h.name] = v;
+          total += h.name.length + v.length + 4;
+        }
       }
+      if (total > this.budget) this.trim(routeName, plan, who, out, total);
+      list = Object.entries(out) as Array<[string, string]>;
+      byRoute.set(routeName, list);
     }
+    for (const [k, v] of list) headers[k] = v;
     if (who.accessToken) {
       if (plan.passAccessToken) headers['x-forwarded-access-token'] = who.accessToken;
       if (plan.passAuthorization) headers.authorization = `Bearer ${who.accessToken}`;
     }
-    if (total > this.budget) this.trim(routeName, plan, who, headers, total);
   }
 
   /**
