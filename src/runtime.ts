@@ -8,6 +8,7 @@ import type { Config, RouteConfig } from './config/index.js';
 import { compileMatcher, type RouteMatcher } from './routing/match.js';
 import { IdentityHeaderPlan, type HeaderBag, type Principal } from './identity/headers.js';
 import type { AssertionSigner } from './identity/assertion.js';
+import type { HeaderEncoding } from './identity/templates.js';
 import { SessionCodec } from './session/codec.js';
 import { cookieSettings, makeCookieStripper } from './session/cookies.js';
 import { SessionManager, type ActiveSession } from './session/sessions.js';
@@ -32,8 +33,8 @@ export interface RouteTable {
 /** Which table each route object was compiled into: a request keeps its route's table across a hot reload. */
 const TABLE_OF_ROUTE = new WeakMap<RouteConfig, RouteTable>();
 
-export function compileRouteTable(routes: readonly RouteConfig[], budget = 8192, onTrim?: (route: string, sub: unknown) => void): RouteTable {
-  const table: RouteTable = Object.freeze({ routes, matcher: compileMatcher(routes.map((r) => r.match)), headers: new IdentityHeaderPlan(routes, budget, onTrim) });
+export function compileRouteTable(routes: readonly RouteConfig[], budget = 8192, onTrim?: (route: string, sub: unknown) => void, encoding: HeaderEncoding = 'percent'): RouteTable {
+  const table: RouteTable = Object.freeze({ routes, matcher: compileMatcher(routes.map((r) => r.match)), headers: new IdentityHeaderPlan(routes, budget, onTrim, encoding) });
   for (const r of routes) TABLE_OF_ROUTE.set(r, table);
   return table;
 }
@@ -170,7 +171,7 @@ export class Runtime {
       if (this.trimWarned.has(key)) return;
       this.trimWarned.set(key, true);
       this.log.warn({ route, sub }, 'identity headers over identityHeaderBudget: X-Forwarded-Groups trimmed (X-Forwarded-Groups-Truncated: true)');
-    });
+    }, this.config.identityHeaderEncoding);
   }
 
   /**

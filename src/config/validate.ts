@@ -78,6 +78,8 @@ export interface Config {
   };
   /** All identity headers of one request together stay under this many bytes (a huge groups claim is trimmed, visibly). */
   identityHeaderBudget: number;
+  /** Non-ASCII in identity headers: `percent` (UTF-8 percent-encoding, default) or `rfc2047` encoded words. */
+  identityHeaderEncoding: 'percent' | 'rfc2047';
   /** Signing of X-Portcullis-Assertion. */
   assertionSigning: { keysFile: string | undefined; algorithm: 'ES256' | 'RS256' | 'EdDSA' };
   session: {
@@ -107,7 +109,7 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 export const CONFIG_KEYS = {
   root: [
     'listen', 'trustProxy', 'workers', 'publicUrl', 'logLevel', 'shutdownGracePeriod', 'metrics',
-    'oidc', 'session', 'redirects', 'routes', 'identityHeaderBudget', 'assertionSigning', 'rateLimit', 'auditLog',
+    'oidc', 'session', 'redirects', 'routes', 'identityHeaderBudget', 'assertionSigning', 'rateLimit', 'auditLog', 'identityHeaderEncoding',
   ],
   oidc: [
     'issuer', 'clientId', 'clientSecret', 'clientSecretFile', 'tokenEndpointAuthMethod', 'scopes',
@@ -212,6 +214,7 @@ export function validateConfig(raw: unknown, opts: ValidateOptions = {}): { conf
       bearerAudiences: v.stringList(oidcRaw.bearerAudiences, 'oidc.bearerAudiences') ?? [],
     },
     identityHeaderBudget: v.int(root.identityHeaderBudget, 'identityHeaderBudget', 1024, 65536) ?? 8192,
+    identityHeaderEncoding: v.enumOf(root.identityHeaderEncoding, 'identityHeaderEncoding', ['percent', 'rfc2047'] as const) ?? 'percent',
     assertionSigning: (() => {
       const a = v.object(root.assertionSigning ?? {}, 'assertionSigning', ['keysFile', 'algorithm']) ?? {};
       return {

@@ -2,7 +2,7 @@
 // client sent (any case, `_` for `-`), then adds the ones Portcullis vouches for. The header plan
 // is compiled once at boot; per request it only renders values.
 import type { RouteConfig } from '../config/index.js';
-import { compileHeaderTemplate, headerSafe, type Claims } from './templates.js';
+import { compileHeaderTemplate, encodeHeaderValue, headerSafe, type Claims, type HeaderEncoding } from './templates.js';
 import { compileClaimGetter } from '../policy/claims.js';
 
 /** Who the upstream is told about: a browser session or a verified bearer token. */
@@ -58,7 +58,7 @@ export class IdentityHeaderPlan {
   private readonly protectedNames: Set<string>;
   private readonly perRoute: Map<string, RoutePlan>;
 
-  constructor(routes: readonly RouteConfig[], private readonly budget = 8192, private readonly onTrim: (route: string, sub: unknown) => void = () => {}) {
+  constructor(routes: readonly RouteConfig[], private readonly budget = 8192, private readonly onTrim: (route: string, sub: unknown) => void = () => {}, private readonly encoding: HeaderEncoding = 'percent') {
     this.protectedNames = new Set([...DEFAULT_IDENTITY_HEADERS.map((h) => h.name), ...RESERVED]);
     this.perRoute = new Map();
     for (const r of routes) {
@@ -109,8 +109,9 @@ export class IdentityHeaderPlan {
       const out: HeaderBag = {};
       let total = 0;
       for (const h of plan.headers) {
-        const v = h.render(who.claims);
-        if (v !== undefined && v !== '') {
+        const raw = h.render(who.claims);
+        if (raw !== undefined && raw !== '') {
+          const v = encodeHeaderValue(raw, this.encoding);
           out[h.name] = v;
           total += h.name.length + v.length + 4;
         }

@@ -13,9 +13,8 @@ export function isValidHeaderName(name: string): boolean { return TOKEN.test(nam
 
 /**
  * Makes any claim value safe for a header: arrays comma-joined, CR/LF and other control characters
- * removed (no header injection, whatever the IdP lets users put in their name), and non-ASCII
- * percent-encoded as UTF-8 (Node refuses non-Latin-1 header values, and Latin-1 is ambiguous to
- * upstreams). Objects are not rendered.
+ * removed (no header injection, whatever the IdP lets users put in their name). Objects are not
+ * rendered. Non-ASCII is left for `encodeHeaderValue`, applied to the whole header value.
  */
 export function headerSafe(value: unknown): string | undefined {
   if (value === undefined || value === null) return undefined;
@@ -24,9 +23,21 @@ export function headerSafe(value: unknown): string | undefined {
     return parts.join(',');
   }
   if (typeof value === 'object') return undefined;
-  const s = String(value).replace(/[\x00-\x1f\x7f]+/g, '');
-  // eslint-disable-next-line no-control-regex
-  return /[^\x20-\x7e]/.test(s) ? s.replace(/[^\x20-\x7e]+/gu, (m) => encodeURIComponent(m)) : s;
+  return String(value).replace(/[\x00-\x1f\x7f]+/g, '');
+}
+
+export type HeaderEncoding = 'percent' | 'rfc2047';
+
+/**
+ * Node refuses header values outside Latin-1, and Latin-1 would be ambiguous to upstreams, so
+ * non-ASCII is encoded: `percent` (default) percent-encodes each non-ASCII run as UTF-8
+ * (`Zoë` → `Zo%C3%AB`); `rfc2047` sends the whole value as an encoded word (`=?UTF-8?B?Wm/Dqw==?=`),
+ * which some Java and mail-derived stacks decode themselves. ASCII values are never touched.
+ */
+export function encodeHeaderValue(v: string, mode: HeaderEncoding): string {
+  if (!/[^\x20-\x7e]/.test(v)) return v;
+  if (mode === 'rfc2047') return `=?UTF-8?B?${Buffer.from(v, 'utf8').toString('base64')}?=`;
+  return v.replace(/[^\x20-\x7e]+/gu, (m) => encodeURIComponent(m));
 }
 
 /**

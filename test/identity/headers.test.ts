@@ -1,7 +1,7 @@
 // Header templates, the size budget and presets, as tables (pure: no network).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { compileHeaderTemplate, headerSafe } from '../../src/identity/templates.js';
+import { compileHeaderTemplate, encodeHeaderValue, headerSafe } from '../../src/identity/templates.js';
 import { IdentityHeaderPlan, type HeaderBag } from '../../src/identity/headers.js';
 import { validateConfigObject, type RouteConfig } from '../../src/config/index.js';
 import type { Issues } from '../../src/config/issues.js';
@@ -20,7 +20,7 @@ test('templates render claims, literal text, fallbacks and nested paths', () => 
     ['{nickname|preferred_username}', 'zoe'],
     ['{nickname}', undefined],
     ['{{literal}} {sub}', '{literal} u-1'],
-    ['{name}', 'Zo%C3%ABX-Evil: 1'],
+    ['{name}', 'ZoëX-Evil: 1'], // CR/LF removed; non-ASCII is encoded per header by the plan
   ];
   for (const [tpl, expected] of table) {
     const issues: Issues = [];
@@ -43,7 +43,7 @@ test('header values cannot inject headers or carry control characters', () => {
   assert.equal(headerSafe('tab\there\u0000nul'), 'tabherenul');
   assert.equal(headerSafe(['a\n', 'b']), 'a,b');
   assert.equal(headerSafe({ nested: true }), undefined);
-  assert.equal(headerSafe('日本'), '%E6%97%A5%E6%9C%AC');
+  assert.equal(headerSafe('日本'), '日本', 'encoding happens per header value (encodeHeaderValue)');
 });
 
 function routes(extra: Record<string, unknown>[]): RouteConfig[] {
@@ -111,4 +111,18 @@ test('access token pass-through only where configured', () => {
   plan.inject('api', { claims, accessToken: 'at-123' }, b);
   assert.equal(b['x-forwarded-access-token'], 'at-123');
   assert.equal(b.authorization, 'Bearer at-123');
+});
+
+test('non-ASCII header values: percent-encoding by default, RFC 2047 encoded words on request', () => {
+  assert.equal(encodeHeaderValue('Zoë Ünal', 'percent'), 'Zo%C3%AB %C3%9Cnal');
+  assert.equal(encodeHeaderValue('Zoë', 'rfc2047'), '=?UTF-8?B?Wm/Dqw==?=');
+  assert.equal(encodeHeaderValue('plain ascii', 'rfc2047'), 'plain ascii', 'ASCII is never touched');
+  const r = routes([{ name: 'app', upstream: 'http://u' }]);
+  const percent: HeaderBag = {};
+  new IdentityHeaderPlan(r).inject('app', { claims: { sub: 'é', preferred_username: '日本' } }, percent);
+  assert.equal(percent['x-forwarded-user'], '%C3%A9');
+  assert.equal(percent['x-forwarded-preferred-username'], '%E6%97%A5%E6%9C%AC');
+  const words: HeaderBag = {};
+  new IdentityHeaderPlan(r, 8192, undefined, 'rfc2047').inject('app', { claims: { sub: 'é' } }, words);
+  assert.equal(words['x-forwarded-user'], '=?UTF-8?B?w6k=?=');
 });
