@@ -206,6 +206,11 @@ export class Runtime {
     return route.upstream;
   }
 
+  /** The identity headers of a route (from the table the route came from, even after a reload). */
+  identityHeaders(route: RouteConfig, who: Principal, out: HeaderBag): void {
+    (TABLE_OF_ROUTE.get(route) ?? this.table).headers.inject(route.name, who, out);
+  }
+
   /** Request headers as the upstream will see them: no client-set identity, no Portcullis cookies, our identity. */
   rewriteUpstreamHeaders(route: RouteConfig, who: Principal | undefined, h: HeaderBag, request: FastifyRequest | undefined, assertion?: string): void {
     const table = TABLE_OF_ROUTE.get(route) ?? this.table;

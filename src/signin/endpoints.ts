@@ -186,7 +186,7 @@ async function forwardAuth(rt: Runtime, request: FastifyRequest, reply: FastifyR
       return reply.code(403).send({ error: 'forbidden', route: outcome.route.name });
     case 'allow': {
       const out: HeaderBag = {};
-      if (outcome.who) rt.table.headers.inject(outcome.route.name, outcome.who, out);
+      if (outcome.who) rt.identityHeaders(outcome.route, outcome.who, out);
       for (const [k, v] of Object.entries(out)) if (v !== undefined) reply.header(k, v);
       return reply.code(202).send();
     }
