@@ -202,9 +202,6 @@ export class Runtime {
     return `${proto}://${this.hostOf(request) ?? this.publicHost}`;
   }
 
-  /** publicUrl's scheme (`https` / `http`), what upstreams are told when the peer is not a trusted proxy. */
-  get publicProtocol(): string { return this.publicProto; }
-
   upstreamBase(route: RouteConfig): string {
     return route.upstream;
   }
@@ -260,22 +257,17 @@ export class Runtime {
    * and retries after 30 s.
    */
   refreshIfDue(s: ActiveSession, cookies: Record<string, string | undefined>): Promise<RefreshOutcome> | undefined {
-    if (!this.isRefreshDue(s)) return undefined;
+    if (!s.hasRefreshToken || s.tokenExpiresAt === undefined) return undefined;
+    const now = this.now();
+    if (now < s.tokenExpiresAt - REFRESH_MARGIN_MS) return undefined;
+    const retryAt = this.refreshRetryAt.get(s.sid);
+    if (retryAt !== undefined && now < retryAt) return undefined;
     let p = this.refreshing.get(s.sid);
     if (!p) {
       p = this.refresh(s, cookies).finally(() => this.refreshing.delete(s.sid));
       this.refreshing.set(s.sid, p);
     }
     return p;
-  }
-
-  /** Whether this session's tokens should be refreshed now (and no retry back-off is running). */
-  isRefreshDue(s: ActiveSession): boolean {
-    if (!s.hasRefreshToken || s.tokenExpiresAt === undefined) return false;
-    const now = this.now();
-    if (now < s.tokenExpiresAt - REFRESH_MARGIN_MS) return false;
-    const retryAt = this.refreshRetryAt.get(s.sid);
-    return retryAt === undefined || now >= retryAt;
   }
 
   private async refresh(s: ActiveSession, cookies: Record<string, string | undefined>): Promise<RefreshOutcome> {
