@@ -16,7 +16,6 @@ import { forbiddenPage } from './pages.js';
 import { forward, forwardUpgrade } from './proxy/forward.js';
 import { normalizeTarget, sameAuthority } from './routing/normalize.js';
 import type { HeaderBag, Principal } from './identity/headers.js';
-import { statusClass } from './metrics.js';
 
 export type Cookies = Record<string, string | undefined>;
 
@@ -299,4 +298,3 @@ function statusText(s: number): string {
   return ({ 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout' } as Record<number, string>)[s] ?? 'Error';
 }
 
-export { statusClass };

@@ -6,7 +6,7 @@ import { errors, PortcullisError } from '../errors.js';
 import { safeRedirect } from './redirects.js';
 import { signOutPage, signedOutPage } from '../pages.js';
 import { SessionManager, type SessionRecord } from '../session/sessions.js';
-import { evaluate, answerUnauthenticated, type Cookies, TARGET, type TargetCarrier } from '../door.js';
+import { evaluate, type Cookies, TARGET, type TargetCarrier } from '../door.js';
 import { normalizeTarget } from '../routing/normalize.js';
 import type { HeaderBag } from '../identity/headers.js';
 
@@ -193,4 +193,3 @@ async function forwardAuth(rt: Runtime, request: FastifyRequest, reply: FastifyR
   }
 }
 
-export { answerUnauthenticated };
