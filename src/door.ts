@@ -116,7 +116,8 @@ export function wantsHtml(headers: HeaderBag): boolean {
   return typeof accept === 'string' && accept.includes('text/html');
 }
 
-function audit(rt: Runtime, req: FastifyRequest | undefined, o: Outcome): void {
+/** Every decision, whichever door it came through (proxy, WebSocket, forward-auth): metric + audit line. */
+export function audit(rt: Runtime, req: FastifyRequest | undefined, o: Outcome): void {
   if (o.kind === 'no-route') return;
   const label = o.kind === 'allow' ? 'allow' : o.kind === 'forbidden' ? 'deny' : 'unauthenticated';
   rt.metrics.decisions.inc({ route: o.route.name, decision: label });

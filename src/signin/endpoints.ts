@@ -6,7 +6,7 @@ import { errors, PortcullisError } from '../errors.js';
 import { safeRedirect } from './redirects.js';
 import { signOutPage, signedOutPage } from '../pages.js';
 import { SessionManager, type SessionRecord } from '../session/sessions.js';
-import { evaluate, type Cookies, TARGET, type TargetCarrier } from '../door.js';
+import { audit, evaluate, type Cookies, TARGET, type TargetCarrier } from '../door.js';
 import { normalizeTarget } from '../routing/normalize.js';
 import type { HeaderBag } from '../identity/headers.js';
 
@@ -173,7 +173,7 @@ async function forwardAuth(rt: Runtime, request: FastifyRequest, reply: FastifyR
   const headers = { ...h };
   rt.table.headers.strip(headers);
   const outcome = await evaluate(rt, { method, host, path: n.path, query: n.query, cookies: request.cookies as Cookies, headers });
-  if (outcome.kind !== 'no-route') rt.metrics.decisions.inc({ route: outcome.route.name, decision: outcome.kind === 'allow' ? 'allow' : outcome.kind === 'forbidden' ? 'deny' : 'unauthenticated' });
+  audit(rt, request, outcome);
   if (outcome.kind !== 'no-route' && outcome.setCookies.length) reply.header('set-cookie', outcome.setCookies);
   switch (outcome.kind) {
     case 'no-route':

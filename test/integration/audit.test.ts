@@ -38,3 +38,14 @@ test('auditLog: denials keeps only denials', async (t) => {
   await hit(`${s.url}/admin`, jar.header(s.url));
   assert.deepEqual(audits(s.logs).slice(before).map((l) => l.decision), ['deny']);
 });
+
+test('forward-auth decisions are audited too', async (t) => {
+  const s = await startStack(t, { edit: (raw) => { raw.logLevel = 'info'; raw.trustProxy = ['127.0.0.1']; } });
+  const { jar } = await loginViaHttp(`${s.url}/`, { user: 'bob', password: 'bob-password' });
+  const before = audits(s.logs).length;
+  const r = await request(`${s.url}/oauth2/auth`, { headers: { cookie: jar.header(s.url), 'x-forwarded-uri': '/admin', 'x-forwarded-host': '127.0.0.1' } });
+  await r.body.dump();
+  assert.equal(r.statusCode, 403);
+  const lines = audits(s.logs).slice(before);
+  assert.deepEqual(lines.map((l) => [l.route, l.decision, l.reason, l.sub]), [['admin', 'deny', 'claim-unauthorized', 'bob']]);
+});
