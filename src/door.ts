@@ -181,7 +181,7 @@ export async function proxyHandler(this: unknown, request: FastifyRequest, reply
       }
       return forward(request, reply, {
         routeName: route.name,
-        upstream: rt.upstreamBase(route),
+        upstream: route.upstream,
         path,
         query: target.query,
         timeoutMs: route.timeoutMs,
@@ -283,7 +283,7 @@ export async function handleUpgrade(rt: Runtime, req: IncomingMessage, socket: D
     headers.upgrade = req.headers.upgrade;
     const path = route.stripPrefix ? stripPrefix(n.path, route.match.path) : n.path;
     if (isSession(o.who)) rt.trackConnection(o.who, socket);
-    forwardUpgrade(req, socket, head, { upstream: rt.upstreamBase(route), pathAndQuery: path + n.query, headers, timeoutMs: route.timeoutMs }, (status, err) => {
+    forwardUpgrade(req, socket, head, { upstream: route.upstream, pathAndQuery: path + n.query, headers, timeoutMs: route.timeoutMs }, (status, err) => {
       rt.metrics.upstreamErrors.inc({ route: route.name, kind: status === 504 ? 'timeout' : 'unavailable' });
       rt.log.warn({ route: route.name, err: err instanceof Error ? err.message : String(err) }, 'websocket upstream failed');
       reject(status, 'upstream unavailable');

@@ -202,10 +202,6 @@ export class Runtime {
     return `${proto}://${this.hostOf(request) ?? this.publicHost}`;
   }
 
-  upstreamBase(route: RouteConfig): string {
-    return route.upstream;
-  }
-
   /** The identity headers of a route (from the table the route came from, even after a reload). */
   identityHeaders(route: RouteConfig, who: Principal, out: HeaderBag): void {
     (TABLE_OF_ROUTE.get(route) ?? this.table).headers.inject(route.name, who, out);
