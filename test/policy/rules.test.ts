@@ -22,6 +22,12 @@ interface Case {
   reason: ReasonId;
 }
 
+const STAFF_NOT_CONTRACTOR = `
+all:
+  - { claim: groups, contains: staff }
+  - not: { claim: groups, contains: contractor }
+`;
+
 const ADMIN_OR_STAFF = `
 any:
   - { claim: groups, contains: admin }
@@ -56,22 +62,14 @@ const cases: Case[] = [
   },
   {
     name: 'nested not inside all',
-    rule: `
-all:
-  - { claim: groups, contains: staff }
-  - not: { claim: groups, contains: contractor }
-`,
+    rule: STAFF_NOT_CONTRACTOR,
     claims: { groups: ['staff'] },
     allowed: true,
     reason: 'claim-authorized',
   },
   {
     name: 'nested not inside all denies the excluded group',
-    rule: `
-all:
-  - { claim: groups, contains: staff }
-  - not: { claim: groups, contains: contractor }
-`,
+    rule: STAFF_NOT_CONTRACTOR,
     claims: { groups: ['staff', 'contractor'] },
     allowed: false,
     reason: 'claim-unauthorized',
