@@ -6,7 +6,9 @@ import fastifyCookie from '@fastify/cookie';
 import { randomUUID } from 'node:crypto';
 import type { Config } from './config/index.js';
 import { Runtime, type RuntimeOptions } from './runtime.js';
-import { createMetrics, statusClass, type Metrics } from './metrics.js';
+import { createMetrics, responseObserver, type Metrics } from './metrics.js';
+import { createServer } from 'node:http';
+import { createFastPath, type FastPath } from './proxy/fast-path.js';
 import { asPortcullisError, errors, PortcullisError } from './errors.js';
 import { errorPage } from './pages.js';
 import { handleUpgrade, proxyHandler, rewriteUrl, wantsHtml, type RouteCarrier } from './door.js';
@@ -19,6 +21,8 @@ import { clientKey, createRateLimiter } from './ratelimit.js';
 
 export interface AppOptions extends RuntimeOptions {
   metrics?: Metrics;
+  /** false: every request takes the Fastify path (the reference behaviour; for comparison tests and bench). */
+  fastPath?: boolean;
   /** pino destination stream (tests capture logs to scan them for secrets). */
   logStream?: NodeJS.WritableStream;
 }
@@ -33,7 +37,19 @@ export const REDACT = [
 export async function buildApp(config: Config, opts: AppOptions = {}): Promise<{ app: FastifyInstance; runtime: Runtime }> {
   const metrics = opts.metrics ?? createMetrics();
   const peerTrusted = compilePeerTrust(config.trustProxy);
+  const observe = responseObserver(metrics);
+  // The hot path (src/proxy/fast-path.ts) sees each request first; whatever it declines goes to Fastify.
+  let fastPath: FastPath | undefined;
   const app = Fastify({
+    serverFactory: (handler) => {
+      const server = createServer((req, res) => {
+        if (!fastPath?.handle(req, res)) handler(req, res);
+      });
+      // What Fastify sets on servers it creates itself (headersTimeout stays Node's 60 s).
+      server.keepAliveTimeout = 72_000;
+      server.requestTimeout = 0;
+      return server;
+    },
     logger: {
       level: config.logLevel,
       redact: { paths: REDACT, censor: '[redacted]' },
@@ -77,17 +93,9 @@ export async function buildApp(config: Config, opts: AppOptions = {}): Promise<{
     return reply.send({ error: e.code, message: e.message, ...(signInUrl ? { signInUrl } : {}), requestId: request.id });
   });
 
-  // Label children are resolved once per (route, status class), not per request: the label sets are
-  // small and bounded, and prom-client's label hashing showed up in profiles.
-  const perLabel = new Map<string, { count: { inc(): void }; time: { observe(v: number): void } }>();
   app.addHook('onResponse', (request, reply, done) => {
     const route = (request as RouteCarrier).portcullisRoute ?? (request.url.startsWith('/oauth2/') ? 'portcullis' : 'none');
-    const status = statusClass(reply.statusCode);
-    const key = `${route}\0${status}`;
-    let m = perLabel.get(key);
-    if (!m) perLabel.set(key, (m = { count: metrics.requests.labels(route, status), time: metrics.duration.labels(route) }));
-    m.count.inc();
-    m.time.observe(reply.elapsedTime / 1000);
+    observe(route, reply.statusCode, reply.elapsedTime / 1000);
     done();
   });
 
@@ -122,6 +130,12 @@ export async function buildApp(config: Config, opts: AppOptions = {}): Promise<{
     socket.on('error', () => socket.destroy());
     void handleUpgrade(runtime, req, socket, head);
   });
+  if (opts.fastPath !== false) {
+    const fp = createFastPath(runtime, observe);
+    fastPath = fp;
+    app.addHook('preClose', async () => { fp.enabled = false; });
+    app.addHook('onClose', async () => fp.close());
+  }
   app.addHook('onClose', async () => runtime.close());
   runtime.idp.start();
   return { app, runtime };

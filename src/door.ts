@@ -120,7 +120,7 @@ export function wantsHtml(headers: HeaderBag): boolean {
 export function audit(rt: Runtime, req: FastifyRequest | undefined, o: Outcome): void {
   if (o.kind === 'no-route') return;
   const label = o.kind === 'allow' ? 'allow' : o.kind === 'forbidden' ? 'deny' : 'unauthenticated';
-  rt.metrics.decisions.inc({ route: o.route.name, decision: label });
+  rt.countDecision(o.route.name, label);
   if (o.kind === 'allow' ? rt.audit.allows : rt.audit.denials) {
     const c = o.kind === 'unauthenticated' ? undefined : o.who?.claims;
     (req?.log ?? rt.log).info({

@@ -21,9 +21,26 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
     transactionsRejected: new Counter({ name: 'portcullis_transaction_cookies_rejected_total', help: 'Callbacks whose transaction cookie was missing, foreign, expired or replayed.', labelNames: ['reason'] as const, registers: [registry] }),
     sessionsRevoked: new Counter({ name: 'portcullis_sessions_revoked_total', help: 'Sessions ended by sign-out or back-channel logout.', labelNames: ['via'] as const, registers: [registry] }),
     rateLimited: new Counter({ name: 'portcullis_rate_limited_total', help: 'Requests refused with 429 by the per-client-IP limit, by endpoint (start, callback).', labelNames: ['endpoint'] as const, registers: [registry] }),
+    fastPath: new Counter({ name: 'portcullis_fast_path_requests_total', help: 'Allowed requests forwarded by the hot path (cached session or public route) rather than the full Fastify path.', registers: [registry] }),
     idpReady: new Gauge({ name: 'portcullis_idp_ready', help: '1 when discovery and keys are loaded.', aggregator: 'min', registers: [registry] }), // workers: 1 only when every one is ready
   };
   return m;
+}
+
+/**
+ * Counts and times one answer. Label children are resolved once per (route, status class), not per
+ * request: the label sets are small and bounded, and prom-client's label hashing showed in profiles.
+ */
+export function responseObserver(m: Metrics): (route: string, status: number, seconds: number) => void {
+  const perLabel = new Map<string, { count: { inc(): void }; time: { observe(v: number): void } }>();
+  return (route, statusCode, seconds) => {
+    const status = statusClass(statusCode);
+    const key = `${route}\0${status}`;
+    let c = perLabel.get(key);
+    if (!c) perLabel.set(key, (c = { count: m.requests.labels(route, status), time: m.duration.labels(route) }));
+    c.count.inc();
+    c.time.observe(seconds);
+  };
 }
 
 /** `2xx`, `3xx`… — the status label stays bounded whatever the upstream answers. */

@@ -202,6 +202,18 @@ export class Runtime {
     return `${proto}://${this.hostOf(request) ?? this.publicHost}`;
   }
 
+  /** publicUrl's scheme (`https` / `http`), what upstreams are told when the peer is not a trusted proxy. */
+  get publicProtocol(): string { return this.publicProto; }
+
+  private readonly decisionCounters = new Map<string, { inc(): void }>();
+  /** portcullis_auth_decisions_total, with the label child resolved once per route and decision. */
+  countDecision(route: string, decision: 'allow' | 'deny' | 'unauthenticated'): void {
+    const key = `${route}\0${decision}`;
+    let c = this.decisionCounters.get(key);
+    if (!c) this.decisionCounters.set(key, (c = this.metrics.decisions.labels(route, decision)));
+    c.inc();
+  }
+
   /** The identity headers of a route (from the table the route came from, even after a reload). */
   identityHeaders(route: RouteConfig, who: Principal, out: HeaderBag): void {
     (TABLE_OF_ROUTE.get(route) ?? this.table).headers.inject(route.name, who, out);
@@ -253,17 +265,22 @@ export class Runtime {
    * and retries after 30 s.
    */
   refreshIfDue(s: ActiveSession, cookies: Record<string, string | undefined>): Promise<RefreshOutcome> | undefined {
-    if (!s.hasRefreshToken || s.tokenExpiresAt === undefined) return undefined;
-    const now = this.now();
-    if (now < s.tokenExpiresAt - REFRESH_MARGIN_MS) return undefined;
-    const retryAt = this.refreshRetryAt.get(s.sid);
-    if (retryAt !== undefined && now < retryAt) return undefined;
+    if (!this.isRefreshDue(s)) return undefined;
     let p = this.refreshing.get(s.sid);
     if (!p) {
       p = this.refresh(s, cookies).finally(() => this.refreshing.delete(s.sid));
       this.refreshing.set(s.sid, p);
     }
     return p;
+  }
+
+  /** Whether this session's tokens should be refreshed now (and no retry back-off is running). */
+  isRefreshDue(s: ActiveSession): boolean {
+    if (!s.hasRefreshToken || s.tokenExpiresAt === undefined) return false;
+    const now = this.now();
+    if (now < s.tokenExpiresAt - REFRESH_MARGIN_MS) return false;
+    const retryAt = this.refreshRetryAt.get(s.sid);
+    return retryAt === undefined || now >= retryAt;
   }
 
   private async refresh(s: ActiveSession, cookies: Record<string, string | undefined>): Promise<RefreshOutcome> {

@@ -24,6 +24,32 @@ export interface ForwardTarget {
   onEventStream?: () => void;
 }
 
+/** Headers that describe one hop only (RFC 9110 §7.6.1): never relayed, in either direction. */
+export const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'http2-settings'];
+const RESPONSE_DROPPED = new Set([...HOP_BY_HOP, 'host']);
+
+/** Whether a response header from the upstream stays on its own hop; `listed`: the names in its Connection header. */
+export function isHopByHopResponseHeader(lowerName: string, listed: readonly string[] | undefined): boolean {
+  return RESPONSE_DROPPED.has(lowerName) || (listed !== undefined && listed.includes(lowerName));
+}
+
+/** The names a Connection header lists, lower case. */
+export function connectionTokens(value: string | string[] | undefined): string[] | undefined {
+  if (value === undefined) return undefined;
+  return (Array.isArray(value) ? value.join(',') : value).toLowerCase().split(',').map((s) => s.trim()).filter(Boolean);
+}
+
+/**
+ * The upstream's response headers minus its hop-by-hop ones. reply-from strips these only for HTTP/2
+ * clients; over HTTP/1 it would relay e.g. the upstream's `Connection: close` or `Upgrade` to the client.
+ */
+function responseHeaders(headers: Record<string, string | string[] | undefined>): Record<string, string | string[] | undefined> {
+  const listed = connectionTokens(headers.connection);
+  const out: Record<string, string | string[] | undefined> = {};
+  for (const k in headers) if (!isHopByHopResponseHeader(k, listed)) out[k] = headers[k];
+  return out;
+}
+
 /** Registers reply-from on the proxy's encapsulated context. */
 export async function registerForwarding(app: FastifyInstance): Promise<void> {
   await app.register(replyFrom, {
@@ -52,6 +78,7 @@ export function forward(request: FastifyRequest, reply: FastifyReply, t: Forward
     },
     // Never retry: a 503 from the upstream is the upstream's answer, and replays are not ours to make.
     retryDelay: () => null,
+    rewriteHeaders: (headers) => responseHeaders(headers as Record<string, string | string[] | undefined>) as typeof headers,
     rewriteRequestHeaders: (_req, headers) => {
       t.rewriteHeaders(headers as HeaderBag);
       return headers;

@@ -113,6 +113,22 @@ export class SessionManager {
     return { kind: 'valid', session: s };
   }
 
+  /**
+   * The hot path's synchronous look: a cached, still-valid session, or undefined whenever anything
+   * else would have to happen (cache miss, expiry, revocation) — the caller then takes the full path.
+   */
+  peek(cookies: Record<string, string | undefined>): ActiveSession | undefined {
+    const value = this.cookieValue(cookies);
+    if (value === undefined) return undefined;
+    const s = this.cache?.get(cacheKey(value));
+    if (!s) return undefined;
+    const now = this.now();
+    if (now - s.createdAt > this.timings.absoluteTimeoutMs || now - s.seenAt > this.timings.idleTimeoutMs || this.isRevoked(s)) return undefined;
+    this.onCache(true);
+    s.seenAt = now;
+    return s;
+  }
+
   private drop(key: string, reason: 'idle' | 'absolute' | 'revoked'): SessionLookup {
     this.cache?.delete(key);
     return { kind: 'expired', reason };

@@ -21,6 +21,8 @@ export interface StackOptions {
   /** Reuse an IdP (e.g. a second proxy against the same IdP). */
   existingIdp?: TestIdp;
   now?: () => number;
+  /** false: no hot path, every request through Fastify (the reference behaviour). */
+  fastPath?: boolean;
 }
 
 export interface Stack {
@@ -70,7 +72,7 @@ export async function startStack(t: CleanupScope, opts: StackOptions = {}): Prom
   if (!r.ok) throw new Error(`test config invalid:\n${formatIssues(r.issues)}`);
   const logs: string[] = [];
   const logStream = new Writable({ write(chunk, _enc, cb) { logs.push(...String(chunk).split('\n').filter(Boolean)); cb(); } });
-  const server = await startServer(r.config, { logStream, now: opts.now });
+  const server = await startServer(r.config, { logStream, now: opts.now, fastPath: opts.fastPath });
   t.after(() => server.close());
   await server.runtime.idp.waitReady(10_000);
   return { idp, upstream, server, config: r.config, url, logs };

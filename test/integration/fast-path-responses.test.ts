@@ -1,0 +1,139 @@
+// The hot path (src/proxy/fast-path.ts) answers the client exactly as the full Fastify path does:
+// the same status, the same headers (hop-by-hop ones and those named in Connection dropped, repeated
+// Set-Cookie kept), the same body — for odd upstream answers too: 204, HEAD, 1xx, chunked, large
+// bodies under backpressure, a reset, a timeout, a client that goes away.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
+import { connect } from 'node:net';
+import { once } from 'node:events';
+import { Client } from 'undici';
+import { startStack, type Stack } from '../helpers/stack.js';
+import { listenOn } from '../../src/devidp/net.js';
+
+const BIG = Buffer.alloc(4 * 1024 * 1024, 'x');
+
+/** An upstream that answers in the awkward ways real apps do. */
+async function oddUpstream(t: { after(fn: () => unknown): void }): Promise<{ url: string; server: Server; hung: () => number; aborted: () => number }> {
+  let aborted = 0;
+  let hung = 0;
+  const server = createServer((req, res) => {
+    const path = (req.url ?? '/').replace(/^\/public/, '').split('?')[0];
+    req.resume();
+    switch (path) {
+      case '/hop':
+        res.writeHead(200, [
+          'Content-Type', 'text/plain', 'Connection', 'x-secret, keep-alive', 'X-Secret', 'hidden', 'Keep-Alive', 'timeout=5',
+          'Set-Cookie', 'a=1; Path=/', 'Set-Cookie', 'b=2; Path=/', 'X-Multi', 'one', 'X-Multi', 'two', 'Content-Length', '2',
+          'Proxy-Connection', 'close', 'Http2-Settings', 'x', 'Upgrade', 'h2c',
+        ]);
+        res.end('ok');
+        return;
+      case '/chunked':
+        res.writeHead(201, { 'content-type': 'text/plain' });
+        res.write('part one, ');
+        setTimeout(() => res.end('part two'), 20);
+        return;
+      case '/empty':
+        res.writeHead(204, { 'x-empty': 'yes' });
+        res.end();
+        return;
+      case '/early-hints':
+        res.writeEarlyHints({ link: '</style.css>; rel=preload; as=style' });
+        res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '5' });
+        res.end('hints');
+        return;
+      case '/big':
+        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(BIG.length) });
+        res.end(BIG);
+        return;
+      case '/reset':
+        req.socket.destroy();
+        return;
+      case '/hang':
+        hung += 1;
+        res.on('close', () => { if (!res.writableFinished) aborted += 1; });
+        return;
+      default:
+        res.writeHead(404, { 'content-type': 'text/plain' });
+        res.end('no such thing');
+    }
+  });
+  await listenOn(server, '127.0.0.1', 0);
+  t.after(() => { server.closeAllConnections(); server.close(); });
+  const { port } = server.address() as { port: number };
+  return { url: `http://127.0.0.1:${port}`, server, hung: () => hung, aborted: () => aborted };
+}
+
+async function ask(url: string, path: string, method = 'GET', headers: Record<string, string> = {}) {
+  const c = new Client(url);
+  try {
+    const r = await c.request({ path, method: method as 'GET', headers });
+    const body = Buffer.from(await r.body.arrayBuffer());
+    const h = { ...r.headers };
+    delete h.date;
+    return { status: r.statusCode, headers: h, body };
+  } finally {
+    await c.close();
+  }
+}
+
+async function served(s: Stack): Promise<number> {
+  return (await s.server.runtime.metrics.fastPath.get()).values[0]?.value ?? 0;
+}
+
+test('fast path and full path answer the client identically', async (t) => {
+  const up = await oddUpstream(t);
+  const routes = [{ name: 'public', match: { path: '/public' }, upstream: up.url, auth: 'public', timeout: '1s' }, { name: 'app', match: { path: '/' }, upstream: '{upstream}' }];
+  const fast = await startStack(t, { routes });
+  const full = await startStack(t, { routes, existingIdp: fast.idp, fastPath: false });
+  const cases: Array<[string, string]> = [
+    ['GET', '/public/hop'], ['GET', '/public/chunked'], ['GET', '/public/empty'], ['HEAD', '/public/hop'],
+    ['GET', '/public/early-hints'], ['GET', '/public/big'], ['GET', '/public/missing'],
+    ['GET', '/public/reset'], ['GET', '/public/hang'],
+  ];
+  const before = await served(fast);
+  for (const [method, path] of cases) {
+    const a = await ask(fast.url, path, method, { accept: 'application/json' });
+    const b = await ask(full.url, path, method, { accept: 'application/json' });
+    const label = `${method} ${path}`;
+    assert.equal(a.status, b.status, label);
+    if (a.status >= 500) {
+      // Error bodies carry each request's own id; the rest must match.
+      const ja = JSON.parse(a.body.toString()), jb = JSON.parse(b.body.toString());
+      assert.ok(ja.requestId && jb.requestId, label);
+      delete ja.requestId; delete jb.requestId;
+      assert.deepEqual(ja, jb, label);
+      assert.equal(a.headers['content-type'], b.headers['content-type'], label);
+      assert.equal(a.headers['cache-control'], 'no-store', label);
+      continue;
+    }
+    assert.deepEqual(a.headers, b.headers, label);
+    assert.ok(a.body.equals(b.body), `${label}: bodies differ (${a.body.length} vs ${b.body.length} bytes)`);
+  }
+  assert.equal((await served(fast)) - before, cases.length, 'every case took the fast path on the first stack');
+
+  const hop = await ask(fast.url, '/public/hop');
+  assert.equal(hop.headers['x-secret'], undefined, 'a header named in Connection is hop-by-hop');
+  for (const h of ['proxy-connection', 'http2-settings', 'upgrade']) assert.equal(hop.headers[h], undefined, h);
+  assert.notEqual(hop.headers['keep-alive'], 'timeout=5', "the upstream's Keep-Alive is its own hop's");
+  assert.deepEqual(hop.headers['set-cookie'], ['a=1; Path=/', 'b=2; Path=/'], 'repeated Set-Cookie kept apart');
+  assert.deepEqual(hop.headers['x-multi'], ['one', 'two'], 'repeated header lines kept');
+  assert.equal((await ask(fast.url, '/public/big')).body.length, BIG.length);
+});
+
+test('fast path: a client that goes away aborts the upstream request', async (t) => {
+  const up = await oddUpstream(t);
+  const s = await startStack(t, { routes: [{ name: 'public', match: { path: '/public' }, upstream: up.url, auth: 'public', timeout: '30s' }, { name: 'app', match: { path: '/' }, upstream: '{upstream}' }] });
+  const port = Number(new URL(s.url).port);
+  const sock = connect(port, '127.0.0.1');
+  await once(sock, 'connect');
+  sock.write('GET /public/hang HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+  // Wait until the upstream has the request, then hang up.
+  const deadline = Date.now() + 5000;
+  while (up.hung() === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  await new Promise((r) => setTimeout(r, 100));
+  sock.destroy();
+  while (up.aborted() === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  assert.equal(up.aborted(), 1, 'the upstream saw its request aborted');
+});

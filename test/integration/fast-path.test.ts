@@ -1,0 +1,55 @@
+// The hot path (src/proxy/fast-path.ts) must be indistinguishable from the full Fastify path: the
+// same requests, sent to a stack with it and to one without, reach the upstream identically.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Client } from 'undici';
+import { startStack } from '../helpers/stack.js';
+import { loginViaHttp } from '../helpers/browserless-login.js';
+
+const VOLATILE = new Set(['x-request-id', 'host', 'x-forwarded-host', 'connection']);
+
+async function send(url: string, path: string, method: string, headers: Record<string, string>, body?: string) {
+  const c = new Client(url);
+  try {
+    const r = await c.request({ path, method: method as 'GET', headers, body });
+    const text = await r.body.text();
+    return { status: r.statusCode, headers: r.headers, text };
+  } finally {
+    await c.close();
+  }
+}
+
+test('fast path and full path send the upstream the same request', async (t) => {
+  const fast = await startStack(t);
+  const full = await startStack(t, { existingIdp: fast.idp, fastPath: false });
+  const cases: Array<{ path: string; method: string; headers: Record<string, string>; body?: string; signedIn: boolean }> = [
+    { path: '/app/x?q=%zz&a=../b', method: 'GET', headers: { accept: 'application/json', 'x-forwarded-user': 'admin', X_Forwarded_Email: 'evil@x', connection: 'x-forwarded-groups', 'x-original-url': '/admin' }, signedIn: true },
+    { path: '/public/%61sset.css', method: 'GET', headers: { 'x-forwarded-groups': 'admin', cookie: 'other=1; portcullis_txn_abc=zzz' }, signedIn: false },
+    { path: '/app/form', method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-webauth-user': 'root' }, body: 'a=1&b=2', signedIn: true },
+    { path: '//app//y/./z', method: 'DELETE', headers: {}, signedIn: true },
+  ];
+  const alice = { user: 'alice', password: 'alice-password' };
+  const jarFast = (await loginViaHttp(`${fast.url}/`, alice)).jar;
+  const jarFull = (await loginViaHttp(`${full.url}/`, alice)).jar;
+  // Warm both session caches (the first request of a session always takes the full path).
+  await send(fast.url, '/warm', 'GET', { cookie: jarFast.header(fast.url) });
+  await send(full.url, '/warm', 'GET', { cookie: jarFull.header(full.url) });
+  const served = async () => (await fast.server.runtime.metrics.fastPath.get()).values[0]?.value ?? 0;
+  const before = await served();
+  for (const c of cases) {
+    const hFast = { ...c.headers, ...(c.signedIn ? { cookie: [c.headers.cookie, jarFast.header(fast.url)].filter(Boolean).join('; ') } : {}) };
+    const hFull = { ...c.headers, ...(c.signedIn ? { cookie: [c.headers.cookie, jarFull.header(full.url)].filter(Boolean).join('; ') } : {}) };
+    const a = await send(fast.url, c.path, c.method, hFast, c.body);
+    const b = await send(full.url, c.path, c.method, hFull, c.body);
+    assert.equal(a.status, b.status, c.path);
+    const ua = fast.upstream.requests.at(-1)!;
+    const ub = full.upstream.requests.at(-1)!;
+    assert.equal(ua.method, ub.method, c.path);
+    assert.equal(ua.url, ub.url, c.path);
+    // The two sign-ins left different IdP cookies (op_*) in the jars; everything else must match.
+    const norm = (h: Record<string, unknown>) => Object.fromEntries(Object.entries(h).filter(([k]) => !VOLATILE.has(k))
+      .map(([k, v]) => [k, k === 'cookie' ? String(v).split('; ').filter((p) => !p.startsWith('op_')).join('; ') : v]).sort());
+    assert.deepEqual(norm(ua.headers), norm(ub.headers), c.path);
+  }
+  assert.equal((await served()) - before, cases.length, 'every case took the fast path on the first stack');
+});
