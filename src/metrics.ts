@@ -9,9 +9,9 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
   if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'portcullis_' });
   const m = {
     registry,
-    requests: new Counter({ name: 'portcullis_http_requests_total', help: 'Requests answered, by route name and status class.', labelNames: ['route', 'status'] as const, registers: [registry] }),
+    requests: tallyCounter({ name: 'portcullis_http_requests_total', help: 'Requests answered, by route name and status class.', labelNames: ['route', 'status'] as const, registers: [registry] }),
     duration: new Histogram({ name: 'portcullis_http_request_duration_seconds', help: 'Time to answer a request, by route name.', labelNames: ['route'] as const, buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [registry] }),
-    decisions: new Counter({ name: 'portcullis_auth_decisions_total', help: 'Authorization decisions: allow, deny, unauthenticated.', labelNames: ['route', 'decision'] as const, registers: [registry] }),
+    decisions: tallyCounter({ name: 'portcullis_auth_decisions_total', help: 'Authorization decisions: allow, deny, unauthenticated.', labelNames: ['route', 'decision'] as const, registers: [registry] }),
     logins: new Counter({ name: 'portcullis_logins_total', help: 'Completed sign-in callbacks by result (success or an error code).', labelNames: ['result'] as const, registers: [registry] }),
     refresh: new Counter({ name: 'portcullis_session_refresh_total', help: 'Token refreshes by result.', labelNames: ['result'] as const, registers: [registry] }),
     cacheHits: new Counter({ name: 'portcullis_session_cache_hits_total', help: 'Session lookups answered from the in-memory cache.', registers: [registry] }),
@@ -21,10 +21,45 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
     transactionsRejected: new Counter({ name: 'portcullis_transaction_cookies_rejected_total', help: 'Callbacks whose transaction cookie was missing, foreign, expired or replayed.', labelNames: ['reason'] as const, registers: [registry] }),
     sessionsRevoked: new Counter({ name: 'portcullis_sessions_revoked_total', help: 'Sessions ended by sign-out or back-channel logout.', labelNames: ['via'] as const, registers: [registry] }),
     rateLimited: new Counter({ name: 'portcullis_rate_limited_total', help: 'Requests refused with 429 by the per-client-IP limit, by endpoint (start, callback).', labelNames: ['endpoint'] as const, registers: [registry] }),
-    fastPath: new Counter({ name: 'portcullis_fast_path_requests_total', help: 'Allowed requests forwarded by the hot path (cached session or public route) rather than the full Fastify path.', registers: [registry] }),
+    fastPath: tallyCounter({ name: 'portcullis_fast_path_requests_total', help: 'Allowed requests forwarded by the hot path (cached session or public route) rather than the full Fastify path.', labelNames: [] as const, registers: [registry] }),
     idpReady: new Gauge({ name: 'portcullis_idp_ready', help: '1 when discovery and keys are loaded.', aggregator: 'min', registers: [registry] }), // workers: 1 only when every one is ready
   };
   return m;
+}
+
+/** A running count for one label set; `n` is added to the counter at the next collection. */
+export interface Tally { readonly labels: Record<string, string>; n: number }
+
+/**
+ * A Counter for per-request counts: the hot path adds to a plain number per label set (no label
+ * hashing or validation per request, which showed in profiles) and prom-client gets the sums when it
+ * collects — at every scrape and every get(), so readers never see a stale value.
+ */
+function tallyCounter<L extends string>(cfg: { name: string; help: string; labelNames: readonly L[]; registers: Registry[] }) {
+  const tallies = new Map<string, Tally>();
+  const counter: Counter<L> = new Counter<L>({
+    ...cfg,
+    collect() {
+      for (const t of tallies.values()) {
+        if (t.n === 0) continue;
+        const n = t.n;
+        t.n = 0;
+        counter.inc(t.labels as Partial<Record<L, string>>, n);
+      }
+    },
+  });
+  /** The tally for these label values (in labelNames order); resolved once per label set. */
+  const tally = (...values: string[]): Tally => {
+    const key = values.join('\0');
+    let t = tallies.get(key);
+    if (!t) {
+      const labels: Record<string, string> = {};
+      cfg.labelNames.forEach((name, i) => { labels[name] = values[i] ?? ''; });
+      tallies.set(key, (t = { labels, n: 0 }));
+    }
+    return t;
+  };
+  return Object.assign(counter, { tally });
 }
 
 /**
@@ -32,13 +67,13 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
  * request: the label sets are small and bounded, and prom-client's label hashing showed in profiles.
  */
 export function responseObserver(m: Metrics): (route: string, status: number, seconds: number) => void {
-  const perLabel = new Map<string, { count: { inc(): void }; time: { observe(v: number): void } }>();
+  const perLabel = new Map<string, { count: Tally; time: { observe(v: number): void } }>();
   return (route, statusCode, seconds) => {
     const status = statusClass(statusCode);
     const key = `${route}\0${status}`;
     let c = perLabel.get(key);
-    if (!c) perLabel.set(key, (c = { count: m.requests.labels(route, status), time: m.duration.labels(route) }));
-    c.count.inc();
+    if (!c) perLabel.set(key, (c = { count: m.requests.tally(route, status), time: m.duration.labels(route) }));
+    c.count.n += 1;
     c.time.observe(seconds);
   };
 }

@@ -205,13 +205,9 @@ export class Runtime {
   /** publicUrl's scheme (`https` / `http`), what upstreams are told when the peer is not a trusted proxy. */
   get publicProtocol(): string { return this.publicProto; }
 
-  private readonly decisionCounters = new Map<string, { inc(): void }>();
-  /** portcullis_auth_decisions_total, with the label child resolved once per route and decision. */
+  /** portcullis_auth_decisions_total (a tally: no label hashing per request). */
   countDecision(route: string, decision: 'allow' | 'deny' | 'unauthenticated'): void {
-    const key = `${route}\0${decision}`;
-    let c = this.decisionCounters.get(key);
-    if (!c) this.decisionCounters.set(key, (c = this.metrics.decisions.labels(route, decision)));
-    c.inc();
+    this.metrics.decisions.tally(route, decision).n += 1;
   }
 
   /** The identity headers of a route (from the table the route came from, even after a reload). */

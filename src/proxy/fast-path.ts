@@ -59,6 +59,7 @@ export function createFastPath(rt: Runtime, observe: ResponseObserver): FastPath
     return u;
   };
   const cookieBase = rt.config.session.cookieName;
+  const served = rt.metrics.fastPath.tally();
 
   const fast: FastPath = {
     enabled: true,
@@ -95,7 +96,7 @@ export function createFastPath(rt: Runtime, observe: ResponseObserver): FastPath
 
       // From here on the request is ours.
       const started = performance.now();
-      rt.metrics.fastPath.inc();
+      served.n += 1;
       const id = requestId(rt, req);
       rt.countDecision(route.name, 'allow');
       if (rt.audit.allows) {
@@ -193,7 +194,8 @@ class Relay {
     for (let i = 0; i < raw.length; i += 2) {
       const lower = raw[i]!.toString('latin1').toLowerCase();
       const value = raw[i + 1]!.toString('latin1');
-      if (lower === 'connection') listed = [...(listed ?? []), ...connectionTokens(value)!];
+      // `Connection: keep-alive` / `close` (nearly every response) name no header to drop beyond the fixed list.
+      if (lower === 'connection' && value !== 'keep-alive' && value !== 'close') listed = [...(listed ?? []), ...connectionTokens(value)!];
       if (lower === 'content-type' && value.startsWith('text/event-stream')) eventStream = true;
       out.push(lower, value);
     }
