@@ -140,12 +140,14 @@ export class Runtime {
     this.onSessionsRevoked = opts.onSessionsRevoked;
     this.table = this.compileRoutes(config.routes);
     const store = opts.store ?? (config.session.store === 'redis' ? this.redis! : new CookieStore(codec, cookies.session));
+    const hits = metrics.cacheHits.tally();
+    const misses = metrics.cacheMisses.tally();
     this.sessions = new SessionManager(cookies, store, {
       idleTimeoutMs: config.session.idleTimeoutMs,
       absoluteTimeoutMs: config.session.absoluteTimeoutMs,
       cacheMaxEntries: config.session.cacheMaxEntries,
       keepAccessToken: config.routes.some((r) => r.passAccessToken || r.passAuthorization),
-    }, now, (s) => this.revocations.isRevoked(s), (hit) => (hit ? metrics.cacheHits : metrics.cacheMisses).inc());
+    }, now, (s) => this.revocations.isRevoked(s), (hit) => { (hit ? hits : misses).n += 1; });
     this.txns = new TransactionCookies(codec, cookies, now);
     this.idp = new IdentityProvider({
       ...config.oidc,
