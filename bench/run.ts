@@ -44,7 +44,7 @@ const USAGE = `usage: npm run bench -- [options]
   --no-build          skip "npm run build" (dist/ must be current)
   --json-out FILE     default bench/results/latest.json
   --keep-logs         keep the run directory (configs, server logs) even on success
-  --node-args ARGS    extra Node.js flags for Portcullis (workers inherit them), e.g. "--max-semi-space-size=32"
+  --node-args=ARGS    extra Node.js flags for Portcullis (workers inherit them), e.g. --node-args=--max-semi-space-size=32
   --cpu-prof          run Portcullis with --cpu-prof; profiles land in the (kept) run directory,
                       summarise them with: node --import tsx bench/profile-summary.ts FILE.cpuprofile`;
 
