@@ -94,42 +94,62 @@ export function closedLoop(spec: LoadSpec, opts: { connections: number; seconds:
  * Open loop: requests are started on a fixed schedule whatever the answers do, over a keep-alive pool
  * of `connections`. Latency runs from the moment a request is handed to the pool to the end of its body.
  */
-export async function fixedRate(spec: LoadSpec, opts: { rate: number; seconds: number; connections: number }): Promise<LoadResult> {
-  const url = new URL(spec.url);
-  const pool = new Pool(url.origin, { connections: opts.connections, pipelining: 1, keepAliveTimeout: 30_000 });
-  const samples = new Samples();
-  const codes: Record<string, number> = {};
-  let errors = 0;
+export async function fixedRate(spec: LoadSpec, opts: { rate: number; seconds: number; connections: number }, shadow?: LoadSpec): Promise<LoadResult & { shadow?: LoadResult }> {
+  const target = (s: LoadSpec) => {
+    const url = new URL(s.url);
+    return {
+      spec: s,
+      pool: new Pool(url.origin, { connections: opts.connections, pipelining: 1, keepAliveTimeout: 30_000 }),
+      path: url.pathname + url.search,
+      samples: new Samples(),
+      codes: {} as Record<string, number>,
+      errors: 0,
+    };
+  };
+  const main = target(spec);
+  // With a shadow, every request to `spec` has a twin to `shadow` half an interval later: both see the
+  // same moments of the (shared, noisy) machine, so their difference is what `spec` adds.
+  const twin = shadow ? target(shadow) : undefined;
   const total = Math.round(opts.rate * opts.seconds);
   const intervalNs = 1e9 / opts.rate;
-  const path = url.pathname + url.search;
   const inFlight = new Set<Promise<void>>();
   const start = process.hrtime.bigint();
   let sent = 0;
 
-  const fire = () => {
+  const fire = (t: ReturnType<typeof target>) => {
     const t0 = process.hrtime.bigint();
-    const p = pool.request({ path, method: 'GET', headers: spec.headers, headersTimeout: 10_000, bodyTimeout: 10_000 })
+    const p = t.pool.request({ path: t.path, method: 'GET', headers: t.spec.headers, headersTimeout: 10_000, bodyTimeout: 10_000 })
       .then(async (res) => {
         await res.body.dump();
-        samples.push(Number(process.hrtime.bigint() - t0) / 1e6);
-        codes[res.statusCode] = (codes[res.statusCode] ?? 0) + 1;
-      }, () => { errors += 1; })
+        t.samples.push(Number(process.hrtime.bigint() - t0) / 1e6);
+        t.codes[res.statusCode] = (t.codes[res.statusCode] ?? 0) + 1;
+      }, () => { t.errors += 1; })
       .finally(() => inFlight.delete(p));
     inFlight.add(p);
   };
 
   await new Promise<void>((resolve) => {
+    let twinsSent = 0;
     const tick = () => {
-      const due = Math.min(total, Math.floor(Number(process.hrtime.bigint() - start) / intervalNs) + 1);
-      while (sent < due) { fire(); sent += 1; }
-      if (sent >= total) resolve();
-      else setTimeout(tick, Math.max(0, (sent * intervalNs - Number(process.hrtime.bigint() - start)) / 1e6));
+      const elapsed = Number(process.hrtime.bigint() - start);
+      const due = Math.min(total, Math.floor(elapsed / intervalNs) + 1);
+      while (sent < due) { fire(main); sent += 1; }
+      if (twin) {
+        const twinsDue = Math.min(total, Math.floor(elapsed / intervalNs + 0.5));
+        while (twinsSent < twinsDue) { fire(twin); twinsSent += 1; }
+      }
+      if (sent >= total && (!twin || twinsSent >= total)) resolve();
+      else {
+        const next = twin ? Math.min(sent * intervalNs, (twinsSent + 0.5) * intervalNs) : sent * intervalNs;
+        setTimeout(tick, Math.max(0, (next - Number(process.hrtime.bigint() - start)) / 1e6));
+      }
     };
     tick();
   });
   await Promise.race([Promise.allSettled([...inFlight]), new Promise((r) => setTimeout(r, 10_000))]);
   const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-  await pool.destroy();
-  return summarise(samples, codes, seconds, errors, spec);
+  await Promise.all([main.pool.destroy(), twin?.pool.destroy()]);
+  const result: LoadResult & { shadow?: LoadResult } = summarise(main.samples, main.codes, seconds, main.errors, spec);
+  if (twin) result.shadow = summarise(twin.samples, twin.codes, seconds, twin.errors, twin.spec);
+  return result;
 }
