@@ -21,7 +21,7 @@ import { TransactionCookies } from './signin/transactions.js';
 import { IdentityProvider, randomSignInChecks } from './signin/idp.js';
 import { errors } from './errors.js';
 import type { RedirectPolicy } from './signin/redirects.js';
-import type { Metrics } from './metrics.js';
+import type { Metrics, Tally } from './metrics.js';
 import { compilePeerTrust, type PeerTrust } from './routing/trust.js';
 
 export interface RouteTable {
@@ -207,9 +207,15 @@ export class Runtime {
   /** publicUrl's scheme (`https` / `http`), what upstreams are told when the peer is not a trusted proxy. */
   get publicProtocol(): string { return this.publicProto; }
 
-  /** portcullis_auth_decisions_total (a tally: no label hashing per request). */
+  private readonly decisionTallies = new Map<string, Record<'allow' | 'deny' | 'unauthenticated', Tally>>();
+  /** portcullis_auth_decisions_total (tallies resolved once per route: no label work per request). */
   countDecision(route: string, decision: 'allow' | 'deny' | 'unauthenticated'): void {
-    this.metrics.decisions.tally(route, decision).n += 1;
+    let t = this.decisionTallies.get(route);
+    if (!t) {
+      const d = this.metrics.decisions;
+      this.decisionTallies.set(route, (t = { allow: d.tally(route, 'allow'), deny: d.tally(route, 'deny'), unauthenticated: d.tally(route, 'unauthenticated') }));
+    }
+    t[decision].n += 1;
   }
 
   /** The identity headers of a route (from the table the route came from, even after a reload). */

@@ -25,6 +25,8 @@ import { errorPage } from '../pages.js';
 import { HOP_BY_HOP, connectionTokens, isHopByHopResponseHeader } from './forward.js';
 
 
+const REQUEST_DROPPED = new Set(HOP_BY_HOP);
+
 export type ResponseObserver = (route: string, status: number, seconds: number) => void;
 
 export interface FastPath {
@@ -103,10 +105,12 @@ export function createFastPath(rt: Runtime, observe: ResponseObserver): FastPath
         rt.log.info({ reqId: id, audit: true, route: route.name, decision: 'allow', reason: decision.reasons.join(','), sub: session?.claims.sub, email: session?.claims.email, ip: req.socket.remoteAddress }, 'auth decision allow');
       }
       // Identity headers a client sent are removed (by rewriteUpstreamHeaders) before the upstream sees anything.
-      const headers: HeaderBag = { ...req.headers };
-      const conn = headers.connection;
-      if (typeof conn === 'string') for (const token of conn.split(',')) delete headers[token.trim().toLowerCase()];
-      for (const h of HOP_BY_HOP) delete headers[h];
+      // One pass: the client's headers minus hop-by-hop ones and those its Connection header names.
+      const conn = req.headers.connection;
+      const listed = conn === undefined || conn === 'keep-alive' || conn === 'close' ? undefined : connectionTokens(conn);
+      const headers: HeaderBag = {};
+      const sent = req.headers;
+      for (const k in sent) if (!REQUEST_DROPPED.has(k) && (listed === undefined || !listed.includes(k))) headers[k] = sent[k];
       const trusted = rt.peerTrusted(req.socket.remoteAddress);
       const xfProto = headers['x-forwarded-proto'];
       // The few request fields rewriteUpstreamHeaders reads, as the full path's FastifyRequest has them.
