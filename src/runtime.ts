@@ -190,12 +190,22 @@ export class Runtime {
     return this.peerTrusted(request.socket.remoteAddress) ? request.host : request.headers.host;
   }
 
+  /**
+   * hostOf for a raw request (WebSocket upgrades, the hot path). Like Fastify's `request.host`, the
+   * LAST X-Forwarded-Host entry counts: it is the one the trusted proxy in front of us wrote; earlier
+   * entries come from further out, ultimately from the client.
+   */
   hostOfRaw(req: IncomingMessage): string | undefined {
     if (this.peerTrusted(req.socket.remoteAddress)) {
-      const xf = req.headers['x-forwarded-host'];
-      if (typeof xf === 'string' && xf) return xf.split(',')[0]!.trim();
+      const xf = lastEntry(req.headers['x-forwarded-host']);
+      if (xf) return xf;
     }
     return req.headers.host;
+  }
+
+  /** The scheme for a raw request: the last X-Forwarded-Proto entry from a trusted peer, else publicUrl's. */
+  protocolOfRaw(req: IncomingMessage): string {
+    return (this.peerTrusted(req.socket.remoteAddress) && lastEntry(req.headers['x-forwarded-proto'])) || this.publicProto;
   }
 
   /** scheme://host of the request as the browser sees it. */
@@ -203,9 +213,6 @@ export class Runtime {
     const proto = this.peerTrusted(request.socket.remoteAddress) ? request.protocol : this.publicProto;
     return `${proto}://${this.hostOf(request) ?? this.publicHost}`;
   }
-
-  /** publicUrl's scheme (`https` / `http`), what upstreams are told when the peer is not a trusted proxy. */
-  get publicProtocol(): string { return this.publicProto; }
 
   private readonly decisionTallies = new Map<string, Record<'allow' | 'deny' | 'unauthenticated', Tally>>();
   /** portcullis_auth_decisions_total (tallies resolved once per route: no label work per request). */
@@ -417,4 +424,10 @@ export class Runtime {
     // Cookie sessions with a Redis URL: the client only served revocations; the store did not own it.
     if (this.redis && this.sessions.storeKind !== 'redis') await this.redis.close();
   }
+}
+
+/** The last entry of a comma-separated forwarding header ('' when there is none). */
+function lastEntry(v: string | string[] | undefined): string {
+  const s = Array.isArray(v) ? v.at(-1) : v;
+  return s ? s.slice(s.lastIndexOf(',') + 1).trim() : '';
 }

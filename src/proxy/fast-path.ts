@@ -111,16 +111,8 @@ export function createFastPath(rt: Runtime, observe: ResponseObserver): FastPath
       const headers: HeaderBag = {};
       const sent = req.headers;
       for (const k in sent) if (!REQUEST_DROPPED.has(k) && (listed === undefined || !listed.includes(k))) headers[k] = sent[k];
-      const trusted = rt.peerTrusted(req.socket.remoteAddress);
-      const xfProto = headers['x-forwarded-proto'];
       // The few request fields rewriteUpstreamHeaders reads, as the full path's FastifyRequest has them.
-      const from = {
-        socket: req.socket,
-        headers: req.headers,
-        host,
-        id,
-        protocol: trusted && typeof xfProto === 'string' && xfProto ? xfProto.split(',')[0]!.trim() : rt.publicProtocol,
-      } as unknown as FastifyRequest;
+      const from = { socket: req.socket, headers: req.headers, host, id, protocol: rt.protocolOfRaw(req) } as unknown as FastifyRequest;
       rt.rewriteUpstreamHeaders(route, session, headers, from);
       const up = upstreamOf(route.upstream);
       headers.host = up.host;

@@ -53,3 +53,25 @@ test('fast path and full path send the upstream the same request', async (t) => 
   }
   assert.equal((await served()) - before, cases.length, 'every case took the fast path on the first stack');
 });
+
+test('behind a trusted proxy both paths believe only the last X-Forwarded-Host / -Proto entry (the one that proxy wrote)', async (t) => {
+  const routes = [
+    { name: 'internal', match: { host: '127.0.0.1', path: '/' }, upstream: '{upstream}', auth: 'public' },
+    { name: 'app', match: { path: '/' }, upstream: '{upstream}' },
+  ];
+  const trust = (raw: Record<string, unknown>) => { raw.trustProxy = true; };
+  const fast = await startStack(t, { routes, edit: trust });
+  const full = await startStack(t, { routes, edit: trust, existingIdp: fast.idp, fastPath: false });
+  for (const s of [fast, full]) {
+    const label = s === fast ? 'fast path' : 'full path';
+    // A client-written entry first, the proxy's own last: the client must not pick the host-routed public route.
+    const spoofed = await send(s.url, '/x', 'GET', { accept: 'application/json', 'x-forwarded-host': '127.0.0.1, app.example' });
+    assert.equal(spoofed.status, 401, `${label}: routed by the proxy's entry, not the client's`);
+    const real = await send(s.url, '/x', 'GET', { accept: 'application/json', 'x-forwarded-host': 'app.example, 127.0.0.1', 'x-forwarded-proto': 'http, https', 'x-forwarded-for': '6.6.6.6' });
+    assert.equal(real.status, 200, label);
+    const seen = s.upstream.requests.at(-1)!;
+    assert.equal(seen.headers['x-forwarded-host'], '127.0.0.1', label);
+    assert.equal(seen.headers['x-forwarded-proto'], 'https', label);
+    assert.equal(seen.headers['x-forwarded-for'], '6.6.6.6, 127.0.0.1', label);
+  }
+});
