@@ -106,11 +106,18 @@ export class SessionManager {
       s = activeFrom(opened.record, opened.stale, this.timings.keepAccessToken);
       this.cache?.set(key, s, { ttl: this.cacheTtlMs });
     }
-    if (now - s.createdAt > this.timings.absoluteTimeoutMs) return this.drop(key, 'absolute');
-    if (now - s.seenAt > this.timings.idleTimeoutMs) return this.drop(key, 'idle');
-    if (this.isRevoked(s)) return this.drop(key, 'revoked');
+    const ended = this.endedBy(s, now);
+    if (ended) return this.drop(key, ended);
     s.seenAt = now;
     return { kind: 'valid', session: s };
+  }
+
+  /** Why a session is over (absolute or idle timeout, revocation), or undefined while it lives. */
+  private endedBy(s: ActiveSession, now: number): 'idle' | 'absolute' | 'revoked' | undefined {
+    if (now - s.createdAt > this.timings.absoluteTimeoutMs) return 'absolute';
+    if (now - s.seenAt > this.timings.idleTimeoutMs) return 'idle';
+    if (this.isRevoked(s)) return 'revoked';
+    return undefined;
   }
 
   /**
@@ -123,7 +130,7 @@ export class SessionManager {
     const s = this.cache?.get(cacheKey(value));
     if (!s) return undefined;
     const now = this.now();
-    if (now - s.createdAt > this.timings.absoluteTimeoutMs || now - s.seenAt > this.timings.idleTimeoutMs || this.isRevoked(s)) return undefined;
+    if (this.endedBy(s, now)) return undefined;
     this.onCache(true);
     s.seenAt = now;
     return s;

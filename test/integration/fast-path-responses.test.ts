@@ -137,3 +137,27 @@ test('fast path: a client that goes away aborts the upstream request', async (t)
   while (up.aborted() === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
   assert.equal(up.aborted(), 1, 'the upstream saw its request aborted');
 });
+
+test('both paths: an upstream that answers before the request body is in closes the client connection', async (t) => {
+  const up = await oddUpstream(t);
+  const routes = [{ name: 'public', match: { path: '/public' }, upstream: up.url, auth: 'public' }, { name: 'app', match: { path: '/' }, upstream: '{upstream}' }];
+  const fast = await startStack(t, { routes });
+  const full = await startStack(t, { routes, existingIdp: fast.idp, fastPath: false });
+  for (const s of [fast, full]) {
+    // A raw socket: the headers and a first part of the body, then a pause the upstream does not wait for.
+    const sock = connect(Number(new URL(s.url).port), '127.0.0.1');
+    await once(sock, 'connect');
+    sock.write('POST /public/hop HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\nContent-Length: 100000\r\n\r\n');
+    sock.write('x'.repeat(1000));
+    let head = '';
+    sock.on('data', (d: Buffer) => { head += d.toString('latin1'); });
+    const deadline = Date.now() + 5000;
+    while (!head.includes('\r\n\r\n') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    sock.destroy();
+    const label = s === fast ? 'fast path' : 'full path';
+    assert.match(head, /^HTTP\/1\.1 200/, label);
+    // The rest of the body would otherwise be read as the next request on this connection.
+    assert.match(head, /\r\nconnection: close\r\n/i, `${label}: the connection is not reused`);
+  }
+});
+
