@@ -3,18 +3,17 @@
 // Errors from any stage meet one handler that answers with a page (browsers) or JSON (APIs).
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import fastifyCookie from '@fastify/cookie';
-import { randomUUID } from 'node:crypto';
 import type { Config } from './config/index.js';
 import { Runtime, type RuntimeOptions } from './runtime.js';
 import { createMetrics, responseObserver, type Metrics } from './metrics.js';
 import { createServer } from 'node:http';
 import { createFastPath, type FastPath } from './proxy/fast-path.js';
 import { asPortcullisError, errors, PortcullisError } from './errors.js';
-import { errorPage } from './pages.js';
-import { handleUpgrade, proxyHandler, rewriteUrl, wantsHtml, type RouteCarrier } from './door.js';
+import { renderError } from './pages.js';
+import { requestIdOf } from './request-id.js';
+import { handleUpgrade, proxyHandler, rewriteUrl, type RouteCarrier } from './door.js';
 import { registerSignInEndpoints } from './signin/endpoints.js';
 import { registerForwarding } from './proxy/forward.js';
-import type { HeaderBag } from './identity/headers.js';
 import { compilePeerTrust } from './routing/trust.js';
 import { AssertionSigner } from './identity/assertion.js';
 import { clientKey, createRateLimiter } from './ratelimit.js';
@@ -58,10 +57,7 @@ export async function buildApp(config: Config, opts: AppOptions = {}): Promise<{
     trustProxy: config.trustProxy,
     // A request id from the client is believed only from a trusted proxy (and only if it looks sane).
     requestIdHeader: false,
-    genReqId: (req) => {
-      const given = req.headers['x-request-id'];
-      return typeof given === 'string' && /^[\w.:-]{1,128}$/.test(given) && peerTrusted(req.socket.remoteAddress) ? given : randomUUID();
-    },
+    genReqId: (req) => requestIdOf(req, peerTrusted),
     // Per-request access logs cost on the hot path; decisions are audited instead (door.ts).
     logController: new LogController({ disableRequestLogging: true }),
     rewriteUrl,
@@ -84,13 +80,8 @@ export async function buildApp(config: Config, opts: AppOptions = {}): Promise<{
     if (e.retryAfter) reply.header('retry-after', String(e.retryAfter));
     const retryTo = (request as FastifyRequest & { retryTo?: string }).retryTo;
     const signInUrl = e.retrySignIn ? `${config.publicUrl}/oauth2/start${retryTo ? `?rd=${encodeURIComponent(retryTo)}` : ''}` : undefined;
-    if (wantsHtml(request.headers as HeaderBag)) {
-      return reply.type('text/html; charset=utf-8').send(errorPage({
-        status: e.statusCode, title: e.statusCode >= 500 ? 'Service problem' : 'Request not accepted',
-        message: e.message, code: e.code, signInUrl, requestId: request.id,
-      }));
-    }
-    return reply.send({ error: e.code, message: e.message, ...(signInUrl ? { signInUrl } : {}), requestId: request.id });
+    const { type, body } = renderError(e, request.headers.accept, request.id, signInUrl);
+    return reply.type(type).send(body);
   });
 
   app.addHook('onResponse', (request, reply, done) => {

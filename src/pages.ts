@@ -16,6 +16,20 @@ code{background:#f3f3f3;padding:0 .2rem}</style></head>
 <body><main>${body}</main></body></html>`;
 }
 
+/**
+ * An error answer's body for a client: the HTML page for browsers (Accept: text/html), JSON otherwise.
+ * The Fastify error handler and the hot path both answer with this.
+ */
+export function renderError(e: { statusCode: number; code: string; message: string }, accept: string | string[] | undefined, requestId: string, signInUrl?: string): { type: string; body: string } {
+  if (typeof accept === 'string' && accept.includes('text/html')) {
+    return {
+      type: 'text/html; charset=utf-8',
+      body: errorPage({ status: e.statusCode, title: e.statusCode >= 500 ? 'Service problem' : 'Request not accepted', message: e.message, code: e.code, signInUrl, requestId }),
+    };
+  }
+  return { type: 'application/json; charset=utf-8', body: JSON.stringify({ error: e.code, message: e.message, ...(signInUrl ? { signInUrl } : {}), requestId }) };
+}
+
 export function errorPage(o: { status: number; title: string; message: string; code: string; signInUrl?: string; requestId?: string }): string {
   const retry = o.signInUrl ? `<p><a class="button" href="${escapeHtml(o.signInUrl)}">Sign in again</a></p>` : '';
   const rid = o.requestId ? ` · request id <code>${escapeHtml(o.requestId)}</code>` : '';

@@ -12,7 +12,6 @@
 // response straight into the ServerResponse: no Readable for the body, no stream.pipeline (whose
 // per-call AbortController and DOMException were the largest single cost of an earlier version).
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { randomUUID } from 'node:crypto';
 import { Pool } from 'undici';
 import { parseCookie } from 'cookie';
 import type { FastifyRequest } from 'fastify';
@@ -21,7 +20,8 @@ import { normalizeTarget } from '../routing/normalize.js';
 import { authorize } from '../policy/decide.js';
 import type { HeaderBag } from '../identity/headers.js';
 import { errors, type PortcullisError } from '../errors.js';
-import { errorPage } from '../pages.js';
+import { renderError } from '../pages.js';
+import { requestIdOf } from '../request-id.js';
 import { HOP_BY_HOP, connectionTokens, isHopByHopResponseHeader } from './forward.js';
 
 
@@ -99,15 +99,14 @@ export function createFastPath(rt: Runtime, observe: ResponseObserver): FastPath
       // From here on the request is ours.
       const started = performance.now();
       served.n += 1;
-      const id = requestId(rt, req);
+      const id = requestIdOf(req, rt.peerTrusted);
       rt.countDecision(route.name, 'allow');
       if (rt.audit.allows) {
         rt.log.info({ reqId: id, audit: true, route: route.name, decision: 'allow', reason: decision.reasons.join(','), sub: session?.claims.sub, email: session?.claims.email, ip: req.socket.remoteAddress }, 'auth decision allow');
       }
       // Identity headers a client sent are removed (by rewriteUpstreamHeaders) before the upstream sees anything.
       // One pass: the client's headers minus hop-by-hop ones and those its Connection header names.
-      const conn = req.headers.connection;
-      const listed = conn === undefined || conn === 'keep-alive' || conn === 'close' ? undefined : connectionTokens(conn);
+      const listed = connectionTokens(req.headers.connection);
       const headers: HeaderBag = {};
       const sent = req.headers;
       for (const k in sent) if (!REQUEST_DROPPED.has(k) && (listed === undefined || !listed.includes(k))) headers[k] = sent[k];
@@ -132,11 +131,6 @@ export function createFastPath(rt: Runtime, observe: ResponseObserver): FastPath
     },
   };
   return fast;
-}
-
-function requestId(rt: Runtime, req: IncomingMessage): string {
-  const given = req.headers['x-request-id'];
-  return typeof given === 'string' && /^[\w.:-]{1,128}$/.test(given) && rt.peerTrusted(req.socket.remoteAddress) ? given : randomUUID();
 }
 
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT']);
@@ -190,8 +184,7 @@ class Relay {
     for (let i = 0; i < raw.length; i += 2) {
       const lower = raw[i]!.toString('latin1').toLowerCase();
       const value = raw[i + 1]!.toString('latin1');
-      // `Connection: keep-alive` / `close` (nearly every response) name no header to drop beyond the fixed list.
-      if (lower === 'connection' && value !== 'keep-alive' && value !== 'close') listed = [...(listed ?? []), ...connectionTokens(value)!];
+      if (lower === 'connection') listed = [...(listed ?? []), ...(connectionTokens(value) ?? [])];
       if (lower === 'content-type' && value.startsWith('text/event-stream')) eventStream = true;
       out.push(lower, value);
     }
@@ -229,10 +222,7 @@ class Relay {
 }
 
 function sendError(req: IncomingMessage, res: ServerResponse, e: PortcullisError, id: string): void {
-  const html = typeof req.headers.accept === 'string' && req.headers.accept.includes('text/html');
-  const body = html
-    ? errorPage({ status: e.statusCode, title: 'Service problem', message: e.message, code: e.code, requestId: id })
-    : JSON.stringify({ error: e.code, message: e.message, requestId: id });
-  res.writeHead(e.statusCode, { 'content-type': html ? 'text/html; charset=utf-8' : 'application/json; charset=utf-8', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body) });
+  const { type, body } = renderError(e, req.headers.accept, id);
+  res.writeHead(e.statusCode, { 'content-type': type, 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body) });
   res.end(body);
 }

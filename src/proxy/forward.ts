@@ -33,9 +33,12 @@ export function isHopByHopResponseHeader(lowerName: string, listed: readonly str
   return RESPONSE_DROPPED.has(lowerName) || (listed !== undefined && listed.includes(lowerName));
 }
 
-/** The names a Connection header lists, lower case. */
+/**
+ * The names a Connection header lists, lower case; undefined when it names none beyond the fixed
+ * hop-by-hop list (`keep-alive` / `close`, nearly every request and response, skip the parsing).
+ */
 export function connectionTokens(value: string | string[] | undefined): string[] | undefined {
-  if (value === undefined) return undefined;
+  if (value === undefined || value === 'keep-alive' || value === 'close') return undefined;
   return (Array.isArray(value) ? value.join(',') : value).toLowerCase().split(',').map((s) => s.trim()).filter(Boolean);
 }
 
