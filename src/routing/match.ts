@@ -7,8 +7,8 @@
 //   `example.com`). No host = any host.
 // - path: a prefix ending at a segment boundary: `/admin` matches `/admin`, `/admin/` and
 //   `/admin/x`, never `/administrator`; `/` matches everything; `/admin/` is the same as `/admin`.
-//   Compared case-sensitively, on the normalised path with `;params` removed from every segment,
-//   so `/admin;x/y` meets the `/admin` route.
+//   Compared case-sensitively, on the normalised path with `;params` removed from every segment
+//   (for the methods check too), so `/admin;x/y` meets the `/admin` route, as Tomcat reads it.
 // - methods: uppercase list, any method if omitted; `GET` also allows `HEAD`.
 // - first match wins, in configuration order.
 
@@ -69,7 +69,11 @@ function requestHost(raw: string): string {
   return canonicalHost(h);
 }
 
-/** Removes `;params` from each segment: `/a;x/b;y` → `/a/b`. */
+/**
+ * Removes `;params` from each segment, as Tomcat and Jetty do: `/a;x/b;y` → `/a/b`. A segment left
+ * empty (`/;x/admin`) is dropped, as Tomcat's merging of the `//` it leaves would: `/admin`. The
+ * normaliser rejects such segments already; this keeps the matcher from ever judging `//admin`.
+ */
 function stripParams(path: string): string {
   let out = '';
   let i = 0;
@@ -77,12 +81,13 @@ function stripParams(path: string): string {
   while (i < n) {
     const semi = path.indexOf(';', i);
     if (semi === -1) return out + path.slice(i);
-    out += path.slice(i, semi);
+    // `semi - 1` is the segment's `/` when its name is empty: leave that `/` out too.
+    out += path.slice(i, semi > i && path.charCodeAt(semi - 1) === 0x2f ? semi - 1 : semi);
     const slash = path.indexOf('/', semi);
-    if (slash === -1) return out;
+    if (slash === -1) break;
     i = slash;
   }
-  return out;
+  return out === '' ? '/' : out;
 }
 
 function pathMatches(prefix: string, path: string): boolean {

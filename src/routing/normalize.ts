@@ -7,10 +7,16 @@
 // - `%2F`, `%5C`, `%00` are rejected: an upstream that decodes them would see a different path
 //   than the one we matched; malformed `%` likewise;
 // - a raw `\`, control characters, space, `#` and non-ASCII characters are rejected;
+// - the other printable ASCII characters RFC 3986 does not allow raw in a path but Node's parser
+//   lets through (`"` `<` `>` `[` `]` `^` `` ` `` `{` `|` `}`) are percent-encoded (`%22`, `%3C`…),
+//   so the raw and the encoded spelling reach the upstream as the same bytes on every path;
 // - runs of `/` are merged, then `.` and `..` segments (also ones spelled `%2e`) are resolved
 //   per RFC 3986 §5.2.4, clamped at the root; a trailing slash is kept;
-// - a segment whose part before `;` is `.` or `..` (`/..;/admin`, a Tomcat traversal) is
-//   rejected; any other `;params` stay in the path (the matcher ignores them).
+// - `;` starts a segment's parameters (Tomcat and Jetty strip them from every segment and serve
+//   what is left; the matcher ignores them likewise). A segment whose name, the part before the
+//   first `;`, is `.` or `..` (`/..;/admin`, a Tomcat traversal) or empty (`/;x/admin`, which
+//   Tomcat serves as `/admin` but would otherwise match as `//admin`) is rejected; any other
+//   `;params` stay in the path. An encoded `%3B` is not a separator: it stays encoded.
 
 export type NormalizedTarget =
   | {
@@ -23,10 +29,16 @@ export type NormalizedTarget =
     }
   | { ok: false; reason: string };
 
-// A path with only ordinary characters, no `%`, no empty segment (`//`) and no `.`/`..`
-// segment (also none followed by `;`) is already canonical. Segments are delimited by `/`,
-// which the character class excludes, so this runs in linear time.
-const CANONICAL = /^(?:\/(?!\.\.?(?:[/;]|$))[^\x00-\x20\x7f-\uffff#%/?\\]+)*\/?$/;
+// A path with only ordinary characters (none to reject or encode, no `%`), no empty segment
+// (`//`), no `.`/`..` segment (also none followed by `;`) and no segment starting with `;` is
+// already canonical. Segments are delimited by `/`, which the character classes exclude, so this
+// runs in linear time. (A segment's first character has its own class, without `;`: measured as
+// fast as before, where a `(?!;)` lookahead cost a quarter more per request.)
+const CANONICAL = /^(?:\/(?!\.\.?(?:[/;]|$))[^\x00-\x20"#%/;<>?[\\\]^`{|}\x7f-\uffff][^\x00-\x20"#%/<>?[\\\]^`{|}\x7f-\uffff]*)*\/?$/;
+
+/** Printable ASCII that is not allowed raw in a path (outside RFC 3986 pchar) and is encoded. */
+const MUST_ENCODE = new Uint8Array(128);
+for (const c of '"<>[]^`{|}') MUST_ENCODE[c.charCodeAt(0)] = 1;
 
 const ABSOLUTE_FORM = /^(https?):\/\/([^/?#]*)/i;
 const AUTHORITY = /^(?:[a-z0-9._~-]+|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?$/;
@@ -60,6 +72,7 @@ const REJECT = {
   fragment: { ok: false, reason: 'fragment (#) in request target' },
   nonAscii: { ok: false, reason: 'non-ASCII character in path' },
   dotParams: { ok: false, reason: 'dot segment with parameters in path' },
+  emptyParams: { ok: false, reason: 'path parameters on an empty segment' },
   notAPath: { ok: false, reason: 'request target must start with /' },
   asterisk: { ok: false, reason: 'asterisk-form request target not allowed' },
   badAuthority: { ok: false, reason: 'invalid host in absolute-form request target' },
@@ -119,6 +132,11 @@ function normalizePath(raw: string): PathResult {
     if (c > 0x20 && c < 0x7f) {
       if (c === 0x5c /* \ */) return REJECT.backslash;
       if (c === 0x23 /* # */) return REJECT.fragment;
+      if (MUST_ENCODE[c] === 1) {
+        decoded += raw.slice(start, i);
+        decoded += '%' + HEX[c >> 4]! + HEX[c & 15]!;
+        start = i + 1;
+      }
       continue;
     }
     if (c === 0x20) return REJECT.space;
@@ -145,6 +163,7 @@ function normalizePath(raw: string): PathResult {
     }
     const semi = s.indexOf(';');
     if (semi !== -1) {
+      if (semi === 0) return REJECT.emptyParams;
       const name = s.slice(0, semi);
       if (name === '.' || name === '..') return REJECT.dotParams;
     }

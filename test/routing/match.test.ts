@@ -112,6 +112,81 @@ describe('path', () => {
   });
 });
 
+// `;params` are ignored on every segment, for the prefix and for the methods check, so each
+// spelling meets the route Tomcat and Jetty would serve it as; spellings they would serve as another
+// path than ours are refused by the normaliser (→ 400) and never reach the matcher.
+describe('path parameters, as Tomcat and Jetty read them', () => {
+  const match = compileMatcher([
+    { path: '/admin' }, // 0
+    { path: '/api', methods: ['GET'] }, // 1: read-only API
+    { path: '/api/secret' }, // 2
+    { path: '/foo', methods: ['POST'] }, // 3
+    { path: '/' }, // 4
+  ]);
+  /** raw request target, method → route index, or 'bad' when the normaliser refuses it. */
+  const table: Array<[raw: string, method: string, expected: number | 'bad']> = [
+    // an empty name with parameters: Tomcat serves `/admin`, the catch-all would have matched `//admin`
+    ['/;/admin', 'GET', 'bad'],
+    ['/;x/admin', 'GET', 'bad'],
+    ['/;jsessionid=1/admin', 'GET', 'bad'],
+    ['/;a;b/admin/x', 'GET', 'bad'],
+    ['/api/;x/secret', 'GET', 'bad'],
+    ['/api/;x/secret', 'POST', 'bad'],
+    ['/foo/;x', 'GET', 'bad'],
+    ['/;x', 'GET', 'bad'],
+    // after a dot segment: already refused
+    ['/.;x/admin', 'GET', 'bad'],
+    ['/public/..;/admin', 'GET', 'bad'],
+    // parameters after a name are ignored on every segment, prefix and methods alike
+    ['/admin;x', 'GET', 0],
+    ['/admin;', 'GET', 0],
+    ['/admin;;', 'GET', 0],
+    ['/admin;a;b=c/y', 'GET', 0],
+    ['/admin;x/y', 'GET', 0],
+    ['/admin/y;x', 'GET', 0],
+    ['/admin;jsessionid=1/', 'GET', 0],
+    ['/adm;x/in', 'GET', 4],
+    ['/api;x/secret', 'GET', 1],
+    ['/api;x/secret;y', 'DELETE', 2],
+    ['/api/secret;x', 'POST', 2],
+    ['/api;x', 'POST', 4],
+    ['/api;x/v1', 'HEAD', 1],
+    ['/foo;x', 'POST', 3],
+    ['/foo;x/', 'POST', 3],
+    ['/foo;x', 'GET', 4],
+    ['/x;y/../admin', 'GET', 0],
+    ['/admin;x/../public', 'GET', 4],
+    // an encoded `;` is an ordinary character (Tomcat and Jetty do not split on it): no /admin
+    ['/admin%3Bx', 'GET', 4],
+    ['/admin%3bx/y', 'GET', 4],
+    ['/%3B/admin', 'GET', 4],
+    ['/.%3B/admin', 'GET', 4],
+    ['/api%3B/secret', 'POST', 4],
+  ];
+  for (const [raw, method, expected] of table) {
+    test(`${method} ${raw} → ${expected}`, () => {
+      const n = normalizeTarget(raw);
+      if (expected === 'bad') {
+        assert.ok(!n.ok, `${raw} should be refused, got ${n.ok ? n.path : ''}`);
+        return;
+      }
+      assert.ok(n.ok, `${raw}: ${n.ok ? '' : n.reason}`);
+      assert.equal(match('h', n.path, method), expected);
+    });
+  }
+
+  test('the matcher alone drops a segment left empty, as Tomcat does (never `//admin`)', () => {
+    // The normaliser refuses these; the matcher still reads them as Tomcat would.
+    assert.equal(match('h', '/;x/admin', 'GET'), 0);
+    assert.equal(match('h', '/;/admin/y', 'GET'), 0);
+    assert.equal(match('h', '/;a/;b/admin', 'GET'), 0);
+    assert.equal(match('h', '/api/;x/secret', 'POST'), 2);
+    assert.equal(match('h', '/foo/;x', 'POST'), 3);
+    assert.equal(match('h', '/;x', 'GET'), 4);
+    assert.equal(compileMatcher([{ path: '/admin' }])('h', '/;x', 'GET'), -1);
+  });
+});
+
 describe('methods', () => {
   const match = compileMatcher([
     { path: '/api', methods: ['GET'] }, // 0
@@ -173,6 +248,8 @@ describe('validateMatchSpec', () => {
     ['{ host: "*.apps.example.com", path: /api, methods: [GET, POST] }', { host: '*.apps.example.com', path: '/api', methods: ['GET', 'POST'] }],
     ['{ host: localhost, path: /a/b.c/~d }', { host: 'localhost', path: '/a/b.c/~d' }],
     ['{ host: 10.0.0.1, path: /%20x }', { host: '10.0.0.1', path: '/%20x' }],
+    ['{ path: "/a%7Bb%7D/%22q%22" }', { path: '/a%7Bb%7D/%22q%22' }], // encoded, as requests are matched
+    ['{ path: "/a%3Bb" }', { path: '/a%3Bb' }], // an encoded ; is an ordinary character
     ['{ host: a.com }', { host: 'a.com', path: '/' }], // no path = every path
   ];
   for (const [y, expected] of good) {
@@ -196,6 +273,11 @@ describe('validateMatchSpec', () => {
     ['{ path: "/a b" }', 'routes[1].match.path', /space/],
     ['{ path: "/a?x=1" }', 'routes[1].match.path', /query/],
     ['{ path: "/admin;x" }', 'routes[1].match.path', /;parameters/],
+    ['{ path: "/;x/admin" }', 'routes[1].match.path', /;parameters/],
+    ['{ path: "/a{b}" }', 'routes[1].match.path', /not in normalised form; write "\/a%7Bb%7D"/],
+    ['{ path: "/a|b" }', 'routes[1].match.path', /not in normalised form; write "\/a%7Cb"/],
+    ['{ path: "/x[1]" }', 'routes[1].match.path', /not in normalised form; write "\/x%5B1%5D"/],
+    ['{ path: "/a%7cb" }', 'routes[1].match.path', /not in normalised form; write "\/a%7Cb"/],
     ['{ path: /, host: "a.com:8080" }', 'routes[1].match.host', /port/],
     ['{ path: /, host: "a_b.com" }', 'routes[1].match.host', /not a valid hostname/],
     ['{ path: /, host: "-a.com" }', 'routes[1].match.host', /not a valid hostname/],
@@ -229,6 +311,17 @@ describe('validateMatchSpec', () => {
       issues.map((i) => i.path),
       ['routes[1].match.hots', 'routes[1].match.path', 'routes[1].match.host', 'routes[1].match.methods[0]', 'routes[1].match.methods[2]'],
     );
+  });
+
+  test('a route written encoded meets the raw and the encoded spelling of a request', () => {
+    const { spec, issues } = validate('{ path: "/a%7Bb%7D" }');
+    assert.deepEqual(issues, []);
+    const m = compileMatcher([spec!, { path: '/' }]);
+    for (const raw of ['/a{b}', '/a%7Bb%7D/x', '/a%7bb%7d', '/a{b%7D;x/y']) {
+      const n = normalizeTarget(raw);
+      assert.ok(n.ok, raw);
+      assert.equal(m('h', n.path, 'GET'), 0, raw);
+    }
   });
 
   test('validated specs compile and match', () => {

@@ -123,6 +123,110 @@ describe('rejected paths', () => {
   });
 });
 
+// `;` starts a segment's parameters. Tomcat and Jetty strip them from every segment and serve
+// what is left, so each spelling must either keep a name the matcher reads the same way (it
+// ignores `;params`) or be refused: an empty name would otherwise be matched as `//admin`.
+describe('path parameters (;), read as Tomcat and Jetty read them', () => {
+  /** raw → normalised path, or the reason it is rejected. */
+  const table: Array<[raw: string, expected: string | RegExp]> = [
+    // empty name with parameters: Tomcat serves `/admin`; we refuse
+    ['/;/admin', /path parameters on an empty segment/],
+    ['/;x/admin', /path parameters on an empty segment/],
+    ['/;jsessionid=1/admin', /path parameters on an empty segment/],
+    ['/;a;b/admin', /path parameters on an empty segment/],
+    ['/;', /path parameters on an empty segment/],
+    ['/;x', /path parameters on an empty segment/],
+    ['/api/;x/secret', /path parameters on an empty segment/],
+    ['/foo/;x', /path parameters on an empty segment/],
+    ['/foo/;', /path parameters on an empty segment/],
+    ['//;x//admin', /path parameters on an empty segment/],
+    ['/a/;x/../admin', /path parameters on an empty segment/],
+    ['/public/../;x/admin', /path parameters on an empty segment/],
+    ['http://h/;x/admin', /path parameters on an empty segment/],
+    ['/;x/admin?q', /path parameters on an empty segment/],
+    // after `.` / `..` (also spelled with escapes): already refused
+    ['/.;x/admin', /dot segment with parameters/],
+    ['/.;/admin', /dot segment with parameters/],
+    ['/..;x/admin', /dot segment with parameters/],
+    ['/public/..;a;b/admin', /dot segment with parameters/],
+    ['/public/%2e;x/admin', /dot segment with parameters/],
+    ['/public/.%2E;/admin', /dot segment with parameters/],
+    // a name before the `;`: kept, the matcher ignores the parameters
+    ['/admin;x', '/admin;x'],
+    ['/admin;', '/admin;'],
+    ['/admin;;', '/admin;;'],
+    ['/admin;a;b=c/y', '/admin;a;b=c/y'],
+    ['/admin;x/y', '/admin;x/y'],
+    ['/admin/y;x', '/admin/y;x'],
+    ['/admin;x/', '/admin;x/'],
+    ['/a;x=/../b', '/b'],
+    ['/adm;x/in', '/adm;x/in'],
+    ['/...;x/a', '/...;x/a'],
+    ['/%61dmin;x', '/admin;x'],
+    // an encoded `;` is not a separator (Tomcat splits on the raw `;` only): it stays encoded
+    ['/%3B/admin', '/%3B/admin'],
+    ['/%3bx/admin', '/%3Bx/admin'],
+    ['/admin%3Bx/y', '/admin%3Bx/y'],
+    ['/.%3B/admin', '/.%3B/admin'],
+    ['/..%3b/admin', '/..%3B/admin'],
+    ['/admin%3B', '/admin%3B'],
+  ];
+  for (const [raw, expected] of table) {
+    if (typeof expected === 'string') test(`${raw} → ${expected}`, () => assert.equal(pathOf(raw), expected));
+    else test(`${raw} rejected (${expected.source})`, () => assert.match(reasonOf(raw), expected));
+  }
+});
+
+// RFC 3986 pchar allows, besides `%XX`, only ALPHA DIGIT - . _ ~ ! $ & ' ( ) * + , ; = : @. Node's
+// parser accepts the other printable characters too; each is encoded (uppercase hex) so the
+// upstream receives the same bytes whether the client sent it raw or encoded, on either path
+// (WHATWG URL, used by reply-from, would encode only some of them).
+describe('characters not allowed raw in a path are percent-encoded', () => {
+  const table: Array<[string, string]> = [
+    ['/a"b', '/a%22b'],
+    ['/a<b>', '/a%3Cb%3E'],
+    ['/a[0]', '/a%5B0%5D'],
+    ['/a^b', '/a%5Eb'],
+    ['/a`b', '/a%60b'],
+    ['/a{b}', '/a%7Bb%7D'],
+    ['/a|b', '/a%7Cb'],
+    ['/"<>[]^`{|}', '/%22%3C%3E%5B%5D%5E%60%7B%7C%7D'],
+    ['/{x}/../admin', '/admin'],
+    ['/a/{x}/', '/a/%7Bx%7D/'],
+    ['/a"b?c"d', '/a%22b'], // the query is kept verbatim (see below)
+    ['/a%7cb', '/a%7Cb'], // already encoded, any case: the same bytes as the raw spelling
+    ['/a%22b', '/a%22b'],
+    ['/{;x}', '/%7B;x%7D'],
+    ['http://h/a|b', '/a%7Cb'],
+  ];
+  for (const [raw, expected] of table) {
+    test(`${raw} → ${expected}`, () => assert.equal(pathOf(raw), expected));
+  }
+
+  test('the query keeps them raw', () => {
+    assert.deepEqual(normalizeTarget('/a"b?c"d|{}'), { ok: true, path: '/a%22b', query: '?c"d|{}' });
+  });
+
+  test('every printable ASCII character: pchar stays raw, anything else comes out encoded', () => {
+    const PCHAR = /^[A-Za-z0-9\-._~!$&'()*+,;=:@]$/;
+    for (let c = 0x21; c < 0x7f; c++) {
+      const ch = String.fromCharCode(c);
+      if ('#%/?\\'.includes(ch)) continue; // rejected, or structural
+      const hex = c.toString(16).toUpperCase().padStart(2, '0');
+      const raw = normalizeTarget(`/a${ch}b`);
+      const enc = normalizeTarget(`/a%${hex.toLowerCase()}b`);
+      assert.ok(raw.ok && enc.ok, ch);
+      if (PCHAR.test(ch)) {
+        assert.equal(raw.path, `/a${ch}b`, ch);
+      } else {
+        // The raw spelling and the encoded one reach the upstream as the same bytes.
+        assert.equal(raw.path, `/a%${hex}b`, ch);
+        assert.equal(enc.path, raw.path, ch);
+      }
+    }
+  });
+});
+
 describe('query string', () => {
   test('is split off and kept verbatim', () => {
     assert.deepEqual(normalizeTarget('/x?next=/../a'), { ok: true, path: '/x', query: '?next=/../a' });
@@ -187,6 +291,7 @@ describe('absolute-form targets', () => {
 describe('properties', () => {
   const samples = [
     '/', '/a', '/a/b/', '/%61/./b/../c//d', '/x/%2E%2E/%2e/y/', '/a;b/c', '/%7E/%41', '/a/b/../../..', '/a%20b/%c3%a9/',
+    '/a"b/<c>/[d]/{e}|^`', '/a;x/b;;/c;', '/%3B/a%3b',
   ];
   test('normalisation is idempotent', () => {
     for (const raw of samples) {
@@ -202,8 +307,29 @@ describe('properties', () => {
       assert.ok(!p.slice(1, -1).includes('//'), p);
       assert.ok(!/%(?:[46][1-9A-F]|[57][0-9A]|3[0-9]|2[DE]|5F|7E)/i.test(p), p);
       assert.ok(!/%[0-9A-F]?[a-f]/.test(p), p);
+      assert.ok(/^(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-F]{2})*$/.test(p), `only pchar and / in ${p}`);
+      assert.ok(!/(?:^|\/);/.test(p), `no segment with an empty name and parameters in ${p}`);
     }
   });
+  test('random spellings: every accepted path is canonical, fixed by a second pass, and free of `;` tricks', () => {
+    const pieces = ['/', '/', '.', '..', ';', ';x', 'a', 'admin', '%2e', '%2E', '%3B', '%3b', '%41', '%7c', '"', '{', ']', '|', '^', '`', '=', ':', '@', '%', '%2f', '\\', '#'];
+    let seed = 12345;
+    const next = () => (seed = (seed * 1103515245 + 12345) % 2147483648);
+    for (let k = 0; k < 20_000; k++) {
+      let raw = '/';
+      const len = 1 + (next() % 8);
+      for (let j = 0; j < len; j++) raw += pieces[next() % pieces.length];
+      const r = normalizeTarget(raw);
+      if (!r.ok) continue;
+      const p = r.path;
+      assert.ok(/^\/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-F]{2})*$/.test(p), `${raw} → ${p}`);
+      assert.ok(!/(?:^|\/);/.test(p), `${raw} → ${p}: a segment with an empty name and parameters`);
+      assert.ok(!/\/\.\.?(?:[/;]|$)/.test(p), `${raw} → ${p}: a dot segment`);
+      assert.ok(!p.slice(1).includes('//'), `${raw} → ${p}`);
+      assert.deepEqual(normalizeTarget(p), { ok: true, path: p, query: '' }, `${raw} → ${p} is not a fixed point`);
+    }
+  });
+
   test('long paths are handled in linear time', () => {
     const long = '/' + 'a/'.repeat(20_000) + '..%2e/'.repeat(5) + 'x';
     const t = performance.now();
