@@ -2,14 +2,51 @@
 // confirmation). Everything echoed is HTML-escaped; no inline script; no claim values beyond the
 // user's own name and e-mail.
 
+type WellFormable = { isWellFormed(): boolean; toWellFormed(): string };
+
+/** Longest text echoed on a page (a claim can be anything an IdP sends); longer is cut, with "…". */
+const TEXT_MAX = 2048;
+/** Longest link rendered; a longer one is left out rather than cut into a different address. */
+const URL_MAX = 16384;
+
+/**
+ * Any value as display text: strings as they are, numbers and booleans as text, anything else
+ * empty; lone UTF-16 surrogates become U+FFFD (so the page encodes to well-formed UTF-8), and
+ * control characters other than TAB, LF and CR (C0, DEL, C1 U+0080–U+009F) are removed.
+ */
+function text(x: unknown): string {
+  const s = typeof x === 'string' ? x : typeof x === 'number' || typeof x === 'boolean' || typeof x === 'bigint' ? String(x) : '';
+  if (!/[^\t\n\r\x20-\x7e]/.test(s)) return s;
+  const w = (s as unknown as WellFormable).isWellFormed() ? s : (s as unknown as WellFormable).toWellFormed();
+  return w.replace(/[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]+/g, '');
+}
+
+/** At most `max` UTF-16 units, never ending in half a surrogate pair; "…" marks a cut. */
+function clip(x: unknown, max = TEXT_MAX): string {
+  if (typeof x !== 'string' || x.length <= max) return text(x);
+  const end = max - (x.charCodeAt(max - 1) >= 0xd800 && x.charCodeAt(max - 1) <= 0xdbff ? 1 : 0);
+  return `${text(x.slice(0, end))}…`;
+}
+
+/** HTML-escapes any value (after `text`): safe in element content and in quoted attributes. */
 export function escapeHtml(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c]!));
+  return text(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c]!));
+}
+
+/** Escaped, clipped display text. */
+function show(x: unknown): string {
+  return escapeHtml(clip(x));
+}
+
+/** An escaped link target, or undefined when there is none or it is too long to render whole. */
+function href(x: unknown): string | undefined {
+  return typeof x === 'string' && x !== '' && x.length <= URL_MAX ? escapeHtml(x) : undefined;
 }
 
 function layout(title: string, body: string): string {
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<meta name="robots" content="noindex"><title>${escapeHtml(title)}</title>
+<meta name="robots" content="noindex"><title>${show(title)}</title>
 <style>body{font:16px/1.5 system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#222}
 h1{font-size:1.4rem}.muted{color:#666;font-size:.9rem}a.button,button{display:inline-block;padding:.5rem 1rem;border:1px solid #345;border-radius:4px;background:#345;color:#fff;text-decoration:none;font:inherit;cursor:pointer}
 code{background:#f3f3f3;padding:0 .2rem}</style></head>
@@ -21,31 +58,38 @@ code{background:#f3f3f3;padding:0 .2rem}</style></head>
  * The Fastify error handler and the hot path both answer with this.
  */
 export function renderError(e: { statusCode: number; code: string; message: string }, accept: string | string[] | undefined, requestId: string, signInUrl?: string): { type: string; body: string } {
+  const status = Number.isInteger(e.statusCode) ? e.statusCode : 500;
   if (typeof accept === 'string' && accept.includes('text/html')) {
     return {
       type: 'text/html; charset=utf-8',
-      body: errorPage({ status: e.statusCode, title: e.statusCode >= 500 ? 'Service problem' : 'Request not accepted', message: e.message, code: e.code, signInUrl, requestId }),
+      body: errorPage({ status, title: status >= 500 ? 'Service problem' : 'Request not accepted', message: e.message, code: e.code, signInUrl, requestId }),
     };
   }
-  return { type: 'application/json; charset=utf-8', body: JSON.stringify({ error: e.code, message: e.message, ...(signInUrl ? { signInUrl } : {}), requestId }) };
+  const link = typeof signInUrl === 'string' && signInUrl !== '' && signInUrl.length <= URL_MAX ? text(signInUrl) : undefined;
+  return {
+    type: 'application/json; charset=utf-8',
+    body: JSON.stringify({ error: clip(e.code), message: clip(e.message), ...(link ? { signInUrl: link } : {}), requestId: clip(requestId) }),
+  };
 }
 
 export function errorPage(o: { status: number; title: string; message: string; code: string; signInUrl?: string; requestId?: string }): string {
-  const retry = o.signInUrl ? `<p><a class="button" href="${escapeHtml(o.signInUrl)}">Sign in again</a></p>` : '';
-  const rid = o.requestId ? ` · request id <code>${escapeHtml(o.requestId)}</code>` : '';
-  return layout(o.title, `<h1>${escapeHtml(o.title)}</h1><p>${escapeHtml(o.message)}</p>${retry}
-<p class="muted">Error <code>${escapeHtml(o.code)}</code> (HTTP ${o.status})${rid}</p>`);
+  const signIn = href(o.signInUrl);
+  const retry = signIn ? `<p><a class="button" href="${signIn}">Sign in again</a></p>` : '';
+  const rid = o.requestId ? ` · request id <code>${show(o.requestId)}</code>` : '';
+  return layout(o.title, `<h1>${show(o.title)}</h1><p>${show(o.message)}</p>${retry}
+<p class="muted">Error <code>${show(o.code)}</code> (HTTP ${show(o.status)})${rid}</p>`);
 }
 
 export function forbiddenPage(o: { user: string; route: string; signOutUrl: string }): string {
+  const signOut = href(o.signOutUrl);
   return layout('Access denied', `<h1>You don't have access to this page</h1>
-<p>You are signed in as <strong>${escapeHtml(o.user)}</strong>, but your account is not allowed to use <strong>${escapeHtml(o.route)}</strong>.</p>
+<p>You are signed in as <strong>${show(o.user)}</strong>, but your account is not allowed to use <strong>${show(o.route)}</strong>.</p>
 <p>If you think you should have access, ask the application's owner. If you signed in with the wrong account, sign out and sign in again.</p>
-<p><a class="button" href="${escapeHtml(o.signOutUrl)}">Sign out / switch account</a></p>`);
+${signOut ? `<p><a class="button" href="${signOut}">Sign out / switch account</a></p>` : ''}`);
 }
 
 export function signOutPage(o: { user: string | undefined; action: string; rd: string }): string {
-  const who = o.user ? `<p>You are signed in as <strong>${escapeHtml(o.user)}</strong>.</p>` : '<p>You are not signed in.</p>';
+  const who = o.user ? `<p>You are signed in as <strong>${show(o.user)}</strong>.</p>` : '<p>You are not signed in.</p>';
   return layout('Sign out', `<h1>Sign out?</h1>${who}
 <form method="post" action="${escapeHtml(o.action)}"><input type="hidden" name="rd" value="${escapeHtml(o.rd)}"><button type="submit">Sign out</button></form>`);
 }

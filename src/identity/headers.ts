@@ -21,6 +21,9 @@ export const DEFAULT_IDENTITY_HEADERS: ReadonlyArray<{ name: string; claim: stri
   { name: 'x-forwarded-groups', claim: ['groups'] },
 ];
 
+/** Visible ASCII only: every access token format (JWT, opaque b64token) fits. */
+const TOKEN_VALUE = /^[\x21-\x7e]+$/;
+
 const GROUPS = 'x-forwarded-groups';
 const TRUNCATED = 'x-forwarded-groups-truncated';
 
@@ -75,11 +78,16 @@ export class IdentityHeaderPlan {
       if (r.preset === 'grafana') {
         for (const [name, t] of Object.entries(GRAFANA_PRESET)) put(name, compileHeaderTemplate(t, '', [])!);
         const roles = r.grafanaRoles;
-        if (roles.length) put('x-webauth-role', (c) => roles.find((x) => x.rule.test(c))?.role);
+        if (roles.length) put('x-webauth-role', (c) => headerSafe(roles.find((x) => x.rule.test(c))?.role));
       }
       for (const h of r.headers) put(h.name, h.template);
       this.perRoute.set(r.name, { headers: list, passAccessToken: r.passAccessToken, passAuthorization: r.passAuthorization });
     }
+  }
+
+  /** Whether a header (canonical: lower case, `_` read as `-`) is one only Portcullis may set. */
+  isProtected(canonicalName: string): boolean {
+    return this.protectedNames.has(canonicalName);
   }
 
   /** Deletes, in place, every header a client must not be able to set. Applies to every route. */
@@ -110,18 +118,20 @@ export class IdentityHeaderPlan {
       let total = 0;
       for (const h of plan.headers) {
         const raw = h.render(who.claims);
-        if (raw !== undefined && raw !== '') {
-          const v = encodeHeaderValue(raw, this.encoding);
-          out[h.name] = v;
-          total += h.name.length + v.length + 4;
-        }
+        if (raw === undefined || raw === '') continue;
+        // Always printable ASCII (cleaned, then encoded): Node accepts it, and length is bytes.
+        const v = encodeHeaderValue(raw, this.encoding);
+        if (v === '') continue;
+        out[h.name] = v;
+        total += h.name.length + v.length + 4;
       }
       if (total > this.budget) this.trim(routeName, plan, who, out, total);
       list = Object.entries(out) as Array<[string, string]>;
       byRoute.set(routeName, list);
     }
     for (const [k, v] of list) headers[k] = v;
-    if (who.accessToken) {
+    // A token Node would refuse as a header value (or one that is not a token at all) is not passed.
+    if (who.accessToken && TOKEN_VALUE.test(who.accessToken)) {
       if (plan.passAccessToken) headers['x-forwarded-access-token'] = who.accessToken;
       if (plan.passAuthorization) headers.authorization = `Bearer ${who.accessToken}`;
     }
@@ -129,20 +139,27 @@ export class IdentityHeaderPlan {
 
   /**
    * Over budget (typically a user in hundreds of groups): trim the groups list at a comma and say
-   * so in X-Forwarded-Groups-Truncated, rather than let the upstream answer 431. If that is not
-   * enough, drop the largest remaining identity headers.
+   * so in X-Forwarded-Groups-Truncated (counted in the budget), rather than let the upstream answer
+   * 431. If that is not enough, drop the largest remaining identity headers. X-Forwarded-User is
+   * never dropped or cut (a cut identifier could name someone else): a user id over the budget on
+   * its own is sent as it is, alone.
    */
   private trim(routeName: string, plan: RoutePlan, who: Principal, headers: HeaderBag, total: number): void {
     this.onTrim(routeName, who.claims.sub);
     const groups = headers[GROUPS];
     if (typeof groups === 'string') {
-      const excess = total - this.budget + TRUNCATED.length + 8;
-      let keep = groups.length - excess;
-      const cut = keep > 0 ? groups.lastIndexOf(',', keep) : -1;
-      keep = cut;
-      if (keep > 0) headers[GROUPS] = groups.slice(0, keep); else delete headers[GROUPS];
+      const marker = TRUNCATED.length + 'true'.length + 4;
       headers[TRUNCATED] = 'true';
-      total -= groups.length - (keep > 0 ? keep : -GROUPS.length - 4);
+      total += marker;
+      const keep = groups.length - (total - this.budget);
+      const cut = keep > 0 ? groups.lastIndexOf(',', keep) : -1;
+      if (cut > 0) {
+        headers[GROUPS] = groups.slice(0, cut);
+        total -= groups.length - cut;
+      } else {
+        delete headers[GROUPS];
+        total -= GROUPS.length + groups.length + 4;
+      }
     }
     if (total <= this.budget) return;
     const sized = plan.headers.map((h) => h.name).filter((n) => n !== 'x-forwarded-user' && typeof headers[n] === 'string')

@@ -11,19 +11,54 @@ const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 export function isValidHeaderName(name: string): boolean { return TOKEN.test(name); }
 
 
+/** Anything but printable ASCII: such a value needs cleaning and encoding before it is a header. */
+const NOT_PRINTABLE_ASCII = /[^\x20-\x7e]/;
+/** C0 controls (NUL…US, incl. TAB, CR, LF), DEL and C1 controls (U+0080–U+009F). */
+const CONTROLS = /[\x00-\x1f\x7f-\x9f]+/g;
+
+type WellFormable = { isWellFormed(): boolean; toWellFormed(): string };
+
 /**
- * Makes any claim value safe for a header: arrays comma-joined, CR/LF and other control characters
- * removed (no header injection, whatever the IdP lets users put in their name). Objects are not
- * rendered. Non-ASCII is left for `encodeHeaderValue`, applied to the whole header value.
+ * Text any IdP may send, made safe to render: lone UTF-16 surrogates (JSON `"\ud800"`) become
+ * U+FFFD — before anything else, so removing a character can never pair two halves into a new one —
+ * then C0 controls, DEL and C1 controls are removed. Printable ASCII comes back as the same string.
+ */
+export function cleanText(s: string): string {
+  if (!NOT_PRINTABLE_ASCII.test(s)) return s;
+  const w = (s as unknown as WellFormable).isWellFormed() ? s : (s as unknown as WellFormable).toWellFormed();
+  return w.replace(CONTROLS, '');
+}
+
+/** Nested arrays deeper than this are not rendered (no stack overflow on a hostile claim). */
+const MAX_DEPTH = 8;
+
+/**
+ * Makes any claim value safe for a header: strings cleaned (`cleanText`: no CR/LF or other control
+ * characters, so no header injection whatever the IdP lets users put in their name; no lone
+ * surrogates), numbers and booleans as text, arrays (nested too) comma-joined. Objects and anything
+ * JSON cannot carry are not rendered. Non-ASCII is left for `encodeHeaderValue`, applied to the
+ * whole header value.
  */
 export function headerSafe(value: unknown): string | undefined {
-  if (value === undefined || value === null) return undefined;
-  if (Array.isArray(value)) {
-    const parts = value.map(headerSafe).filter((v): v is string => v !== undefined && v !== '');
-    return parts.join(',');
+  return render(value, 0);
+}
+
+function render(value: unknown, depth: number): string | undefined {
+  switch (typeof value) {
+    case 'string': return cleanText(value);
+    case 'number': case 'boolean': case 'bigint': return String(value);
+    case 'object': {
+      if (!Array.isArray(value) || depth >= MAX_DEPTH) return undefined;
+      let out = '';
+      for (let i = 0; i < value.length; i++) {
+        const v = render(value[i], depth + 1);
+        if (v === undefined || v === '') continue;
+        out = out === '' ? v : `${out},${v}`;
+      }
+      return out;
+    }
+    default: return undefined; // undefined, symbol, function
   }
-  if (typeof value === 'object') return undefined;
-  return String(value).replace(/[\x00-\x1f\x7f]+/g, '');
 }
 
 export type HeaderEncoding = 'percent' | 'rfc2047';
@@ -32,12 +67,16 @@ export type HeaderEncoding = 'percent' | 'rfc2047';
  * Node refuses header values outside Latin-1, and Latin-1 would be ambiguous to upstreams, so
  * non-ASCII is encoded: `percent` (default) percent-encodes each non-ASCII run as UTF-8
  * (`Zoë` → `Zo%C3%AB`); `rfc2047` sends the whole value as an encoded word (`=?UTF-8?B?Wm/Dqw==?=`),
- * which some Java and mail-derived stacks decode themselves. ASCII values are never touched.
+ * which some Java and mail-derived stacks decode themselves. Printable ASCII values are never
+ * touched. Total for any string: the value is first cleaned (`cleanText`), so the result is always
+ * printable ASCII, which Node's `validateHeaderValue` accepts.
  */
 export function encodeHeaderValue(v: string, mode: HeaderEncoding): string {
-  if (!/[^\x20-\x7e]/.test(v)) return v;
-  if (mode === 'rfc2047') return `=?UTF-8?B?${Buffer.from(v, 'utf8').toString('base64')}?=`;
-  return v.replace(/[^\x20-\x7e]+/gu, (m) => encodeURIComponent(m));
+  if (!NOT_PRINTABLE_ASCII.test(v)) return v;
+  const s = cleanText(v);
+  if (!NOT_PRINTABLE_ASCII.test(s)) return s;
+  if (mode === 'rfc2047') return `=?UTF-8?B?${Buffer.from(s, 'utf8').toString('base64')}?=`;
+  return s.replace(/[^\x20-\x7e]+/gu, (m) => encodeURIComponent(m));
 }
 
 /**
@@ -74,7 +113,10 @@ export function compileHeaderTemplate(template: string, path: string, issues: Is
   }
   if (lit) parts.push(lit);
   if (issues.length > before) return undefined;
-  if (/[\r\n\x00]/.test(template)) { issues.push({ path, message: 'must not contain control characters' }); return undefined; }
+  if (/[\x00-\x1f\x7f-\x9f]/.test(template) || !(template as unknown as WellFormable).isWellFormed()) {
+    issues.push({ path, message: 'must not contain control characters or lone surrogates' });
+    return undefined;
+  }
   const first = (claims: Claims, alts: Array<(c: Claims) => unknown>): string | undefined => {
     for (const get of alts) {
       const v = headerSafe(get(claims));
