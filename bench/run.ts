@@ -7,11 +7,12 @@
 //   npm run bench [-- --duration 5 --rounds 3 --warmup 1 --connections 50]
 //   npm run bench -- --fixed-rate 1000          latency at a fixed, moderate rate (p99 added over direct)
 //   npm run bench -- --scenarios direct,public,auth --no-build --workers auto
+//   npm run bench -- --compare d02a8a9          the same scenarios against another commit's build, same rounds
 //
 // See bench/README.md for what each column means and how to read the ratios.
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -41,6 +42,12 @@ const USAGE = `usage: npm run bench -- [options]
   --scenarios LIST    comma list of: ${['direct', 'baseline', 'public', 'auth', 'nocache', 'unauth', 'redis', 'apache', 'apache-plain'].join(', ')}
                       (default: all but baseline and apache-plain)
   --workers W         Portcullis "workers" setting (default 1)
+  --log-level L       Portcullis "logLevel" (default: not set, i.e. Portcullis's default, info)
+  --audit-log A       Portcullis "auditLog": all | denials | off (default: not set, i.e. all)
+  --compare REF       also run the public, auth and nocache scenarios against the build of git ref REF
+                      (git worktree in a temp dir, npm ci + npm run build there, removed at the end):
+                      same config, IdP, upstream and cookie handling, interleaved in the same rounds;
+                      adds public@REF, auth@REF, nocache@REF and current/REF ratios
   --no-build          skip "npm run build" (dist/ must be current)
   --json-out FILE     default bench/results/latest.json
   --keep-logs         keep the run directory (configs, server logs) even on success
@@ -63,6 +70,9 @@ const { values: opt } = parseArgs({
     'keep-logs': { type: 'boolean', default: false },
     'cpu-prof': { type: 'boolean', default: false },
     'node-args': { type: 'string', default: '' },
+    'log-level': { type: 'string' },
+    'audit-log': { type: 'string' },
+    compare: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
   strict: true,
@@ -82,6 +92,18 @@ if (FIXED_TOOL !== 'paced' && FIXED_TOOL !== 'autocannon') throw new Error(`--fi
 const WANTED = new Set(opt.scenarios.split(',').map((s) => s.trim()).filter(Boolean));
 const WORKERS: number | 'auto' = opt.workers === 'auto' ? 'auto' : clamp(Number(opt.workers), 1, 64);
 const PATH = '/bench/item?id=42';
+const COMPARE_REF = opt.compare?.trim() || undefined;
+if (COMPARE_REF !== undefined && !/^[\w./^~@{}-]+$/.test(COMPARE_REF)) throw new Error(`--compare: not a git ref: ${COMPARE_REF}`);
+/** Suffix of the scenarios run against the --compare build: `auth@d02a8a9`. */
+const REF_SUFFIX = COMPARE_REF === undefined ? undefined : `@${COMPARE_REF}`;
+/** The scenarios --compare repeats against the other build. */
+const COMPARED = ['public', 'auth', 'nocache'];
+/** Only what the command line sets: by default the generated config leaves logging at Portcullis's defaults. */
+const LOGGING: Record<string, string> = {
+  ...(opt['log-level'] !== undefined ? { logLevel: opt['log-level'] } : {}),
+  ...(opt['audit-log'] !== undefined ? { auditLog: opt['audit-log'] } : {}),
+};
+const LOGGING_LABEL = `logLevel ${LOGGING.logLevel ?? 'default (info)'}, auditLog ${LOGGING.auditLog ?? 'default (all)'}`;
 const ALICE = { user: 'alice', password: DEMO_USERS.alice!.password };
 /**
  * How often Portcullis writes an active session's last-seen time back (src/session/sessions.ts:
@@ -106,6 +128,7 @@ const BROWSER_NAV = {
 const API = { accept: 'application/json', 'user-agent': 'portcullis-bench/1' };
 
 interface Scenario extends LoadSpec {
+  /** `auth`, or `auth@REF` for the --compare build. */
   key: string;
   name: string;
   /** The proxy process whose RSS/CPU is sampled (undefined: direct). */
@@ -148,6 +171,19 @@ interface Summary {
   /** The twins' own medians. */
   twin50?: number;
   twin99?: number;
+  /** Proxy CPU time per response, µs (CPU % over the run / req/s): less sensitive to what else the box runs than req/s. */
+  cpuUsPerReq?: number;
+}
+
+/** The --compare build: a detached git worktree of REF with its own node_modules and dist/. */
+interface CompareBuild {
+  ref: string;
+  commit: string;
+  subject: string;
+  /** The worktree (its bin/portcullis.mjs is started). */
+  root: string;
+  /** How its node_modules came about. */
+  deps: string;
 }
 
 const notes: string[] = [];
@@ -155,6 +191,9 @@ const versions: Record<string, string> = { node: process.version, cpus: `${cpus(
 let idp: DevIdp | undefined;
 let runDir = '';
 let failed = false;
+/** The --compare worktree, removed in cleanup(). */
+let compareDir: string | undefined;
+let compareTree: string | undefined;
 
 async function main(): Promise<number> {
   // Other work on the machine (a test suite, a build) skews everything: record it before our own build.
@@ -169,10 +208,16 @@ async function main(): Promise<number> {
     if (b.status !== 0) notes.push('npm run build reported errors (see above); dist/ as emitted by tsc was measured');
   }
   if (!existsSync(join(REPO, 'dist', 'main.js'))) throw new Error('dist/main.js is missing: run npm run build');
+  const compare = COMPARE_REF === undefined ? undefined : prepareCompare(COMPARE_REF);
+  if (compare) {
+    versions.compare = `${compare.ref} = ${compare.commit.slice(0, 12)} ${compare.subject.slice(0, 100)}`;
+    versions.compareDeps = compare.deps;
+  }
   runDir = mkdtempSync(join(tmpdir(), 'portcullis-bench-'));
   log(`run directory (configs, server logs): ${runDir}`);
 
-  const [upstreamPort, proxyPort, proxyMetrics, redisProxyPort, redisProxyMetrics, redisPort, apachePort, apachePlainPort, baselinePort, noCachePort, noCacheMetrics] = await freePorts(11);
+  const [upstreamPort, proxyPort, proxyMetrics, redisProxyPort, redisProxyMetrics, redisPort, apachePort, apachePlainPort, baselinePort, noCachePort, noCacheMetrics,
+    refProxyPort, refProxyMetrics, refNoCachePort, refNoCacheMetrics] = await freePorts(15);
   const proxyBase = `http://127.0.0.1:${proxyPort}`;
   const noCacheBase = `http://127.0.0.1:${noCachePort}`;
   const redisProxyBase = `http://127.0.0.1:${redisProxyPort}`;
@@ -187,7 +232,7 @@ async function main(): Promise<number> {
   idp = await startDevIdp({
     host: '127.0.0.1',
     clients: [
-      { ...proxyClient, redirect_uris: [`${proxyBase}/oauth2/callback`, `${redisProxyBase}/oauth2/callback`, `${noCacheBase}/oauth2/callback`] },
+      { ...proxyClient, redirect_uris: [proxyBase, redisProxyBase, noCacheBase, `http://127.0.0.1:${refProxyPort}`, `http://127.0.0.1:${refNoCachePort}`].map((b) => `${b}/oauth2/callback`) },
       { ...apacheClient, redirect_uris: [`${apacheBase}/oauth2/callback`] },
     ],
   });
@@ -197,7 +242,7 @@ async function main(): Promise<number> {
     listen: { host: '127.0.0.1', port },
     publicUrl: `http://127.0.0.1:${port}`,
     workers: WORKERS,
-    logLevel: 'warn',
+    ...LOGGING,
     metrics: { host: '127.0.0.1', port: metricsPort },
     oidc: { issuer: idp!.issuer, clientId: proxyClient.client_id, clientSecret: proxyClient.client_secret, scopes: ['openid', 'email', 'profile', 'groups'] },
     session: { secrets: [randomBytes(32).toString('base64url')], ...session },
@@ -209,7 +254,7 @@ async function main(): Promise<number> {
   });
 
   const scenarios: Scenario[] = [];
-  const add = (s: Omit<Scenario, 'runs'>) => { if (WANTED.has(s.key)) scenarios.push({ ...s, runs: [] }); };
+  const add = (s: Omit<Scenario, 'runs'>) => { if (WANTED.has(baseKey(s.key))) scenarios.push({ ...s, runs: [] }); };
   const echoed = (body: string): Record<string, string> => {
     try {
       return (JSON.parse(body) as { headers: Record<string, string> }).headers;
@@ -223,47 +268,57 @@ async function main(): Promise<number> {
     check: (r) => (r.status === 200 ? undefined : `status ${r.status}`),
   });
 
-  // --- the bare stack (fastify + reply-from, nothing else): what Portcullis's public route is built on
+  // --- the bare stack (node:http + undici dispatch, nothing else): what every proxied request in Portcullis is built on
   if (WANTED.has('baseline')) {
     const baseline = startChild('baseline', process.execPath, [join(REPO, 'bench', 'baseline-proxy.mjs'), String(baselinePort), upstream], join(runDir, 'baseline.log'), { cwd: REPO, pipeStdout: true });
     await waitForStdout(baseline, /READY /, 20_000);
     add({
-      key: 'baseline', name: 'bare fastify + reply-from (no auth)', proxy: baseline, url: `http://127.0.0.1:${baselinePort}${PATH}`, headers: API, expect: (s) => s === 200,
+      key: 'baseline', name: 'bare node:http + undici (no auth)', proxy: baseline, url: `http://127.0.0.1:${baselinePort}${PATH}`, headers: API, expect: (s) => s === 200,
       check: (r) => (r.status === 200 ? undefined : `status ${r.status}`),
     });
   }
 
-  // --- Portcullis, cookie store
-  const needsProxy = ['public', 'auth', 'unauth'].some((k) => WANTED.has(k));
-  if (needsProxy) {
-    const proxy = await startPortcullis('portcullis', proxyConfig(proxyPort, proxyMetrics, { store: 'cookie' }));
-    const cookie = await signInHttp(proxyBase);
-    add({
-      key: 'public', name: 'Portcullis public route (no auth)', proxy, url: `${proxyBase}/public${PATH}`, headers: API, expect: (s) => s === 200,
-      check: (r) => (r.status !== 200 ? `status ${r.status}` : echoed(r.body)['x-forwarded-user'] !== undefined ? 'identity on an anonymous request' : undefined),
-    });
-    add({
-      key: 'auth', name: 'Portcullis authenticated (cookie store)', proxy, url: proxyBase + PATH, headers: { ...API, cookie }, expect: (s) => s === 200,
-      browserCookies: true, signInCookie: cookie, cookieAt: Date.now(),
-      check: (r) => checkIdentity(r, echoed(r.body)),
-    });
-    add({
-      key: 'unauth', name: 'Portcullis no session -> 302 to IdP', proxy, url: proxyBase + PATH, headers: BROWSER_NAV, expect: (s) => s === 302,
-      check: (r) => (r.status !== 302 ? `status ${r.status}` : !String(r.headers.location).startsWith(`${idp!.issuer}/`) ? `Location ${String(r.headers.location)} is not the IdP` : undefined),
-    });
-  }
+  // --- Portcullis, cookie store (and, with --compare, the same again from the other build)
+  const builds = [
+    { suffix: '', label: '', root: REPO, port: proxyPort, metrics: proxyMetrics, noCachePort, noCacheMetrics },
+    ...(compare ? [{ suffix: REF_SUFFIX!, label: ` ${REF_SUFFIX}`, root: compare.root, port: refProxyPort, metrics: refProxyMetrics, noCachePort: refNoCachePort, noCacheMetrics: refNoCacheMetrics }] : []),
+  ];
+  for (const b of builds) {
+    const base = `http://127.0.0.1:${b.port}`;
+    const needsProxy = ['public', 'auth', 'unauth'].some((k) => WANTED.has(k) && (b.suffix === '' || COMPARED.includes(k)));
+    if (needsProxy) {
+      const proxy = await startPortcullis(`portcullis${b.suffix}`, proxyConfig(b.port, b.metrics, { store: 'cookie' }), b.root);
+      const cookie = await signInHttp(base);
+      add({
+        key: `public${b.suffix}`, name: `Portcullis public route (no auth)${b.label}`, proxy, url: `${base}/public${PATH}`, headers: API, expect: (s) => s === 200,
+        check: (r) => (r.status !== 200 ? `status ${r.status}` : echoed(r.body)['x-forwarded-user'] !== undefined ? 'identity on an anonymous request' : undefined),
+      });
+      add({
+        key: `auth${b.suffix}`, name: `Portcullis authenticated (cookie store)${b.label}`, proxy, url: base + PATH, headers: { ...API, cookie }, expect: (s) => s === 200,
+        browserCookies: true, signInCookie: cookie, cookieAt: Date.now(),
+        check: (r) => checkIdentity(r, echoed(r.body)),
+      });
+      if (b.suffix === '') {
+        add({
+          key: 'unauth', name: 'Portcullis no session -> 302 to IdP', proxy, url: base + PATH, headers: BROWSER_NAV, expect: (s) => s === 302,
+          check: (r) => (r.status !== 302 ? `status ${r.status}` : !String(r.headers.location).startsWith(`${idp!.issuer}/`) ? `Location ${String(r.headers.location)} is not the IdP` : undefined),
+        });
+      }
+    }
 
-  // --- Portcullis, cookie store, verified-session LRU off (session.cacheMaxEntries: 0): every request
-  // hashes nothing, but decrypts (AES-256-GCM) and JSON-parses the cookie. Its own process, same routes.
-  if (WANTED.has('nocache')) {
-    const proxy = await startPortcullis('portcullis-nocache', proxyConfig(noCachePort, noCacheMetrics, { store: 'cookie', cacheMaxEntries: 0 }));
-    const cookie = await signInHttp(noCacheBase);
-    add({
-      key: 'nocache', name: 'Portcullis authenticated, session cache off', proxy, url: noCacheBase + PATH, headers: { ...API, cookie }, expect: (s) => s === 200,
-      browserCookies: true, signInCookie: cookie, cookieAt: Date.now(),
-      renewSession: () => signInHttp(noCacheBase),
-      check: (r) => checkIdentity(r, echoed(r.body)),
-    });
+    // --- Portcullis, cookie store, verified-session LRU off (session.cacheMaxEntries: 0): every request
+    // hashes nothing, but decrypts (AES-256-GCM) and JSON-parses the cookie. Its own process, same routes.
+    if (WANTED.has('nocache')) {
+      const noCacheBase = `http://127.0.0.1:${b.noCachePort}`;
+      const proxy = await startPortcullis(`portcullis-nocache${b.suffix}`, proxyConfig(b.noCachePort, b.noCacheMetrics, { store: 'cookie', cacheMaxEntries: 0 }), b.root);
+      const cookie = await signInHttp(noCacheBase);
+      add({
+        key: `nocache${b.suffix}`, name: `Portcullis authenticated, session cache off${b.label}`, proxy, url: noCacheBase + PATH, headers: { ...API, cookie }, expect: (s) => s === 200,
+        browserCookies: true, signInCookie: cookie, cookieAt: Date.now(),
+        renewSession: () => signInHttp(noCacheBase),
+        check: (r) => checkIdentity(r, echoed(r.body)),
+      });
+    }
   }
 
   // --- Portcullis, Redis store (only when the option validates, redis-server exists, and sessions really land in Redis)
@@ -340,7 +395,9 @@ async function main(): Promise<number> {
 
   if (scenarios.length === 0) throw new Error('no scenario left to run');
   const order = ['direct', 'baseline', 'apache-plain', 'public', 'auth', 'nocache', 'redis', 'unauth', 'apache'];
-  scenarios.sort((a, b) => order.indexOf(a.key) - order.indexOf(b.key));
+  // A --compare scenario runs right after (or, every other round, right before) its current-build twin.
+  const rank = (k: string) => order.indexOf(baseKey(k)) * 2 + (k === baseKey(k) ? 0 : 1);
+  scenarios.sort((a, b) => rank(a.key) - rank(b.key));
 
   // --- pre-flight: one request each, checked
   for (const sc of scenarios) {
@@ -365,7 +422,19 @@ async function main(): Promise<number> {
     // Each round starts one scenario later (A B C, B C A, C A B …): whatever follows a given scenario
     // (a proxy waking up after idling through the direct run, say) does not always hit the same one.
     const shift = (round - 1) % scenarios.length;
-    for (const sc of [...scenarios.slice(shift), ...scenarios.slice(0, shift)]) {
+    const sequence = [...scenarios.slice(shift), ...scenarios.slice(0, shift)];
+    // --compare: every other round the other build's twin goes first, so neither build always runs
+    // right after the other one (a machine that is busier in the second half of a pair hits both).
+    if (round % 2 === 0) {
+      for (let i = 0; i + 1 < sequence.length; i += 1) {
+        if (sequence[i + 1]!.key === `${sequence[i]!.key}${REF_SUFFIX}`) {
+          [sequence[i], sequence[i + 1]] = [sequence[i + 1]!, sequence[i]!];
+          i += 1;
+        }
+      }
+    }
+    log(`round ${round}/${ROUNDS} order: ${sequence.map((sc) => sc.key).join(' ')}`);
+    for (const sc of sequence) {
       if (sc.browserCookies) await takeUpReissuedCookie(sc);
       const runMs = ((sc.runs.length === 0 ? WARMUP : 0) + DURATION) * 1000;
       if (sc.renewSession && Date.now() - sc.cookieAt! + runMs + 3000 >= TOUCH_INTERVAL_MS) {
@@ -402,7 +471,7 @@ async function main(): Promise<number> {
   const { table, ratios } = FIXED_RATE ? fixedRateReport(scenarios) : throughputReport(scenarios);
   const header = FIXED_RATE
     ? `# fixed rate ${FIXED_RATE} req/s (${FIXED_TOOL === 'paced' ? 'evenly spaced, open loop, undici pool' : 'autocannon overallRate'}), ${DURATION} s per run (+${WARMUP} s warm-up), ${ROUNDS} round(s), medians, GET ${PATH}`
-    : `# autocannon ${CONNECTIONS} connections, ${DURATION} s per run (+${WARMUP} s warm-up), ${ROUNDS} round(s), medians, GET ${PATH}; Portcullis workers: ${WORKERS}`;
+    : `# autocannon ${CONNECTIONS} connections, ${DURATION} s per run (+${WARMUP} s warm-up), ${ROUNDS} round(s), medians, GET ${PATH}; Portcullis workers: ${WORKERS}, ${LOGGING_LABEL}${compare ? `; compared with ${versions.compare}` : ''}`;
   const output = [header, table, '', ...ratios, ...(notes.length ? ['', ...notes.map((n) => `note: ${n}`)] : [])].join('\n');
   console.log(output);
 
@@ -413,7 +482,8 @@ async function main(): Promise<number> {
     commit: git(['rev-parse', 'HEAD']),
     dirty: git(['status', '--porcelain', '--untracked-files=no']) !== '',
     mode: FIXED_RATE ? { kind: 'fixed-rate', rate: FIXED_RATE, tool: FIXED_TOOL } : { kind: 'closed-loop', tool: 'autocannon', connections: CONNECTIONS },
-    duration: DURATION, warmup: WARMUP, rounds: ROUNDS, workers: WORKERS, path: PATH,
+    duration: DURATION, warmup: WARMUP, rounds: ROUNDS, workers: WORKERS, path: PATH, logging: LOGGING_LABEL,
+    compare: compare ? { ref: compare.ref, commit: compare.commit, subject: compare.subject, deps: compare.deps } : undefined,
     versions,
     scenarios: scenarios.map(({ expect: _e, check: _c, proxy, headers, signInCookie: _s, ...rest }) => ({ ...rest, headers: Object.keys(headers), proxyPid: proxy?.pid })),
     ratios,
@@ -428,16 +498,16 @@ async function main(): Promise<number> {
   }
   return 0;
 
-  async function startPortcullis(name: string, raw: Record<string, unknown>): Promise<Child> {
+  async function startPortcullis(name: string, raw: Record<string, unknown>, root = REPO): Promise<Child> {
     const v = validateConfigObject(raw, {});
     if (!v.ok) throw new Error(`${name}: generated config is invalid:\n${formatIssues(v.issues)}`);
-    const file = join(runDir, `${name}.yaml`);
+    const file = join(runDir, `${name.replace(/[^\w.-]/g, '_')}.yaml`);
     writeFileSync(file, `# generated by bench/run.ts\n${toYaml(raw)}`, { mode: 0o600 });
     const nodeArgs = [
       ...String(opt['node-args']).split(/\s+/).filter(Boolean),
-      ...(opt['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', join(runDir, 'profiles', name)] : []),
+      ...(opt['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', join(runDir, 'profiles', name.replace(/[^\w.-]/g, '_'))] : []),
     ];
-    const child = startChild(name, process.execPath, [...nodeArgs, join(REPO, 'bin', 'portcullis.mjs'), '--config', file], join(runDir, `${name}.log`), { cwd: REPO });
+    const child = startChild(name, process.execPath, [...nodeArgs, join(root, 'bin', 'portcullis.mjs'), '--config', file], join(runDir, `${name.replace(/[^\w.-]/g, '_')}.log`), { cwd: root });
     const base = String(raw.publicUrl);
     await waitForHttp(`${base}/readyz`, (s) => s === 200, 20_000, child);
     // With workers, each connection may land on another process, and each answers /readyz for itself:
@@ -452,7 +522,7 @@ async function main(): Promise<number> {
         if (streak === 0) await new Promise((r) => setTimeout(r, 100));
       }
     }
-    log(`${name} (pid ${child.pid}) ready on ${base}, config ${file}`);
+    log(`${name} (pid ${child.pid}) ready on ${base}, config ${file}${root === REPO ? '' : `, build in ${root}`}`);
     return child;
   }
 }
@@ -500,6 +570,68 @@ function checkIdentity(r: { status: number }, h: Record<string, string>): string
   return undefined;
 }
 
+/** `auth@d02a8a9` → `auth`. */
+function baseKey(key: string): string {
+  const at = key.indexOf('@');
+  return at < 0 ? key : key.slice(0, at);
+}
+
+/** Runs a command for the --compare build; throws with its output's tail when it fails. Bounded. */
+function runStep(command: string, args: string[], cwd: string, timeoutMs: number): void {
+  log(`${cwd}: ${command} ${args.join(' ')}`);
+  const r = spawnSync(command, args, { cwd, encoding: 'utf8', timeout: timeoutMs, killSignal: 'SIGKILL', stdio: ['ignore', 'pipe', 'pipe'] });
+  if (r.status !== 0) {
+    const out = `${r.stdout ?? ''}${r.stderr ?? ''}`.trim().split('\n').slice(-20).join('\n');
+    throw new Error(`--compare: ${command} ${args.join(' ')} in ${cwd} ${r.error ? `failed: ${r.error.message}` : `exited ${r.status ?? r.signal}`}\n${out}`);
+  }
+}
+
+/**
+ * --compare REF: a detached worktree of REF in a temp dir, its own node_modules (a link to ours when
+ * the lockfiles are byte-identical, else `npm ci` from the local cache first) and its own build.
+ * Removed by cleanup(), whatever happens.
+ */
+function prepareCompare(ref: string): CompareBuild {
+  const commit = git(['rev-parse', '--verify', '--quiet', `${ref}^{commit}`]);
+  if (!/^[0-9a-f]{40}$/.test(commit)) throw new Error(`--compare: ${ref} is not a commit here`);
+  compareDir = mkdtempSync(join(tmpdir(), 'portcullis-compare-'));
+  const root = join(compareDir, 'tree');
+  runStep('git', ['worktree', 'add', '--detach', root, commit], REPO, 60_000);
+  compareTree = root;
+  const lock = (dir: string) => (existsSync(join(dir, 'package-lock.json')) ? readFileSync(join(dir, 'package-lock.json')) : undefined);
+  const ours = lock(REPO);
+  const theirs = lock(root);
+  let deps: string;
+  if (ours && theirs && ours.equals(theirs)) {
+    symlinkSync(join(REPO, 'node_modules'), join(root, 'node_modules'), 'dir');
+    deps = 'node_modules linked from the current tree (identical package-lock.json)';
+  } else {
+    // Scripts off: the root package's `prepare` would build a second time; none of the runtime
+    // dependencies has an install script (esbuild's, for tsx, only checks its binary).
+    runStep('npm', ['ci', '--prefer-offline', '--no-audit', '--no-fund', '--ignore-scripts', '--loglevel=error'], root, 600_000);
+    deps = 'npm ci --prefer-offline --ignore-scripts (package-lock.json differs)';
+  }
+  runStep('npm', ['run', 'build', '--silent'], root, 600_000);
+  if (!existsSync(join(root, 'dist', 'main.js'))) throw new Error(`--compare: ${ref} built no dist/main.js`);
+  const subject = spawnSync('git', ['log', '-1', '--format=%s', commit], { cwd: REPO, encoding: 'utf8' }).stdout.trim();
+  log(`--compare: ${ref} = ${commit.slice(0, 12)} built in ${root} (${deps})`);
+  return { ref, commit, subject, root, deps };
+}
+
+/** Removes the --compare worktree (and its temp dir); never throws. */
+function removeCompareTree(): void {
+  if (compareTree) {
+    const r = spawnSync('git', ['worktree', 'remove', '--force', compareTree], { cwd: REPO, encoding: 'utf8', timeout: 60_000 });
+    if (r.status !== 0) log(`git worktree remove ${compareTree} failed: ${(r.stderr ?? '').trim()}`);
+    compareTree = undefined;
+  }
+  if (compareDir) {
+    rmSync(compareDir, { recursive: true, force: true });
+    spawnSync('git', ['worktree', 'prune'], { cwd: REPO, timeout: 60_000 });
+    compareDir = undefined;
+  }
+}
+
 function skip(key: string, why: string): void {
   const line = `${key} scenario skipped: ${why}`;
   notes.push(line);
@@ -528,6 +660,7 @@ function summarise(runs: Scenario['runs']): Summary {
     p99: median(runs.map((r) => r.p99)),
     rssPeakMb: runs[0]?.rssPeakMb === undefined ? undefined : median(runs.map((r) => r.rssPeakMb!)),
     cpuPercent: runs[0]?.cpuPercent === undefined ? undefined : median(runs.map((r) => r.cpuPercent!)),
+    cpuUsPerReq: runs[0]?.cpuPercent === undefined ? undefined : median(runs.map((r) => (r.rps > 0 ? (r.cpuPercent! / 100) * 1e6 / r.rps : Number.NaN))),
     unexpected: runs.reduce((a, r) => a + r.unexpected, 0),
     total: runs.reduce((a, r) => a + r.total, 0),
     errors: runs.reduce((a, r) => a + r.errors, 0),
@@ -547,12 +680,14 @@ function throughputReport(scenarios: Scenario[]): { table: string; ratios: strin
   const by = (k: string) => scenarios.find((s) => s.key === k)?.summary;
   const direct = by('direct');
   const pub = by('public');
-  const rows = [['scenario', 'req/s', 'x direct', 'x public', 'p50 ms', 'p99 ms', 'RSS MB', 'CPU %', 'bad/total', 'sock err']];
+  const rows = [['scenario', 'req/s', 'x direct', 'x public', 'p50 ms', 'p99 ms', 'RSS MB', 'CPU %', 'CPU µs/req', 'bad/total', 'sock err']];
   for (const sc of scenarios) {
     const s = sc.summary!;
-    const isPortcullis = ['public', 'auth', 'nocache', 'redis', 'unauth'].includes(sc.key);
-    rows.push([sc.name, f(s.rps, 0), f(x(s.rps, direct?.rps), 3), isPortcullis ? f(x(s.rps, pub?.rps), 3) : '-', f(s.p50, 2), f(s.p99, 2),
-      f(s.rssPeakMb, 0), f(s.cpuPercent, 0), `${s.unexpected}/${s.total}`, String(s.errors)]);
+    const isPortcullis = ['public', 'auth', 'nocache', 'redis', 'unauth'].includes(baseKey(sc.key));
+    // A --compare scenario is set against the other build's own public route.
+    const ownPublic = sc.key === baseKey(sc.key) ? pub : by(`public${sc.key.slice(baseKey(sc.key).length)}`);
+    rows.push([sc.name, f(s.rps, 0), f(x(s.rps, direct?.rps), 3), isPortcullis ? f(x(s.rps, ownPublic?.rps), 3) : '-', f(s.p50, 2), f(s.p99, 2),
+      f(s.rssPeakMb, 0), f(s.cpuPercent, 0), f(s.cpuUsPerReq, 0), `${s.unexpected}/${s.total}`, String(s.errors)]);
   }
   const ratios: string[] = [];
   const ratio = (label: string, a: Summary | undefined, b: Summary | undefined, target?: string) => {
@@ -568,11 +703,24 @@ function throughputReport(scenarios: Scenario[]): { table: string; ratios: strin
   ratio('authenticated (Redis store) / public', by('redis'), pub);
   ratio('no session 302 / public', by('unauth'), pub);
   ratio('public / direct upstream', pub, direct);
-  ratio('public / bare fastify + reply-from', pub, by('baseline'));
+  ratio('public / bare node:http + undici', pub, by('baseline'));
   ratio('authenticated / direct upstream', auth, direct);
   ratio('authenticated / Apache + mod_auth_openidc', auth, apache, `issue #8: ≥ 1.5× with workers: auto; this run: workers ${WORKERS}`);
   ratio('Apache + mod_auth_openidc / direct upstream', apache, direct);
   if (auth && apache) ratios.push(`p99 at ${CONNECTIONS} connections: Portcullis authenticated ${f(auth.p99, 2)} ms vs Apache + mod_auth_openidc ${f(apache.p99, 2)} ms   (issue #8: below Apache's)`);
+  if (REF_SUFFIX !== undefined) {
+    // Current build / --compare build, per scenario: the ratio of the medians, and the median (min–max)
+    // of the per-round ratios — each round runs both back to back, so that one pairs like with like.
+    ratios.push('', `current / ${COMPARE_REF} (req/s: ratio of medians; per round: median [min–max] of the rounds' ratios; CPU µs/req: ratio of medians, < 1 = current cheaper)`);
+    for (const k of COMPARED) {
+      const cur = scenarios.find((s) => s.key === k);
+      const ref = scenarios.find((s) => s.key === k + REF_SUFFIX);
+      if (!cur || !ref) continue;
+      const perRound = cur.runs.map((r, i) => x(r.rps, ref.runs[i]?.rps)).filter((v): v is number => v !== undefined);
+      const pr = perRound.length ? `${median(perRound).toFixed(2)}× [${Math.min(...perRound).toFixed(2)}–${Math.max(...perRound).toFixed(2)}]` : '-';
+      ratios.push(`  ${k.padEnd(8)} req/s ${f(x(cur.summary!.rps, ref.summary!.rps), 2)}×   per round ${pr}   p99 ${f(cur.summary!.p99, 2)} vs ${f(ref.summary!.p99, 2)} ms   CPU µs/req ${f(x(cur.summary!.cpuUsPerReq, ref.summary!.cpuUsPerReq), 2)}×`);
+    }
+  }
   return { table: formatTable(rows), ratios };
 }
 
@@ -615,6 +763,7 @@ async function cleanup(): Promise<void> {
   await stopAll();
   await idp?.close().catch(() => {});
   idp = undefined;
+  removeCompareTree();
   if (runDir && !failed && !opt['keep-logs'] && !opt['cpu-prof']) rmSync(runDir, { recursive: true, force: true });
   else if (runDir) log(`logs kept in ${runDir}`);
 }
