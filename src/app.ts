@@ -3,25 +3,24 @@
 // Errors from any stage meet one handler that answers with a page (browsers) or JSON (APIs).
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import fastifyCookie from '@fastify/cookie';
+import { randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Config } from './config/index.js';
 import { Runtime, type RuntimeOptions } from './runtime.js';
 import { createMetrics, responseObserver, type Metrics } from './metrics.js';
-import { createServer } from 'node:http';
-import { createFastPath, type FastPath } from './proxy/fast-path.js';
 import { asPortcullisError, errors, PortcullisError } from './errors.js';
-import { renderError } from './pages.js';
 import { requestIdOf } from './request-id.js';
-import { handleUpgrade, proxyHandler, rewriteUrl, type RouteCarrier } from './door.js';
+import { createHttpDoorway, rewriteUrl } from './door/http.js';
+import { handleUpgrade } from './door/upgrade.js';
+import { errorAnswer } from './door/respond.js';
 import { registerSignInEndpoints } from './signin/endpoints.js';
-import { registerForwarding } from './proxy/forward.js';
 import { compilePeerTrust } from './routing/trust.js';
 import { AssertionSigner } from './identity/assertion.js';
 import { clientKey, createRateLimiter } from './ratelimit.js';
 
 export interface AppOptions extends RuntimeOptions {
   metrics?: Metrics;
-  /** false: every request takes the Fastify path (the reference behaviour; for comparison tests and bench). */
-  fastPath?: boolean;
   /** pino destination stream (tests capture logs to scan them for secrets). */
   logStream?: NodeJS.WritableStream;
 }
@@ -37,13 +36,16 @@ export async function buildApp(config: Config, opts: AppOptions = {}): Promise<{
   const metrics = opts.metrics ?? createMetrics();
   const peerTrusted = compilePeerTrust(config.trustProxy);
   const observe = responseObserver(metrics);
-  // The hot path (src/proxy/fast-path.ts) sees each request first; whatever it declines goes to Fastify.
-  let fastPath: FastPath | undefined;
+  // node:http hands every request to the HTTP doorway (src/door/http.ts): proxied requests and
+  // forward-auth go through the one pipeline; Portcullis's own endpoints come back here, to Fastify.
+  let doorway: ReturnType<typeof createHttpDoorway> | undefined;
+  let fastifyHandler: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
   const app = Fastify({
     serverFactory: (handler) => {
-      const server = createServer((req, res) => {
-        if (!fastPath?.handle(req, res)) handler(req, res);
-      });
+      const server = createServer((req, res) => doorway!(req, res));
+      // `Expect: 100-continue`: the doorway sends 100 Continue only once the request is authorized.
+      server.on('checkContinue', (req, res) => doorway!(req, res));
+      fastifyHandler = handler;
       // What Fastify sets on servers it creates itself (headersTimeout stays Node's 60 s).
       server.keepAliveTimeout = 72_000;
       server.requestTimeout = 0;
@@ -54,21 +56,50 @@ export async function buildApp(config: Config, opts: AppOptions = {}): Promise<{
       redact: { paths: REDACT, censor: '[redacted]' },
       ...(opts.logStream ? { stream: opts.logStream } : {}),
     },
+    // Own endpoints only (the rate limiter's request.ip): the same proxy-addr rule as routing/origin.ts.
     trustProxy: config.trustProxy,
     // A request id from the client is believed only from a trusted proxy (and only if it looks sane).
     requestIdHeader: false,
     genReqId: (req) => requestIdOf(req, peerTrusted),
-    // Per-request access logs cost on the hot path; decisions are audited instead (door.ts).
+    // Per-request access logs cost on every request; decisions are audited instead (door/audit.ts).
     logController: new LogController({ disableRequestLogging: true }),
     rewriteUrl,
     return503OnClosing: true,
-    bodyLimit: 10 * 1024 * 1024,
+    bodyLimit: 1024 * 1024,
+    // Requests Node cannot parse (malformed, headers too large): the one error shape, and a log line
+    // that never carries the request's bytes (Fastify's default logs them, cookies included).
+    clientErrorHandler: (err: Error & { code?: string }, socket: Socket) => {
+      if (err.code === 'ECONNRESET' || socket.destroyed) return;
+      const e = err.code === 'HPE_HEADER_OVERFLOW'
+        ? new PortcullisError('ERR_REQUEST_HEADERS_TOO_LARGE', 431, 'The request headers are too large.')
+        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? new PortcullisError('ERR_REQUEST_TIMEOUT', 408, 'The request took too long to arrive.')
+          : new PortcullisError('ERR_REQUEST_MALFORMED', 400, 'The request is not valid HTTP/1.1.');
+      const id = randomUUID();
+      app.log.debug({ reqId: id, code: err.code, status: e.statusCode }, 'malformed request refused');
+      const a = errorAnswer(e, { id, headers: {} });
+      const refuse = () => {
+        const text = e.statusCode === 431 ? 'Request Header Fields Too Large' : e.statusCode === 408 ? 'Request Timeout' : 'Bad Request';
+        if (socket.writable) socket.write(`HTTP/1.1 ${a.status} ${text}\r\nConnection: close\r\nContent-Type: ${a.headers['content-type']}\r\nContent-Length: ${Buffer.byteLength(a.body)}\r\n\r\n${a.body}`);
+        socket.destroy();
+      };
+      // A bad request pipelined behind a good one: the good one's response (Node's socket._httpMessage)
+      // is finished first, then the 400 (Node's own default handler would cut it off).
+      const inflight = (socket as Socket & { _httpMessage?: ServerResponse })._httpMessage;
+      if (inflight && !inflight.writableFinished && !inflight.destroyed) {
+        inflight.once('finish', refuse);
+        inflight.once('close', () => socket.destroy());
+        return;
+      }
+      refuse();
+    },
     routerOptions: { ignoreDuplicateSlashes: false, ignoreTrailingSlash: false, maxParamLength: 4096 },
   });
   const runtime = new Runtime(config, metrics, app.log, opts);
   if (config.assertionSigning.keysFile || config.routes.some((r) => r.assertion)) {
     runtime.assertions = await AssertionSigner.create(config.publicUrl, config.assertionSigning, app.log, runtime.now);
   }
+  doorway = createHttpDoorway(runtime, (req, res) => fastifyHandler!(req, res), observe);
 
   await app.register(fastifyCookie);
 
@@ -76,17 +107,14 @@ export async function buildApp(config: Config, opts: AppOptions = {}): Promise<{
     const e = asPortcullisError(err);
     if (e.statusCode >= 500) request.log.error({ code: e.code, err: e.cause ?? err }, e.message);
     else request.log.info({ code: e.code, detail: e.cause instanceof Error ? e.cause.message : undefined }, e.message);
-    reply.code(e.statusCode).header('cache-control', 'no-store');
-    if (e.retryAfter) reply.header('retry-after', String(e.retryAfter));
     const retryTo = (request as FastifyRequest & { retryTo?: string }).retryTo;
     const signInUrl = e.retrySignIn ? `${config.publicUrl}/oauth2/start${retryTo ? `?rd=${encodeURIComponent(retryTo)}` : ''}` : undefined;
-    const { type, body } = renderError(e, request.headers.accept, request.id, signInUrl);
-    return reply.type(type).send(body);
+    const a = errorAnswer(e, { id: request.id, headers: request.headers }, { signInUrl });
+    return reply.code(a.status).headers(a.headers).send(a.body);
   });
 
   app.addHook('onResponse', (request, reply, done) => {
-    const route = (request as RouteCarrier).portcullisRoute ?? (request.url.startsWith('/oauth2/') ? 'portcullis' : 'none');
-    observe(route, reply.statusCode, reply.elapsedTime / 1000);
+    observe('portcullis', reply.statusCode, reply.elapsedTime / 1000);
     done();
   });
 
@@ -110,23 +138,13 @@ export async function buildApp(config: Config, opts: AppOptions = {}): Promise<{
   await app.register(async (own) => registerSignInEndpoints(own, runtime));
   // Any other /oauth2/ path is ours too, and never proxied.
   app.all('/oauth2/*', async () => { throw errors.notOwnEndpoint(); });
-
-  await app.register(async (proxy) => {
-    await registerForwarding(proxy);
-    proxy.all('/*', (request, reply) => proxyHandler(request, reply, runtime));
-    proxy.all('/', (request, reply) => proxyHandler(request, reply, runtime));
-  });
+  app.setNotFoundHandler(async () => { throw errors.notOwnEndpoint(); });
 
   app.server.on('upgrade', (req, socket, head) => {
     socket.on('error', () => socket.destroy());
     void handleUpgrade(runtime, req, socket, head);
   });
-  if (opts.fastPath !== false) {
-    const fp = createFastPath(runtime, observe);
-    fastPath = fp;
-    app.addHook('preClose', async () => { fp.enabled = false; });
-    app.addHook('onClose', async () => fp.close());
-  }
+  app.addHook('preClose', async () => { runtime.draining = true; });
   app.addHook('onClose', async () => runtime.close());
   runtime.idp.start();
   return { app, runtime };

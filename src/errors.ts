@@ -44,6 +44,7 @@ export const errors = {
   idpTimeout: def('ERR_IDP_TIMEOUT', 504, 'The identity provider did not answer in time. Please try again.', { retrySignIn: true }),
   idpBadResponse: def('ERR_IDP_BAD_RESPONSE', 502, 'The identity provider gave an unexpected answer. Please try again.', { retrySignIn: true }),
 
+  draining: def('ERR_DRAINING', 503, 'This instance is shutting down; please try again.', { retryAfter: 1 }),
   storeUnavailable: def('ERR_SESSION_STORE_UNAVAILABLE', 503, 'Your session cannot be checked right now (the session store is unreachable). Please try again in a moment.', { retryAfter: 5 }),
 
   upstreamUnavailable: def('ERR_UPSTREAM_UNAVAILABLE', 502, 'The application behind this address is not answering.'),

@@ -21,7 +21,6 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
     transactionsRejected: new Counter({ name: 'portcullis_transaction_cookies_rejected_total', help: 'Callbacks whose transaction cookie was missing, foreign, expired or replayed.', labelNames: ['reason'] as const, registers: [registry] }),
     sessionsRevoked: new Counter({ name: 'portcullis_sessions_revoked_total', help: 'Sessions ended by sign-out or back-channel logout.', labelNames: ['via'] as const, registers: [registry] }),
     rateLimited: new Counter({ name: 'portcullis_rate_limited_total', help: 'Requests refused with 429 by the per-client-IP limit, by endpoint (start, callback).', labelNames: ['endpoint'] as const, registers: [registry] }),
-    fastPath: tallyCounter({ name: 'portcullis_fast_path_requests_total', help: 'Allowed requests forwarded by the hot path (cached session or public route) rather than the full Fastify path.', labelNames: [] as const, registers: [registry] }),
     idpReady: new Gauge({ name: 'portcullis_idp_ready', help: '1 when discovery and keys are loaded.', aggregator: 'min', registers: [registry] }), // workers: 1 only when every one is ready
   };
   return m;

@@ -118,7 +118,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
       const force = setTimeout(() => {
         app.log.warn({ graceMs }, 'grace period over: closing the connections still open');
         app.server.closeAllConnections();
-        runtime.endConnectionsWhere(() => true);
+        runtime.connections.close();
         // Let the close hooks (session store, upstream pools) run a moment; done either way.
         setTimeout(() => finish(0), 500);
       }, graceMs);

@@ -187,6 +187,15 @@ export class RedisStore implements SessionStore {
     return (await this.run(() => this.client.exists(this.keyPrefix + key))) > 0;
   }
 
+  /**
+   * Deletes the key only while it still holds `value` (compare-and-delete in one script): a lock
+   * owner releases its own lock, never one another replica took after this one's expired.
+   */
+  async delIfEquals(key: string, value: string): Promise<boolean> {
+    const script = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
+    return Number(await this.run(() => this.client.eval(script, 1, this.keyPrefix + key, value))) > 0;
+  }
+
   /** True when the key existed. */
   async del(key: string): Promise<boolean> {
     return (await this.run(() => this.client.del(this.keyPrefix + key))) > 0;

@@ -4,6 +4,8 @@
 // With Redis configured, entries are shared: each replica writes to a Redis hash and pulls the
 // others' entries every `syncIntervalMs` — the bound on how late another replica notices.
 
+import type { RedisStore } from './redis-store.js';
+
 export interface RevocationBackend {
   /** Adds entries (field → revokedAt ms) and returns nothing; throws when unreachable. */
   add(entries: Record<string, number>, ttlMs: number): Promise<void>;
@@ -74,4 +76,27 @@ export class RevocationList {
     const cutoff = this.now() - this.retainMs;
     for (const [k, at] of this.entries) if (at < cutoff) this.entries.delete(k);
   }
+}
+
+/** Revocations shared through one Redis hash (field = sid:/sub: key, value = when); old fields pruned on read. */
+export function redisRevocations(store: RedisStore, retainMs: number, now: () => number) {
+  const key = `${store.keyPrefix}revoked`;
+  return {
+    async add(entries: Record<string, number>): Promise<void> {
+      if (Object.keys(entries).length) await store.client.hset(key, entries);
+    },
+    async all(): Promise<Record<string, number>> {
+      if (!store.healthy()) return {};
+      const raw = await store.client.hgetall(key);
+      const cutoff = now() - retainMs;
+      const out: Record<string, number> = {};
+      const stale: string[] = [];
+      for (const [k, v] of Object.entries(raw)) {
+        const at = Number(v);
+        if (at < cutoff) stale.push(k); else out[k] = at;
+      }
+      if (stale.length) await store.client.hdel(key, ...stale);
+      return out;
+    },
+  };
 }

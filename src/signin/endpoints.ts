@@ -1,14 +1,14 @@
 // Sign-in stage, HTTP side: Portcullis's own endpoints under /oauth2/ (never proxied, on every host):
-// start, callback, sign_out, signed_out, userinfo and forward-auth.
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+// start, callback, sign_out, signed_out, userinfo, back-channel logout, jwks (forward-auth, also
+// under /oauth2/, is a doorway of the pipeline: src/door/forward-auth.ts).
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Runtime } from '../runtime.js';
 import { errors, PortcullisError } from '../errors.js';
 import { safeRedirect } from './redirects.js';
 import { signOutPage, signedOutPage } from '../pages.js';
 import { SessionManager, type SessionRecord } from '../session/sessions.js';
-import { audit, evaluate, type Cookies, TARGET, type TargetCarrier } from '../door.js';
-import { normalizeTarget } from '../routing/normalize.js';
-import type { HeaderBag } from '../identity/headers.js';
+import { TARGET, type TargetCarrier } from '../door/http.js';
+import type { Cookies } from '../routing/origin.js';
 
 type Query = Record<string, string | string[] | undefined>;
 const one = (v: string | string[] | undefined): string | undefined => (Array.isArray(v) ? v[0] : v);
@@ -85,7 +85,7 @@ export async function registerSignInEndpoints(app: FastifyInstance, rt: Runtime)
     // CSRF: a cross-site page must not be able to sign anyone out (or clear their cookies).
     const origin = request.headers.origin;
     const site = request.headers['sec-fetch-site'];
-    if ((origin !== undefined && origin !== 'null' && origin !== rt.redirects.origin && origin !== rt.originOf(request)) || origin === 'null' || site === 'cross-site') {
+    if ((origin !== undefined && origin !== 'null' && origin !== rt.redirects.origin && origin !== rt.origin.originOf(rt.origin.inbound(request.raw, { path: '', query: '' }))) || origin === 'null' || site === 'cross-site') {
       throw errors.signOutCrossSite();
     }
     const cookies = request.cookies as Cookies;
@@ -96,7 +96,7 @@ export async function registerSignInEndpoints(app: FastifyInstance, rt: Runtime)
       const record = await rt.sessions.record(lookup.session, cookies);
       idToken = record?.idToken;
       if (record?.refreshToken) await rt.idp.revoke(record.refreshToken);
-      rt.endConnections(lookup.session.sid);
+      rt.connections.endSession(lookup.session.sid);
       rt.metrics.sessionsRevoked.inc({ via: 'sign_out' });
       request.log.info({ sub: lookup.session.sub }, 'signed out');
     }
@@ -142,54 +142,4 @@ export async function registerSignInEndpoints(app: FastifyInstance, rt: Runtime)
     const c = lookup.session.claims;
     return reply.send({ sub: c.sub, email: c.email, email_verified: c.email_verified, name: c.name, preferred_username: c.preferred_username, groups: c.groups });
   });
-
-  // Forward-auth for nginx auth_request / Traefik forwardAuth. The original request is read from
-  // X-Forwarded-Method/-Host/-Uri (or nginx's X-Original-URL) only when the peer is trusted.
-  app.get('/oauth2/auth', async (request, reply) => forwardAuth(rt, request, reply));
 }
-
-async function forwardAuth(rt: Runtime, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
-  reply.header('cache-control', 'no-store');
-  if (!rt.peerTrusted(request.socket.remoteAddress)) {
-    return reply.code(400).send({ error: 'forward_auth_untrusted', message: 'Forward-auth answers only trusted proxies (trustProxy), since it must believe X-Forwarded-Uri; this peer is not trusted.' });
-  }
-  const h = request.headers as HeaderBag;
-  let uri = one(h['x-forwarded-uri'] as string | string[] | undefined);
-  let host = one(h['x-forwarded-host'] as string | string[] | undefined) ?? request.headers.host;
-  const originalUrl = one(h['x-original-url'] as string | string[] | undefined);
-  if (!uri && originalUrl) {
-    try {
-      const u = new URL(originalUrl);
-      uri = u.pathname + u.search;
-      host = u.host;
-    } catch {
-      return reply.code(400).send({ error: 'bad_request', message: 'X-Original-URL is not an absolute URL.' });
-    }
-  }
-  if (!uri) return reply.code(400).send({ error: 'bad_request', message: 'Send X-Forwarded-Uri (Traefik) or X-Original-URL (nginx).' });
-  const n = normalizeTarget(uri);
-  if (!n.ok) return reply.code(400).send({ error: 'bad_request', message: `The original request path is not acceptable: ${n.reason}.` });
-  const method = (one(h['x-forwarded-method'] as string | string[] | undefined) ?? 'GET').toUpperCase();
-  const headers = { ...h };
-  rt.table.headers.strip(headers);
-  const outcome = await evaluate(rt, { method, host, path: n.path, query: n.query, cookies: request.cookies as Cookies, headers });
-  audit(rt, request, outcome);
-  if (outcome.kind !== 'no-route' && outcome.setCookies.length) reply.header('set-cookie', outcome.setCookies);
-  switch (outcome.kind) {
-    case 'no-route':
-      return reply.code(404).send({ error: 'not_found', message: 'No route matches the original request.' });
-    case 'unauthenticated':
-      // Always 401 here (never a redirect): nginx/Traefik decide how to send the browser to /oauth2/start.
-      return reply.code(401).header('www-authenticate', `OIDC realm="portcullis", sign_in_url="${rt.config.publicUrl}/oauth2/start"`)
-        .send({ error: 'unauthenticated', signInUrl: `${rt.config.publicUrl}/oauth2/start?rd=${encodeURIComponent(`${h['x-forwarded-proto'] ?? 'https'}://${host}${n.path}${n.query}`)}` });
-    case 'forbidden':
-      return reply.code(403).send({ error: 'forbidden', route: outcome.route.name });
-    case 'allow': {
-      const out: HeaderBag = {};
-      if (outcome.who) rt.identityHeaders(outcome.route, outcome.who, out);
-      for (const [k, v] of Object.entries(out)) if (v !== undefined) reply.header(k, v);
-      return reply.code(202).send();
-    }
-  }
-}
-

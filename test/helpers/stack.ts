@@ -21,8 +21,8 @@ export interface StackOptions {
   /** Reuse an IdP (e.g. a second proxy against the same IdP). */
   existingIdp?: TestIdp;
   now?: () => number;
-  /** false: no hot path, every request through Fastify (the reference behaviour). */
-  fastPath?: boolean;
+  /** false: no session cache (`session.cacheMaxEntries: 0`): every request opens its cookie — the door's asynchronous steps. */
+  sessionCache?: boolean;
 }
 
 export interface Stack {
@@ -67,12 +67,13 @@ export async function startStack(t: CleanupScope, opts: StackOptions = {}): Prom
     rateLimit: { signIn: 0 },
     routes,
   };
+  if (opts.sessionCache === false) (raw.session as Record<string, unknown>).cacheMaxEntries = 0;
   opts.edit?.(raw);
   const r = validateConfigObject(raw, {});
   if (!r.ok) throw new Error(`test config invalid:\n${formatIssues(r.issues)}`);
   const logs: string[] = [];
   const logStream = new Writable({ write(chunk, _enc, cb) { logs.push(...String(chunk).split('\n').filter(Boolean)); cb(); } });
-  const server = await startServer(r.config, { logStream, now: opts.now, fastPath: opts.fastPath });
+  const server = await startServer(r.config, { logStream, now: opts.now });
   t.after(() => server.close());
   await server.runtime.idp.waitReady(10_000);
   return { idp, upstream, server, config: r.config, url, logs };

@@ -14,7 +14,7 @@ test('request counters and the duration histogram export exact Prometheus series
   observe('app', 204, 0.003);
   observe('app', 503, 45); // beyond the last bound: only +Inf
   observe('public', 302, 0.0004);
-  m.fastPath.tally().n += 2;
+  m.cacheHits.tally().n += 2;
   const text = await m.registry.metrics();
   assert.equal(line(text, 'portcullis_http_requests_total{route="app",status="2xx"}'), '2');
   assert.equal(line(text, 'portcullis_http_requests_total{route="app",status="5xx"}'), '1');
@@ -25,7 +25,7 @@ test('request counters and the duration histogram export exact Prometheus series
   assert.equal(line(text, 'portcullis_http_request_duration_seconds_bucket{route="app",le="+Inf"}'), '3');
   assert.equal(line(text, 'portcullis_http_request_duration_seconds_count{route="app"}'), '3');
   assert.equal(Number(line(text, 'portcullis_http_request_duration_seconds_sum{route="app"}')), 45.004);
-  assert.equal(line(text, 'portcullis_fast_path_requests_total'), '2');
+  assert.equal(line(text, 'portcullis_session_cache_hits_total'), '2');
   assert.match(text, /# TYPE portcullis_http_request_duration_seconds histogram/);
 
   // A scrape does not reset or double-count: counts carry on from where they were.
@@ -33,7 +33,7 @@ test('request counters and the duration histogram export exact Prometheus series
   const again = await m.registry.metrics();
   assert.equal(line(again, 'portcullis_http_requests_total{route="app",status="2xx"}'), '3');
   assert.equal(line(again, 'portcullis_http_request_duration_seconds_count{route="app"}'), '4');
-  assert.equal(line(again, 'portcullis_fast_path_requests_total'), '2');
+  assert.equal(line(again, 'portcullis_session_cache_hits_total'), '2');
 
   // Workers' metrics are summed by the cluster primary (src/cluster.ts uses the same aggregation).
   const worker = await m.registry.getMetricsAsJSON();

@@ -9,7 +9,7 @@ import { startTestIdp } from '../helpers/idp.js';
 import { startTestUpstream } from '../helpers/upstream.js';
 import { CookieJar, loginViaHttp } from '../helpers/browserless-login.js';
 import { validateConfigObject } from '../../src/config/index.js';
-import { compileRouteTable } from '../../src/runtime.js';
+import { compileRouteTable, tableOf } from '../../src/door/route-table.js';
 import type { HeaderBag } from '../../src/identity/headers.js';
 import { configFile, get, processConfig, spawnPortcullis, waitFor } from './support.js';
 
@@ -96,13 +96,15 @@ test('a request keeps the route table it was matched against while a reload swap
   rt.replaceRoutes(next.config.routes);
   assert.notEqual(rt.table.routes[0], before, 'swapped');
   // The in-flight request holds `before`: its identity headers come from the table it matched in.
-  const h: HeaderBag = { 'x-team': 'forged', 'x-other': 'kept?' };
-  rt.rewriteUpstreamHeaders(before, { claims: { sub: 'alice', email: 'a@example.com' } }, h, undefined);
+  const upstreamHeaders = (route: typeof before, sent: HeaderBag): HeaderBag => rt.upstreamRules.plan({
+    inbound: { id: 'req-1', method: 'GET', path: '/', query: '', host: 'app.example', proto: 'https', port: '443', peer: '127.0.0.1', clientIp: '127.0.0.1', trusted: false, headers: sent as Record<string, string>, cookies: {} },
+    route, identity: tableOf(route, rt.table).headers, who: { claims: { sub: 'alice', email: 'a@example.com' } },
+  }).headers;
+  const h = upstreamHeaders(before, { 'x-team': 'forged', 'x-other': 'kept?' });
   assert.equal(h['x-team'], 'old:a@example.com');
   assert.equal(h['x-other'], 'kept?', 'a header only the new table knows is not the old request’s business');
   // A new request gets the new table.
-  const h2: HeaderBag = { 'x-team': 'forged' };
-  rt.rewriteUpstreamHeaders(rt.table.routes[0]!, { claims: { sub: 'alice', email: 'a@example.com' } }, h2, undefined);
+  const h2 = upstreamHeaders(rt.table.routes[0]!, { 'x-team': 'forged' });
   assert.equal(h2['x-other'], 'new:a@example.com');
   assert.equal(h2['x-team'], 'forged', 'names from the old table are no longer ours after the swap');
   assert.ok(compileRouteTable(next.config.routes).routes.length === 1);

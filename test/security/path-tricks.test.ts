@@ -131,7 +131,7 @@ test('path tricks meet the rule of the path they really reach, and the upstream 
 // these characters itself), the upstream receives the same bytes for the raw and the encoded spelling.
 test('characters not allowed raw in a path reach the upstream encoded, on both paths', async (t) => {
   for (const fastPath of [true, false]) {
-    const s = await startStack(t, { fastPath });
+    const s = await startStack(t, { sessionCache: fastPath });
     const bob = await signedInBob(s);
     const cases: Array<[string, string, string | undefined]> = [
       ['/public/a"b<c>', '/public/a%22b%3Cc%3E', undefined],
@@ -194,7 +194,7 @@ test('the query string never takes part in matching', async (t) => {
 // reply-from's URL decoding, which refused `../` in a query value). Segment *names* that begin or
 // end with `..` cannot pass reply-from's own traversal guard: Portcullis answers them with a clear
 // 400 of its own (documented in the README) instead of an opaque error.
-test('a `..` inside the query is proxied verbatim; `..`-edged segment names get a clear 400', async (t) => {
+test('a `..` inside the query is proxied verbatim; segment names that merely begin or end with `..` are ordinary names', async (t) => {
   const s = await startStack(t);
   const bob = { name: 'bob', cookie: await signedInBob(s) };
   const anon: { name: string; cookie?: string } = { name: 'anonymous' };
@@ -209,13 +209,13 @@ test('a `..` inside the query is proxied verbatim; `..`-edged segment names get 
     await check(s, target, expect, bob);
     await check(s, target, expect, anon);
   }
+  // `...`, `wait...` and `..hidden` are names, not dot segments (RFC 3986 §5.2.4): proxied as they
+  // are, on the route their path says. (They were refused while @fastify/reply-from forwarded:
+  // its traversal guard rejected any `..` next to a slash.)
   for (const target of ['/public/...', '/public/wait.../x', '/public/..hidden/x']) {
-    const before = s.upstream.requests.length;
-    const r = await rawRequest(s.url, { path: target, headers: { ...API, cookie: bob.cookie } });
-    assert.equal(r.status, 400, target);
-    assert.match(r.body, /begins or ends with/);
-    assert.equal(s.upstream.requests.length, before);
+    await check(s, target, { route: 'public', path: target }, bob);
   }
+  await check(s, '/admin/..hidden', { route: 'admin', path: '/admin/..hidden' }, bob);
 });
 
 // Regression: malformed percent-encoding in the query used to reach reply-from's decodeURIComponent

@@ -18,14 +18,14 @@ for (const fastPath of [true, false]) {
   const label = fastPath ? 'hot path' : 'full path';
 
   test(`${label}: a client's own X-Request-Id is replaced`, async (t) => {
-    const s = await startStack(t, { fastPath });
+    const s = await startStack(t, { sessionCache: fastPath });
     const seen = await idSeenUpstream(s, 'chosen-by-the-client');
     assert.notEqual(seen, 'chosen-by-the-client');
     assert.match(seen, UUID);
   });
 
   test(`${label}: a trusted proxy's X-Request-Id is kept, unless it does not look like an id`, async (t) => {
-    const s = await startStack(t, { fastPath, edit: (raw) => { raw.trustProxy = ['127.0.0.1/32']; } });
+    const s = await startStack(t, { sessionCache: fastPath, edit: (raw) => { raw.trustProxy = ['127.0.0.1/32']; } });
     assert.equal(await idSeenUpstream(s, 'edge-1234.abc:9'), 'edge-1234.abc:9');
     for (const bad of ['a'.repeat(129), 'id with spaces', 'id"><script>', 'id,another']) {
       const seen = await idSeenUpstream(s, bad);

@@ -1,0 +1,44 @@
+// The door's record: every decision, whichever doorway it came through, counted once
+// (portcullis_auth_decisions_total) and written as one audit line (config `auditLog`). One writer,
+// no per-request label work: the tallies are resolved once per route.
+import type { Metrics, Tally } from '../metrics.js';
+import type { Inbound } from '../routing/origin.js';
+import type { Outcome } from './evaluate.js';
+
+type Label = 'allow' | 'deny' | 'unauthenticated';
+
+export interface AuditLog {
+  info(o: object, msg: string): void;
+}
+
+export class DecisionAudit {
+  private readonly tallies = new Map<string, Record<Label, Tally>>();
+  readonly allows: boolean;
+  readonly denials: boolean;
+
+  constructor(private readonly metrics: Metrics, private readonly log: AuditLog, mode: 'all' | 'denials' | 'off') {
+    this.allows = mode === 'all';
+    this.denials = mode !== 'off';
+  }
+
+  /** Counts the decision and writes its audit line. `via`: the doorway, when not a plain request. */
+  record(r: Inbound, o: Outcome, via?: 'websocket' | 'forward-auth'): void {
+    if (o.kind === 'no-route') return;
+    const label: Label = o.kind === 'allow' ? 'allow' : o.kind === 'forbidden' ? 'deny' : 'unauthenticated';
+    let t = this.tallies.get(o.route.name);
+    if (!t) {
+      const d = this.metrics.decisions;
+      const route = o.route.name;
+      this.tallies.set(route, (t = { allow: d.tally(route, 'allow'), deny: d.tally(route, 'deny'), unauthenticated: d.tally(route, 'unauthenticated') }));
+    }
+    t[label].n += 1;
+    if (!(label === 'allow' ? this.allows : this.denials)) return;
+    const who = o.kind === 'unauthenticated' ? undefined : o.who;
+    const c = who?.claims;
+    this.log.info({
+      reqId: r.id, audit: true, route: o.route.name, decision: label,
+      reason: o.kind === 'unauthenticated' && o.invalidToken ? 'invalid-token' : o.decision.reasons.join(','),
+      sub: c?.sub, email: c?.email, via: who && !who.sid ? 'bearer' : via, method: r.method, ip: r.clientIp,
+    }, `auth decision ${label}`);
+  }
+}

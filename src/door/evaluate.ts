@@ -1,0 +1,103 @@
+// The door's decision: route (which upstream?) → session (who is this?) → policy (may they?), as one
+// `Outcome` value. Every doorway — plain requests, WebSocket upgrades, forward-auth — asks this one
+// function. A cache miss, a refresh, a re-seal or a bearer token are steps inside it, not reasons to
+// take another path: the commonest request (a cached session with nothing due, or no session on a
+// public route) is decided synchronously, everything else asynchronously, by the same code below.
+import type { RouteConfig } from '../config/index.js';
+import { authorize, type Decision } from '../policy/decide.js';
+import type { ActiveSession } from '../session/sessions.js';
+import { PortcullisError, asPortcullisError } from '../errors.js';
+import type { HeaderBag, Principal } from '../identity/headers.js';
+import type { Inbound } from '../routing/origin.js';
+import type { Runtime } from '../runtime.js';
+
+export type Outcome =
+  | { kind: 'no-route' }
+  | { kind: 'allow'; route: RouteConfig; who: Principal | undefined; decision: Decision; setCookies: string[] }
+  | { kind: 'unauthenticated'; route: RouteConfig; decision: Decision; setCookies: string[]; invalidToken?: PortcullisError }
+  | { kind: 'forbidden'; route: RouteConfig; who: Principal; decision: Decision; setCookies: string[] };
+
+const NO_ROUTE: Outcome = Object.freeze({ kind: 'no-route' });
+const NO_COOKIES: string[] = [];
+const INVALID_TOKEN: Decision = Object.freeze({ allowed: false, reasons: Object.freeze(['user-unauthenticated'] as const) });
+
+/** A browser session (as opposed to a bearer token's principal). */
+export function isSession(who: Principal | undefined): who is ActiveSession {
+  return who !== undefined && 'createdAt' in who;
+}
+
+/** `Authorization: Bearer <token>` → the token, else undefined. */
+function bearerToken(headers: HeaderBag): string | undefined {
+  const h = headers.authorization;
+  if (typeof h !== 'string' || h.length < 8 || h.slice(0, 7).toLowerCase() !== 'bearer ') return undefined;
+  return h.slice(7).trim() || undefined;
+}
+
+/** The one place a policy decision becomes an Outcome. */
+function decide(route: RouteConfig, who: Principal | undefined, setCookies: string[]): Outcome {
+  const decision = authorize(route, who?.claims);
+  if (decision.allowed) return { kind: 'allow', route, who, decision, setCookies };
+  if (!who) return { kind: 'unauthenticated', route, decision, setCookies };
+  return { kind: 'forbidden', route, who, decision, setCookies };
+}
+
+/** Route + session + policy. Throws (or rejects) only with coded errors (e.g. the session store is down). */
+export function evaluate(rt: Runtime, r: Inbound): Outcome | Promise<Outcome> {
+  const table = rt.table;
+  const idx = table.matcher(r.host, r.path, r.method);
+  if (idx < 0) return NO_ROUTE;
+  const route = table.routes[idx]!;
+  // API clients on bearer routes: the token decides; no session cookie is read or created.
+  if (route.bearer) {
+    const token = bearerToken(r.headers as HeaderBag);
+    if (token !== undefined) return withBearer(rt, route, token);
+  }
+  if (rt.sessions.cookieValue(r.cookies) === undefined) return decide(route, undefined, NO_COOKIES);
+  // A verified session in the cache with nothing due (no refresh, no re-seal): no I/O to wait for.
+  const cached = rt.sessions.peek(r.cookies);
+  if (cached && !rt.sessions.needsWrite(cached) && !rt.refresher.isDue(cached)) return decide(route, cached, NO_COOKIES);
+  return withSession(rt, route, r);
+}
+
+async function withBearer(rt: Runtime, route: RouteConfig, token: string): Promise<Outcome> {
+  let claims: Record<string, unknown>;
+  try {
+    claims = await rt.idp.verifyBearer(token, rt.config.oidc.bearerAudiences);
+  } catch (err) {
+    return { kind: 'unauthenticated', route, decision: INVALID_TOKEN, setCookies: [], invalidToken: asPortcullisError(err) };
+  }
+  return decide(route, { claims, accessToken: token }, []);
+}
+
+/**
+ * The session steps that may wait: open the cookie (cache miss), refresh due tokens, persist the
+ * last-seen time or re-seal with the current key. When the session store fails, a public route
+ * still serves (without identity); others answer 503.
+ */
+async function withSession(rt: Runtime, route: RouteConfig, r: Inbound): Promise<Outcome> {
+  const setCookies: string[] = [];
+  let session: ActiveSession | undefined;
+  try {
+    const lookup = await rt.sessions.lookup(r.cookies);
+    if (lookup.kind === 'valid') {
+      session = lookup.session;
+      const refreshing = rt.refresher.ifDue(session, r.cookies);
+      if (refreshing) {
+        const o = await refreshing;
+        if (o.kind === 'refreshed') { session = o.session; setCookies.push(...o.setCookies); }
+        else if (o.kind === 'ended') { session = undefined; setCookies.push(...o.setCookies); }
+      }
+      if (session && rt.sessions.needsWrite(session)) setCookies.push(...(await rt.sessions.rewrite(session, r.cookies)));
+    } else if (lookup.kind === 'expired') {
+      // A cookie that is tampered, foreign, expired or revoked counts as no session, and is removed.
+      setCookies.push(...rt.sessions.expireHeaders(r.cookies));
+      rt.log.debug({ reqId: r.id, reason: lookup.reason }, 'session cookie not accepted');
+    }
+  } catch (err) {
+    if (route.auth !== 'public' || !(err instanceof PortcullisError) || err.code !== 'ERR_SESSION_STORE_UNAVAILABLE') throw err;
+    // The store failed at lookup (no session known) or while refreshing/persisting a valid one
+    // (served as it is; the write is retried on a later request).
+    rt.log.debug({ reqId: r.id, route: route.name }, 'session store unavailable: public route served');
+  }
+  return decide(route, session, setCookies);
+}

@@ -1,0 +1,76 @@
+// The forward-auth doorway: nginx `auth_request` and Traefik `forwardAuth` ask `GET /oauth2/auth`
+// about a request THEY received; Portcullis judges that request with the same door (evaluate) and
+// answers 202 with the identity headers the upstream would have got (the same header plan), or
+// 401 / 403 / 404 (never a redirect: the fronting proxy decides how to send the browser to sign in).
+// The original request is read from X-Forwarded-Method/-Proto/-Host/-Uri (Traefik) or X-Original-URL
+// (nginx), so only trusted peers are answered.
+import { PortcullisError } from '../errors.js';
+import { normalizeTarget } from '../routing/normalize.js';
+import { lastEntry, type Inbound } from '../routing/origin.js';
+import type { Runtime } from '../runtime.js';
+import { tableOf } from './route-table.js';
+import { evaluate } from './evaluate.js';
+import { errorAnswer, outcomeAnswer, type Answer } from './respond.js';
+
+const one = (v: string | string[] | undefined): string | undefined => (Array.isArray(v) ? v[0] : v);
+
+const badRequest = (code: string, message: string) => new PortcullisError(code, 400, message);
+
+export async function forwardAuth(rt: Runtime, r: Inbound): Promise<Answer> {
+  if (!r.trusted) {
+    return errorAnswer(badRequest('ERR_FORWARD_AUTH_UNTRUSTED', 'Forward-auth answers only trusted proxies (trustProxy), since it must believe X-Forwarded-Uri; this peer is not trusted.'), r);
+  }
+  const h = r.headers;
+  let uri = one(h['x-forwarded-uri']);
+  let host = lastEntry(h['x-forwarded-host']) || h.host;
+  let proto = lastEntry(h['x-forwarded-proto']).toLowerCase() || undefined;
+  const originalUrl = one(h['x-original-url'] as string | string[] | undefined);
+  if (!uri && originalUrl) {
+    let u: URL;
+    try {
+      u = new URL(originalUrl);
+    } catch {
+      return errorAnswer(badRequest('ERR_FORWARD_AUTH_BAD_REQUEST', 'X-Original-URL is not an absolute URL.'), r);
+    }
+    uri = u.pathname + u.search;
+    host = u.host;
+    proto = u.protocol.slice(0, -1);
+  }
+  if (!uri) return errorAnswer(badRequest('ERR_FORWARD_AUTH_BAD_REQUEST', 'Send X-Forwarded-Uri (Traefik) or X-Original-URL (nginx).'), r);
+  const n = normalizeTarget(uri);
+  if (!n.ok || n.authority !== undefined) {
+    return errorAnswer(badRequest('ERR_REQUEST_BAD_PATH', `The original request path is not acceptable: ${n.ok ? 'not a path' : n.reason}.`), r);
+  }
+  const sentMethod = one(h['x-forwarded-method']);
+  const method = sentMethod ? sentMethod.toUpperCase() : methodIndependent(rt, host, n.path);
+  if (method === undefined) {
+    return errorAnswer(badRequest('ERR_FORWARD_AUTH_METHOD_MISSING', 'A route for this address allows only some methods: send the original method in X-Forwarded-Method (nginx: proxy_set_header X-Forwarded-Method $request_method;).'), r);
+  }
+  const original = rt.origin.retarget(r, { method, host, proto, path: n.path, query: n.query });
+  const outcome = await evaluate(rt, original);
+  rt.audit.record(original, outcome, 'forward-auth');
+  if (outcome.kind !== 'allow') return outcomeAnswer(rt, original, outcome, 'forward-auth', `${rt.origin.originOf(original)}${n.path}${n.query}`);
+  const headers: Record<string, string | string[]> = { 'cache-control': 'no-store' };
+  if (outcome.setCookies.length) headers['set-cookie'] = outcome.setCookies;
+  if (outcome.who) {
+    const out: Record<string, string | string[] | undefined> = {};
+    tableOf(outcome.route, rt.table).headers.inject(outcome.route.name, outcome.who, out);
+    for (const [k, v] of Object.entries(out)) if (v !== undefined) headers[k] = v;
+  }
+  return { status: 202, headers, body: '' };
+}
+
+/**
+ * The method to judge by when the fronting proxy did not say: only when the answer cannot depend
+ * on it — every route that could match this host and path (before the first one that matches any
+ * method) has no `methods` list — is the request judged (as GET); otherwise undefined (400). Judging
+ * an unknown method as GET would let `DELETE` through wherever `GET` is allowed.
+ */
+function methodIndependent(rt: Runtime, host: string | undefined, path: string): string | undefined {
+  const { matcher, routes } = rt.table;
+  const methods = new Set(['GET', 'HEAD', '\0unknown']);
+  for (const route of routes) for (const m of route.match.methods ?? []) methods.add(m);
+  const first = matcher(host, path, 'GET');
+  for (const m of methods) if (matcher(host, path, m) !== first) return undefined;
+  return 'GET';
+}

@@ -1,0 +1,136 @@
+// The HTTP doorway: every request the public listener receives comes here first, straight from
+// node:http. Portcullis's own endpoints (/oauth2/*, /healthz, /readyz) are handed to Fastify;
+// forward-auth (/oauth2/auth) is a doorway of its own; everything else is proxied —
+//   target → Inbound → evaluate (route, session, policy) → answer, or plan → relay.
+// Any throw, synchronous or not, answers that one request (500 with its request id, logged at
+// error level); the process keeps serving.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { asPortcullisError, errors, type PortcullisError } from '../errors.js';
+import { normalizeTarget, sameAuthority, type NormalizedTarget } from '../routing/normalize.js';
+import type { Inbound } from '../routing/origin.js';
+import { requestIdOf } from '../request-id.js';
+import type { Runtime } from '../runtime.js';
+import { tableOf } from './route-table.js';
+import { evaluate, isSession, type Outcome } from './evaluate.js';
+import { errorAnswer, outcomeAnswer, writeAnswer, type Answer } from './respond.js';
+import { forwardAuth } from './forward-auth.js';
+
+export type ResponseObserver = (route: string, status: number, seconds: number) => void;
+
+/** The normalised target rides on the raw request to Fastify's rewriteUrl and handlers. */
+export const TARGET = Symbol('portcullis.target');
+export type TargetCarrier = IncomingMessage & { [TARGET]?: NormalizedTarget };
+
+/** Paths served by Portcullis itself through Fastify (forward-auth aside). */
+function isOwnEndpoint(path: string): boolean {
+  return path.startsWith('/oauth2/') || path === '/healthz' || path === '/readyz';
+}
+
+/** Fastify's rewriteUrl for own endpoints: the target normalised by the doorway. */
+export function rewriteUrl(req: IncomingMessage): string {
+  const t = (req as TargetCarrier)[TARGET];
+  return t && t.ok ? t.path + t.query : '/oauth2/__bad_request';
+}
+
+export function createHttpDoorway(rt: Runtime, fastify: (req: IncomingMessage, res: ServerResponse) => void, observe: ResponseObserver) {
+  return function onRequest(req: IncomingMessage, res: ServerResponse): void {
+    const started = performance.now();
+    let route = 'none';
+    let id: string | undefined;
+    const finish = (status: number) => observe(route, status, (performance.now() - started) / 1000);
+    const answer = (a: Answer) => { writeAnswer(res, a); finish(a.status); };
+    const fail = (err: unknown, r?: Pick<Inbound, 'id' | 'headers'>): void => {
+      try {
+        const e = asPortcullisError(err);
+        const at = r ?? { id: id ?? requestIdOf(req, rt.origin.peerTrusted), headers: req.headers };
+        logFailure(rt, e, at.id, route);
+        if (res.headersSent) { res.destroy(); finish(e.statusCode); return; }
+        answer(errorAnswer(e, at));
+      } catch (again) {
+        // Even the error answer failed: nothing honest is left to send on this connection.
+        rt.log.error({ reqId: id, err: again }, 'error answer failed; connection closed');
+        res.destroy();
+      }
+    };
+    /** Runs `then` on a value that may still be coming; whatever throws ends in `fail`. */
+    const settle = <T>(v: T | Promise<T>, then: (t: T) => void, r: Inbound): void => {
+      if (v instanceof Promise) v.then(then).catch((err) => fail(err, r));
+      else then(v);
+    };
+    try {
+      const n = normalizeTarget(req.url ?? '/');
+      if (n.ok && n.authority !== undefined && !sameAuthority(n.authority, req.headers.host)) {
+        return fail(errors.badPath('the request target names another host'));
+      }
+      if (n.ok && isOwnEndpoint(n.path) && n.path !== '/oauth2/auth') {
+        (req as TargetCarrier)[TARGET] = n;
+        // An upload to an own endpoint (back-channel logout…): Fastify reads the body itself.
+        if (expectsContinue(req)) res.writeContinue();
+        return fastify(req, res);
+      }
+      if (!n.ok) return fail(errors.badPath(n.reason));
+      if (rt.draining) {
+        res.setHeader('connection', 'close');
+        return fail(errors.draining());
+      }
+      if (n.path === '/oauth2/auth') {
+        route = 'portcullis';
+        const r = rt.origin.inbound(req, n);
+        id = r.id;
+        return settle(forwardAuth(rt, r), answer, r);
+      }
+      const r = rt.origin.inbound(req, n);
+      id = r.id;
+      const proceed = (o: Outcome): void => {
+        rt.audit.record(r, o);
+        if (o.kind !== 'no-route') route = o.route.name;
+        if (o.kind !== 'allow') {
+          const a = outcomeAnswer(rt, r, o, 'proxy', `${rt.origin.originOf(r)}${r.path}${r.query}`);
+          return settle(a, answer, r);
+        }
+        const assertion = o.route.assertion && o.who && rt.assertions
+          ? rt.assertions.assertion(o.route.name, o.route.assertion.audience, o.route.assertion.ttlSec, o.who)
+          : undefined;
+        settle(assertion, (value) => forward(o, value), r);
+      };
+      const forward = (o: Extract<Outcome, { kind: 'allow' }>, assertion: string | undefined): void => {
+        const plan = rt.upstreamRules.plan({ inbound: r, route: o.route, identity: tableOf(o.route, rt.table).headers, who: o.who, assertion });
+        if (o.setCookies.length) {
+          res.setHeader('set-cookie', o.setCookies);
+          res.setHeader('cache-control', 'no-store');
+        }
+        // The client waits for 100 Continue before sending its body: now that the request is
+        // authorized it may (a denied one is answered without reading it, and the connection closed).
+        if (plan.hasBody && expectsContinue(req)) res.writeContinue();
+        const who = o.who;
+        rt.forwarder.http(plan, req, res, {
+          route: o.route.name,
+          timeoutMs: o.route.timeoutMs,
+          done: finish,
+          fail: (e, kind, err) => {
+            rt.metrics.upstreamErrors.inc({ route: o.route.name, kind });
+            rt.log.warn({ reqId: r.id, route: o.route.name, err: err.message }, `upstream ${kind}`);
+            answer(errorAnswer(e, r));
+          },
+          // Server-sent events live as long as a WebSocket: cut them off when the session ends too.
+          onEventStream: isSession(who) ? () => rt.connections.track(who, req.socket, res) : undefined,
+        });
+      };
+      settle(evaluate(rt, r), proceed, r);
+    } catch (err) {
+      fail(err);
+    }
+  };
+}
+
+/** `Expect: 100-continue` (any case). */
+export function expectsContinue(req: IncomingMessage): boolean {
+  const e = req.headers.expect;
+  return typeof e === 'string' && e.toLowerCase() === '100-continue';
+}
+
+/** 5xx are the operator's business (error level, with the cause); 4xx are the client's (debug). */
+export function logFailure(rt: Runtime, e: PortcullisError, reqId: string, route: string): void {
+  if (e.statusCode >= 500) rt.log.error({ reqId, route, code: e.code, err: e.cause ?? e }, e.message);
+  else rt.log.debug({ reqId, route, code: e.code, detail: e.cause instanceof Error ? e.cause.message : undefined }, e.message);
+}

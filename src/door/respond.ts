@@ -1,0 +1,127 @@
+// The door's answers: the one place a decision or a failure becomes a response — 302 to sign in,
+// 401, 403, 404, 429, 5xx — for every doorway. An `Answer` is a value (status, headers, body);
+// each doorway only writes it (to a ServerResponse, or raw to an upgrading socket). One JSON error
+// shape everywhere: `{ "error": CODE, "message": …, "requestId": … }` (plus `signInUrl` / `route`
+// where they help); an HTML page instead when the client's Accept prefers text/html.
+import Negotiator from 'negotiator';
+import type { ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { IncomingHttpHeaders } from 'node:http';
+import { errors, type PortcullisError } from '../errors.js';
+import { errorPage, forbiddenPage } from '../pages.js';
+import { sameAuthority } from '../routing/normalize.js';
+import type { Inbound } from '../routing/origin.js';
+import type { Runtime } from '../runtime.js';
+import type { Outcome } from './evaluate.js';
+
+export interface Answer {
+  readonly status: number;
+  readonly headers: Record<string, string | string[]>;
+  /** '' for none. */
+  readonly body: string;
+}
+
+const MEDIA = ['application/json', 'text/html'];
+/** Whether the client prefers an HTML page to JSON (RFC 9110 §12.5.1 weights; no Accept or `*​/*` → JSON). */
+export function prefersHtml(accept: string | string[] | undefined): boolean {
+  if (accept === undefined) return false;
+  const a = Array.isArray(accept) ? accept.join(', ') : accept;
+  if (!a.includes('html')) return false;
+  return new Negotiator({ headers: { accept: a } }).mediaType(MEDIA) === 'text/html';
+}
+
+/** GET/HEAD preferring HTML, sent by a navigating browser: the only requests sent to sign in by redirect. */
+export function isBrowserNavigation(method: string, headers: IncomingHttpHeaders): boolean {
+  if (method !== 'GET' && method !== 'HEAD') return false;
+  const mode = headers['sec-fetch-mode'];
+  if (mode !== undefined && mode !== 'navigate') return false;
+  if (headers['x-requested-with'] !== undefined) return false;
+  return prefersHtml(headers.accept);
+}
+
+/** A coded error as an answer: the error page for browsers, the JSON shape otherwise. */
+export function errorAnswer(e: PortcullisError, r: { id: string; headers: IncomingHttpHeaders }, extra: { signInUrl?: string; setCookies?: string[] } = {}): Answer {
+  const headers: Record<string, string | string[]> = { 'cache-control': 'no-store' };
+  if (e.retryAfter) headers['retry-after'] = String(e.retryAfter);
+  if (extra.setCookies?.length) headers['set-cookie'] = extra.setCookies;
+  if (prefersHtml(r.headers.accept)) {
+    headers['content-type'] = 'text/html; charset=utf-8';
+    const title = e.statusCode >= 500 ? 'Service problem' : 'Request not accepted';
+    return { status: e.statusCode, headers, body: errorPage({ status: e.statusCode, title, message: e.message, code: e.code, signInUrl: extra.signInUrl, requestId: r.id }) };
+  }
+  return json(e.statusCode, headers, { error: e.code, message: e.message, ...(extra.signInUrl ? { signInUrl: extra.signInUrl } : {}), requestId: r.id });
+}
+
+function json(status: number, headers: Record<string, string | string[]>, body: { error: string; message: string; requestId: string } & Record<string, unknown>): Answer {
+  headers['content-type'] = 'application/json; charset=utf-8';
+  return { status, headers, body: JSON.stringify(body) };
+}
+
+/** Where the doorway's answers differ: a reverse proxy redirects browsers; forward-auth never does. */
+export type AnswerMode = 'proxy' | 'forward-auth';
+
+/**
+ * Every outcome but `allow` as an answer. Async only for a browser sent to sign in (the IdP's
+ * authorization URL needs discovery). `returnTo`: the URL to come back to after signing in.
+ */
+export function outcomeAnswer(rt: Runtime, r: Inbound, o: Exclude<Outcome, { kind: 'allow' }>, mode: AnswerMode, returnTo: string): Answer | Promise<Answer> {
+  if (o.kind === 'no-route') return errorAnswer(errors.noRoute(), r);
+  const headers: Record<string, string | string[]> = { 'cache-control': 'no-store' };
+  if (o.setCookies.length) headers['set-cookie'] = o.setCookies;
+  const signInUrl = `${rt.config.publicUrl}/oauth2/start`;
+  if (o.kind === 'forbidden') {
+    if (mode === 'proxy' && o.who.sid && prefersHtml(r.headers.accept)) {
+      const c = o.who.claims;
+      const user = String(c.email ?? c.preferred_username ?? c.sub);
+      headers['content-type'] = 'text/html; charset=utf-8';
+      return { status: 403, headers, body: forbiddenPage({ user, route: o.route.name, signOutUrl: `${rt.config.publicUrl}/oauth2/sign_out` }) };
+    }
+    return json(403, headers, { error: 'forbidden', message: 'You are signed in but not allowed to use this route.', route: o.route.name, requestId: r.id });
+  }
+  // RFC 6750 §3: an invalid bearer token gets its own challenge, never a sign-in redirect.
+  if (o.invalidToken) {
+    headers['www-authenticate'] = 'Bearer realm="portcullis", error="invalid_token", error_description="The access token is invalid or expired"';
+    return json(401, headers, { error: 'invalid_token', message: o.invalidToken.message, requestId: r.id });
+  }
+  if (mode === 'proxy' && isBrowserNavigation(r.method, r.headers)) {
+    return signInRedirect(rt, r, returnTo).then(({ location, setCookies }) => {
+      if (setCookies.length) headers['set-cookie'] = [...((headers['set-cookie'] as string[] | undefined) ?? []), ...setCookies];
+      headers.location = location;
+      return { status: 302, headers, body: '' };
+    });
+  }
+  headers['www-authenticate'] = o.route.bearer && mode === 'proxy' ? 'Bearer realm="portcullis"' : `OIDC realm="portcullis", sign_in_url="${signInUrl}"`;
+  return json(401, headers, {
+    error: 'unauthenticated',
+    message: 'Sign-in required. Browsers are sent to sign in; API clients must send a session cookie or (on bearer routes) a token.',
+    signInUrl: mode === 'forward-auth' ? `${signInUrl}?rd=${encodeURIComponent(returnTo)}` : signInUrl,
+    requestId: r.id,
+  });
+}
+
+/** Where to send a signed-out browser: straight to the IdP on publicUrl's host, else via /oauth2/start there. */
+async function signInRedirect(rt: Runtime, r: Inbound, returnTo: string): Promise<{ location: string; setCookies: string[] }> {
+  if (sameAuthority(rt.origin.publicHost, r.host) || rt.config.session.cookieDomain) {
+    return rt.beginSignIn(r.cookies, returnTo);
+  }
+  return { location: `${rt.config.publicUrl}/oauth2/start?rd=${encodeURIComponent(returnTo)}`, setCookies: [] };
+}
+
+/** Writes an answer to an HTTP response. */
+export function writeAnswer(res: ServerResponse, a: Answer): void {
+  const headers = a.body ? { ...a.headers, 'content-length': String(Buffer.byteLength(a.body)) } : { ...a.headers, 'content-length': '0' };
+  res.writeHead(a.status, headers);
+  res.end(a.body);
+}
+
+const STATUS_TEXT: Record<number, string> = { 302: 'Found', 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 429: 'Too Many Requests', 500: 'Internal Server Error', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout' };
+
+/** Writes an answer on a socket that asked to upgrade (no ServerResponse exists there), then closes it. */
+export function writeAnswerToSocket(socket: Duplex, a: Answer): void {
+  if (!socket.writable) { socket.destroy(); return; }
+  const lines = [`HTTP/1.1 ${a.status} ${STATUS_TEXT[a.status] ?? 'Error'}`, 'Connection: close'];
+  for (const [k, v] of Object.entries(a.headers)) for (const one of Array.isArray(v) ? v : [v]) lines.push(`${k}: ${one}`);
+  lines.push(`content-length: ${Buffer.byteLength(a.body)}`);
+  socket.end(`${lines.join('\r\n')}\r\n\r\n${a.body}`);
+}
+
