@@ -54,12 +54,12 @@ code{background:#f3f3f3;padding:0 .2rem}</style></head>
 }
 
 /**
- * An error answer's body for a client: the HTML page for browsers (Accept: text/html), JSON otherwise.
- * The Fastify error handler and the hot path both answer with this.
+ * An error answer's body: the HTML page (`html`: the client prefers it — negotiated in
+ * door/respond.ts, the one caller), else the JSON shape `{ error, message, signInUrl?, requestId }`.
  */
-export function renderError(e: { statusCode: number; code: string; message: string }, accept: string | string[] | undefined, requestId: string, signInUrl?: string): { type: string; body: string } {
+export function renderError(e: { statusCode: number; code: string; message: string }, html: boolean, requestId: string, signInUrl?: string): { type: string; body: string } {
   const status = Number.isInteger(e.statusCode) ? e.statusCode : 500;
-  if (typeof accept === 'string' && accept.includes('text/html')) {
+  if (html) {
     return {
       type: 'text/html; charset=utf-8',
       body: errorPage({ status, title: status >= 500 ? 'Service problem' : 'Request not accepted', message: e.message, code: e.code, signInUrl, requestId }),

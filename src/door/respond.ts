@@ -8,7 +8,7 @@ import type { ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { IncomingHttpHeaders } from 'node:http';
 import { errors, type PortcullisError } from '../errors.js';
-import { errorPage, forbiddenPage } from '../pages.js';
+import { forbiddenPage, renderError } from '../pages.js';
 import { sameAuthority } from '../routing/normalize.js';
 import type { Inbound } from '../routing/origin.js';
 import type { Runtime } from '../runtime.js';
@@ -26,7 +26,6 @@ const MEDIA = ['application/json', 'text/html'];
 export function prefersHtml(accept: string | string[] | undefined): boolean {
   if (accept === undefined) return false;
   const a = Array.isArray(accept) ? accept.join(', ') : accept;
-  if (!a.includes('html')) return false;
   return new Negotiator({ headers: { accept: a } }).mediaType(MEDIA) === 'text/html';
 }
 
@@ -44,12 +43,9 @@ export function errorAnswer(e: PortcullisError, r: { id: string; headers: Incomi
   const headers: Record<string, string | string[]> = { 'cache-control': 'no-store' };
   if (e.retryAfter) headers['retry-after'] = String(e.retryAfter);
   if (extra.setCookies?.length) headers['set-cookie'] = extra.setCookies;
-  if (prefersHtml(r.headers.accept)) {
-    headers['content-type'] = 'text/html; charset=utf-8';
-    const title = e.statusCode >= 500 ? 'Service problem' : 'Request not accepted';
-    return { status: e.statusCode, headers, body: errorPage({ status: e.statusCode, title, message: e.message, code: e.code, signInUrl: extra.signInUrl, requestId: r.id }) };
-  }
-  return json(e.statusCode, headers, { error: e.code, message: e.message, ...(extra.signInUrl ? { signInUrl: extra.signInUrl } : {}), requestId: r.id });
+  const { type, body } = renderError(e, prefersHtml(r.headers.accept), r.id, extra.signInUrl);
+  headers['content-type'] = type;
+  return { status: e.statusCode, headers, body };
 }
 
 function json(status: number, headers: Record<string, string | string[]>, body: { error: string; message: string; requestId: string } & Record<string, unknown>): Answer {

@@ -183,14 +183,14 @@ function checkPage(body: string, benign: string): void {
 test('property: forbiddenPage, errorPage and renderError never throw and escape everything', () => {
   const benignForbidden = forbiddenPage({ user: 'u', route: 'r', signOutUrl: 'https://a.example/out' });
   const benignError = errorPage({ status: 403, title: 't', message: 'm', code: 'c', signInUrl: 'https://a.example/in', requestId: 'id' });
-  const benignHtml = renderError({ statusCode: 403, code: 'c', message: 'm' }, 'text/html', 'id', 'https://a.example/in').body;
+  const benignHtml = renderError({ statusCode: 403, code: 'c', message: 'm' }, true, 'id', 'https://a.example/in').body;
   fc.assert(fc.property(text, text, text, text, text, (a, b, c, d, e) => {
     checkPage(forbiddenPage({ user: a, route: b, signOutUrl: 'https://a.example/out' }), benignForbidden);
     checkPage(errorPage({ status: 403, title: a, message: b, code: c, signInUrl: 'https://a.example/in', requestId: `id${d}` }), benignError);
-    const html = renderError({ statusCode: 403, code: c, message: a }, 'text/html', `id${d}`, 'https://a.example/in');
+    const html = renderError({ statusCode: 403, code: c, message: a }, true, `id${d}`, 'https://a.example/in');
     assert.equal(html.type, 'text/html; charset=utf-8');
     checkPage(html.body, benignHtml);
-    const json = renderError({ statusCode: 500, code: c, message: a }, 'application/json', d, e);
+    const json = renderError({ statusCode: 500, code: c, message: a }, false, d, e);
     assert.ok(isWellFormed(json.body));
     const parsed = JSON.parse(json.body) as Record<string, string>;
     for (const v of Object.values(parsed)) assert.ok(isWellFormed(v), 'decodes to well-formed strings');
@@ -291,8 +291,8 @@ test('403 and error pages: lone surrogates become U+FFFD, controls go, everythin
   assert.ok(page.includes('<strong>r</strong>'));
   assert.ok(isWellFormed(page));
   assert.ok(forbiddenPage({ user: 'x'.repeat(1_000_000), route: 'r', signOutUrl: '/' }).length < 10_000, 'a huge claim is cut');
-  const json = renderError({ statusCode: 403, code: 'c', message: 'm\udbff' }, undefined, 'id');
+  const json = renderError({ statusCode: 403, code: 'c', message: 'm\udbff' }, false, 'id');
   assert.equal((JSON.parse(json.body) as { message: string }).message, 'm\ufffd');
-  const html = renderError({ statusCode: 502, code: 'c\u0000', message: '<script>\ud800' }, 'text/html', 'r"id').body;
+  const html = renderError({ statusCode: 502, code: 'c\u0000', message: '<script>\ud800' }, true, 'r"id').body;
   assert.ok(html.includes('<p>&lt;script&gt;\ufffd</p>') && html.includes('<code>c</code>') && html.includes('r&quot;id'), html);
 });
