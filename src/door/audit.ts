@@ -3,7 +3,7 @@
 // no per-request label work: the tallies are resolved once per route.
 import type { Metrics, Tally } from '../metrics.js';
 import type { Inbound } from '../routing/origin.js';
-import type { Outcome } from './evaluate.js';
+import type { Outcome } from './outcome.js';
 
 type Label = 'allow' | 'deny' | 'unauthenticated';
 

@@ -9,13 +9,10 @@ import type { ActiveSession } from '../session/sessions.js';
 import { PortcullisError, asPortcullisError } from '../errors.js';
 import type { HeaderBag, Principal } from '../identity/headers.js';
 import type { Inbound } from '../routing/origin.js';
-import type { Runtime } from '../runtime.js';
+import type { Outcome } from './outcome.js';
 
-export type Outcome =
-  | { kind: 'no-route' }
-  | { kind: 'allow'; route: RouteConfig; who: Principal | undefined; decision: Decision; setCookies: string[] }
-  | { kind: 'unauthenticated'; route: RouteConfig; decision: Decision; setCookies: string[]; invalidToken?: PortcullisError }
-  | { kind: 'forbidden'; route: RouteConfig; who: Principal; decision: Decision; setCookies: string[] };
+export type { Outcome };
+import type { Runtime } from '../runtime.js';
 
 const NO_ROUTE: Outcome = Object.freeze({ kind: 'no-route' });
 const NO_COOKIES: string[] = [];

@@ -12,7 +12,7 @@ import { forbiddenPage, renderError } from '../pages.js';
 import { sameAuthority } from '../routing/normalize.js';
 import type { Inbound } from '../routing/origin.js';
 import type { Runtime } from '../runtime.js';
-import type { Outcome } from './evaluate.js';
+import type { Outcome } from './outcome.js';
 
 export interface Answer {
   readonly status: number;

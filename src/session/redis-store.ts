@@ -17,7 +17,7 @@ import { isIP } from 'node:net';
 import { Cluster, Redis, type ClusterNode, type RedisOptions } from 'ioredis';
 import { errors } from '../errors.js';
 import type { SessionCodec } from './codec.js';
-import type { SessionRecord } from './sessions.js';
+import type { SessionRecord } from './record.js';
 import { isRecord, type SessionStore } from './store.js';
 
 /** Time allowed to open a TCP (and TLS) connection to Redis before that attempt counts as failed. */

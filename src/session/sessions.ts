@@ -7,23 +7,9 @@ import type { CookieSettings } from './cookies.js';
 import { expireChunked, readChunked, writeChunked } from './cookies.js';
 import type { SessionStore } from './store.js';
 
-export type Claims = Record<string, unknown>;
+import type { Claims, SessionRecord } from './record.js';
 
-/** Everything a session holds; sealed into the cookie (cookie store) or kept in Redis. */
-export interface SessionRecord {
-  v: 1;
-  /** Portcullis's own random session id. */
-  sid: string;
-  /** Claims from the ID token (and userinfo when enabled). */
-  claims: Claims;
-  idToken: string;
-  accessToken?: string;
-  refreshToken?: string;
-  /** When the access/ID token expires (ms since epoch); refresh is due shortly before. */
-  tokenExpiresAt?: number;
-  createdAt: number;
-  seenAt: number;
-}
+export type { Claims, SessionRecord };
 
 /** The verified, cached view of a session that request handling uses. Holds no tokens. */
 export interface ActiveSession {

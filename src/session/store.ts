@@ -1,7 +1,7 @@
 // Session stage: where a session's body lives. The cookie always carries *something* sealed; with
 // the cookie store that is the whole session, with the Redis store only a ticket to it.
 import type { SessionCodec } from './codec.js';
-import type { SessionRecord } from './sessions.js';
+import type { SessionRecord } from './record.js';
 
 export interface SessionStore {
   readonly kind: 'cookie' | 'redis';

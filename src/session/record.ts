@@ -1,0 +1,20 @@
+// Session stage, the data: what a session holds, whichever store keeps it. Its own module so the
+// stores (store.ts, redis-store.ts) and the manager (sessions.ts) depend on it, not on each other.
+
+export type Claims = Record<string, unknown>;
+
+/** Everything a session holds; sealed into the cookie (cookie store) or kept in Redis. */
+export interface SessionRecord {
+  v: 1;
+  /** Portcullis's own random session id. */
+  sid: string;
+  /** Claims from the ID token (and userinfo when enabled). */
+  claims: Claims;
+  idToken: string;
+  accessToken?: string;
+  refreshToken?: string;
+  /** When the access/ID token expires (ms since epoch); refresh is due shortly before. */
+  tokenExpiresAt?: number;
+  createdAt: number;
+  seenAt: number;
+}
