@@ -205,6 +205,37 @@ export function sampleResources(rootPid: number): { stop(): ResourceUse } {
   };
 }
 
+/** Busy CPU ticks of the whole machine (all cores) from /proc/stat: user+nice+system+irq+softirq+steal. */
+function machineBusyTicks(): number {
+  try {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
+    return f[0]! + f[1]! + f[2]! + (f[5] ?? 0) + (f[6] ?? 0) + (f[7] ?? 0);
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * CPU the rest of the machine used while a run went on: busy time of all cores minus the CPU of this
+ * process and its descendants (generator, upstream, proxies), as % of one core. A busy box (a test
+ * suite, a build) shows up here; on 2 cores, 200 would mean the run got no CPU at all.
+ * Descendants that started or ended during the interval are counted only for the part seen.
+ */
+export function sampleOtherCpu(): { stop(): number } {
+  const tree = () => [process.pid, ...descendantsOf(process.pid)];
+  const startOurs = new Map(tree().map((p) => [p, cpuTicks(p)]));
+  const startBusy = machineBusyTicks();
+  const started = process.hrtime.bigint();
+  return {
+    stop() {
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      const ours = tree().reduce((sum, p) => sum + cpuTicks(p) - (startOurs.get(p) ?? 0), 0);
+      const other = machineBusyTicks() - startBusy - ours;
+      return Math.max(0, (other / TICKS_PER_SECOND / seconds) * 100);
+    },
+  };
+}
+
 /** Raw RESP over TCP: one inline command, the first reply line. */
 export function redisCommand(port: number, command: string): Promise<string> {
   return new Promise((resolve, reject) => {

@@ -25,7 +25,7 @@ import { apacheMissing, startApache } from './apache.js';
 import { browserLogin, CHROMIUM_PATH } from './browser-login.js';
 import { closedLoop, fixedRate, type LoadResult, type LoadSpec } from './load.js';
 import {
-  freePorts, httpGet, redisCommand, sampleResources, startChild, stopAll, stopChild, waitForHttp, waitForStdout,
+  freePorts, httpGet, redisCommand, sampleOtherCpu, sampleResources, startChild, stopAll, stopChild, waitForHttp, waitForStdout,
   type Child, type ResourceUse,
 } from './processes.js';
 
@@ -152,7 +152,7 @@ interface Scenario extends LoadSpec {
   renewSession?: () => Promise<string>;
   /** How many times that happened. */
   sessionsRenewed?: number;
-  runs: Array<LoadResult & Partial<ResourceUse>>;
+  runs: Array<LoadResult & Partial<ResourceUse> & { otherCpuPercent?: number; loadavg?: string }>;
   summary?: Summary;
 }
 
@@ -171,6 +171,8 @@ interface Summary {
   /** The twins' own medians. */
   twin50?: number;
   twin99?: number;
+  /** CPU % of one core used by processes outside the bench while it ran (median over rounds). */
+  otherCpuPercent?: number;
   /** Proxy CPU time per response, µs (CPU % over the run / req/s): less sensitive to what else the box runs than req/s. */
   cpuUsPerReq?: number;
 }
@@ -448,10 +450,12 @@ async function main(): Promise<number> {
       }
       if (sc.runs.length === 0 && WARMUP > 0) await measure(sc, WARMUP);
       const sampler = sc.proxy ? sampleResources(sc.proxy.pid) : undefined;
+      const others = sampleOtherCpu();
       const r = await measure(sc, DURATION);
       const use = sampler?.stop();
-      sc.runs.push({ ...r, ...use });
-      log(`round ${round}/${ROUNDS} ${sc.name}: ${r.rps.toFixed(0)} req/s, p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms, codes ${JSON.stringify(r.codes)}, errors ${r.errors}${use ? `, RSS ${use.rssPeakMb.toFixed(0)} MB, CPU ${use.cpuPercent.toFixed(0)} %` : ''}`);
+      const otherCpuPercent = others.stop();
+      sc.runs.push({ ...r, ...use, otherCpuPercent, loadavg: loadavg() });
+      log(`round ${round}/${ROUNDS} ${sc.name}: ${r.rps.toFixed(0)} req/s, p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms, codes ${JSON.stringify(r.codes)}, errors ${r.errors}${use ? `, RSS ${use.rssPeakMb.toFixed(0)} MB, CPU ${use.cpuPercent.toFixed(0)} %` : ''}, other processes ${otherCpuPercent.toFixed(0)} % CPU`);
     }
   }
 
@@ -468,6 +472,13 @@ async function main(): Promise<number> {
   }
 
   for (const sc of scenarios) sc.summary = summarise(sc.runs);
+  // How much of the machine the rest of it took while we measured (2 cores = 200 %).
+  const other = scenarios.flatMap((sc) => sc.runs.map((r) => r.otherCpuPercent ?? 0));
+  versions.loadavgAtEnd = loadavg();
+  if (other.length) {
+    const line = `other processes on the machine used ${f(median(other), 0)} % CPU (median of runs; min ${f(Math.min(...other), 0)}, max ${f(Math.max(...other), 0)}; ${cpus().length} cores = ${cpus().length * 100} %) while the runs went on; load average at start ${versions.loadavgAtStart}, at end ${versions.loadavgAtEnd}`;
+    notes.push(line);
+  }
   const { table, ratios } = FIXED_RATE ? fixedRateReport(scenarios) : throughputReport(scenarios);
   const header = FIXED_RATE
     ? `# fixed rate ${FIXED_RATE} req/s (${FIXED_TOOL === 'paced' ? 'evenly spaced, open loop, undici pool' : 'autocannon overallRate'}), ${DURATION} s per run (+${WARMUP} s warm-up), ${ROUNDS} round(s), medians, GET ${PATH}`
@@ -658,6 +669,7 @@ function summarise(runs: Scenario['runs']): Summary {
     rps: median(runs.map((r) => r.rps)),
     p50: median(runs.map((r) => r.p50)),
     p99: median(runs.map((r) => r.p99)),
+    otherCpuPercent: median(runs.map((r) => r.otherCpuPercent ?? Number.NaN)),
     rssPeakMb: runs[0]?.rssPeakMb === undefined ? undefined : median(runs.map((r) => r.rssPeakMb!)),
     cpuPercent: runs[0]?.cpuPercent === undefined ? undefined : median(runs.map((r) => r.cpuPercent!)),
     cpuUsPerReq: runs[0]?.cpuPercent === undefined ? undefined : median(runs.map((r) => (r.rps > 0 ? (r.cpuPercent! / 100) * 1e6 / r.rps : Number.NaN))),
@@ -680,14 +692,14 @@ function throughputReport(scenarios: Scenario[]): { table: string; ratios: strin
   const by = (k: string) => scenarios.find((s) => s.key === k)?.summary;
   const direct = by('direct');
   const pub = by('public');
-  const rows = [['scenario', 'req/s', 'x direct', 'x public', 'p50 ms', 'p99 ms', 'RSS MB', 'CPU %', 'CPU µs/req', 'bad/total', 'sock err']];
+  const rows = [['scenario', 'req/s', 'x direct', 'x public', 'p50 ms', 'p99 ms', 'RSS MB', 'CPU %', 'CPU µs/req', 'other CPU %', 'bad/total', 'sock err']];
   for (const sc of scenarios) {
     const s = sc.summary!;
     const isPortcullis = ['public', 'auth', 'nocache', 'redis', 'unauth'].includes(baseKey(sc.key));
     // A --compare scenario is set against the other build's own public route.
     const ownPublic = sc.key === baseKey(sc.key) ? pub : by(`public${sc.key.slice(baseKey(sc.key).length)}`);
     rows.push([sc.name, f(s.rps, 0), f(x(s.rps, direct?.rps), 3), isPortcullis ? f(x(s.rps, ownPublic?.rps), 3) : '-', f(s.p50, 2), f(s.p99, 2),
-      f(s.rssPeakMb, 0), f(s.cpuPercent, 0), f(s.cpuUsPerReq, 0), `${s.unexpected}/${s.total}`, String(s.errors)]);
+      f(s.rssPeakMb, 0), f(s.cpuPercent, 0), f(s.cpuUsPerReq, 0), f(s.otherCpuPercent, 0), `${s.unexpected}/${s.total}`, String(s.errors)]);
   }
   const ratios: string[] = [];
   const ratio = (label: string, a: Summary | undefined, b: Summary | undefined, target?: string) => {
