@@ -30,8 +30,12 @@ const TRUNCATED = 'x-forwarded-groups-truncated';
 /** Headers only Portcullis may set, whatever the route. */
 const RESERVED = [
   'x-portcullis-assertion', 'x-forwarded-access-token', TRUNCATED,
-  'x-webauth-user', 'x-webauth-email', 'x-webauth-name', 'x-webauth-role',
-  'x-auth-request-user', 'x-auth-request-email', 'x-auth-request-preferred-username', 'x-auth-request-groups',
+  // Grafana auth.proxy (`headers = Groups:X-WEBAUTH-GROUPS` is a common addition).
+  'x-webauth-user', 'x-webauth-email', 'x-webauth-name', 'x-webauth-role', 'x-webauth-groups',
+  // oauth2-proxy's names, which apps moved from it still trust.
+  'x-auth-request-user', 'x-auth-request-email', 'x-auth-request-preferred-username', 'x-auth-request-groups', 'x-auth-request-access-token',
+  // Kubernetes' and Apache-style front-proxy identity (the API server's requestheader authentication).
+  'x-remote-user', 'x-remote-group',
 ];
 
 /** Grafana auth.proxy (`[auth.proxy] header_name = X-WEBAUTH-USER`, `headers = Email:… Name:… Role:…`). */
