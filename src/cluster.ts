@@ -8,6 +8,7 @@ import { availableParallelism } from 'node:os';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { AggregatorRegistry, Counter, Gauge, Registry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import type { Config } from './config/index.js';
+import type { Revocation } from './session/revocation.js';
 import { REDACT } from './app.js';
 import { installSignalHandlers, startServer, type RunningServer } from './server.js';
 
@@ -17,7 +18,7 @@ const MSG = {
   up: 'portcullis:up',
   /** worker → primary: readiness changed ({ ready }). */
   ready: 'portcullis:ready',
-  /** both ways: sessions ended by back-channel logout ({ r: { sid?, sub? } }). */
+  /** both ways: sessions ended by sign-out, back-channel logout or a refused refresh ({ r: { psid?, sid?, sub? } }). */
   revoked: 'portcullis:revoked',
   /** primary → worker: send your metrics ({ id }); worker → primary: here they are ({ id, metrics }). */
   metricsRequest: 'portcullis:metrics?',
@@ -27,7 +28,7 @@ const MSG = {
 type Message =
   | { type: typeof MSG.up }
   | { type: typeof MSG.ready; ready: boolean }
-  | { type: typeof MSG.revoked; r: { sid?: string; sub?: string } }
+  | { type: typeof MSG.revoked; r: Revocation }
   | { type: typeof MSG.metricsRequest; id: number }
   | { type: typeof MSG.metricsResponse; id: number; metrics: MetricObjectWithValues<MetricValue<string>>[] };
 
@@ -62,7 +63,7 @@ async function runWorker(configFile: string, config: Config): Promise<void> {
   const server: RunningServer = await startServer(config, {
     configFile,
     metricsListener: false,
-    // A back-channel logout reaches one worker; the others must end those sessions too.
+    // A sign-out or back-channel logout reaches one worker; the others must end those sessions too.
     onSessionsRevoked: (r) => send({ type: MSG.revoked, r }),
   });
   const { runtime } = server;

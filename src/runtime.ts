@@ -8,7 +8,7 @@ import type { AssertionSigner } from './identity/assertion.js';
 import { SessionCodec } from './session/codec.js';
 import { cookieSettings, makeCookieStripper } from './session/cookies.js';
 import { SessionManager, type ActiveSession } from './session/sessions.js';
-import { RevocationList, redisRevocations } from './session/revocation.js';
+import { RevocationList, redisRevocations, type Revocation } from './session/revocation.js';
 import { Refresher } from './session/refresh.js';
 import { LRUCache } from 'lru-cache';
 import { CookieStore, type SessionStore } from './session/store.js';
@@ -33,8 +33,8 @@ export const REVOCATION_SYNC_MS = 2_000;
 export interface RuntimeOptions {
   now?: () => number;
   store?: SessionStore;
-  /** Told after this process ended sessions by back-channel logout (cluster workers pass it on to their siblings). */
-  onSessionsRevoked?: (r: { sid?: string; sub?: string }) => void;
+  /** Told after this process ended sessions (sign-out, back-channel logout, refused refresh); cluster workers pass it on to their siblings. */
+  onSessionsRevoked?: (r: Revocation) => void;
 }
 
 export class Runtime {
@@ -105,7 +105,12 @@ export class Runtime {
       now,
       count: (result) => metrics.refresh.inc({ result }),
       log,
-      onEnded: (s) => this.connections.endSession(s.sid),
+      // Ended the same way as a sign-out: every copy of the cookie, on every worker and replica.
+      onEnded: (s) => {
+        this.connections.endSession(s.sid);
+        this.revokeSessions({ psid: s.sid }, 'refresh').catch((err: unknown) =>
+          log.warn({ err: err instanceof Error ? err.message : String(err) }, 'refused refresh: the revocation could not be shared (ended in this process only)'));
+      },
     });
     this.origin = new OriginRules(config.trustProxy, config.publicUrl, config.session.cookieName);
     this.upstreamRules = new UpstreamRequestRules(this.origin, makeCookieStripper(config.session.cookieName));
@@ -160,16 +165,24 @@ export class Runtime {
     return { ok: this.idp.ready && (!this.redis || this.redis.healthy()), idp, store };
   }
 
-  /** Ends every session of an IdP session id (or of a subject): revocation list, cache, live connections. */
-  async revokeSessions(r: { sid?: string; sub?: string }, via: string): Promise<void> {
-    await this.revocations.revoke(r);
-    const match = (s: ActiveSession) => (r.sid !== undefined && s.idpSid === r.sid) || (r.sub !== undefined && s.sub === r.sub);
+  /**
+   * Ends one session (`psid`: sign-out, refused refresh) or every session of an IdP session id (or
+   * of a subject): revocation list (shared through Redis when configured), cache, live connections,
+   * and the sibling workers. When the shared write fails, the session has still ended in this
+   * process and its workers; the error is then thrown for the caller to report.
+   */
+  async revokeSessions(r: Revocation, via: string): Promise<void> {
+    let failed: unknown;
+    try { await this.revocations.revoke(r); } catch (err) { failed = err ?? new Error('revocation failed'); }
+    const match = (s: ActiveSession) => (r.psid !== undefined && s.sid === r.psid) || (r.sid !== undefined && s.idpSid === r.sid) || (r.sub !== undefined && s.sub === r.sub);
     this.sessions.evict(match);
     this.connections.endWhere((s) => match(s) && this.revocations.isRevoked(s));
     // `peer`: another worker of this process group handled the logout and counted it.
-    if (via === 'peer') return;
-    this.metrics.sessionsRevoked.inc({ via });
-    this.onSessionsRevoked?.(r);
+    if (via !== 'peer') {
+      this.metrics.sessionsRevoked.inc({ via });
+      this.onSessionsRevoked?.(r);
+    }
+    if (failed !== undefined) throw failed;
   }
 
   async close(): Promise<void> {

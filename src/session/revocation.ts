@@ -1,6 +1,8 @@
-// Session stage: sessions ended elsewhere (back-channel logout). A stateless cookie cannot be
-// deleted, so its IdP session id (`sid`) or subject (`sub`) is remembered here until the longest
-// session could have expired, and every request's session is checked against it (a Map lookup).
+// Session stage: sessions ended by sign-out, back-channel logout or a refused refresh. A stateless
+// cookie cannot be deleted — a copy taken before sign-out still opens — so the session is
+// remembered here until the longest session could have expired: by Portcullis's own session id
+// (`psid`: sign-out, refused refresh), by the IdP's session id (`sid`) or by subject (`sub`:
+// back-channel logout). Every request's session is checked against it (Map lookups).
 // With Redis configured, entries are shared: each replica writes to a Redis hash and pulls the
 // others' entries every `syncIntervalMs` — the bound on how late another replica notices.
 
@@ -13,8 +15,14 @@ export interface RevocationBackend {
   all(): Promise<Record<string, number>>;
 }
 
+/**
+ * What to end: one Portcullis session (`psid`, its own random id), every session of an IdP session
+ * (`sid`), or every session of a subject created before now (`sub`, only when no `sid` is given).
+ */
+export interface Revocation { psid?: string; sid?: string; sub?: string }
+
 export class RevocationList {
-  /** `sid:<idp sid>` or `sub:<subject>` → when it was revoked (ms). */
+  /** `psid:<portcullis sid>`, `sid:<idp sid>` or `sub:<subject>` → when it was revoked (ms). */
   private readonly entries = new Map<string, number>();
   private timer: NodeJS.Timeout | undefined;
 
@@ -47,10 +55,14 @@ export class RevocationList {
     if (prev === undefined || at > prev) this.entries.set(key, at);
   }
 
-  /** Records a back-channel logout. Sessions of that sid, or of that sub created before now, end. */
-  async revoke(r: { sid?: string; sub?: string }): Promise<void> {
+  /**
+   * Records a revocation (locally at once, then in the shared backend — which may throw). The
+   * session `psid`, sessions of that IdP `sid`, or of that `sub` created before now, end.
+   */
+  async revoke(r: Revocation): Promise<void> {
     const at = this.now();
     const add: Record<string, number> = {};
+    if (r.psid) add[`psid:${r.psid}`] = at;
     if (r.sid) add[`sid:${r.sid}`] = at;
     if (r.sub && !r.sid) add[`sub:${r.sub}`] = at;
     for (const [k, v] of Object.entries(add)) this.merge(k, v);
@@ -59,11 +71,13 @@ export class RevocationList {
   }
 
   /**
-   * True when the session was ended by a logout event. A `sub`-wide logout only ends sessions
-   * created before it — signing in again afterwards works.
+   * True when the session was ended: signed out (its own id, whatever copy of the cookie), or by a
+   * logout event. A `sub`-wide logout only ends sessions created before it — signing in again
+   * afterwards works (a new session has a new id, so a `psid` entry never ends it either).
    */
-  isRevoked(s: { sub: string; idpSid: string | undefined; createdAt: number }): boolean {
+  isRevoked(s: { sid: string; sub: string; idpSid: string | undefined; createdAt: number }): boolean {
     if (this.entries.size === 0) return false;
+    if (this.entries.has(`psid:${s.sid}`)) return true;
     if (s.idpSid !== undefined) {
       const at = this.entries.get(`sid:${s.idpSid}`);
       if (at !== undefined && s.createdAt <= at) return true;
@@ -78,7 +92,7 @@ export class RevocationList {
   }
 }
 
-/** Revocations shared through one Redis hash (field = sid:/sub: key, value = when); old fields pruned on read. */
+/** Revocations shared through one Redis hash (field = psid:/sid:/sub: key, value = when); old fields pruned on read. */
 export function redisRevocations(store: RedisStore, retainMs: number, now: () => number) {
   const key = `${store.keyPrefix}revoked`;
   return {

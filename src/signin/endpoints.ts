@@ -97,7 +97,12 @@ export async function registerSignInEndpoints(app: FastifyInstance, rt: Runtime)
       idToken = record?.idToken;
       if (record?.refreshToken) await rt.idp.revoke(record.refreshToken);
       rt.connections.endSession(lookup.session.sid);
-      rt.metrics.sessionsRevoked.inc({ via: 'sign_out' });
+      // Expiring the cookie is not enough: a copy taken before (another tab's request in flight, a
+      // stolen or shared cookie) must be refused too. With the cookie store nothing can be deleted,
+      // so the session's own id goes on the revocation list (shared through Redis, relayed to workers).
+      await rt.revokeSessions({ psid: lookup.session.sid }, 'sign_out').catch((err: unknown) => {
+        request.log.warn({ sub: lookup.session.sub, err: err instanceof Error ? err.message : String(err) }, 'sign-out: the revocation could not be shared with other replicas (ended here and on this process\'s workers)');
+      });
       request.log.info({ sub: lookup.session.sub }, 'signed out');
     }
     const setCookies = await rt.sessions.destroy(cookies);

@@ -11,6 +11,9 @@ import { SessionCodec } from '../../src/session/codec.js';
 import { RedisStore, createRedisClient } from '../../src/session/redis-store.js';
 import type { SessionRecord } from '../../src/session/sessions.js';
 import { CookieStore, type SessionStore } from '../../src/session/store.js';
+import { SessionManager } from '../../src/session/sessions.js';
+import { RevocationList } from '../../src/session/revocation.js';
+import { cookieSettings } from '../../src/session/cookies.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 
 const COOKIE = '__Host-portcullis';
@@ -172,6 +175,28 @@ function storeContract(name: string, setup: (t: TestContext) => Promise<StoreUnd
         value = await store.save(next, value);
         assert.deepEqual(await store.open(value), { record: next, stale: false });
       }
+    });
+
+    test('a copy of the cookie taken before sign-out is refused afterwards (session manager + revocation list, wired as the runtime does)', async (t) => {
+      const s = await setup(t);
+      if (!s) return;
+      const store = await s.make([NEW]);
+      const revocations = new RevocationList(TTL_MS);
+      const settings = cookieSettings('https://portcullis.example', 'portcullis', undefined);
+      assert.equal(settings.session, COOKIE);
+      const sessions = new SessionManager(settings, store, { idleTimeoutMs: TTL_MS, absoluteTimeoutMs: TTL_MS, cacheMaxEntries: 100 }, Date.now, (x) => revocations.isRevoked(x));
+      const browser = { [COOKIE]: await store.save(makeRecord(), undefined) };
+      const copy = { ...browser };
+      const other = { [COOKIE]: await store.save(makeRecord(), undefined) }; // the same user's other session
+      const found = await sessions.lookup(copy);
+      assert.equal(found.kind, 'valid');
+      assert.equal((await sessions.lookup(other)).kind, 'valid');
+      // Sign-out (src/signin/endpoints.ts): the session's own id on the revocation list, then the store entry and the cookie.
+      await revocations.revoke({ psid: (found as { session: { sid: string } }).session.sid });
+      await sessions.destroy(browser);
+      assert.notEqual((await sessions.lookup(copy)).kind, 'valid', 'the copy is refused');
+      assert.equal(sessions.peek(copy), undefined);
+      assert.equal((await sessions.lookup(other)).kind, 'valid', 'other sessions of the user live on');
     });
 
     test('large records (20 KB of claims) round-trip', async (t) => {
