@@ -18,6 +18,7 @@ import { registerSignInEndpoints } from './signin/endpoints.js';
 import { compilePeerTrust } from './routing/trust.js';
 import { AssertionSigner } from './identity/assertion.js';
 import { clientKey, createRateLimiter } from './ratelimit.js';
+import { REDACT } from './logging.js';
 
 export interface AppOptions extends RuntimeOptions {
   metrics?: Metrics;
@@ -25,12 +26,8 @@ export interface AppOptions extends RuntimeOptions {
   logStream?: NodeJS.WritableStream;
 }
 
-/** Log redaction: cookies, tokens and credentials never reach a log line. */
-export const REDACT = [
-  'req.headers.cookie', 'req.headers.authorization', 'req.headers["proxy-authorization"]',
-  'res.headers["set-cookie"]', 'headers.cookie', 'headers.authorization',
-  '*.id_token', '*.access_token', '*.refresh_token', '*.idToken', '*.accessToken', '*.refreshToken', '*.clientSecret', '*.secrets',
-];
+/** Log redaction: cookies, tokens and credentials never reach a log line (paths and reasons: src/logging.ts). */
+export { REDACT };
 
 export async function buildApp(config: Config, opts: AppOptions = {}): Promise<{ app: FastifyInstance; runtime: Runtime }> {
   const metrics = opts.metrics ?? createMetrics();
