@@ -100,7 +100,7 @@ export class Runtime {
     this.connections = new LiveConnections<ActiveSession>((s) => now() - s.createdAt > config.session.absoluteTimeoutMs || this.revocations.isRevoked(s));
     this.refresher = new Refresher({
       sessions: this.sessions,
-      refreshGrant: (token, claims) => this.idp.refresh(token, claims),
+      refreshGrant: (token, claims, idToken) => this.idp.refresh(token, claims, idToken),
       redis: this.redis,
       now,
       count: (result) => metrics.refresh.inc({ result }),

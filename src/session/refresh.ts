@@ -33,8 +33,11 @@ export interface RefreshedTokens {
 
 export interface RefresherDeps {
   sessions: SessionManager;
-  /** The IdP's refresh grant; throws coded errors (ERR_REFRESH_INVALID_GRANT…). */
-  refreshGrant: (refreshToken: string, claims: Claims) => Promise<RefreshedTokens>;
+  /**
+   * The IdP's refresh grant; throws coded errors (ERR_REFRESH_INVALID_GRANT…). The claims it
+   * returns replace the session's (what the IdP says now); `idToken` is the session's current one.
+   */
+  refreshGrant: (refreshToken: string, claims: Claims, idToken: string) => Promise<RefreshedTokens>;
   /** The shared store, when sessions live in Redis (cross-replica lock). */
   redis: RedisStore | undefined;
   now: () => number;
@@ -99,7 +102,7 @@ export class Refresher {
     const record = await sessions.record(s, cookies);
     if (!record?.refreshToken) return { kind: 'kept' };
     try {
-      const r = await this.d.refreshGrant(record.refreshToken, record.claims);
+      const r = await this.d.refreshGrant(record.refreshToken, record.claims, record.idToken);
       const next = {
         ...record,
         claims: r.claims,

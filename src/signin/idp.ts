@@ -4,7 +4,7 @@
 // once, into coded PortcullisErrors.
 import * as client from 'openid-client';
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { createRemoteJWKSet, customFetch as joseFetch, jwtVerify, type JWTPayload } from 'jose';
+import { createRemoteJWKSet, customFetch as joseFetch, decodeJwt, jwtVerify, type JWTPayload } from 'jose';
 import { errors, PortcullisError } from '../errors.js';
 
 export interface IdpSettings {
@@ -294,24 +294,46 @@ export class IdentityProvider {
   /**
    * Refresh grant. The new ID token (when one is returned) must name the same issuer, subject and
    * audience, with no new authorized party — openid-client does not compare them with the first.
+   *
+   * The session's claims are then replaced by what the IdP says now — never merged over the old
+   * ones, so a claim the IdP no longer sends (an emptied `groups` many IdPs omit) is gone: the new
+   * ID token's claims (or, when none is returned, those of the session's current ID token), plus
+   * userinfo when `oidc.userinfo` is on (ID token claims win, as at sign-in). The IdP session id
+   * (`sid`) is kept when a refreshed ID token omits it: back-channel logout still finds the session.
+   * Should userinfo fail after the grant (the new tokens are already issued), the previous claims
+   * fill in what the ID token lacks until the next refresh, and a warning is logged.
    */
-  async refresh(refreshToken: string, original: Record<string, unknown>): Promise<SignInResult & { idTokenReturned: boolean }> {
+  async refresh(refreshToken: string, original: Record<string, unknown>, currentIdToken?: string): Promise<SignInResult & { idTokenReturned: boolean }> {
     let tokens: client.TokenEndpointResponse & client.TokenEndpointResponseHelpers;
     try {
       tokens = await this.grant((config) => client.refreshTokenGrant(config, refreshToken));
     } catch (err) {
       throw wrapIdpError(err, 'refresh');
     }
+    const mismatch = (why: string, cause?: unknown) => new PortcullisError('ERR_REFRESH_CLAIMS_MISMATCH', 401, 'Your session could not be renewed; please sign in again.', { retrySignIn: true, cause: cause ?? new Error(why) });
     const claims = tokens.claims() as Record<string, unknown> | undefined;
     if (claims) {
       this.checkIssuedAt(claims);
       const sameAud = JSON.stringify([original.aud].flat().sort()) === JSON.stringify([claims.aud].flat().sort());
       if (claims.iss !== original.iss || claims.sub !== original.sub || !sameAud || (claims.azp !== undefined && claims.azp !== original.azp)) {
-        throw new PortcullisError('ERR_REFRESH_CLAIMS_MISMATCH', 401, 'Your session could not be renewed; please sign in again.', { retrySignIn: true, cause: new Error('refreshed ID token has a different iss/sub/aud/azp') });
+        throw mismatch('refreshed ID token has a different iss/sub/aud/azp');
+      }
+    }
+    let idClaims: Record<string, unknown> = claims ? { ...claims } : (currentIdToken && idTokenPayload(currentIdToken, original)) || original;
+    if (idClaims.sid === undefined && original.sid !== undefined) idClaims = { ...idClaims, sid: original.sid };
+    let now: Record<string, unknown> = idClaims;
+    if (this.settings.userinfo && tokens.access_token) {
+      try {
+        const info = await client.fetchUserInfo(this.requireConfig(), tokens.access_token, String(original.sub));
+        now = { ...info, ...idClaims };
+      } catch (err) {
+        if (err instanceof client.ClientError && err.code === 'OAUTH_JSON_ATTRIBUTE_COMPARISON_FAILED') throw mismatch('userinfo for another subject', err);
+        this.hooks.log?.warn({ sub: original.sub, err: describeError(err) }, 'userinfo failed after a refresh: keeping the previous claims the ID token lacks until the next refresh');
+        now = { ...original, ...idClaims };
       }
     }
     return {
-      claims: claims ? { ...original, ...claims } : original,
+      claims: now,
       idToken: tokens.id_token ?? '',
       idTokenReturned: !!tokens.id_token,
       accessToken: tokens.access_token,
@@ -459,6 +481,19 @@ export function wrapIdpError(err: unknown, step: 'code' | 'userinfo' | 'refresh'
   }
   if (err instanceof TypeError) return errors.idpUnavailable(err); // fetch failed: connection refused/reset
   return errors.idpBadResponse(err);
+}
+
+/**
+ * The claims of an ID token this session already verified (at sign-in or an earlier refresh),
+ * when it is still the session's latest one; undefined when it cannot be read or names another subject.
+ */
+function idTokenPayload(idToken: string, original: Record<string, unknown>): Record<string, unknown> | undefined {
+  try {
+    const payload = decodeJwt(idToken) as Record<string, unknown>;
+    return payload.sub === original.sub && payload.iss === original.iss ? payload : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export function describeError(err: unknown): string {
