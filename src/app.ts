@@ -18,7 +18,7 @@ import { registerSignInEndpoints } from './signin/endpoints.js';
 import { compilePeerTrust } from './routing/trust.js';
 import { AssertionSigner } from './identity/assertion.js';
 import { clientKey, createRateLimiter } from './ratelimit.js';
-import { REDACT } from './logging.js';
+import { REDACT, loggerOptions } from './logging.js';
 
 export interface AppOptions extends RuntimeOptions {
   metrics?: Metrics;
@@ -50,7 +50,7 @@ export async function buildApp(config: Config, opts: AppOptions = {}): Promise<{
     },
     logger: {
       level: config.logLevel,
-      redact: { paths: REDACT, censor: '[redacted]' },
+      ...loggerOptions,
       ...(opts.logStream ? { stream: opts.logStream } : {}),
     },
     // Own endpoints only (the rate limiter's request.ip): the same proxy-addr rule as routing/origin.ts.

@@ -9,7 +9,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import { AggregatorRegistry, Counter, Gauge, Registry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import type { Config } from './config/index.js';
 import type { Revocation } from './session/revocation.js';
-import { REDACT } from './app.js';
+import { loggerOptions } from './logging.js';
 import { installSignalHandlers, startServer, type RunningServer } from './server.js';
 
 /** Messages between the primary and its workers (IPC). */
@@ -91,7 +91,7 @@ async function runWorker(configFile: string, config: Config): Promise<void> {
 
 async function runPrimary(config: Config, n: number): Promise<void> {
   const admin = Fastify({
-    logger: { level: config.logLevel, redact: { paths: REDACT, censor: '[redacted]' } },
+    logger: { level: config.logLevel, ...loggerOptions },
     logController: new LogController({ disableRequestLogging: true }),
   });
   const log: FastifyBaseLogger = admin.log;

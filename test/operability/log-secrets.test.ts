@@ -17,7 +17,7 @@ import { request, errors as undiciErrors } from 'undici';
 import Fastify from 'fastify';
 import { ResponseBodyError } from 'openid-client';
 import { ReplyError } from 'ioredis';
-import { REDACT } from '../../src/logging.js';
+import { REDACT, loggerOptions } from '../../src/logging.js';
 import WebSocket from 'ws';
 import { DEFAULT_ROUTES, freePort, startStack, TEST_SESSION_SECRET } from '../helpers/stack.js';
 import { startTestIdp, TEST_CLIENT_SECRET } from '../helpers/idp.js';
@@ -190,7 +190,7 @@ test('requests Node\'s HTTP parser rejects (431, 400), sent with a live session 
 test('Fastify\'s own client-error log at trace, with Portcullis\'s redaction list, keeps the parse error and censors the raw request bytes', async () => {
   const lines: string[] = [];
   const stream = new Writable({ write(chunk, _enc, cb) { lines.push(...String(chunk).split('\n').filter(Boolean)); cb(); } });
-  const app = Fastify({ logger: { level: 'trace', redact: { paths: REDACT, censor: '[redacted]' }, stream } });
+  const app = Fastify({ logger: { level: 'trace', ...loggerOptions, stream } });
   app.get('/healthz', async () => ({ status: 'ok' }));
   await app.listen({ host: '127.0.0.1', port: 0 });
   try {
@@ -235,7 +235,7 @@ test('workers: 2 at logLevel trace: unparsable requests with credentials to the 
 test('errors from the libraries Portcullis uses, logged with its redaction list, keep their diagnostics and lose their secrets', async () => {
   const lines: string[] = [];
   const stream = new Writable({ write(chunk, _enc, cb) { lines.push(...String(chunk).split('\n').filter(Boolean)); cb(); } });
-  const app = Fastify({ logger: { level: 'trace', redact: { paths: REDACT, censor: '[redacted]' }, stream } });
+  const app = Fastify({ logger: { level: 'trace', ...loggerOptions, stream } });
   const secret = 'secret-value-0123456789abcdefghij';
   const secrets = new Map([['secret', secret]]);
   const log = app.log;
