@@ -53,8 +53,9 @@ export async function buildApp(config: Config, opts: AppOptions = {}): Promise<{
       ...loggerOptions,
       ...(opts.logStream ? { stream: opts.logStream } : {}),
     },
-    // Own endpoints only (the rate limiter's request.ip): the same proxy-addr rule as routing/origin.ts.
-    trustProxy: config.trustProxy,
+    // What a peer says about the original request is read in one place, routing/origin.ts (the
+    // rate limiter below asks it too): Fastify's own request.ip/host/protocol are not used.
+    trustProxy: false,
     // A request id from the client is believed only from a trusted proxy (and only if it looks sane).
     requestIdHeader: false,
     genReqId: (req) => requestIdOf(req, peerTrusted),
@@ -116,13 +117,13 @@ export async function buildApp(config: Config, opts: AppOptions = {}): Promise<{
   });
 
   // Sign-in endpoints cost an IdP round trip (callback) or a transaction cookie (start): a token
-  // bucket per client IP (request.ip: the peer, or X-Forwarded-For from a trusted proxy) for each.
+  // bucket per client IP (the peer, or X-Forwarded-For from a trusted proxy: routing/origin.ts) for each.
   const signInLimiter = createRateLimiter(config.rateLimit.signIn);
   if (signInLimiter) {
     app.addHook('onRequest', async (request) => {
       const url = request.routeOptions.url;
       if (url !== '/oauth2/start' && url !== '/oauth2/callback') return;
-      const d = signInLimiter.take(`${url} ${clientKey(request.ip)}`);
+      const d = signInLimiter.take(`${url} ${clientKey(runtime.origin.clientIpOf(request.raw))}`);
       if (d.ok) return;
       metrics.rateLimited.inc({ endpoint: url.slice('/oauth2/'.length) });
       throw new PortcullisError('ERR_RATE_LIMITED', 429, errors.rateLimited().message, { retryAfter: d.retryAfterSec });

@@ -99,7 +99,7 @@ export class OriginRules {
       proto,
       port: (trusted && lastEntry(headers['x-forwarded-port'])) || portOf(host) || (proto === 'https' ? '443' : '80'),
       peer,
-      clientIp: trusted && headers['x-forwarded-for'] !== undefined ? proxyAddr(req, this.trustFn) : peer,
+      clientIp: this.clientIpOf(req, trusted),
       trusted,
       headers,
       // Parsed only when one of ours may be there; other cookies are passed on byte for byte.
@@ -114,6 +114,11 @@ export class OriginRules {
   retarget(r: Inbound, as: { method: string; host: string | undefined; proto: string | undefined; path: string; query: string }): Inbound {
     const proto = as.proto || this.publicProto;
     return { ...r, method: as.method, host: as.host, proto, path: as.path, query: as.query, port: portOf(as.host) || (proto === 'https' ? '443' : '80') };
+  }
+
+  /** The client: the peer, or from a trusted peer the first untrusted address in X-Forwarded-For (proxy-addr). */
+  clientIpOf(req: IncomingMessage, trusted = this.peerTrusted(req.socket.remoteAddress)): string {
+    return trusted && req.headers['x-forwarded-for'] !== undefined ? proxyAddr(req, this.trustFn) : req.socket.remoteAddress ?? '';
   }
 
   /** scheme://host of the request as the browser sees it. */
