@@ -96,6 +96,8 @@ export interface Config {
     cacheMaxEntries: number;
   };
   redirects: { allowedDomains: string[] };
+  /** Origins (scheme://host[:port], normalised) whose pages may open WebSockets here besides the request's own and publicUrl's. */
+  websocketOrigins: string[];
   /** Per client IP and minute, on /oauth2/start and on /oauth2/callback (each); 0 = off. Default 30. */
   rateLimit: { signIn: number };
   routes: RouteConfig[];
@@ -110,6 +112,7 @@ export const CONFIG_KEYS = {
   root: [
     'listen', 'trustProxy', 'workers', 'publicUrl', 'logLevel', 'shutdownGracePeriod', 'metrics',
     'oidc', 'session', 'redirects', 'routes', 'identityHeaderBudget', 'assertionSigning', 'rateLimit', 'auditLog', 'identityHeaderEncoding',
+    'websocketOrigins',
   ],
   oidc: [
     'issuer', 'clientId', 'clientSecret', 'clientSecretFile', 'tokenEndpointAuthMethod', 'scopes',
@@ -182,6 +185,15 @@ export function validateConfig(raw: unknown, opts: ValidateOptions = {}): { conf
     if (!/^\.?[a-z0-9-]+(\.[a-z0-9-]+)*$/i.test(d)) v.issue(childPath('redirects.allowedDomains', i), `"${d}" is not a host name (use .example.com for a domain and its subdomains)`);
   });
 
+  const websocketOrigins: string[] = [];
+  (v.stringList(root.websocketOrigins, 'websocketOrigins') ?? []).forEach((o, i) => {
+    let u: URL | undefined;
+    try { u = new URL(o); } catch { /* below */ }
+    if (!u || (u.protocol !== 'https:' && u.protocol !== 'http:') || u.username || u.password || u.pathname !== '/' || u.search || u.hash || /[?#]$/.test(o) || o.includes('*')) {
+      v.issue(childPath('websocketOrigins', i), `"${o}" is not an origin like https://app.example.com (scheme, host and port only; no path, no wildcard)`);
+    } else websocketOrigins.push(u.origin);
+  });
+
   const rateLimitRaw = v.object(root.rateLimit ?? {}, 'rateLimit', ['signIn']) ?? {};
   const signInRate = v.int(rateLimitRaw.signIn, 'rateLimit.signIn', 0, 100_000) ?? 30;
 
@@ -233,6 +245,7 @@ export function validateConfig(raw: unknown, opts: ValidateOptions = {}): { conf
       cacheMaxEntries: v.int(sessionRaw.cacheMaxEntries, 'session.cacheMaxEntries', 0, 10_000_000) ?? 100_000,
     },
     redirects: { allowedDomains },
+    websocketOrigins,
     rateLimit: { signIn: signInRate },
     routes,
   };

@@ -1,9 +1,11 @@
 // The WebSocket doorway: node:http's `upgrade` event (a request with `Connection: upgrade` and an
 // `Upgrade` header). It is an upgrade only when it is a `GET` asking for `websocket` on a route with
 // `websocket: true`; anything else is refused with 400 — an upgrade is never a way to send another
-// method past a route's rules. Then the same door as plain requests: Inbound → evaluate → answer,
-// or the same upstream plan (with Connection/Upgrade set) → socket pipe. Any throw answers this
-// socket (500) and is logged; the process keeps serving.
+// method past a route's rules. A browser's upgrade must come from a page of this site (`Origin`:
+// the request's own origin, publicUrl's, or one in `websocketOrigins`), else 403, before the
+// session or the route's rules are looked at. Then the same door as plain requests: Inbound →
+// evaluate → answer, or the same upstream plan (with Connection/Upgrade set) → socket pipe. Any
+// throw answers this socket (500) and is logged; the process keeps serving.
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { PortcullisError, asPortcullisError, errors } from '../errors.js';
@@ -16,6 +18,36 @@ import { tableOf } from './route-table.js';
 import { logFailure } from './http.js';
 
 const refused = (message: string) => new PortcullisError('ERR_UPGRADE_REFUSED', 400, message);
+const crossOrigin = (origin: unknown) => new PortcullisError('ERR_UPGRADE_CROSS_ORIGIN', 403, 'This WebSocket was opened by a page of another site; it is not accepted here.',
+  { cause: new Error(`Origin ${JSON.stringify(String(origin).slice(0, 200))} is not this site's (add it to websocketOrigins if it should be)`) });
+
+/**
+ * Cross-site WebSocket hijacking guard: browsers send the page's `Origin` with every WebSocket
+ * upgrade and no CORS check applies to it, so a page on a sibling host (which the session cookie
+ * reaches, e.g. with `session.cookieDomain`) could otherwise open a socket as the signed-in user.
+ * Accepted: no `Origin` (not a browser: such a client has no one's cookie but its own), the
+ * origin the request was addressed to, publicUrl's origin, and `websocketOrigins`. Anything else —
+ * `null` (sandboxed frames, file: pages) and malformed values included — is refused.
+ */
+export function upgradeOriginAllowed(origin: string | string[] | undefined, requestOrigin: string, publicOrigin: string, allowed: ReadonlySet<string>): boolean {
+  if (origin === undefined) return true;
+  if (Array.isArray(origin) || origin === 'null') return false;
+  let o: string;
+  try {
+    const u = new URL(origin);
+    if (u.protocol !== 'https:' && u.protocol !== 'http:') return false;
+    o = u.origin;
+  } catch { return false; }
+  if (o === publicOrigin || allowed.has(o)) return true;
+  try { return o === new URL(requestOrigin).origin; } catch { return false; }
+}
+
+const allowedOrigins = new WeakMap<readonly string[], ReadonlySet<string>>();
+function originSet(list: readonly string[]): ReadonlySet<string> {
+  let set = allowedOrigins.get(list);
+  if (!set) { set = new Set(list); allowedOrigins.set(list, set); }
+  return set;
+}
 
 export async function handleUpgrade(rt: Runtime, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
   let id: string | undefined;
@@ -38,6 +70,9 @@ export async function handleUpgrade(rt: Runtime, req: IncomingMessage, socket: D
     if (rt.draining) return fail(errors.draining());
     const r = rt.origin.inbound(req, n);
     id = r.id;
+    if (!upgradeOriginAllowed(req.headers.origin, rt.origin.originOf(r), rt.origin.publicOrigin, originSet(rt.config.websocketOrigins))) {
+      return fail(crossOrigin(req.headers.origin));
+    }
     const idx = rt.table.matcher(r.host, r.path, r.method);
     if (idx >= 0 && !rt.table.routes[idx]!.websocket) return fail(refused('WebSocket upgrades are not enabled on this route.'));
     const o = await evaluate(rt, r);
@@ -48,7 +83,7 @@ export async function handleUpgrade(rt: Runtime, req: IncomingMessage, socket: D
       ? await rt.assertions.assertion(o.route.name, o.route.assertion.audience, o.route.assertion.ttlSec, o.who)
       : undefined;
     const plan = rt.upstreamRules.plan({ inbound: r, route: o.route, identity: tableOf(o.route, rt.table).headers, who: o.who, assertion, upgrade: true });
-    if (isSession(o.who)) rt.connections.track(o.who, socket);
+    if (isSession(o.who)) rt.connections.trackWebSocket(o.who, socket, head);
     const name = o.route.name;
     rt.forwarder.upgrade(plan, socket, head, {
       timeoutMs: o.route.timeoutMs,
