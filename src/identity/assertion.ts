@@ -1,18 +1,30 @@
 // Identity stage: X-Portcullis-Assertion — a short-lived JWT an upstream can verify with the keys
 // at /oauth2/jwks.json, for services that want proof rather than a plain header. Signed with jose;
-// cached per session and route for half its lifetime so the hot path rarely signs.
-import { randomUUID } from 'node:crypto';
+// reused for half its lifetime so the hot path rarely signs — per route and per claims: for a
+// session, per claims object (a refresh or any claim change makes a new one, so a new assertion);
+// for a bearer token, per token (a hash of it: two tokens of one subject never share one).
+import { hash, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, SignJWT, type JWK, type CryptoKey as JoseKey } from 'jose';
 import { LRUCache } from 'lru-cache';
 import type { Principal } from './headers.js';
+import type { Claims } from './templates.js';
 
 interface SigningKey { kid: string; alg: string; key: JoseKey | Uint8Array; publicJwk: JWK }
+
+interface Cached { jwt: string; renewAt: number }
 
 export interface AssertionSettings { keysFile: string | undefined; algorithm: 'ES256' | 'RS256' | 'EdDSA' }
 
 export class AssertionSigner {
-  private readonly cache = new LRUCache<string, { jwt: string; renewAt: number }>({ max: 100_000 });
+  /** Bearer principals: by route and a hash of the token (claims objects are new on every request). */
+  private readonly byToken = new LRUCache<string, Cached>({ max: 100_000 });
+  /**
+   * Sessions: by the claims object itself, then route. Claims are never changed in place — a
+   * refresh (or a session opened afresh) brings a new object — so an assertion cannot outlive the
+   * claims it was signed from, and entries go with the session view that holds them.
+   */
+  private readonly byClaims = new WeakMap<Claims, Map<string, Cached>>();
 
   private constructor(private readonly issuer: string, private readonly keys: SigningKey[], private readonly now: () => number) {}
 
@@ -48,12 +60,19 @@ export class AssertionSigner {
     return { keys: this.keys.map((k) => k.publicJwk) };
   }
 
-  /** A signed assertion for this principal and route (reused for half its lifetime). */
+  /** A signed assertion for this principal and route (reused for half its lifetime, while the claims — or the bearer token — are the same). */
   async assertion(routeName: string, audience: string, ttlSec: number, who: Principal): Promise<string> {
     const sub = String(who.claims.sub ?? '');
-    const cacheKey = `${routeName}\0${who.sid ?? `bearer:${sub}`}`;
     const now = this.now();
-    const hit = this.cache.get(cacheKey);
+    const routeKey = `${routeName}\0${audience}\0${ttlSec}\0${who.sid ?? ''}`;
+    let perClaims: Map<string, Cached> | undefined;
+    let tokenKey: string | undefined;
+    if (who.sid === undefined && who.accessToken !== undefined) tokenKey = `${routeKey}\0${hash('sha256', who.accessToken, 'base64url')}`;
+    else {
+      perClaims = this.byClaims.get(who.claims);
+      if (!perClaims) { perClaims = new Map(); this.byClaims.set(who.claims, perClaims); }
+    }
+    const hit = tokenKey !== undefined ? this.byToken.get(tokenKey) : perClaims!.get(routeKey);
     if (hit && now < hit.renewAt) return hit.jwt;
     const k = this.keys[0]!;
     const iat = Math.floor(now / 1000);
@@ -72,7 +91,9 @@ export class AssertionSigner {
       .setExpirationTime(iat + ttlSec)
       .setJti(randomUUID())
       .sign(k.key);
-    this.cache.set(cacheKey, { jwt, renewAt: now + (ttlSec * 1000) / 2 });
+    const entry = { jwt, renewAt: now + (ttlSec * 1000) / 2 };
+    if (tokenKey !== undefined) this.byToken.set(tokenKey, entry);
+    else perClaims!.set(routeKey, entry);
     return jwt;
   }
 }
