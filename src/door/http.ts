@@ -95,10 +95,6 @@ export function createHttpDoorway(rt: Runtime, fastify: (req: IncomingMessage, r
       };
       const forward = (o: Extract<Outcome, { kind: 'allow' }>, assertion: string | undefined): void => {
         const plan = rt.upstreamRules.plan({ inbound: r, route: o.route, identity: tableOf(o.route, rt.table).headers, who: o.who, assertion });
-        if (o.setCookies.length) {
-          res.setHeader('set-cookie', o.setCookies);
-          res.setHeader('cache-control', 'no-store');
-        }
         // The client waits for 100 Continue before sending its body: now that the request is
         // authorized it may (a denied one is answered without reading it, and the connection closed).
         if (plan.hasBody && expectsContinue(req)) res.writeContinue();
@@ -107,10 +103,11 @@ export function createHttpDoorway(rt: Runtime, fastify: (req: IncomingMessage, r
           route: o.route.name,
           timeoutMs: o.route.timeoutMs,
           done: finish,
+          setCookies: o.setCookies,
           fail: (e, kind, err) => {
             rt.metrics.upstreamErrors.inc({ route: o.route.name, kind });
             rt.log.warn({ reqId: r.id, route: o.route.name, err: err.message }, `upstream ${kind}`);
-            answer(errorAnswer(e, r));
+            answer(errorAnswer(e, r, { setCookies: o.setCookies }));
           },
           // Server-sent events live as long as a WebSocket: cut them off when the session ends too.
           onEventStream: isSession(who) ? () => rt.connections.track(who, req.socket, res) : undefined,

@@ -21,6 +21,11 @@ export interface RelayContext {
   done(status: number): void;
   /** The upstream answered with a server-sent-event stream (a long-lived response). */
   onEventStream?: (() => void) | undefined;
+  /**
+   * Session cookies this response must carry (a refresh or re-seal): added to the upstream's own
+   * Set-Cookie lines, and the response made `Cache-Control: no-store` so no cache keeps them.
+   */
+  setCookies?: readonly string[] | undefined;
 }
 
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT']);
@@ -144,6 +149,12 @@ class Relay {
     }
     // Hop-by-hop headers, and those the Connection header names, stay on the upstream's hop.
     for (let i = out.length - 2; i >= 0; i -= 2) if (isHopByHopResponseHeader(out[i]!, listed)) out.splice(i, 2);
+    const ours = this.ctx.setCookies;
+    if (ours !== undefined && ours.length > 0) {
+      for (let i = out.length - 2; i >= 0; i -= 2) if (out[i] === 'cache-control') out.splice(i, 2);
+      out.push('cache-control', 'no-store');
+      for (const c of ours) out.push('set-cookie', c);
+    }
     // A request body the upstream did not wait for leaves the client connection unusable.
     if (!this.req.complete) out.push('connection', 'close');
     if (eventStream) this.ctx.onEventStream?.();

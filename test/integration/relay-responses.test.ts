@@ -11,6 +11,7 @@ import { once } from 'node:events';
 import { Client } from 'undici';
 import { startStack } from '../helpers/stack.js';
 import { listenOn } from '../../src/devidp/net.js';
+import { loginViaHttp } from '../helpers/browserless-login.js';
 
 const BIG = Buffer.alloc(4 * 1024 * 1024, 'x');
 
@@ -153,3 +154,19 @@ test('cached and uncached sessions alike: an upstream that answers before the re
   }
 });
 
+
+test("a response that re-seals the session keeps the upstream's own Set-Cookie lines and ours, and is no-store", async (t) => {
+  const up = await oddUpstream(t);
+  let offset = 0;
+  const now = () => Date.now() + offset;
+  const routes = [{ name: 'public', match: { path: '/public' }, upstream: up.url, auth: 'public' }, { name: 'app', match: { path: '/' }, upstream: '{upstream}' }];
+  const s = await startStack(t, { routes, now });
+  const cookie = (await loginViaHttp(`${s.url}/`, { user: 'alice', password: 'alice-password' })).jar.header(s.url);
+  offset += 61_000; // past the once-a-minute last-seen write: this response re-seals the session cookie
+  const r = await ask(s.url, '/public/hop', 'GET', { cookie });
+  assert.equal(r.status, 200);
+  const lines = ([] as string[]).concat(r.headers['set-cookie'] ?? []);
+  assert.ok(lines.includes('a=1; Path=/') && lines.includes('b=2; Path=/'), `the upstream's cookies: ${lines.join(' | ')}`);
+  assert.ok(lines.some((l) => l.startsWith('portcullis=')), `the re-sealed session cookie: ${lines.join(' | ')}`);
+  assert.equal(r.headers['cache-control'], 'no-store');
+});
