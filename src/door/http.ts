@@ -38,7 +38,13 @@ export function createHttpDoorway(rt: Runtime, fastify: (req: IncomingMessage, r
     let route = 'none';
     let id: string | undefined;
     const finish = (status: number) => observe(route, status, (performance.now() - started) / 1000);
-    const answer = (a: Answer) => { writeAnswer(res, a); finish(a.status); };
+    const answer = (a: Answer) => {
+      // A body still on its way (an `Expect: 100-continue` upload that was not continued, or a
+      // large one) would be read as the next request: this connection ends with the answer.
+      if (!req.complete && (req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined)) res.setHeader('connection', 'close');
+      writeAnswer(res, a);
+      finish(a.status);
+    };
     const fail = (err: unknown, r?: Pick<Inbound, 'id' | 'headers'>): void => {
       try {
         const e = asPortcullisError(err);
