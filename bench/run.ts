@@ -135,7 +135,7 @@ interface Scenario extends LoadSpec {
   proxy?: Child;
   /** Checks one response before the load (identity reached the upstream, Location is the IdP …). */
   check: (r: { status: number; headers: Record<string, unknown>; body: string }) => string | undefined;
-  preflight?: { status: number; bytes: number; location?: string };
+  preflight?: { status: number; bytes: number; location?: string; upstreamSaw?: string[] };
   /** Authenticated scenarios: take up a re-issued session cookie between runs, as a browser would. */
   browserCookies?: boolean;
   /** How many times that happened. */
@@ -406,8 +406,14 @@ async function main(): Promise<number> {
     const r = await httpGet(sc.url, sc.headers);
     const problem = sc.check(r);
     if (problem) throw new Error(`pre-flight ${sc.name}: ${problem}\n${r.body.slice(0, 300)}`);
-    sc.preflight = { status: r.status, bytes: Buffer.byteLength(r.body), ...(r.headers.location ? { location: String(r.headers.location).slice(0, 80) } : {}) };
-    log(`pre-flight ok: ${sc.name}: ${r.status}, ${sc.preflight.bytes} B body`);
+    // The echo body lists the request headers the upstream got: their names (not values: cookies,
+    // identity) show what each build adds, since that is also what makes the bodies differ in size.
+    const upstreamSaw = Object.keys(echoed(r.body)).sort();
+    sc.preflight = {
+      status: r.status, bytes: Buffer.byteLength(r.body), ...(r.headers.location ? { location: String(r.headers.location).slice(0, 80) } : {}),
+      ...(upstreamSaw.length ? { upstreamSaw } : {}),
+    };
+    log(`pre-flight ok: ${sc.name}: ${r.status}, ${sc.preflight.bytes} B body${upstreamSaw.length ? `; upstream got ${upstreamSaw.join(' ')}` : ''}`);
   }
 
   // --- the runs: interleaved, warm-up before each scenario's first round
