@@ -15,6 +15,8 @@ export interface SessionRecord {
   refreshToken?: string;
   /** When the access/ID token expires (ms since epoch); refresh is due shortly before. */
   tokenExpiresAt?: number;
+  /** When that token was received (ms); with tokenExpiresAt, its lifetime — the refresh margin is a share of it. Absent in older records. */
+  tokenIssuedAt?: number;
   createdAt: number;
   seenAt: number;
 }

@@ -1,18 +1,35 @@
 // Session stage, renewal: a session's tokens are refreshed shortly before they expire, inside the
 // request that finds them due — one refresh per session at a time in this process (single-flight)
 // and, with the Redis store, across replicas (a lock with a random owner, released only by its
-// owner). `invalid_grant` or a claims mismatch ends the session; an unreachable IdP keeps it (until
-// idle/absolute timeout) and retries after REFRESH_RETRY_MS.
+// owner). The margin is a share of the token's lifetime (a 60 s token is not "due" all its life),
+// and one session is refreshed at most once per REFRESH_MIN_INTERVAL_MS in this process, whatever
+// the IdP returns. `invalid_grant` or a claims mismatch ends the session; an unreachable IdP keeps
+// it (until idle/absolute timeout) and retries after REFRESH_RETRY_MS.
 import { randomBytes } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { PortcullisError } from '../errors.js';
 import type { ActiveSession, Claims, SessionManager } from './sessions.js';
 import type { RedisStore } from './redis-store.js';
 
-/** Refresh this long before the access/ID token expires. */
-export const REFRESH_MARGIN_MS = 60_000;
+/** Refresh this share of the token's lifetime before it expires… */
+export const REFRESH_MARGIN_SHARE = 0.2;
+/** …but at least this long before… */
+export const REFRESH_MARGIN_MIN_MS = 5_000;
+/** …and at most this long before (also the margin when the lifetime is unknown: older records). */
+export const REFRESH_MARGIN_MAX_MS = 60_000;
+/** One session is refreshed at most once in this long (per process; the Redis lock serialises replicas). */
+export const REFRESH_MIN_INTERVAL_MS = 5_000;
 /** After a failed (IdP unreachable) refresh, wait this long before trying again. */
 export const REFRESH_RETRY_MS = 30_000;
+
+/**
+ * How long before `expiresAt` a token is refreshed: 20 % of its lifetime (expiresAt − issuedAt),
+ * within [5 s, 60 s]. A 1 h token: 60 s before; a 60 s token: 12 s before; a 10 s token: 5 s before.
+ */
+export function refreshMargin(issuedAt: number | undefined, expiresAt: number): number {
+  if (issuedAt === undefined || !(expiresAt > issuedAt)) return issuedAt === undefined ? REFRESH_MARGIN_MAX_MS : REFRESH_MARGIN_MIN_MS;
+  return Math.min(REFRESH_MARGIN_MAX_MS, Math.max(REFRESH_MARGIN_MIN_MS, (expiresAt - issuedAt) * REFRESH_MARGIN_SHARE));
+}
 
 export type RefreshOutcome =
   | { kind: 'refreshed'; session: ActiveSession; setCookies: string[] }
@@ -50,28 +67,37 @@ export interface RefresherDeps {
 export class Refresher {
   /** In-flight refreshes by session id: concurrent requests of one session share one refresh. */
   private readonly inflight = new Map<string, Promise<RefreshOutcome>>();
-  /** After a failed (IdP unreachable) refresh, when to try again, by session id. */
-  private readonly retryAt = new LRUCache<string, number>({ max: 100_000 });
+  /** By session id: no new refresh before this time (the minimum interval, or the retry back-off after a failure). */
+  private readonly notBefore = new LRUCache<string, number>({ max: 100_000 });
 
   constructor(private readonly d: RefresherDeps) {}
 
-  /** Whether this session's tokens should be refreshed now (and no retry back-off is running). */
+  /** Whether the token is within its refresh margin (whatever the rate limit says). */
+  private dueByTime(s: ActiveSession, now: number): boolean {
+    return s.hasRefreshToken && s.tokenExpiresAt !== undefined && now >= s.tokenExpiresAt - refreshMargin(s.tokenIssuedAt, s.tokenExpiresAt);
+  }
+
+  private allowed(s: ActiveSession, now: number): boolean {
+    const at = this.notBefore.get(s.sid);
+    return at === undefined || now >= at;
+  }
+
+  /** Whether a request of this session has a refresh to start or join now. */
   isDue(s: ActiveSession): boolean {
-    if (!s.hasRefreshToken || s.tokenExpiresAt === undefined) return false;
     const now = this.d.now();
-    if (now < s.tokenExpiresAt - REFRESH_MARGIN_MS) return false;
-    const retryAt = this.retryAt.get(s.sid);
-    return retryAt === undefined || now >= retryAt;
+    return this.dueByTime(s, now) && (this.inflight.has(s.sid) || this.allowed(s, now));
   }
 
   /** The refresh of this session, started or joined; undefined when none is due. */
   ifDue(s: ActiveSession, cookies: Cookies): Promise<RefreshOutcome> | undefined {
-    if (!this.isDue(s)) return undefined;
+    const now = this.d.now();
+    if (!this.dueByTime(s, now)) return undefined;
     let p = this.inflight.get(s.sid);
-    if (!p) {
-      p = this.refresh(s, cookies).finally(() => this.inflight.delete(s.sid));
-      this.inflight.set(s.sid, p);
-    }
+    if (p) return p;
+    if (!this.allowed(s, now)) return undefined;
+    this.notBefore.set(s.sid, now + REFRESH_MIN_INTERVAL_MS);
+    p = this.refresh(s, cookies).finally(() => this.inflight.delete(s.sid));
+    this.inflight.set(s.sid, p);
     return p;
   }
 
@@ -110,6 +136,7 @@ export class Refresher {
         accessToken: r.accessToken ?? record.accessToken,
         refreshToken: r.refreshToken,
         tokenExpiresAt: r.tokenExpiresAt,
+        tokenIssuedAt: r.tokenExpiresAt === undefined ? undefined : this.d.now(),
         seenAt: s.seenAt,
       };
       const { session, setCookies } = await sessions.replace(s, next, cookies);
@@ -125,7 +152,7 @@ export class Refresher {
         return { kind: 'ended', setCookies: await sessions.destroy(cookies).catch(() => sessions.expireHeaders(cookies)) };
       }
       this.d.count('error');
-      this.retryAt.set(s.sid, this.d.now() + REFRESH_RETRY_MS);
+      this.notBefore.set(s.sid, this.d.now() + REFRESH_RETRY_MS);
       this.d.log.warn({ sub: s.sub, err: e?.cause instanceof Error ? e.cause.message : String(err) }, 'token refresh failed; keeping the session and retrying later');
       return { kind: 'kept' };
     }

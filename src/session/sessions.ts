@@ -23,6 +23,8 @@ export interface ActiveSession {
   /** When seenAt was last persisted. */
   writtenAt: number;
   readonly tokenExpiresAt: number | undefined;
+  /** When the current token was received (undefined for records written before this was kept). */
+  readonly tokenIssuedAt: number | undefined;
   readonly hasRefreshToken: boolean;
   /** Opened with an older secret: re-seal with the first one on this response. */
   stale: boolean;
@@ -234,6 +236,7 @@ function activeFrom(r: SessionRecord, stale: boolean, keepAccessToken = false): 
     seenAt: r.seenAt,
     writtenAt: r.seenAt,
     tokenExpiresAt: r.tokenExpiresAt,
+    tokenIssuedAt: r.tokenIssuedAt,
     hasRefreshToken: typeof r.refreshToken === 'string',
     stale,
     accessToken: keepAccessToken ? r.accessToken : undefined,

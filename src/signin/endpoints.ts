@@ -57,6 +57,7 @@ export async function registerSignInEndpoints(app: FastifyInstance, rt: Runtime)
         accessToken: result.accessToken,
         refreshToken: result.refreshToken,
         tokenExpiresAt: result.tokenExpiresAt,
+        tokenIssuedAt: result.tokenExpiresAt === undefined ? undefined : now,
         createdAt: now,
         seenAt: now,
       };

@@ -45,8 +45,8 @@ const CONTRACT: Array<[string, string[]]> = [
 
 test('every contract metric is present with its labels after real traffic; labels hold no paths or users; not on the public port', async (t) => {
   const s = await startStack(t, {
-    // Short tokens, so the next request after a second refreshes them.
-    idp: { ttl: { AccessToken: 62, IdToken: 62 } },
+    // Short tokens (6 s: due within the 5 s minimum margin), so a request after a second refreshes them.
+    idp: { ttl: { AccessToken: 6, IdToken: 6 } },
     routes: [
       { name: 'public', match: { path: '/public' }, upstream: '{upstream}', auth: 'public' },
       { name: 'admin', match: { path: '/admin' }, upstream: '{upstream}', allow: { claim: 'groups', contains: 'admin' } },

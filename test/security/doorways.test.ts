@@ -41,6 +41,7 @@ import { startStack, type Stack } from '../helpers/stack.js';
 import { loginViaHttp } from '../helpers/browserless-login.js';
 import type { RecordedRequest } from '../helpers/upstream.js';
 import { ALICE, BOB } from './support.js';
+import { REFRESH_MIN_INTERVAL_MS } from '../../src/session/refresh.js';
 
 // ---------------------------------------------------------------------------------------------
 // Configuration shared by every stack
@@ -831,6 +832,8 @@ test('every doorway reaches the same decision and gives the upstream the same vi
           const cacheBefore = id === 'a' || id === 'b' ? await cacheCounts(s) : undefined;
           const upBefore = s.upstream.requests.length;
           const grantsBefore = refreshGrants;
+          // (c): past the minimum interval between two refreshes of one session, so this one refreshes too.
+          if (id === 'c') cOffset += REFRESH_MIN_INTERVAL_MS;
           const reply = await exchange(port, head, body, expectContinue && id !== 'f');
           const statusOk = allowed.includes(reply.status);
           if (!statusOk) {

@@ -48,17 +48,26 @@ test('absolute timeout ends the session however active it is', async (t) => {
 });
 
 test('tokens are refreshed before they expire, once for many concurrent requests', async (t) => {
-  // 62 s tokens: due for refresh (60 s margin) about two seconds after they were issued.
-  const s = await startStack(t, { idp: { ttl: { AccessToken: 62, IdToken: 62 } } });
+  // 62 s tokens: due for refresh 20 % of their lifetime (12.4 s) before they expire. The dev IdP and
+  // the proxy share this process's Date.now(), moved by hand so the tokens' exp agrees with the proxy.
+  const realNow = Date.now;
+  let offset = 0;
+  Date.now = () => realNow() + offset;
+  t.after(() => { Date.now = realNow; });
+  const s = await startStack(t, { now: () => Date.now(), idp: { ttl: { AccessToken: 62, IdToken: 62 } } });
   const { jar } = await loginViaHttp(`${s.url}/`, ALICE);
   const grants: string[] = [];
   s.idp.provider.on('grant.success', (ctx: { oidc: { params?: { grant_type?: string } } }) => grants.push(String(ctx.oidc.params?.grant_type)));
-  await new Promise((r) => setTimeout(r, 2100));
+  offset += 45_000;
+  assert.equal((await get(`${s.url}/early`, jar)).status, 200);
+  assert.deepEqual(grants, [], 'not yet due 17 s before expiry');
+  offset += 6_000;
   const results = await Promise.all(Array.from({ length: 8 }, () => get(`${s.url}/x`, jar)));
   assert.deepEqual(results.map((r) => r.status), Array(8).fill(200));
   assert.deepEqual(grants, ['refresh_token'], 'exactly one refresh for eight concurrent requests');
   assert.equal(s.upstream.requests.at(-1)!.headers['x-forwarded-user'], 'alice');
   // The refreshed session carries on without another refresh.
+  offset += 10_000;
   assert.equal((await get(`${s.url}/y`, jar)).status, 200);
   assert.equal(grants.length, 1);
 });

@@ -69,12 +69,18 @@ test('two replicas on one Redis refresh a session once', async (t) => {
   const redis = await startRedis(t);
   if (!redis) return;
   const edit = (raw: Record<string, unknown>) => { Object.assign(raw.session as object, { store: 'redis', redis: { url: redis.url } }); };
-  const a = await startStack(t, { edit, idp: { ttl: { AccessToken: 62, IdToken: 62 } } });
-  const b = await startStack(t, { edit, existingIdp: a.idp });
+  // 62 s tokens, due 12.4 s before they expire; the dev IdP and both proxies share this process's
+  // Date.now(), moved by hand past that point.
+  const realNow = Date.now;
+  let offset = 0;
+  Date.now = () => realNow() + offset;
+  t.after(() => { Date.now = realNow; });
+  const a = await startStack(t, { edit, now: () => Date.now(), idp: { ttl: { AccessToken: 62, IdToken: 62 } } });
+  const b = await startStack(t, { edit, now: () => Date.now(), existingIdp: a.idp });
   const { jar } = await loginViaHttp(`${a.url}/`, ALICE);
   const grants: string[] = [];
   a.idp.provider.on('grant.success', (ctx: { oidc: { params?: { grant_type?: string } } }) => grants.push(String(ctx.oidc.params?.grant_type)));
-  await new Promise((r) => setTimeout(r, 2100));
+  offset += 51_000;
   const cookie = jar.header(a.url);
   const hit = (url: string) => request(`${url}/x`, { headers: { cookie, accept: 'application/json' } }).then(async (r) => { await r.body.dump(); return r.statusCode; });
   const statuses = await Promise.all([hit(a.url), hit(b.url), hit(a.url), hit(b.url), hit(b.url), hit(a.url)]);
