@@ -410,22 +410,27 @@ export class IdentityProvider {
   /**
    * A bearer JWT from an API client (routes with bearer: true): issued by our IdP (signature via its
    * JWKS, pinned algorithms — never `none`, never HMAC, so a token "signed" with the public key as
-   * an HMAC secret fails), `iss`, `exp`/`nbf` with tolerance, and `aud` one of bearerAudiences.
+   * an HMAC secret fails), `iss`, `exp`/`nbf` with tolerance, and `aud` one of bearerAudiences —
+   * and an access token, not an ID token or logout token of the same IdP (see notAnAccessToken).
    */
   async verifyBearer(token: string, audiences: readonly string[]): Promise<Record<string, unknown>> {
     const keys = this.keySet();
+    let verified: { payload: JWTPayload; protectedHeader: { typ?: string } };
     try {
-      const { payload } = await jwtVerify(token, keys, {
+      verified = await jwtVerify(token, keys, {
         issuer: this.config!.serverMetadata().issuer,
         audience: [...audiences],
         algorithms: [...this.settings.idTokenSigningAlgs],
         clockTolerance: this.settings.clockToleranceSec,
         requiredClaims: ['exp', 'sub'],
       });
-      return payload as Record<string, unknown>;
     } catch (err) {
       throw new PortcullisError('ERR_BEARER_INVALID', 401, 'The bearer token is not valid here.', { cause: err });
     }
+    const payload = verified.payload as Record<string, unknown>;
+    const why = notAnAccessToken(verified.protectedHeader.typ, payload);
+    if (why) throw new PortcullisError('ERR_BEARER_INVALID', 401, 'The bearer token is not valid here.', { cause: new Error(`not an access token: ${why}`) });
+    return payload;
   }
 
   /** RP-initiated logout URL, when the IdP offers an end_session_endpoint. */
@@ -452,6 +457,27 @@ export class IdentityProvider {
     if (claims && typeof claims.exp === 'number') candidates.push(claims.exp * 1000);
     return candidates.length ? Math.min(...candidates) : undefined;
   }
+}
+
+/**
+ * Why a verified JWT is not an access token, or undefined when it may be one. An ID token or a
+ * back-channel logout token is signed by the same keys and may name a listed audience (the client
+ * id), so its type decides: the `typ` header must be absent, `JWT` or `at+jwt` (RFC 9068; with or
+ * without `application/`) — `logout+jwt` (Back-Channel Logout §2.4) and any other type are refused
+ * — and claims only those tokens carry are refused: `nonce`, `at_hash`, `c_hash` (ID tokens, OIDC
+ * Core §2/§3.3.2.11), `events` (logout and other security-event tokens), and Keycloak's own payload
+ * `typ` when it is not `Bearer` (`ID`, `Logout`, `Refresh`…).
+ */
+export function notAnAccessToken(typ: unknown, claims: Record<string, unknown>): string | undefined {
+  if (typ !== undefined) {
+    const t = String(typ).toLowerCase().replace(/^application\//, '');
+    if (t !== 'jwt' && t !== 'at+jwt') return `typ header ${JSON.stringify(String(typ)).slice(0, 40)}`;
+  }
+  for (const claim of ['nonce', 'at_hash', 'c_hash', 'events'] as const) {
+    if (claims[claim] !== undefined) return `${claim} claim (${claim === 'events' ? 'a logout token' : 'an ID token'})`;
+  }
+  if (typeof claims.typ === 'string' && claims.typ.toLowerCase() !== 'bearer') return `typ claim ${JSON.stringify(claims.typ).slice(0, 40)}`;
+  return undefined;
 }
 
 /** openid-client / network errors → coded Portcullis errors (operator detail kept in `cause`). */
