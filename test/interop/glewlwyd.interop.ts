@@ -1,0 +1,236 @@
+// Interop suite against Glewlwyd (Debian's package, a real OpenID Provider we did not write), driven
+// through Glewlwyd's OWN login page in Chromium. Run alone: `npm run test:interop` (not part of `npm test`).
+// One Glewlwyd per file (configured only through its admin API); each test has its own client and its own Portcullis.
+// Without Glewlwyd installed the suite skips locally and fails with CI=true.
+import { after, before, describe, test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import type { Page } from 'playwright-core';
+import { launchChromium } from '../helpers/chromium.js';
+import { ALICE, BOB } from './idp.js';
+import { missingGlewlwydReason, startGlewlwyd, type Glewlwyd } from './glewlwyd.js';
+import { startInteropStack } from './portcullis.js';
+
+const TEST_TIMEOUT_MS = 60_000;
+const skip = missingGlewlwydReason();
+
+/** The value the echo upstream's HTML page shows for one identity header. */
+async function identityHeader(page: Page, name: string): Promise<string> {
+  return (await page.locator('table.identity tr').filter({ has: page.locator('th', { hasText: name }) }).locator('td').innerText()).trim();
+}
+
+/** The last status of a top-level navigation (the page the browser ended on). */
+function lastNavigationStatus(page: Page): () => number | undefined {
+  let status: number | undefined;
+  page.on('response', (r) => {
+    if (r.request().isNavigationRequest() && r.frame() === page.mainFrame()) status = r.status();
+  });
+  return () => status;
+}
+
+/** A secret with every character RFC 6749 Appendix B form-encodes although encodeURIComponent keeps it. */
+const TRICKY_SECRET = 'Tricky-secret_with.dots~and-tildes';
+
+describe('Glewlwyd interop', { skip }, () => {
+  let idp: Glewlwyd;
+  before(async () => { idp = await startGlewlwyd(); });
+  after(async () => { await idp?.stop(); });
+
+  test('sign-in through Glewlwyd\'s own login page: back at the original URL with identity headers from its ID token', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+    const context = await launchChromium(t);
+    if (!context) return;
+    const s = await startInteropStack(t, idp, { clientId: 'signin' });
+    const page = await context.newPage();
+
+    await page.goto(`${s.url}/somewhere?q=1`, { waitUntil: 'domcontentloaded' });
+    assert.equal(new URL(page.url()).origin, idp.origin, 'sent to Glewlwyd');
+    assert.equal(new URL(page.url()).pathname, '/login.html', 'Glewlwyd shows its own login page');
+    await idp.signIn(page, ALICE);
+
+    assert.equal(page.url(), `${s.url}/somewhere?q=1`, 'back at the original URL, query string included');
+    assert.equal(await page.locator('h1').innerText(), 'Portcullis demo upstream');
+    // Glewlwyd's `sub` is an opaque per-user identifier (subject-type public), not the username.
+    const sub = await identityHeader(page, 'x-forwarded-user');
+    assert.match(sub, /^[A-Za-z0-9]{16,}$/, `sub is Glewlwyd's opaque id: ${sub}`);
+    assert.notEqual(sub, 'alice');
+    assert.equal(await identityHeader(page, 'x-forwarded-email'), ALICE.email);
+    assert.equal(await identityHeader(page, 'x-forwarded-preferred-username'), 'alice');
+    assert.equal(await identityHeader(page, 'x-forwarded-groups'), 'admin,dev');
+    assert.match(await page.locator('body').innerText(), /GET \/somewhere\?q=1/, 'the upstream saw the original path');
+
+    const cookies = await context.cookies(s.url);
+    assert.ok(cookies.some((c) => c.name === 'portcullis'), `a session cookie is set (have ${cookies.map((c) => c.name).join(', ')})`);
+    const seen = s.upstream.requests.at(-1)?.headers.cookie;
+    assert.ok(!String(seen ?? '').includes('GLEWLWYD'), `Glewlwyd's cookies do not reach the upstream (different host names): ${seen}`);
+  });
+
+  test('bob (no groups) gets 403 on the admin route and the upstream never sees it', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+    const context = await launchChromium(t);
+    if (!context) return;
+    const s = await startInteropStack(t, idp, { clientId: 'rules' });
+    const page = await context.newPage();
+    const status = lastNavigationStatus(page);
+
+    await page.goto(`${s.url}/admin`, { waitUntil: 'domcontentloaded' });
+    await idp.signIn(page, BOB);
+    assert.equal(page.url(), `${s.url}/admin`);
+    assert.equal(status(), 403);
+    const body = await page.locator('body').innerText();
+    assert.match(body, /You don't have access to this page/);
+    assert.match(body, /bob@example\.com/, 'the page says who is signed in');
+    assert.equal(s.upstream.requests.filter((r) => r.url.startsWith('/admin')).length, 0, 'the upstream never saw /admin');
+
+    // The same session may use the app route: bob has no groups claim at all, not an error.
+    await page.goto(`${s.url}/app`, { waitUntil: 'domcontentloaded' });
+    assert.equal(status(), 200);
+    assert.equal(await identityHeader(page, 'x-forwarded-preferred-username'), 'bob');
+  });
+
+  describe('token endpoint client authentication', () => {
+    test('client_secret_post with a secret containing -_.~ signs in', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+      const context = await launchChromium(t);
+      if (!context) return;
+      const s = await startInteropStack(t, idp, { clientId: 'authpost', clientSecret: TRICKY_SECRET, tokenEndpointAuthMethod: 'client_secret_post' });
+      const page = await context.newPage();
+      await page.goto(`${s.url}/post`, { waitUntil: 'domcontentloaded' });
+      await idp.signIn(page, ALICE);
+      assert.equal(page.url(), `${s.url}/post`);
+      assert.equal(await identityHeader(page, 'x-forwarded-preferred-username'), 'alice');
+    });
+
+    // openid-client form-encodes the client id too: with Glewlwyd, client_secret_basic needs an id
+    // and a secret made of letters and digits only (no - _ . ~ ! * ' ( )).
+    test('client_secret_basic with a client id and secret of letters and digits only signs in', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+      const context = await launchChromium(t);
+      if (!context) return;
+      const s = await startInteropStack(t, idp, { clientId: 'authbasicplain', clientSecret: 'PlainSecret0123456789', tokenEndpointAuthMethod: 'client_secret_basic' });
+      const page = await context.newPage();
+      await page.goto(`${s.url}/basic`, { waitUntil: 'domcontentloaded' });
+      await idp.signIn(page, ALICE);
+      assert.equal(page.url(), `${s.url}/basic`);
+      assert.equal(await identityHeader(page, 'x-forwarded-preferred-username'), 'alice');
+    });
+
+    // KNOWN QUIRK (Glewlwyd 2.7): RFC 6749 §2.3.1 has the client form-encode id and secret before
+    // Base64 in client_secret_basic (openid-client does: `-` → %2D, `~` → %7E …); Glewlwyd compares
+    // the encoded secret as is and answers invalid_client. This test pins that down: the sign-in must
+    // FAIL visibly (an error page, never the upstream) — it is not a pass of client_secret_basic.
+    // Operators: use client_secret_post with Glewlwyd (examples/idps/glewlwyd.md).
+    test('client_secret_basic with a secret containing -_.~ fails at Glewlwyd (known quirk: no form-decoding of Basic credentials) and the failure is reported', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+      const context = await launchChromium(t);
+      if (!context) return;
+      const s = await startInteropStack(t, idp, { clientId: 'authbasictricky', clientSecret: TRICKY_SECRET, tokenEndpointAuthMethod: 'client_secret_basic' });
+
+      // The quirk itself, without Portcullis: raw Basic works, RFC 6749 form-encoded Basic does not.
+      const tokenWith = async (userpass: string): Promise<number> => {
+        const res = await fetch(`${idp.issuer}/token`, {
+          method: 'POST',
+          headers: { authorization: `Basic ${Buffer.from(userpass).toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
+          body: new URLSearchParams({ grant_type: 'client_credentials', scope: 'api' }),
+        });
+        await res.arrayBuffer();
+        return res.status;
+      };
+      const formEncoded = encodeURIComponent(TRICKY_SECRET).replace(/[-_.!~*'()]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+      assert.equal(await tokenWith(`authbasictricky:${TRICKY_SECRET}`), 200, 'Glewlwyd accepts the secret sent raw in Basic');
+      assert.notEqual(await tokenWith(`authbasictricky:${formEncoded}`), 200, 'Glewlwyd refuses the RFC 6749 form-encoded secret in Basic');
+
+      const page = await context.newPage();
+      const status = lastNavigationStatus(page);
+      await page.goto(`${s.url}/basic`, { waitUntil: 'domcontentloaded' });
+      await idp.signIn(page, ALICE);
+      assert.equal(new URL(page.url()).pathname, '/oauth2/callback', 'the browser ends on the callback');
+      assert.ok((status() ?? 0) >= 400, `an error status, got ${status()}`);
+      assert.equal(s.upstream.requests.length, 0, 'the upstream never saw a request');
+      assert.ok(!(await context.cookies(s.url)).some((c) => c.name === 'portcullis'), 'no session');
+      const body = await page.locator('body').innerText();
+      const code = /ERR_[A-Z_]+/.exec(body)?.[0];
+      assert.ok(code, `the error page names an error code: ${body}`);
+      // What Portcullis calls it today (ERR_CALLBACK_CODE_REJECTED, "refused the sign-in code") is the
+      // known invalid_client-reporting bug being fixed in Portcullis; the code is recorded, not pinned.
+      t.diagnostic(`Portcullis reported ${code} for Glewlwyd's invalid_client`);
+    });
+  });
+
+  describe('RP-initiated sign-out', () => {
+    /** Signs alice in, signs out at Portcullis, and clicks Logout on Glewlwyd's own end-session page. */
+    async function signOutThroughGlewlwyd(t: TestContext, clientId: string) {
+      const context = await launchChromium(t);
+      if (!context) return undefined;
+      const s = await startInteropStack(t, idp, { clientId });
+      const page = await context.newPage();
+      await page.goto(`${s.url}/app`, { waitUntil: 'domcontentloaded' });
+      await idp.signIn(page, ALICE);
+      assert.equal(page.url(), `${s.url}/app`);
+
+      await page.goto(`${s.url}/oauth2/sign_out`, { waitUntil: 'domcontentloaded' });
+      await Promise.all([
+        page.waitForURL((u) => u.origin === idp.origin, { waitUntil: 'domcontentloaded' }),
+        page.getByRole('button', { name: 'Sign out' }).click(),
+      ]);
+      assert.ok(!(await context.cookies(s.url)).some((c) => c.name === 'portcullis'), 'the Portcullis session cookie is cleared');
+      const endSessionUrl = page.url();
+      // Glewlwyd's end-session page (login.html?prompt=end_session) names our post-logout URI and asks.
+      await page.getByText('End session').waitFor();
+      const body = await page.locator('body').innerText();
+      assert.match(body, new RegExp(`redirected to: ${s.url}/oauth2/signed_out`), `Glewlwyd accepted our post_logout_redirect_uri: ${body}`);
+      await page.locator(LOGOUT_BUTTON).click();
+      await Promise.race([
+        page.waitForURL((u) => u.origin === s.url, { waitUntil: 'domcontentloaded' }),
+        page.getByText('Session closed').waitFor(),
+      ]);
+      return { context, s, page, endSessionUrl };
+    }
+    const LOGOUT_BUTTON = 'button.btn-danger:has-text("Logout")';
+
+    test('signing out at Portcullis ends the Glewlwyd session too (its end-session page, then a password again)', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+      const r = await signOutThroughGlewlwyd(t, 'signout');
+      if (!r) return;
+      await r.page.goto(`${r.s.url}/again`, { waitUntil: 'domcontentloaded' });
+      assert.equal(new URL(r.page.url()).origin, idp.origin, 'back at Glewlwyd');
+      await assert.doesNotReject(r.page.locator('input#password').waitFor(), 'Glewlwyd asks for the password again: its session ended');
+    });
+
+    // Glewlwyd 2.7 only redirects after end_session when the request carries `state` (it puts
+    // post_redirect_to in its logout page only then); without it the user is stranded on "Session
+    // closed". Portcullis sends no state today: the logout-state fix in the sessions issue.
+    test('RP-initiated sign-out comes back to Portcullis\'s signed-out page', { timeout: TEST_TIMEOUT_MS, todo: 'needs Portcullis to send `state` to end_session_endpoint (logout-state fix)' }, async (t) => {
+      const r = await signOutThroughGlewlwyd(t, 'signoutback');
+      if (!r) return;
+      t.diagnostic(`end_session sent the browser to ${r.endSessionUrl}`);
+      assert.equal(new URL(r.page.url()).origin, r.s.url, `back at Portcullis, not stranded at ${r.page.url()}`);
+      assert.equal(new URL(r.page.url()).pathname, '/oauth2/signed_out');
+      assert.match(await r.page.locator('h1').innerText(), /signed out/i);
+    });
+  });
+
+  test('a client-credentials access token from Glewlwyd is accepted on a bearer route; a tampered one is refused', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+    const s = await startInteropStack(t, idp, {
+      clientId: 'bearer',
+      routes: [{ name: 'api', match: { path: '/api' }, upstream: '{upstream}', bearer: true }, { name: 'app', match: { path: '/' }, upstream: '{upstream}' }],
+      // Glewlwyd puts the granted scope string in `aud` of a client_credentials token (here the one scope `api`).
+      edit: (raw) => { (raw.oidc as Record<string, unknown>).bearerAudiences = ['api']; },
+    });
+    const token = await idp.clientCredentialsToken(s.client, 'api');
+    const [header, payload] = token.split('.').slice(0, 2).map((p) => JSON.parse(Buffer.from(p!, 'base64url').toString()) as Record<string, unknown>);
+    t.diagnostic(`client_credentials token header ${JSON.stringify(header)} claims ${JSON.stringify(payload)}`);
+
+    const get = async (authorization: string): Promise<{ status: number; body: string }> => {
+      const res = await fetch(`${s.url}/api/thing`, { headers: { authorization, accept: 'application/json' }, redirect: 'manual' });
+      return { status: res.status, body: await res.text() };
+    };
+    const ok = await get(`Bearer ${token}`);
+    assert.equal(ok.status, 200, `accepted: ${ok.body}`);
+    const seen = s.upstream.requests.at(-1)!;
+    assert.equal(seen.url, '/api/thing');
+    assert.equal(seen.headers['x-forwarded-user'], 'bearer', 'the client is the subject');
+
+    const parts = token.split('.');
+    const claims = JSON.parse(Buffer.from(parts[1]!, 'base64url').toString()) as Record<string, unknown>;
+    const tampered = [parts[0], Buffer.from(JSON.stringify({ ...claims, sub: 'admin' })).toString('base64url'), parts[2]].join('.');
+    const before = s.upstream.requests.length;
+    const bad = await get(`Bearer ${tampered}`);
+    assert.equal(bad.status, 401, `refused: ${bad.body}`);
+    assert.equal(s.upstream.requests.length, before, 'the upstream never saw the tampered request');
+  });
+});
+
