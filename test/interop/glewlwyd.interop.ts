@@ -4,6 +4,8 @@
 // Without Glewlwyd installed the suite skips locally and fails with CI=true.
 import { after, before, describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { parseConfigText } from '../../src/config/load.js';
 import type { Page } from 'playwright-core';
 import { launchChromium } from '../helpers/chromium.js';
 import { ALICE, BOB } from './idp.js';
@@ -201,6 +203,33 @@ describe('Glewlwyd interop', { skip }, () => {
       assert.equal(new URL(r.page.url()).pathname, '/oauth2/signed_out');
       assert.match(await r.page.locator('h1').innerText(), /signed out/i);
     });
+  });
+
+  const DOC_ENV = { OIDC_CLIENT_SECRET: TRICKY_SECRET, SESSION_SECRET: 'interop-session-secret-0123456789-abcdefghij' };
+  test('the portcullis.yaml in examples/idps/glewlwyd.md signs in against Glewlwyd', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+    const context = await launchChromium(t);
+    if (!context) return;
+    const md = readFileSync(new URL('../../examples/idps/glewlwyd.md', import.meta.url), 'utf8');
+    const blocks = [...md.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1]!);
+    assert.equal(blocks.length, 1, 'the page has one yaml block: the tested portcullis.yaml');
+    const s = await startInteropStack(t, idp, {
+      clientId: 'portcullis', clientSecret: TRICKY_SECRET, idpAuthMethods: ['client_secret_post'],
+      // The same YAML reading and ${VAR} substitution as `portcullis --config FILE`.
+      config: ({ url, upstreamUrl }) => parseConfigText(blocks[0]!
+        .replaceAll('https://apps.example.com', url)
+        .replaceAll('https://sso.example.com', idp.origin)
+        .replaceAll('http://admin.internal:8080', upstreamUrl)
+        .replaceAll('http://app.internal:8080', upstreamUrl), DOC_ENV).value as Record<string, unknown>,
+    });
+    assert.equal(s.config.oidc.issuer, `${idp.origin}/api/oidc`);
+    assert.equal(s.config.oidc.tokenEndpointAuthMethod, 'client_secret_post');
+    const page = await context.newPage();
+    await page.goto(`${s.url}/admin/panel`, { waitUntil: 'domcontentloaded' });
+    await idp.signIn(page, ALICE);
+    assert.equal(page.url(), `${s.url}/admin/panel`, 'alice (group admin) reaches the admin route');
+    assert.equal(await identityHeader(page, 'x-forwarded-groups'), 'admin,dev');
+    await page.goto(`${s.url}/home`, { waitUntil: 'domcontentloaded' });
+    assert.equal(s.upstream.requests.at(-1)?.headers['x-webauth-user'], 'alice', 'the app route tells the upstream the user name');
   });
 
   test('a client-credentials access token from Glewlwyd is accepted on a bearer route; a tampered one is refused', { timeout: TEST_TIMEOUT_MS }, async (t) => {

@@ -28,6 +28,13 @@ export interface InteropStackOptions {
   idpAuthMethods?: ClientSettings['tokenEndpointAuthMethods'];
   routes?: Array<Record<string, unknown>>;
   edit?: (raw: Record<string, unknown>) => void;
+  /**
+   * A whole config instead of the built-in one (e.g. a documented portcullis.yaml), given this stack's
+   * public URL and upstream URL. Only listen, metrics, logLevel and the sign-in rate limit are then set here.
+   */
+  config?: (ctx: { url: string; upstreamUrl: string }) => Record<string, unknown>;
+  /** Environment for `${VAR}` references in the config. */
+  env?: Record<string, string>;
 }
 
 export async function startInteropStack(t: CleanupScope, idp: InteropIdp, opts: InteropStackOptions): Promise<InteropStack> {
@@ -44,7 +51,13 @@ export async function startInteropStack(t: CleanupScope, idp: InteropIdp, opts: 
   await idp.registerClient(client);
   const upstream = await startTestUpstream(t);
   const routes = (opts.routes ?? DEFAULT_ROUTES).map((r) => ({ ...r, upstream: String(r.upstream ?? '{upstream}').replace('{upstream}', upstream.url) }));
-  const raw: Record<string, unknown> = {
+  const raw: Record<string, unknown> = opts.config ? {
+    ...opts.config({ url, upstreamUrl: upstream.url }),
+    listen: { host: '127.0.0.1', port },
+    metrics: false,
+    logLevel: 'debug',
+    rateLimit: { signIn: 0 },
+  } : {
     listen: { host: '127.0.0.1', port },
     publicUrl: url,
     metrics: false,
@@ -59,7 +72,7 @@ export async function startInteropStack(t: CleanupScope, idp: InteropIdp, opts: 
     routes,
   };
   opts.edit?.(raw);
-  const r = validateConfigObject(raw, {});
+  const r = validateConfigObject(raw, opts.env ?? {});
   if (!r.ok) throw new Error(`interop config invalid:\n${formatIssues(r.issues)}`);
   const logs: string[] = [];
   const logStream = new Writable({ write(chunk, _enc, cb) { logs.push(...String(chunk).split('\n').filter(Boolean)); cb(); } });
