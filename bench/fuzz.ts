@@ -283,6 +283,17 @@ function trickOf(target: string): string {
   return 'plain';
 }
 
+/** What a non-Tomcat reading decoded differently in a forwarded path. */
+function readingTrick(reading: Reading, url: string): string {
+  if (reading === 'overlong') return 'overlong-utf8';
+  if (reading === 'lenient') {
+    if (/%2f|%5c|\\/i.test(url)) return 'encoded-separator';
+    if (/%00/.test(url)) return 'nul';
+    if (url.includes('#')) return 'fragment';
+  }
+  return trickOf(url);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Header families
 
@@ -731,6 +742,8 @@ export interface Exchange {
   ms: number;
   /** Request ids (UUID-shaped) in the response: to find Portcullis's log lines for it. */
   ids: string[];
+  /** A `100 Continue` came before the final response. */
+  continued: boolean;
 }
 
 export function exchange(port: number, req: FuzzRequest, timeoutMs: number): Promise<Exchange> {
@@ -748,6 +761,7 @@ export function exchange(port: number, req: FuzzRequest, timeoutMs: number): Pro
     let noBody = false;
     let bodySent = false;
     let timedOut = false;
+    let continued = false;
     let error: string | undefined;
     let done = false;
     const finish = (): void => {
@@ -757,7 +771,7 @@ export function exchange(port: number, req: FuzzRequest, timeoutMs: number): Pro
       clearTimeout(bodyTimer);
       socket.destroy();
       const ids = [...new Set(buf.slice(0, 65_536).match(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi) ?? [])].slice(0, 4);
-      resolve({ status, statusLine, response: buf.slice(0, 2000), timedOut, error, ms: Date.now() - started, ids });
+      resolve({ status, statusLine, response: buf.slice(0, 2000), timedOut, error, ms: Date.now() - started, ids, continued });
     };
     const sendBody = (): void => {
       if (bodySent || done || status !== 0) return;
@@ -779,6 +793,7 @@ export function exchange(port: number, req: FuzzRequest, timeoutMs: number): Pro
         }
         const code = Number(m[1]);
         if (code >= 100 && code < 200 && code !== 101) {
+          if (code === 100) continued = true;
           pos = end + 4;
           if (req.expectContinue) sendBody();
           continue;
@@ -853,10 +868,13 @@ interface Check {
 /** Every invariant for one request: its exchange and what the upstream recorded for it. */
 function check(req: FuzzRequest, res: Exchange, records: RecordedRequest[], opts: { bob: string; overlong: boolean; late: boolean; errorLogs: string[] }): Check[] {
   const out: Check[] = [];
-  const code = /"error":"([^"]+)"/.exec(res.response)?.[1];
+  const code = /"error":"([\w.-]+)"/.exec(res.response)?.[1];
   const logged = opts.errorLogs[0];
   if (res.status >= 500) out.push({ cls: `5xx: ${res.status} — ${logged ? `logged: ${logged}` : code ?? 'no error line tied to it (HEAD/HTML: replay with --only)'}`, detail: oneLine(res.response, 400) });
   else if (logged) out.push({ cls: `5xx: error logged for a ${res.status || 'closed'} response: ${logged}`, detail: oneLine(res.response, 300) });
+  if (req.expectContinue && res.continued && res.status >= 300 && res.status < 500) {
+    out.push({ cls: '100 Continue sent before a refusal or redirect (the spec: only once the request is authorized)', detail: oneLine(res.response, 300), advisory: true, variant: `${res.status}` });
+  }
   if (res.timedOut && !req.mayHang) out.push({ cls: 'no complete response in time (hang)', detail: `got: ${res.response.slice(0, 300) || '(nothing)'}`, advisory: true });
   if (records.length > 0 && req.lines.filter((l) => /^host:/i.test(l)).length > 1) {
     out.push({ cls: 'duplicate Host header accepted and forwarded (RFC 9112 §3.2: 400)', detail: `upstream got host ${String(records[0]!.headers.host)}, x-forwarded-host ${String(records[0]!.headers['x-forwarded-host'])}`, advisory: true });
@@ -873,9 +891,11 @@ function check(req: FuzzRequest, res: Exchange, records: RecordedRequest[], opts
     if (j) {
       forbidden = true;
       const methodDependent = allows(routeFor(j.segments, 'GET'), req.who);
+      // Under Tomcat's reading the client's trick got through; under the others, what the proxy forwarded as is.
+      const trick = j.reading === 'tomcat' ? trickOf(req.target) : `${readingTrick(j.reading, rec.url)} forwarded as is`;
       out.push({
-        cls: `forbidden: ${req.who} reached route ${j.route.name}${methodDependent ? ' with a method the path\'s own route does not list' : ''}, trick=${trickOf(req.target)}`,
-        variant: `${j.reading} reading${methodDependent ? ` ${rec.method}` : ''}`,
+        cls: `forbidden: ${req.who} reached route ${j.route.name}${methodDependent ? ' with a method the path\'s own route does not list' : ''} — ${j.reading} reading, trick=${trick}`,
+        variant: methodDependent ? rec.method : `${req.cookieKind} cookie`,
         detail: `upstream got ${rec.method} ${rec.url} — ${j.reading} reads /${j.segments.join('/')} → route ${j.route.name} (${j.route.access}); client is ${req.who} (${req.cookieKind} cookie)`,
       });
     }
@@ -1159,6 +1179,8 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzReport> {
 
   let next = 0;
   let lastProgress = Date.now();
+  /** Requests whose client gave up waiting and went away (for the shutdown check). */
+  const timedOut: number[] = [];
   const worker = async (): Promise<void> => {
     for (;;) {
       if (next >= limit || Date.now() >= deadline) return;
@@ -1171,6 +1193,7 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzReport> {
       inFlight.delete(index);
       sent += 1;
       const key = res.status > 0 ? String(res.status) : res.timedOut ? 'timeout' : res.status === -1 ? 'garbage' : 'closed';
+      if (res.timedOut && timedOut.length < 50) timedOut.push(index);
       statuses[key] = (statuses[key] ?? 0) + 1;
       pending.push({ req, res, at: Date.now() });
       settle(false);
@@ -1218,6 +1241,25 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzReport> {
     if (alive.status !== 200 || s.upstream.requests.length <= before) {
       record({ cls: '5xx: not serving at the end', seed, index: -1, detail: `GET /public → ${alive.status} ${alive.error ?? ''}`, raw: '' });
     }
+
+    // Nothing left hanging: once every client is gone the proxy closes at once. A request whose client
+    // went away mid-body must not keep its upstream request (and so the proxy) busy until the
+    // upstream's own timeout.
+    const closed = await Promise.race([
+      s.server.close().then(() => true, () => true),
+      new Promise<boolean>((r) => setTimeout(() => r(false), 3000).unref()),
+    ]);
+    if (!closed) {
+      const first = timedOut[0] ?? -1;
+      const req = first >= 0 ? generate(seed, first, ctx) : undefined;
+      record({
+        cls: 'shutdown: the proxy still holds a request 3 s after every client left (an upstream request not aborted when its client went away?)',
+        seed, index: first,
+        detail: `server.close() did not finish; clients that gave up waiting and closed their connection: ${timedOut.join(', ') || '(none)'}`,
+        raw: req ? redact(req.head + req.body) : '',
+      }, true);
+      await s.upstream.close(); // ends what the proxy still waits on, so the stack can stop
+    }
   } finally {
     process.off('uncaughtException', onCrash);
     process.off('unhandledRejection', onCrash);
@@ -1257,14 +1299,19 @@ class Scope implements CleanupScope {
   after(fn: () => unknown): void {
     this.fns.push(fn);
   }
-  async close(): Promise<void> {
-    for (const fn of this.fns.reverse()) {
+  /** Runs the cleanups; returns those that took over 2 s (a slow shutdown is worth knowing about). */
+  async close(): Promise<string[]> {
+    const slow: string[] = [];
+    for (const [i, fn] of this.fns.reverse().entries()) {
+      const t0 = Date.now();
       try {
         await fn();
       } catch (e) {
         console.error('cleanup:', e);
       }
+      if (Date.now() - t0 > 2000) slow.push(`cleanup step ${i + 1} of ${this.fns.length} (${String(fn).replace(/\s+/g, ' ').slice(0, 60)}) took ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     }
+    return slow;
   }
 }
 
@@ -1323,8 +1370,11 @@ async function main(): Promise<void> {
     await scope.close();
     process.exit(2);
   }
-  await scope.close();
   log(`\n${'='.repeat(78)}\n${formatReport(report)}`);
+  // Stop the stack; a shutdown that does not finish is reported (not an invariant) and cut short.
+  const stopped = await Promise.race([scope.close(), new Promise<'hung'>((r) => setTimeout(() => r('hung'), 60_000).unref())]);
+  if (stopped === 'hung') log('\nnote: stopping the stack took over 60 s (server.close() waiting on connections?); exiting anyway');
+  else for (const line of stopped) log(`\nnote: ${line}`);
   process.exit(report.violationCount > 0 ? 1 : 0);
 }
 
