@@ -82,9 +82,11 @@ export async function buildApp(config: Config, opts: AppOptions = {}): Promise<{
         socket.destroy();
       };
       // A bad request pipelined behind a good one: the good one's response (Node's socket._httpMessage)
-      // is finished first, then the 400 (Node's own default handler would cut it off).
+      // is finished first, then the 400 (Node's own default handler would cut it off). When the
+      // error is the in-flight request's own (its body cut short: the client left), the socket goes
+      // now — which also aborts that request's upstream exchange.
       const inflight = (socket as Socket & { _httpMessage?: ServerResponse })._httpMessage;
-      if (inflight && !inflight.writableFinished && !inflight.destroyed) {
+      if (inflight && !inflight.writableFinished && !inflight.destroyed && inflight.req?.complete) {
         inflight.once('finish', refuse);
         inflight.once('close', () => socket.destroy());
         return;

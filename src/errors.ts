@@ -28,6 +28,7 @@ const def = (code: string, status: number, message: string, extra: { retrySignIn
 
 /** Constructors, one per failure the user or operator can meet. */
 export const errors = {
+  badRequest: (reason: string) => new PortcullisError('ERR_REQUEST_BAD', 400, `This request cannot be served: ${reason}.`),
   badPath: (reason: string) => new PortcullisError('ERR_REQUEST_BAD_PATH', 400, `This address cannot be served: ${reason}.`),
   noRoute: def('ERR_ROUTE_NOT_FOUND', 404, 'Nothing is served at this address.'),
   notOwnEndpoint: def('ERR_ROUTE_NOT_FOUND', 404, 'Unknown Portcullis endpoint.'),

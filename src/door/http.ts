@@ -65,6 +65,8 @@ export function createHttpDoorway(rt: Runtime, fastify: (req: IncomingMessage, r
     };
     try {
       const n = normalizeTarget(req.url ?? '/');
+      // RFC 9112 §3.2: more than one Host is a 400 (Node keeps the first; a proxy in front may have read another).
+      if (hostCount(req.rawHeaders) > 1) return fail(errors.badRequest('more than one Host header'));
       if (n.ok && n.authority !== undefined && !sameAuthority(n.authority, req.headers.host)) {
         return fail(errors.badPath('the request target names another host'));
       }
@@ -124,6 +126,16 @@ export function createHttpDoorway(rt: Runtime, fastify: (req: IncomingMessage, r
       fail(err);
     }
   };
+}
+
+/** How many Host header lines a request has (Node's parsed headers keep only the first). */
+export function hostCount(raw: readonly string[]): number {
+  let n = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    const k = raw[i]!;
+    if (k.length === 4 && k.toLowerCase() === 'host') n++;
+  }
+  return n;
 }
 
 /** `Expect: 100-continue` (any case). */

@@ -15,7 +15,7 @@ import type { Runtime } from '../runtime.js';
 import { evaluate, isSession } from './evaluate.js';
 import { errorAnswer, outcomeAnswer, writeAnswerToSocket } from './respond.js';
 import { tableOf } from './route-table.js';
-import { logFailure } from './http.js';
+import { hostCount, logFailure } from './http.js';
 
 const refused = (message: string) => new PortcullisError('ERR_UPGRADE_REFUSED', 400, message);
 const crossOrigin = (origin: unknown) => new PortcullisError('ERR_UPGRADE_CROSS_ORIGIN', 403, 'This WebSocket was opened by a page of another site; it is not accepted here.',
@@ -60,6 +60,7 @@ export async function handleUpgrade(rt: Runtime, req: IncomingMessage, socket: D
   };
   try {
     const n = normalizeTarget(req.url ?? '/');
+    if (hostCount(req.rawHeaders) > 1) return fail(errors.badRequest('more than one Host header'));
     if (!n.ok) return fail(errors.badPath(n.reason));
     if (n.authority !== undefined || n.path.startsWith('/oauth2/') || n.path === '/healthz' || n.path === '/readyz') {
       return fail(refused('Upgrades are not accepted at this address.'));

@@ -170,3 +170,17 @@ test("a response that re-seals the session keeps the upstream's own Set-Cookie l
   assert.ok(lines.some((l) => l.startsWith('portcullis=')), `the re-sealed session cookie: ${lines.join(' | ')}`);
   assert.equal(r.headers['cache-control'], 'no-store');
 });
+
+test('a client that goes away in the middle of its request body aborts the upstream request too', async (t) => {
+  const up = await oddUpstream(t);
+  const s = await startStack(t, { routes: [{ name: 'public', match: { path: '/public' }, upstream: up.url, auth: 'public', timeout: '30s' }, { name: 'app', match: { path: '/' }, upstream: '{upstream}' }] });
+  const port = Number(new URL(s.url).port);
+  const sock = connect(port, '127.0.0.1');
+  await once(sock, 'connect');
+  sock.write('POST /public/hang HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 17\r\n\r\na');
+  const deadline = Date.now() + 5000;
+  while (up.hung() === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  sock.destroy();
+  while (up.aborted() === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  assert.equal(up.aborted(), 1, 'the upstream saw its request aborted (it was left waiting for the rest of the body)');
+});
