@@ -6,6 +6,7 @@ import { after, before, describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { parseConfigText } from '../../src/config/load.js';
+import { WebSocket } from 'ws';
 import type { Page } from 'playwright-core';
 import { launchChromium } from '../helpers/chromium.js';
 import { ALICE, BOB } from './idp.js';
@@ -203,6 +204,58 @@ describe('Glewlwyd interop', { skip }, () => {
       assert.equal(new URL(r.page.url()).pathname, '/oauth2/signed_out');
       assert.match(await r.page.locator('h1').innerText(), /signed out/i);
     });
+  });
+
+  test('back-channel logout: signing out of one app through Glewlwyd ends the session (and WebSocket) of another app of the same Glewlwyd session', { timeout: 90_000 }, async (t) => {
+    const context = await launchChromium(t);
+    if (!context) return;
+    const a = await startInteropStack(t, idp, { clientId: 'bclA' });
+    // Both apps are on host `localhost` (cookies ignore ports): B's session cookie needs its own name,
+    // else signing out of A clears B's cookie and B "ends" without any back-channel call.
+    const b = await startInteropStack(t, idp, { clientId: 'bclB', edit: (raw) => { (raw.session as Record<string, unknown>).cookieName = 'portcullis_b'; } });
+    const pageA = await context.newPage();
+    await pageA.goto(`${a.url}/a`, { waitUntil: 'domcontentloaded' });
+    await idp.signIn(pageA, ALICE);
+    assert.equal(pageA.url(), `${a.url}/a`);
+    // Same browser, same Glewlwyd session: no password for B, only its consent screen.
+    const pageB = await context.newPage();
+    await pageB.goto(`${b.url}/b`, { waitUntil: 'domcontentloaded' });
+    await idp.signIn(pageB, ALICE);
+    assert.equal(pageB.url(), `${b.url}/b`);
+
+    // A WebSocket of B's session, open through Portcullis (from Node with B's cookie: the echo
+    // upstream's page has a CSP that forbids scripts to connect anywhere).
+    const cookieB = (await context.cookies(b.url)).map((c) => `${c.name}=${c.value}`).join('; ');
+    const ws = new WebSocket(`${b.url.replace('http:', 'ws:')}/ws`, { headers: { cookie: cookieB } });
+    t.after(() => ws.terminate());
+    const wsClosed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
+    // The echo upstream's first message: the upgrade went all the way through.
+    await new Promise<void>((resolve, reject) => { ws.once('message', () => resolve()); ws.once('error', reject); });
+    const bStatus = async (): Promise<number> => (await context.request.get(`${b.url}/b-again`, { maxRedirects: 0, headers: { accept: 'text/html' } })).status();
+    assert.equal(await bStatus(), 200, 'B is signed in');
+
+    // Sign out of A at Portcullis, then Logout on Glewlwyd's end-session page: Glewlwyd ends its
+    // session and POSTs a logout token to every client of it (B's /oauth2/backchannel_logout).
+    await pageA.goto(`${a.url}/oauth2/sign_out`, { waitUntil: 'domcontentloaded' });
+    await Promise.all([
+      pageA.waitForURL((u) => u.origin === idp.origin, { waitUntil: 'domcontentloaded' }),
+      pageA.getByRole('button', { name: 'Sign out' }).click(),
+    ]);
+    await pageA.locator('button.btn-danger:has-text("Logout")').click();
+    await pageA.getByText('Session closed').waitFor().catch(() => {});
+
+    const deadline = Date.now() + 15_000;
+    let status = await bStatus();
+    while (status === 200 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 250));
+      status = await bStatus();
+    }
+    t.diagnostic(`Glewlwyd's back-channel log: ${idp.log().split('\n').filter((l) => /backchannel|logout/i.test(l)).join(' | ') || '(nothing at INFO)'}`);
+    assert.equal(status, 302, `B's session ended: a new request is sent to sign in (got ${status}); Portcullis B log: ${b.logs.filter((l) => /backchannel|logout/i.test(l)).slice(-3).join('\n')}`);
+    const closed = await Promise.race([wsClosed, new Promise<undefined>((r) => setTimeout(() => r(undefined), 10_000))]);
+    t.diagnostic(`Portcullis B: ${b.logs.filter((l) => /logout|revok|websocket|upgrade/i.test(l)).map((l) => l.slice(0, 400)).join(' | ')}`);
+    assert.ok(closed !== undefined, 'B\'s WebSocket was closed by Portcullis');
+    t.diagnostic(`WebSocket close code ${closed}`);
   });
 
   const DOC_ENV = { OIDC_CLIENT_SECRET: TRICKY_SECRET, SESSION_SECRET: 'interop-session-secret-0123456789-abcdefghij' };

@@ -315,7 +315,8 @@ async function registerClient(admin: AdminApi, c: ClientSettings): Promise<void>
     // Scopes the client may get for itself (client_credentials).
     scope: ['api'],
     ...(c.postLogoutRedirectUris?.length ? { post_logout_redirect_uris: c.postLogoutRedirectUris } : {}),
-    ...(c.backchannelLogoutUri ? { backchannel_logout_uri: c.backchannelLogoutUri } : {}),
+    // With session_required, the logout token names the Glewlwyd session (`sid`), not only the user.
+    ...(c.backchannelLogoutUri ? { backchannel_logout_uri: c.backchannelLogoutUri, backchannel_logout_session_required: 'yes' } : {}),
   });
 }
 
@@ -334,23 +335,31 @@ export const LOGIN_SELECTORS = {
 
 async function signIn(page: Page, who: InteropUser, origin: string): Promise<void> {
   const left = (u: URL): boolean => u.origin !== origin;
-  await page.locator(LOGIN_SELECTORS.username).fill(who.username);
-  await page.locator(LOGIN_SELECTORS.password).fill(who.password);
-  await page.locator(LOGIN_SELECTORS.submit).click();
-  // Either Glewlwyd sends the browser back to the client at once (consent given before), or it shows its consent screen.
+  const username = page.locator(LOGIN_SELECTORS.username);
   const grant = page.locator(LOGIN_SELECTORS.grantButton);
-  await Promise.race([
-    page.waitForURL(left, { waitUntil: 'domcontentloaded' }),
-    grant.waitFor({ state: 'visible' }),
-  ]);
-  if (left(new URL(page.url()))) return;
-  for (const box of await page.locator(LOGIN_SELECTORS.grantCheckbox).all()) {
-    if (!(await box.isChecked())) await box.check();
-  }
-  await grant.click();
   const cont = page.locator(LOGIN_SELECTORS.continueButton);
+  const leaving = page.waitForURL(left, { waitUntil: 'domcontentloaded' });
+  leaving.catch(() => {});
+  // With a Glewlwyd session already open (another client signed in before) there is no password form:
+  // the consent screen for a new client, or "Continue" for a known one.
+  await Promise.race([leaving, username.waitFor({ state: 'visible' }), grant.waitFor({ state: 'visible' }), cont.waitFor({ state: 'visible' })]);
+  if (left(new URL(page.url()))) return;
+  if (await username.isVisible()) {
+    await username.fill(who.username);
+    await page.locator(LOGIN_SELECTORS.password).fill(who.password);
+    await page.locator(LOGIN_SELECTORS.submit).click();
+    // Either Glewlwyd sends the browser back to the client at once (consent given before), or it shows its consent screen.
+    await Promise.race([leaving, grant.waitFor({ state: 'visible' }), cont.waitFor({ state: 'visible' })]);
+    if (left(new URL(page.url()))) return;
+  }
+  if (await grant.isVisible()) {
+    for (const box of await page.locator(LOGIN_SELECTORS.grantCheckbox).all()) {
+      if (!(await box.isChecked())) await box.check();
+    }
+    await grant.click();
+  }
   await cont.waitFor({ state: 'visible' });
-  await Promise.all([page.waitForURL(left, { waitUntil: 'domcontentloaded' }), cont.click()]);
+  await Promise.all([leaving, cont.click()]);
 }
 
 async function clientCredentialsToken(issuer: string, client: Pick<ClientSettings, 'clientId' | 'clientSecret'>, scope: string): Promise<string> {
