@@ -174,6 +174,8 @@ export class Runtime {
   async revokeSessions(r: Revocation, via: string): Promise<void> {
     let failed: unknown;
     try { await this.revocations.revoke(r); } catch (err) { failed = err ?? new Error('revocation failed'); }
+    // Redis store: the sessions' entries are deleted too (by the IdP sid or subject index), not only deny-listed.
+    if (via !== 'peer' && this.sessions.storeKind === 'redis') await this.redis?.removeSessions(r).catch((err: unknown) => { failed ??= err; });
     const match = (s: ActiveSession) => (r.psid !== undefined && s.sid === r.psid) || (r.sid !== undefined && s.idpSid === r.sid) || (r.sub !== undefined && s.sub === r.sub);
     this.sessions.evict(match);
     this.connections.endWhere((s) => match(s) && this.revocations.isRevoked(s));

@@ -134,9 +134,11 @@ export class RedisStore implements SessionStore {
         this.log.debug({}, 'redis session ended while being rewritten; not recreated');
         return previous!;
       }
+      await this.index(key, record);
       if (!old.stale) return previous!;
     } else {
       await this.run(() => this.client.set(key, body, 'PX', this.ttlMs));
+      await this.index(key, record);
     }
     return this.codec.seal(this.cookieName, { id: ticket.id, key: ticket.key.toString('base64url') });
   }
@@ -144,7 +146,100 @@ export class RedisStore implements SessionStore {
   async remove(cookieValue: string): Promise<void> {
     const ticket = this.readTicket(cookieValue);
     if (!ticket) return;
-    await this.run(() => this.client.del(this.sessionKey(ticket.id)));
+    const key = this.sessionKey(ticket.id);
+    // The body names the index entries to clean (sub, IdP sid); one that no longer opens leaves
+    // stale members behind, which every reader of the index tolerates.
+    const body = await this.run(() => this.client.getBuffer(key));
+    const record = body === null ? undefined : openBody(ticket.key, key, body);
+    await this.run(() => this.client.del(key));
+    if (isRecord(record)) await this.unindex(key.slice(this.keyPrefix.length), record.claims.sub as string, idpSidOf(record));
+  }
+
+  // ---- The index: who has which sessions. Redis cannot read a session body (its key is only in
+  // ---- the cookie), so each write also records, in the clear, what an operator needs to find and
+  // ---- end a user's sessions — never a token or the cookie's id:
+  // ----   <prefix>idx:sub:<sub>  hash  hex(sha256(id)) → JSON { createdAt, seenAt, idpSid? }
+  // ----   <prefix>idx:sid:<sid>  hash  hex(sha256(id)) → sub
+  // ---- Each index key expires with the latest session written to it (its TTL is reset to the
+  // ---- session TTL on every write, which is never shorter than any member's own). Members whose
+  // ---- session is gone (expired, removed elsewhere) are stale: skipped by readers and pruned.
+  // ---- Separate commands, not MULTI: in Redis Cluster the keys live in different slots.
+
+  private subIndexKey(sub: string): string { return `${this.keyPrefix}idx:sub:${sub}`; }
+  private sidIndexKey(sid: string): string { return `${this.keyPrefix}idx:sid:${sid}`; }
+
+  private async index(key: string, record: SessionRecord): Promise<void> {
+    const hex = key.slice(this.keyPrefix.length);
+    const sub = record.claims.sub as string;
+    const idpSid = idpSidOf(record);
+    const entry: IndexEntry = { createdAt: record.createdAt, seenAt: record.seenAt, ...(idpSid !== undefined ? { idpSid } : {}) };
+    await this.run(async () => {
+      const subKey = this.subIndexKey(sub);
+      const writes: Array<Promise<unknown>> = [this.client.hset(subKey, hex, JSON.stringify(entry)), this.client.pexpire(subKey, this.ttlMs)];
+      if (idpSid !== undefined) {
+        const sidKey = this.sidIndexKey(idpSid);
+        writes.push(this.client.hset(sidKey, hex, sub), this.client.pexpire(sidKey, this.ttlMs));
+      }
+      await Promise.all(writes);
+    });
+  }
+
+  private async unindex(hex: string, sub: string, idpSid: string | undefined): Promise<void> {
+    await this.run(() => Promise.all([
+      this.client.hdel(this.subIndexKey(sub), hex),
+      ...(idpSid !== undefined ? [this.client.hdel(this.sidIndexKey(idpSid), hex)] : []),
+    ]));
+  }
+
+  /** The live sessions of a subject, oldest first (what the index recorded at their last write; stale members are pruned). */
+  async listBySub(sub: string): Promise<IndexedSession[]> {
+    const subKey = this.subIndexKey(sub);
+    const raw = await this.run(() => this.client.hgetall(subKey));
+    const hexes = Object.keys(raw);
+    const alive = await this.run(() => Promise.all(hexes.map((h) => this.client.exists(this.keyPrefix + h))));
+    const out: IndexedSession[] = [];
+    const stale: string[] = [];
+    hexes.forEach((hex, i) => {
+      const e = parseEntry(raw[hex]!);
+      if (!alive[i] || !e) { stale.push(hex); return; }
+      out.push({ id: hex, sub, ...e });
+    });
+    if (stale.length) await this.run(() => this.client.hdel(subKey, ...stale));
+    return out.sort((a, b) => a.createdAt - b.createdAt);
+  }
+
+  /** Deletes every session of a subject and its index entries; resolves to how many sessions were deleted. */
+  async removeBySub(sub: string): Promise<number> {
+    const subKey = this.subIndexKey(sub);
+    const raw = await this.run(() => this.client.hgetall(subKey));
+    const hexes = Object.keys(raw);
+    const deleted = await this.run(() => Promise.all(hexes.map((h) => this.client.del(this.keyPrefix + h))));
+    const sids = new Set(Object.values(raw).map((v) => parseEntry(v)?.idpSid).filter((s): s is string => s !== undefined));
+    await this.run(() => Promise.all([
+      this.client.del(subKey),
+      ...[...sids].map((sid) => this.client.hdel(this.sidIndexKey(sid), ...hexes)),
+    ]));
+    return deleted.reduce((n, d) => n + d, 0);
+  }
+
+  /** Deletes every session of an IdP session id and its index entries; resolves to how many sessions were deleted. */
+  async removeBySid(sid: string): Promise<number> {
+    const sidKey = this.sidIndexKey(sid);
+    const raw = await this.run(() => this.client.hgetall(sidKey));
+    const hexes = Object.keys(raw);
+    const deleted = await this.run(() => Promise.all(hexes.map((h) => this.client.del(this.keyPrefix + h))));
+    await this.run(() => Promise.all([
+      this.client.del(sidKey),
+      ...hexes.map((h) => this.client.hdel(this.subIndexKey(raw[h]!), h)),
+    ]));
+    return deleted.reduce((n, d) => n + d, 0);
+  }
+
+  /** What a revocation names, deleted: `sid` when given (as the revocation list does), else `sub`; a lone `psid` is the sign-out's own remove(). */
+  async removeSessions(r: { sid?: string; sub?: string }): Promise<number> {
+    if (r.sid !== undefined) return this.removeBySid(r.sid);
+    if (r.sub !== undefined) return this.removeBySub(r.sub);
+    return 0;
   }
 
   healthy(): boolean {
@@ -222,6 +317,35 @@ export class RedisStore implements SessionStore {
     } catch (err) {
       throw errors.storeUnavailable(err);
     }
+  }
+}
+
+/** What the index keeps about a session (in the clear): no token, no cookie id. */
+export interface IndexEntry {
+  createdAt: number;
+  /** As of the session's last write (the session manager rewrites at most once a minute). */
+  seenAt: number;
+  /** The IdP's session id (`sid` claim), when it sent one. */
+  idpSid?: string;
+}
+
+export interface IndexedSession extends IndexEntry {
+  /** The session's Redis key without the prefix: hex(sha256(cookie id)) — names it, opens nothing. */
+  id: string;
+  sub: string;
+}
+
+function idpSidOf(record: SessionRecord): string | undefined {
+  return typeof record.claims.sid === 'string' ? record.claims.sid : undefined;
+}
+
+function parseEntry(v: string): IndexEntry | undefined {
+  try {
+    const e = JSON.parse(v) as IndexEntry;
+    if (typeof e?.createdAt !== 'number' || typeof e.seenAt !== 'number') return undefined;
+    return { createdAt: e.createdAt, seenAt: e.seenAt, ...(typeof e.idpSid === 'string' ? { idpSid: e.idpSid } : {}) };
+  } catch {
+    return undefined;
   }
 }
 
