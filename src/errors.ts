@@ -38,6 +38,9 @@ export const errors = {
   callbackIdpError: (error: string, description: string | undefined) => new PortcullisError('ERR_CALLBACK_IDP_ERROR', error === 'access_denied' ? 403 : 400,
     error === 'access_denied' ? 'The identity provider did not grant access (the sign-in was cancelled or refused).' : `The identity provider reported an error: ${error}${description ? ` — ${description}` : ''}.`, { retrySignIn: true }),
   callbackCodeRejected: def('ERR_CALLBACK_CODE_REJECTED', 400, 'The identity provider refused the sign-in code (it may have been used already or expired).', { retrySignIn: true }),
+  callbackClientAuth: def('ERR_CALLBACK_CLIENT_AUTH', 502, 'Portcullis could not authenticate to the identity provider (it answered invalid_client), so the sign-in could not be completed. Operator: check oidc.clientSecret and oidc.tokenEndpointAuthMethod against the client registered at the IdP.', { retrySignIn: true }),
+  callbackTokenRefused: (error: string, cause?: unknown) => new PortcullisError('ERR_CALLBACK_TOKEN_REQUEST_REFUSED', 502,
+    `The identity provider refused Portcullis's token request (${error.replace(/[^\x20-\x7e]/g, '').slice(0, 60)}), so the sign-in could not be completed. Operator: check the client's registration at the IdP (grant types, redirect URI, scopes).`, { retrySignIn: true, cause }),
   idTokenInvalid: def('ERR_CALLBACK_ID_TOKEN_INVALID', 401, 'The identity provider\'s ID token failed verification, so you were not signed in.', { retrySignIn: true }),
   userinfoMismatch: def('ERR_CALLBACK_USERINFO_MISMATCH', 401, 'The identity provider returned inconsistent user information, so you were not signed in.', { retrySignIn: true }),
 

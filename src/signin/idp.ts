@@ -487,12 +487,28 @@ export function wrapIdpError(err: unknown, step: 'code' | 'userinfo' | 'refresh'
     return errors.callbackIdpError(String(err.error), err.error_description ?? undefined);
   }
   if (err instanceof client.ResponseBodyError) {
+    // The operator's detail: the IdP's own `error` and `error_description` (never the code, the
+    // refresh token or the secret, which are in the request, not in this answer).
+    const said = idpSaid(err, step);
     if (err.error === 'invalid_grant') {
       return step === 'refresh'
-        ? new PortcullisError('ERR_REFRESH_INVALID_GRANT', 401, 'Your session has ended at the identity provider; please sign in again.', { retrySignIn: true, cause: err })
-        : errors.callbackCodeRejected(err);
+        ? new PortcullisError('ERR_REFRESH_INVALID_GRANT', 401, 'Your session has ended at the identity provider; please sign in again.', { retrySignIn: true, cause: said })
+        : errors.callbackCodeRejected(said);
     }
-    return err.status >= 500 ? errors.idpBadResponse(err) : errors.callbackCodeRejected(err);
+    if (err.status >= 500) return errors.idpBadResponse(said);
+    // RFC 6749 §5.2: invalid_client (HTTP 401) is our client authentication — a wrong
+    // oidc.clientSecret, or an auth method the IdP does not accept or decode the same way.
+    if (err.error === 'invalid_client' || err.status === 401) return errors.callbackClientAuth(said);
+    // unauthorized_client, unsupported_grant_type, invalid_scope, invalid_request…: the client's
+    // registration or Portcullis's request, not the user's sign-in code.
+    return errors.callbackTokenRefused(String(err.error), said);
+  }
+  // A 401 with a WWW-Authenticate challenge from the token endpoint (some IdPs answer a failed
+  // client_secret_basic this way): our client authentication failed.
+  if (err instanceof client.WWWAuthenticateChallengeError && step !== 'userinfo' && err.status === 401) {
+    const p = err.cause[0]?.parameters ?? {};
+    const clean = (v: unknown, n: number) => String(v).replace(/[^\x20-\x7e]/g, '?').slice(0, n);
+    return errors.callbackClientAuth(new Error(`the identity provider's token endpoint (${step === 'code' ? 'authorization_code' : 'refresh_token'} grant) answered HTTP 401 ${clean(p.error ?? 'with a WWW-Authenticate challenge', 60)}${p.error_description ? `: ${clean(p.error_description, 300)}` : ''}`, { cause: err }));
   }
   const name = (err as Error)?.name;
   if (name === 'TimeoutError' || name === 'AbortError') return errors.idpTimeout(err);
@@ -507,6 +523,14 @@ export function wrapIdpError(err: unknown, step: 'code' | 'userinfo' | 'refresh'
   }
   if (err instanceof TypeError) return errors.idpUnavailable(err); // fetch failed: connection refused/reset
   return errors.idpBadResponse(err);
+}
+
+/** The IdP's error answer in words for the log: endpoint, HTTP status, `error` and `error_description` (bounded, printable). */
+function idpSaid(err: client.ResponseBodyError, step: 'code' | 'userinfo' | 'refresh'): Error {
+  const clean = (v: unknown, n: number) => String(v).replace(/[^\x20-\x7e]/g, '?').slice(0, n);
+  const endpoint = step === 'userinfo' ? 'userinfo endpoint' : `token endpoint (${step === 'code' ? 'authorization_code' : 'refresh_token'} grant)`;
+  const description = err.error_description ? `: ${clean(err.error_description, 300)}` : '';
+  return new Error(`the identity provider's ${endpoint} answered HTTP ${err.status} ${clean(err.error, 60)}${description}`, { cause: err });
 }
 
 /**
