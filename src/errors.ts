@@ -49,6 +49,7 @@ export const errors = {
   idpBadResponse: def('ERR_IDP_BAD_RESPONSE', 502, 'The identity provider gave an unexpected answer. Please try again.', { retrySignIn: true }),
 
   draining: def('ERR_DRAINING', 503, 'This instance is shutting down; please try again.', { retryAfter: 1 }),
+  logoutNotStored: def('ERR_LOGOUT_STORE_UNAVAILABLE', 503, 'The logout could not be recorded right now (the session store is unreachable); it was not marked as used, so retrying the delivery will work.', { retryAfter: 5 }),
   storeUnavailable: def('ERR_SESSION_STORE_UNAVAILABLE', 503, 'Your session cannot be checked right now (the session store is unreachable). Please try again in a moment.', { retryAfter: 5 }),
 
   upstreamUnavailable: def('ERR_UPSTREAM_UNAVAILABLE', 502, 'The application behind this address is not answering.'),

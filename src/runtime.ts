@@ -149,12 +149,20 @@ export class Runtime {
     return { location, setCookies };
   }
 
-  /** Records a logout token id; false when it was seen before (replay). */
-  async markLogoutTokenUsed(jti: string, expSec: number): Promise<boolean> {
+  /**
+   * Uses a logout token id once: false when it was used before (replay — here, or with Redis on any
+   * replica, since the IdP may deliver to any of them). Otherwise runs `revoke` (storing the
+   * revocation) and only once that succeeded records the id as used, in Redis and in memory: a
+   * delivery whose revocation could not be stored is not "used", so the IdP's retry is served.
+   * Any store failure (the revocation, the replay check, the record) is thrown for the caller to
+   * answer 503. Two deliveries of one token at once may both revoke: ending a session twice is harmless.
+   */
+  async markLogoutTokenUsed(jti: string, expSec: number, revoke: () => Promise<void> = async () => {}): Promise<boolean> {
     if (this.seenLogoutTokens.has(jti)) return false;
+    if (this.redis && await this.redis.exists(`jti:${jti}`)) return false;
+    await revoke();
+    if (this.redis) await this.redis.setIfAbsent(`jti:${jti}`, '1', Math.max(60_000, expSec * 1000 - this.now() + 60_000));
     this.seenLogoutTokens.set(jti, true);
-    // Shared across replicas when Redis is there: the IdP may deliver to any of them.
-    if (this.redis) return this.redis.setIfAbsent(`jti:${jti}`, '1', Math.max(60_000, expSec * 1000 - this.now() + 60_000));
     return true;
   }
 

@@ -5,7 +5,6 @@ import type { FastifyInstance } from 'fastify';
 import { formatIssues, loadConfigFile, type Config, type ConfigIssue, type ConfigResult } from './config/index.js';
 import { buildApp, buildMetricsApp, readiness, type AppOptions } from './app.js';
 import type { Runtime } from './runtime.js';
-import { registerSessionAdmin } from './session/admin.js';
 
 export interface ServerOptions extends AppOptions {
   /** The config file: what reload() re-reads when given nothing (SIGHUP). */
@@ -142,13 +141,12 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
   };
 }
 
-/** The metrics listener: /metrics, plus /healthz and /readyz, which stay reachable during a drain; /admin/sessions with admin.tokenFile. */
+/** The metrics listener: /metrics, plus /healthz and /readyz, which stay reachable during a drain. */
 async function buildAdminApp(runtime: Runtime): Promise<FastifyInstance> {
   const app = await buildMetricsApp(runtime.metrics);
   app.addHook('onRequest', async () => { runtime.metrics.idpReady.set(runtime.idp.ready ? 1 : 0); });
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_request, reply) => readiness(runtime, reply));
-  registerSessionAdmin(app, runtime);
   return app;
 }
 

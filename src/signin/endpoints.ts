@@ -3,7 +3,7 @@
 // under /oauth2/, is a doorway of the pipeline: src/door/forward-auth.ts).
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Runtime } from '../runtime.js';
-import { errors, PortcullisError } from '../errors.js';
+import { asPortcullisError, errors, PortcullisError } from '../errors.js';
 import { safeRedirect } from './redirects.js';
 import { signOutPage, signedOutPage } from '../pages.js';
 import { SessionManager, type SessionRecord } from '../session/sessions.js';
@@ -121,14 +121,25 @@ export async function registerSignInEndpoints(app: FastifyInstance, rt: Runtime)
     }
     try {
       const t = await rt.idp.verifyLogoutToken(token);
-      if (!(await rt.markLogoutTokenUsed(t.jti, t.exp))) throw new PortcullisError('ERR_LOGOUT_TOKEN_REPLAYED', 400, 'The logout token was already used.');
-      await rt.revokeSessions({ sid: t.sid, sub: t.sid ? undefined : t.sub }, 'backchannel_logout');
+      // The token counts as used only once its revocation is stored (shared through Redis when
+      // configured): when the store fails, the answer is 503 and the IdP's retry is served — a
+      // store error is never reported as the IdP's (nor as a replay on the retry).
+      let used: boolean;
+      try {
+        used = await rt.markLogoutTokenUsed(t.jti, t.exp, () => rt.revokeSessions({ sid: t.sid, sub: t.sid ? undefined : t.sub }, 'backchannel_logout'));
+      } catch (err) {
+        // (Logged with its cause by the error handler; the sessions have still ended on this process.)
+        throw errors.logoutNotStored(err instanceof PortcullisError && err.cause !== undefined ? err.cause : err);
+      }
+      if (!used) throw new PortcullisError('ERR_LOGOUT_TOKEN_REPLAYED', 400, 'The logout token was already used.');
       request.log.info({ sid: t.sid, sub: t.sub }, 'back-channel logout');
       return reply.code(200).send();
     } catch (err) {
-      const e = err instanceof PortcullisError ? err : errors.idpBadResponse(err);
-      request.log.info({ code: e.code, detail: e.cause instanceof Error ? e.cause.message : undefined }, 'back-channel logout refused');
+      // Verification errors are coded (400; 503 while the IdP's keys cannot be loaded); anything
+      // else is Portcullis's own failure, not the IdP's.
+      const e = asPortcullisError(err);
       if (e.statusCode >= 500) throw e;
+      request.log.info({ code: e.code, detail: e.cause instanceof Error ? e.cause.message : undefined }, 'back-channel logout refused');
       return reply.code(400).send({ error: 'invalid_request', error_description: e.message });
     }
   });
