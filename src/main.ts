@@ -1,4 +1,4 @@
-// Command line: `portcullis [run] --config FILE`, `check`, `explain`, `demo`.
+// Command line: `portcullis [run] --config FILE`, `check`, `explain`, `demo`, `sessions`.
 import { readFileSync, realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -10,9 +10,13 @@ const USAGE = `usage:
   portcullis check [--config FILE]        validate the config; exit 0 when OK, 1 with every problem
   portcullis explain [--config FILE] --url URL [--method M] [--claims FILE.json]
                                           which route, which rule, allow or deny (exit 0 allow, 3 deny, 1 error)
+  portcullis sessions list --sub SUB | revoke (--sub SUB | --sid SID) [--url URL] [--token-file FILE] [--json]
+                                          list or end a user's sessions on a running Portcullis (admin listener; exit 0/1)
   portcullis demo                         the demo: proxy + embedded IdP + echo upstream on localhost`;
 
 export async function main(argv: string[]): Promise<number> {
+  // Its own flags (--sub, --sid, --token-file, --json): parsed by the subcommand.
+  if (argv[0] === 'sessions') return (await import('./cli/sessions.js')).sessionsCommand(argv.slice(1));
   const command = argv[0] && !argv[0].startsWith('-') ? argv[0] : 'run';
   const rest = command === argv[0] ? argv.slice(1) : argv;
   let values: { config?: string; url?: string; method?: string; claims?: string; help?: boolean };
