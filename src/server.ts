@@ -5,6 +5,7 @@ import type { FastifyInstance } from 'fastify';
 import { formatIssues, loadConfigFile, type Config, type ConfigIssue, type ConfigResult } from './config/index.js';
 import { buildApp, buildMetricsApp, readiness, type AppOptions } from './app.js';
 import type { Runtime } from './runtime.js';
+import { registerSessionAdmin } from './session/admin.js';
 
 export interface ServerOptions extends AppOptions {
   /** The config file: what reload() re-reads when given nothing (SIGHUP). */
@@ -141,12 +142,13 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
   };
 }
 
-/** The metrics listener: /metrics, plus /healthz and /readyz, which stay reachable during a drain. */
+/** The metrics listener: /metrics, plus /healthz and /readyz, which stay reachable during a drain; /admin/sessions with admin.tokenFile. */
 async function buildAdminApp(runtime: Runtime): Promise<FastifyInstance> {
   const app = await buildMetricsApp(runtime.metrics);
   app.addHook('onRequest', async () => { runtime.metrics.idpReady.set(runtime.idp.ready ? 1 : 0); });
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_request, reply) => readiness(runtime, reply));
+  registerSessionAdmin(app, runtime);
   return app;
 }
 

@@ -59,6 +59,8 @@ export interface Config {
   shutdownGracePeriodMs: number;
   /** Metrics listener; `metrics: false` disables it. Never on the public port. */
   metrics: { host: string; port: number } | null;
+  /** Admin endpoints (/admin/sessions) on the metrics listener, behind a bearer token read from `tokenFile` at start; no file → no endpoints (404). */
+  admin: { tokenFile: string | undefined; token: string | undefined };
   oidc: {
     issuer: string;
     clientId: string;
@@ -112,7 +114,7 @@ export const CONFIG_KEYS = {
   root: [
     'listen', 'trustProxy', 'workers', 'publicUrl', 'logLevel', 'shutdownGracePeriod', 'metrics',
     'oidc', 'session', 'redirects', 'routes', 'identityHeaderBudget', 'assertionSigning', 'rateLimit', 'auditLog', 'identityHeaderEncoding',
-    'websocketOrigins',
+    'websocketOrigins', 'admin',
   ],
   oidc: [
     'issuer', 'clientId', 'clientSecret', 'clientSecretFile', 'tokenEndpointAuthMethod', 'scopes',
@@ -213,6 +215,14 @@ export function validateConfig(raw: unknown, opts: ValidateOptions = {}): { conf
     auditLog: v.enumOf(root.auditLog, 'auditLog', ['all', 'denials', 'off'] as const) ?? 'all',
     shutdownGracePeriodMs: v.duration(root.shutdownGracePeriod, 'shutdownGracePeriod') ?? 25_000,
     metrics,
+    admin: (() => {
+      const a = v.object(root.admin ?? {}, 'admin', ['tokenFile']) ?? {};
+      if (a.tokenFile === undefined) return { tokenFile: undefined, token: undefined };
+      const token = v.secret({ tokenFile: a.tokenFile }, 'admin', 'token', 'tokenFile');
+      if (token !== undefined && token.length < 16) v.issue('admin.tokenFile', 'the admin token must be at least 16 characters (e.g. openssl rand -base64 32)');
+      if (metricsRaw === false) v.issue('admin.tokenFile', 'the admin endpoints are served on the metrics listener, which metrics: false turns off');
+      return { tokenFile: a.tokenFile as string, token };
+    })(),
     oidc: {
       issuer: v.url(oidcRaw.issuer, 'oidc.issuer', { required: true }) ?? '',
       clientId: v.string(oidcRaw.clientId, 'oidc.clientId', { required: true }) ?? '',

@@ -1,0 +1,110 @@
+// Operators' view of sessions, on the metrics/admin listener (never the public port):
+//
+//   GET  /admin/sessions?sub=alice          the subject's sessions (Redis store; 501 with cookies)
+//   POST /admin/sessions/revoke {sub}|{sid}  ends them: revocation list, Redis entries, cache, live
+//                                            WebSockets/streams, sibling workers; audit-logged
+//
+// Behind `Authorization: Bearer <token>`, the token read from `admin.tokenFile` at start. Without
+// that key the routes are not registered (404). Tokens are compared as SHA-256 digests with
+// timingSafeEqual: neither the token's content nor its length leaks through timing.
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Runtime } from '../runtime.js';
+
+export const COOKIE_STORE_LIST =
+  "sessions live in browsers' cookies: list is not possible; revoke by sub works through the revocation list";
+
+/** What the list shows of one session: ids and times, never a token. */
+export interface AdminSessionView {
+  /** hex(sha256(cookie id)), the Redis key without its prefix: names the session, opens nothing. */
+  id: string;
+  sub: string;
+  /** The IdP's session id (revoke with {sid}), when the IdP sent one. */
+  idpSid?: string;
+  createdAt: string;
+  /** As of the session's last write: accurate to about a minute. */
+  lastSeenAt: string;
+  idleExpiresAt: string;
+  absoluteExpiresAt: string;
+}
+
+const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest();
+
+/** Registers the admin routes on `app` when `admin.tokenFile` is configured; otherwise does nothing (404). */
+export function registerSessionAdmin(app: FastifyInstance, runtime: Runtime): void {
+  const token = runtime.config.admin?.token;
+  if (!token) return;
+  const expected = digest(token);
+  const log = runtime.log.child({ component: 'admin' });
+
+  const authorized = (request: FastifyRequest, reply: FastifyReply): boolean => {
+    const m = /^Bearer +(\S+)\s*$/i.exec(request.headers.authorization ?? '');
+    if (m && timingSafeEqual(digest(m[1]!), expected)) return true;
+    log.warn({ ip: request.ip, path: request.url.split('?')[0], reason: m ? 'wrong token' : 'no bearer token' }, 'admin request refused');
+    void reply.code(401).header('www-authenticate', 'Bearer realm="portcullis-admin"').header('cache-control', 'no-store')
+      .send({ error: 'unauthorized', message: 'a valid admin bearer token is required (admin.tokenFile)' });
+    return false;
+  };
+
+  app.get('/admin/sessions', async (request, reply) => {
+    if (!authorized(request, reply)) return reply;
+    void reply.header('cache-control', 'no-store');
+    const sub = (request.query as Record<string, unknown>).sub;
+    if (typeof sub !== 'string' || sub === '') return reply.code(400).send({ error: 'bad_request', message: 'give the subject: ?sub=<sub>' });
+    if (runtime.sessions.storeKind !== 'redis' || !runtime.redis) return reply.code(501).send({ error: 'not_implemented', message: COOKIE_STORE_LIST });
+    let found;
+    try {
+      found = await runtime.redis.listBySub(sub);
+    } catch {
+      return reply.code(503).header('retry-after', '2').send({ error: 'store_unavailable', message: 'the session store (Redis) does not answer' });
+    }
+    const { idleTimeoutMs, absoluteTimeoutMs } = runtime.config.session;
+    const iso = (ms: number) => new Date(ms).toISOString();
+    const sessions: AdminSessionView[] = found.map((s) => ({
+      id: s.id,
+      sub: s.sub,
+      ...(s.idpSid !== undefined ? { idpSid: s.idpSid } : {}),
+      createdAt: iso(s.createdAt),
+      lastSeenAt: iso(s.seenAt),
+      idleExpiresAt: iso(Math.min(s.seenAt + idleTimeoutMs, s.createdAt + absoluteTimeoutMs)),
+      absoluteExpiresAt: iso(s.createdAt + absoluteTimeoutMs),
+    }));
+    return reply.send({ sub, store: 'redis', sessions });
+  });
+
+  app.post('/admin/sessions/revoke', async (request, reply) => {
+    if (!authorized(request, reply)) return reply;
+    void reply.header('cache-control', 'no-store');
+    const body = (request.body ?? {}) as Record<string, unknown>;
+    const sub = typeof body.sub === 'string' && body.sub !== '' ? body.sub : undefined;
+    const sid = typeof body.sid === 'string' && body.sid !== '' ? body.sid : undefined;
+    if ((sub === undefined) === (sid === undefined) || typeof body !== 'object' || Array.isArray(body)) {
+      return reply.code(400).send({ error: 'bad_request', message: 'give exactly one of {"sub": "…"} or {"sid": "…"} (JSON)' });
+    }
+    const store = runtime.sessions.storeKind;
+    const target = sid !== undefined ? { sid } : { sub: sub! };
+    // Counted before Runtime.revokeSessions deletes them (it does the deleting, for every kind of revocation).
+    let removed: number | undefined;
+    if (store === 'redis' && runtime.redis) {
+      try {
+        removed = sid !== undefined ? undefined : (await runtime.redis.listBySub(sub!)).length;
+      } catch { /* the revocation below reports the outage */ }
+    }
+    try {
+      await runtime.revokeSessions(target, 'admin');
+    } catch (err) {
+      log.error({ audit: true, action: 'revoke', by: 'admin', ...target, store, ip: request.ip, outcome: 'failed', err: err instanceof Error ? err.message : String(err) },
+        'admin revoke: not stored everywhere (ended in this process; retry)');
+      return reply.code(503).header('retry-after', '2').send({ error: 'store_unavailable', message: 'the revocation could not be stored in Redis; it took effect in this process only — retry' });
+    }
+    log.info({ audit: true, action: 'revoke', by: 'admin', ...target, store, ip: request.ip, outcome: 'revoked', ...(removed !== undefined ? { sessions: removed } : {}) },
+      `admin revoke: sessions of ${sid !== undefined ? 'IdP session' : 'subject'} ended`);
+    return reply.send({
+      revoked: true,
+      ...target,
+      store,
+      ...(removed !== undefined ? { sessions: removed } : {}),
+      ...(store === 'cookie' ? { note: `cookie store: sessions created before now are refused through the revocation list, kept for the absolute timeout (${Math.round(runtime.config.session.absoluteTimeoutMs / 60_000)} min)` } : {}),
+    });
+  });
+}
