@@ -9,11 +9,29 @@ import { signOutPage, signedOutPage } from '../pages.js';
 import { SessionManager, type SessionRecord } from '../session/sessions.js';
 import { TARGET, type TargetCarrier } from '../door/http.js';
 import type { Cookies } from '../routing/origin.js';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { SessionCodec } from '../session/codec.js';
+import { cookieSettings, expireCookie, serializeCookie } from '../session/cookies.js';
 
 type Query = Record<string, string | string[] | undefined>;
 const one = (v: string | string[] | undefined): string | undefined => (Array.isArray(v) ? v[0] : v);
 
+/** A pending RP-initiated logout, sealed into a short-lived cookie: the state sent to the IdP and where to go after. */
+interface LogoutTransaction { t: 'logout'; state: string; rd: string | undefined; createdAt: number }
+/** How long the IdP's end-session page may take (its confirmation included) for the redirect to `rd` to happen. */
+const LOGOUT_TTL_MS = 10 * 60_000;
+
+function sameString(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
 export async function registerSignInEndpoints(app: FastifyInstance, rt: Runtime): Promise<void> {
+  // Its own key (purpose) and cookie name (`<session cookie>_logout`, stripped before upstreams).
+  const logoutCodec = new SessionCodec(rt.config.session.secrets, 'portcullis logout v1');
+  const settings = cookieSettings(rt.config.publicUrl, rt.config.session.cookieName, rt.config.session.cookieDomain);
+  const logoutCookie = { settings, name: `${settings.session}_logout` };
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: 16 * 1024 }, (_req, body, done) => {
     done(null, Object.fromEntries(new URLSearchParams(body as string)));
   });
@@ -107,8 +125,18 @@ export async function registerSignInEndpoints(app: FastifyInstance, rt: Runtime)
       request.log.info({ sub: lookup.session.sub }, 'signed out');
     }
     const setCookies = await rt.sessions.destroy(cookies);
-    const rd = body.rd ? safeRedirect(body.rd, rt.redirects) : `${rt.config.publicUrl}/oauth2/signed_out`;
-    const location = rt.idp.endSessionUrl(idToken, rd) ?? rd;
+    const rd = body.rd ? safeRedirect(body.rd, rt.redirects) : undefined;
+    const signedOut = `${rt.config.publicUrl}/oauth2/signed_out`;
+    // RP-initiated logout: the IdP comes back to /oauth2/signed_out with a `state` bound to this
+    // browser by a short-lived sealed cookie, which also carries where to go next (`rd`). Without
+    // that cookie and its state, /oauth2/signed_out redirects nowhere.
+    const state = rt.idp.hasEndSession ? randomBytes(24).toString('base64url') : undefined;
+    const endSession = state ? rt.idp.endSessionUrl(idToken, signedOut, state) : undefined;
+    const location = endSession ?? rd ?? signedOut;
+    if (endSession && state) {
+      const pending: LogoutTransaction = { t: 'logout', state, rd, createdAt: rt.now() };
+      setCookies.push(serializeCookie(logoutCookie.settings, logoutCookie.name, logoutCodec.seal(logoutCookie.name, pending), LOGOUT_TTL_MS / 1000));
+    }
     return reply.code(303).header('set-cookie', setCookies).header('cache-control', 'no-store').header('location', location).send();
   });
 
@@ -147,7 +175,22 @@ export async function registerSignInEndpoints(app: FastifyInstance, rt: Runtime)
   // Public keys that verify X-Portcullis-Assertion.
   app.get('/oauth2/jwks.json', async (_request, reply) => reply.header('cache-control', 'public, max-age=300').send(rt.assertions?.jwks() ?? { keys: [] }));
 
-  app.get('/oauth2/signed_out', async (_request, reply) => reply.type('text/html; charset=utf-8').send(signedOutPage()));
+  // Back from RP-initiated logout. Only this browser's own pending logout (sealed cookie) whose
+  // state the IdP echoed redirects on, to its `rd` (checked again); a missing or foreign state, an
+  // expired cookie or none at all shows the signed-out page.
+  app.get('/oauth2/signed_out', async (request, reply) => {
+    reply.header('cache-control', 'no-store');
+    const raw = (request.cookies as Cookies)[logoutCookie.name];
+    if (raw !== undefined) reply.header('set-cookie', [expireCookie(logoutCookie.settings, logoutCookie.name)]);
+    const state = one((request.query as Query).state);
+    const pending = raw === undefined ? undefined : logoutCodec.open<LogoutTransaction>(logoutCookie.name, raw)?.value;
+    if (state && pending?.t === 'logout' && typeof pending.state === 'string' && sameString(pending.state, state)
+      && rt.now() - pending.createdAt <= LOGOUT_TTL_MS && typeof pending.rd === 'string') {
+      return reply.code(303).header('location', safeRedirect(pending.rd, rt.redirects)).send();
+    }
+    if (state) request.log.info({ pendingLogout: pending?.t === 'logout' }, 'signed_out: the state is not this browser\'s pending logout (or it expired): not redirecting');
+    return reply.type('text/html; charset=utf-8').send(signedOutPage());
+  });
 
   app.get('/oauth2/userinfo', async (request, reply) => {
     reply.header('cache-control', 'no-store');

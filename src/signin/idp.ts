@@ -433,12 +433,19 @@ export class IdentityProvider {
     return payload;
   }
 
-  /** RP-initiated logout URL, when the IdP offers an end_session_endpoint. */
-  endSessionUrl(idTokenHint: string | undefined, postLogoutRedirectUri: string): string | undefined {
+  /** True when the IdP offers RP-initiated logout (an end_session_endpoint). */
+  get hasEndSession(): boolean { return !!this.config?.serverMetadata().end_session_endpoint; }
+
+  /**
+   * RP-initiated logout URL, when the IdP offers an end_session_endpoint. `state` (RP-Initiated
+   * Logout 1.0 §2) is echoed back to the post-logout URI; some IdPs only redirect back with one.
+   */
+  endSessionUrl(idTokenHint: string | undefined, postLogoutRedirectUri: string, state?: string): string | undefined {
     const config = this.config;
     if (!config?.serverMetadata().end_session_endpoint) return undefined;
     const params: Record<string, string> = { post_logout_redirect_uri: postLogoutRedirectUri, client_id: this.settings.clientId };
     if (idTokenHint) params.id_token_hint = idTokenHint;
+    if (state) params.state = state;
     return client.buildEndSessionUrl(config, params).href;
   }
 
