@@ -258,6 +258,63 @@ describe('Glewlwyd interop', { skip }, () => {
     t.diagnostic(`WebSocket close code ${closed}`);
   });
 
+  test('key rotation at Glewlwyd (new key first, old kept) is picked up without a restart: bearer tokens and sign-ins signed with the new key', { timeout: 120_000 }, async (t) => {
+    // Both browsers before the stack: cleanups run in order, and Portcullis's close waits for open browser connections.
+    const context = await launchChromium(t);
+    const context2 = await launchChromium(t);
+    if (!context || !context2) return;
+    const s = await startInteropStack(t, idp, {
+      clientId: 'rotation',
+      routes: [{ name: 'api', match: { path: '/api' }, upstream: '{upstream}', bearer: true }, { name: 'app', match: { path: '/' }, upstream: '{upstream}' }],
+      edit: (raw) => { (raw.oidc as Record<string, unknown>).bearerAudiences = ['api']; },
+    });
+    const kidOf = (jwt: string): string => (JSON.parse(Buffer.from(jwt.split('.')[0]!, 'base64url').toString()) as { kid: string }).kid;
+    const bearer = async (): Promise<{ status: number; kid: string }> => {
+      const token = await idp.clientCredentialsToken(s.client, 'api');
+      const res = await fetch(`${s.url}/api/x`, { headers: { authorization: `Bearer ${token}`, accept: 'application/json' } });
+      await res.arrayBuffer();
+      return { status: res.status, kid: kidOf(token) };
+    };
+    const t0 = Date.now();
+    const mark = (what: string): void => t.diagnostic(`${what} at ${Date.now() - t0} ms`);
+    // Before: a session and a bearer token with the current key (Portcullis has fetched the JWKS).
+    const page = await context.newPage();
+    await page.goto(`${s.url}/before`, { waitUntil: 'domcontentloaded' });
+    await idp.signIn(page, ALICE);
+    assert.equal(page.url(), `${s.url}/before`);
+    const first = await bearer();
+    assert.equal(first.status, 200);
+
+    mark('signed in, bearer ok');
+    const { oldKid, newKid } = await idp.rotateKeys();
+    mark('rotated');
+    assert.equal(first.kid, oldKid);
+    const rotatedAt = Date.now();
+
+    // A token signed with the new key: accepted once Portcullis refetches the JWKS for the unknown kid
+    // (at most one refetch per 30 s cooldown, so a key published seconds after the last fetch can wait that long).
+    let after = await bearer();
+    assert.equal(after.kid, newKid, 'Glewlwyd signs with the new key');
+    while (after.status !== 200 && Date.now() - rotatedAt < 40_000) {
+      await new Promise((r) => setTimeout(r, 1_000));
+      after = await bearer();
+    }
+    const bearerDelay = Date.now() - rotatedAt;
+    t.diagnostic(`bearer token with the new kid accepted after ${bearerDelay} ms`);
+    assert.equal(after.status, 200, 'a bearer token signed with the new key is accepted without a restart');
+
+    // The existing session goes on; a new sign-in gets an ID token signed with the new key.
+    await page.goto(`${s.url}/still`, { waitUntil: 'domcontentloaded' });
+    assert.equal(page.url(), `${s.url}/still`, 'the session from before the rotation goes on');
+    mark('old session ok');
+    const page2 = await context2.newPage();
+    await page2.goto(`${s.url}/after`, { waitUntil: 'domcontentloaded' });
+    await idp.signIn(page2, BOB);
+    mark('new sign-in done');
+    assert.equal(page2.url(), `${s.url}/after`, `sign-in with an ID token signed by the new key: ${await page2.locator('body').innerText().catch(() => '')}`);
+    assert.equal(await identityHeader(page2, 'x-forwarded-preferred-username'), 'bob');
+  });
+
   const DOC_ENV = { OIDC_CLIENT_SECRET: TRICKY_SECRET, SESSION_SECRET: 'interop-session-secret-0123456789-abcdefghij' };
   test('the portcullis.yaml in examples/idps/glewlwyd.md signs in against Glewlwyd', { timeout: TEST_TIMEOUT_MS }, async (t) => {
     const context = await launchChromium(t);

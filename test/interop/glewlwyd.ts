@@ -63,11 +63,10 @@ export interface GlewlwydOptions {
   host?: string;
 }
 
-/** A signing key for the OIDC plugin (RS256: Portcullis never accepts HMAC ID tokens, Glewlwyd's `sha` default). */
-function signingJwks(kid: string): string {
+/** A private signing JWK for the OIDC plugin (RS256: Portcullis never accepts HMAC ID tokens, Glewlwyd's `sha` default). */
+function signingKey(kid: string): Record<string, unknown> {
   const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-  const jwk = privateKey.export({ format: 'jwk' });
-  return JSON.stringify({ keys: [{ ...jwk, kid, alg: 'RS256', use: 'sig' }] });
+  return { ...privateKey.export({ format: 'jwk' }), kid, alg: 'RS256', use: 'sig' };
 }
 
 /** The libconfig file Glewlwyd reads (`glewlwyd -c`). */
@@ -140,6 +139,8 @@ class AdminApi {
 
 export interface Glewlwyd extends InteropIdp {
   readonly pid: number;
+  /** The kid Glewlwyd signs with now. */
+  currentKid(): Promise<string>;
   readonly api: string;
   readonly admin: AdminApi;
 }
@@ -195,6 +196,8 @@ export async function startGlewlwyd(opts: GlewlwydOptions = {}): Promise<Glewlwy
       registerClient: (client) => registerClient(admin, client),
       signIn: (page, who) => signIn(page, who, origin),
       clientCredentialsToken: (client, scope) => clientCredentialsToken(issuer, client, scope),
+      rotateKeys: () => rotateKeys(admin),
+      currentKid: async () => (await currentPluginParams(admin))['default-kid'] as string,
       log,
       stop,
     };
@@ -253,7 +256,7 @@ async function configure(admin: AdminApi, o: { issuer: string; accessTokenLifeti
     module: 'oidc', name: PLUGIN, display_name: 'OpenID Connect', enabled: true,
     parameters: {
       iss: o.issuer,
-      'jwks-private': signingJwks(kid), 'default-kid': kid, 'jwks-show': true,
+      'jwks-private': JSON.stringify({ keys: [signingKey(kid)] }), 'default-kid': kid, 'jwks-show': true,
       'access-token-duration': o.accessTokenLifetimeSec,
       'refresh-token-duration': 1_209_600,
       'code-duration': 600,
@@ -318,6 +321,27 @@ async function registerClient(admin: AdminApi, c: ClientSettings): Promise<void>
     // With session_required, the logout token names the Glewlwyd session (`sid`), not only the user.
     ...(c.backchannelLogoutUri ? { backchannel_logout_uri: c.backchannelLogoutUri, backchannel_logout_session_required: 'yes' } : {}),
   });
+}
+
+async function currentPluginParams(admin: AdminApi): Promise<Record<string, unknown>> {
+  const plugin = await admin.call('GET', `/mod/plugin/${PLUGIN}`) as { parameters: Record<string, unknown> };
+  return plugin.parameters;
+}
+
+/**
+ * Key rotation as Glewlwyd's documentation describes it: a new key first in `jwks-private` and the
+ * default kid, the previous key kept (tokens it signed stay verifiable), through the admin API only.
+ */
+async function rotateKeys(admin: AdminApi): Promise<{ oldKid: string; newKid: string }> {
+  const plugin = await admin.call('GET', `/mod/plugin/${PLUGIN}`) as { parameters: Record<string, unknown> } & Record<string, unknown>;
+  const oldKid = plugin.parameters['default-kid'] as string;
+  const newKid = `k-${randomUUID().slice(0, 8)}`;
+  const jwks = JSON.parse(plugin.parameters['jwks-private'] as string) as { keys: unknown[] };
+  plugin.parameters['jwks-private'] = JSON.stringify({ keys: [signingKey(newKid), ...jwks.keys] });
+  plugin.parameters['default-kid'] = newKid;
+  await admin.call('PUT', `/mod/plugin/${PLUGIN}`, plugin);
+  await admin.call('PUT', `/mod/plugin/${PLUGIN}/reset`);
+  return { oldKid, newKid };
 }
 
 /**

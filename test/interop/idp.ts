@@ -35,6 +35,8 @@ export interface InteropIdp {
   signIn(page: Page, who: InteropUser): Promise<void>;
   /** A client-credentials access token for this client (for bearer routes). */
   clientCredentialsToken(client: Pick<ClientSettings, 'clientId' | 'clientSecret'>, scope: string): Promise<string>;
+  /** A new signing key at the IdP, the old one kept for verification; no restart. */
+  rotateKeys(): Promise<{ oldKid: string; newKid: string }>;
   /** The IdP's log so far (for failure messages). */
   log(): string;
   stop(): Promise<void>;
