@@ -150,7 +150,10 @@ export async function buildApp(config: Config, opts: AppOptions = {}): Promise<{
   return { app, runtime };
 }
 
-/** /readyz: 200 once the IdP's discovery and keys are loaded, 503 before that and while draining. */
+/**
+ * /readyz: 200 once the IdP's discovery and keys are loaded and — Redis configured — Redis answers
+ * and the shared revocation list has been pulled once; 503 before that and while draining.
+ */
 export function readiness(runtime: Runtime, reply: FastifyReply): FastifyReply {
   const idp = runtime.idp.ready;
   runtime.metrics.idpReady.set(idp ? 1 : 0);
@@ -161,7 +164,7 @@ export function readiness(runtime: Runtime, reply: FastifyReply): FastifyReply {
   return reply.code(ok ? 200 : 503).header('cache-control', 'no-store').send({
     status: runtime.draining ? 'draining' : ok ? 'ready' : 'not ready',
     idp: r.idp,
-    ...(runtime.redis ? { redis: r.store } : {}),
+    ...(runtime.redis ? { redis: r.store, revocations: r.revocations } : {}),
   });
 }
 

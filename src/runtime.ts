@@ -74,9 +74,21 @@ export class Runtime {
     this.redis = config.session.store === 'redis' || config.session.redis.configured
       ? new RedisStore(codec, cookies.session, { url: config.session.redis.url, keyPrefix: config.session.redis.keyPrefix, ttlMs: config.session.absoluteTimeoutMs }, sessionLog)
       : undefined;
+    // Not ready before the first pull of the shared revocations succeeds (`ready` below): a replica
+    // that starts must not serve sessions another replica has ended. A failing pull is logged once
+    // per streak (the first one at boot, while Redis is still connecting, is normal: debug).
     this.revocations = new RevocationList(config.session.absoluteTimeoutMs, now, this.redis ? redisRevocations(this.redis, config.session.absoluteTimeoutMs, now) : undefined,
-      (err) => log.debug({ err: err instanceof Error ? err.message : String(err) }, 'revocation sync failed'));
+      (err, inRow) => {
+        const e = { err: err instanceof Error ? err.message : String(err), failedPulls: inRow };
+        if (inRow === 3) log.warn(e, this.revocations.synced
+          ? 'revocation sync failing: sessions ended on other replicas are not seen here until it recovers'
+          : 'revocation sync failing: not ready until the shared revocation list has been pulled once');
+        else log.debug(e, 'revocation sync failed');
+      },
+      ({ first, afterFailures, entries }) => log.info({ entries, failedPulls: afterFailures }, first ? 'revocation list pulled from redis: ready to check sessions' : 'revocation sync recovered'));
     this.revocations.startSync(REVOCATION_SYNC_MS);
+    // Pull as soon as Redis (re)connects rather than at the next tick: readiness waits for it.
+    this.redis?.client.on('ready', () => { void this.revocations.syncNow(); });
     this.onSessionsRevoked = opts.onSessionsRevoked;
     this.table = this.compileRoutes(config.routes);
     const store = opts.store ?? (config.session.store === 'redis' ? this.redis! : new CookieStore(codec, cookies.session));
@@ -166,11 +178,18 @@ export class Runtime {
     return true;
   }
 
-  /** Readiness: the IdP is discovered and, when used, Redis answers. */
-  get ready(): { ok: boolean; idp: string; store: string } {
+  /**
+   * Readiness: the IdP is discovered and, when Redis is configured, Redis answers and the shared
+   * revocation list has been pulled at least once (until then, sessions ended on other replicas
+   * would be served here).
+   */
+  get ready(): { ok: boolean; idp: string; store: string; revocations: string } {
     const idp = this.idp.ready ? 'ok' : (this.idp.lastError ?? 'discovering');
-    const store = this.redis ? (this.redis.healthy() ? 'ok' : 'redis unavailable') : 'ok';
-    return { ok: this.idp.ready && (!this.redis || this.redis.healthy()), idp, store };
+    const redisOk = !this.redis || this.redis.healthy();
+    const store = this.redis ? (redisOk ? 'ok' : 'redis unavailable') : 'ok';
+    const synced = this.revocations.synced;
+    const revocations = synced ? 'ok' : `not pulled from redis yet (${this.revocations.syncFailures} failed pulls)`;
+    return { ok: this.idp.ready && redisOk && synced, idp, store, revocations };
   }
 
   /**

@@ -4,7 +4,10 @@
 // (`psid`: sign-out, refused refresh), by the IdP's session id (`sid`) or by subject (`sub`:
 // back-channel logout). Every request's session is checked against it (Map lookups).
 // With Redis configured, entries are shared: each replica writes to a Redis hash and pulls the
-// others' entries every `syncIntervalMs` — the bound on how late another replica notices.
+// others' entries every `syncIntervalMs` — the bound on how late another replica notices. A replica
+// that has not yet pulled once knows none of them: `synced` stays false until the first pull
+// succeeds (readiness waits for it), and a pull while Redis is not connected fails rather than
+// counting as "nothing revoked".
 
 import type { RedisStore } from './redis-store.js';
 
@@ -25,27 +28,65 @@ export class RevocationList {
   /** `psid:<portcullis sid>`, `sid:<idp sid>` or `sub:<subject>` → when it was revoked (ms). */
   private readonly entries = new Map<string, number>();
   private timer: NodeJS.Timeout | undefined;
+  private pulling: Promise<boolean> | undefined;
+  private firstSynced = false;
+  /** Failed pulls since the last successful one (0 while in sync). */
+  private failuresInRow = 0;
+  /** Failed pulls since start. */
+  syncFailures = 0;
+  /** The last pull's error while pulls fail (undefined once one succeeds). */
+  lastSyncError: string | undefined;
 
   constructor(
     private readonly retainMs: number,
     private readonly now: () => number = Date.now,
     private readonly backend?: RevocationBackend,
-    private readonly onError: (err: unknown) => void = () => {},
+    private readonly onError: (err: unknown, failuresInRow: number) => void = () => {},
+    /** Told after a successful pull: the first one (`first`), or the first after failures. */
+    private readonly onSynced: (info: { first: boolean; afterFailures: number; entries: number }) => void = () => {},
   ) {}
 
   get size(): number { return this.entries.size; }
 
+  /**
+   * True once this list holds the shared entries: at once without a backend, else after the first
+   * successful pull. (Later failed pulls do not clear it: the entries already pulled stay, and the
+   * store's own health says whether Redis is reachable.)
+   */
+  get synced(): boolean { return !this.backend || this.firstSynced; }
+
   /** Starts pulling other replicas' revocations (no-op without a backend). */
   startSync(intervalMs: number): void {
     if (!this.backend || this.timer) return;
-    const pull = () => {
-      this.backend!.all().then((all) => {
-        for (const [k, v] of Object.entries(all)) this.merge(k, v);
-      }, this.onError);
-    };
-    pull();
-    this.timer = setInterval(pull, intervalMs);
+    void this.syncNow();
+    this.timer = setInterval(() => { void this.syncNow(); }, intervalMs);
     this.timer.unref();
+  }
+
+  /**
+   * Pulls the shared entries now (e.g. as soon as Redis connects, rather than at the next tick);
+   * joins a pull already under way. Resolves to whether it succeeded; never rejects.
+   */
+  syncNow(): Promise<boolean> {
+    if (!this.backend) return Promise.resolve(true);
+    const backend = this.backend;
+    this.pulling ??= Promise.resolve().then(() => backend.all()).then((all) => {
+      for (const [k, v] of Object.entries(all)) this.merge(k, v);
+      const first = !this.firstSynced;
+      const afterFailures = this.failuresInRow;
+      this.firstSynced = true;
+      this.failuresInRow = 0;
+      this.lastSyncError = undefined;
+      if (first || afterFailures > 0) this.onSynced({ first, afterFailures, entries: Object.keys(all).length });
+      return true;
+    }, (err: unknown) => {
+      this.failuresInRow += 1;
+      this.syncFailures += 1;
+      this.lastSyncError = err instanceof Error ? err.message : String(err);
+      this.onError(err, this.failuresInRow);
+      return false;
+    }).finally(() => { this.pulling = undefined; });
+    return this.pulling;
   }
 
   stop(): void { if (this.timer) clearInterval(this.timer); }
@@ -100,7 +141,8 @@ export function redisRevocations(store: RedisStore, retainMs: number, now: () =>
       if (Object.keys(entries).length) await store.client.hset(key, entries);
     },
     async all(): Promise<Record<string, number>> {
-      if (!store.healthy()) return {};
+      // Not connected (yet): a failed pull, not an empty list — a replica must not believe nothing is revoked.
+      if (!store.healthy()) throw new Error(`redis connection is ${store.client.status}`);
       const raw = await store.client.hgetall(key);
       const cutoff = now() - retainMs;
       const out: Record<string, number> = {};
