@@ -142,15 +142,18 @@ describe('Glewlwyd interop', { skip }, () => {
       await page.goto(`${s.url}/basic`, { waitUntil: 'domcontentloaded' });
       await idp.signIn(page, ALICE);
       assert.equal(new URL(page.url()).pathname, '/oauth2/callback', 'the browser ends on the callback');
-      assert.ok((status() ?? 0) >= 400, `an error status, got ${status()}`);
       assert.equal(s.upstream.requests.length, 0, 'the upstream never saw a request');
       assert.ok(!(await context.cookies(s.url)).some((c) => c.name === 'portcullis'), 'no session');
       const body = await page.locator('body').innerText();
       const code = /ERR_[A-Z_]+/.exec(body)?.[0];
       assert.ok(code, `the error page names an error code: ${body}`);
-      // What Portcullis calls it today (ERR_CALLBACK_CODE_REJECTED, "refused the sign-in code") is the
-      // known invalid_client-reporting bug being fixed in Portcullis; the code is recorded, not pinned.
-      t.diagnostic(`Portcullis reported ${code} for Glewlwyd's invalid_client`);
+      // Glewlwyd answers a failed client authentication at the token endpoint with `unauthorized_client`
+      // (RFC 6749 §5.2 says invalid_client), which Portcullis reports as a refused token request — not
+      // as a bad code (ERR_CALLBACK_CODE_REJECTED, the reporting bug fixed in f7e48f6).
+      t.diagnostic(`Portcullis reported ${code}`);
+      assert.match(code!, /^ERR_CALLBACK_(CLIENT_AUTH|TOKEN_REQUEST_REFUSED)$/, `a token-request refusal, not a bad code: ${body}`);
+      assert.match(body, /unauthorized_client|invalid_client/, 'the page names the IdP\'s error');
+      assert.equal(status(), 502);
     });
   });
 
@@ -176,14 +179,9 @@ describe('Glewlwyd interop', { skip }, () => {
       await page.getByText('End session').waitFor();
       const body = await page.locator('body').innerText();
       assert.match(body, new RegExp(`redirected to: ${s.url}/oauth2/signed_out`), `Glewlwyd accepted our post_logout_redirect_uri: ${body}`);
-      await page.locator(LOGOUT_BUTTON).click();
-      await Promise.race([
-        page.waitForURL((u) => u.origin === s.url, { waitUntil: 'domcontentloaded' }),
-        page.getByText('Session closed').waitFor(),
-      ]);
+      await idp.confirmEndSession(page);
       return { context, s, page, endSessionUrl };
     }
-    const LOGOUT_BUTTON = 'button.btn-danger:has-text("Logout")';
 
     test('signing out at Portcullis ends the Glewlwyd session too (its end-session page, then a password again)', { timeout: TEST_TIMEOUT_MS }, async (t) => {
       const r = await signOutThroughGlewlwyd(t, 'signout');
@@ -195,7 +193,8 @@ describe('Glewlwyd interop', { skip }, () => {
 
     // Glewlwyd 2.7 only redirects after end_session when the request carries `state` (it puts
     // post_redirect_to in its logout page only then); without it the user is stranded on "Session
-    // closed". Portcullis sends no state today: the logout-state fix in the sessions issue.
+    // closed". Portcullis sends none at f7e48f6; the logout-state fix (sessions issue) adds it — this
+    // passes with that fix in the working tree: drop `todo` once it is committed.
     test('RP-initiated sign-out comes back to Portcullis\'s signed-out page', { timeout: TEST_TIMEOUT_MS, todo: 'needs Portcullis to send `state` to end_session_endpoint (logout-state fix)' }, async (t) => {
       const r = await signOutThroughGlewlwyd(t, 'signoutback');
       if (!r) return;
@@ -241,8 +240,7 @@ describe('Glewlwyd interop', { skip }, () => {
       pageA.waitForURL((u) => u.origin === idp.origin, { waitUntil: 'domcontentloaded' }),
       pageA.getByRole('button', { name: 'Sign out' }).click(),
     ]);
-    await pageA.locator('button.btn-danger:has-text("Logout")').click();
-    await pageA.getByText('Session closed').waitFor().catch(() => {});
+    await idp.confirmEndSession(pageA);
 
     const deadline = Date.now() + 15_000;
     let status = await bStatus();
@@ -313,6 +311,22 @@ describe('Glewlwyd interop', { skip }, () => {
     mark('new sign-in done');
     assert.equal(page2.url(), `${s.url}/after`, `sign-in with an ID token signed by the new key: ${await page2.locator('body').innerText().catch(() => '')}`);
     assert.equal(await identityHeader(page2, 'x-forwarded-preferred-username'), 'bob');
+  });
+
+  // Issue 14 asks for a configurable list of cookies Portcullis strips before the upstream (default
+  // none; documented example: the IdP's session cookie). Until then this records what happens.
+  test('Glewlwyd\'s own cookies do not reach the upstream when Glewlwyd and the apps share a host name', { timeout: TEST_TIMEOUT_MS, todo: 'needs the configurable cookie strip list in Portcullis (issue 14)' }, async (t) => {
+    const context = await launchChromium(t);
+    if (!context) return;
+    const s = await startInteropStack(t, idp, { clientId: 'samehost', host: new URL(idp.origin).hostname });
+    const page = await context.newPage();
+    await page.goto(`${s.url}/shared`, { waitUntil: 'domcontentloaded' });
+    await idp.signIn(page, ALICE);
+    assert.equal(page.url(), `${s.url}/shared`);
+    const cookie = String(s.upstream.requests.at(-1)?.headers.cookie ?? '');
+    const names = cookie.split(/;\s*/).map((c) => c.split('=')[0]).filter(Boolean);
+    t.diagnostic(`cookies the upstream received: ${names.join(', ') || '(none)'}`);
+    assert.ok(!names.some((n) => n!.startsWith('GLEWLWYD')), `Glewlwyd's session cookies reached the upstream: ${names.join(', ')}`);
   });
 
   const DOC_ENV = { OIDC_CLIENT_SECRET: TRICKY_SECRET, SESSION_SECRET: 'interop-session-secret-0123456789-abcdefghij' };

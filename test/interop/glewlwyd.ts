@@ -195,6 +195,7 @@ export async function startGlewlwyd(opts: GlewlwydOptions = {}): Promise<Glewlwy
       pid: child.pid!,
       registerClient: (client) => registerClient(admin, client),
       signIn: (page, who) => signIn(page, who, origin),
+      confirmEndSession: (page) => confirmEndSession(page, origin),
       clientCredentialsToken: (client, scope) => clientCredentialsToken(issuer, client, scope),
       rotateKeys: () => rotateKeys(admin),
       currentKid: async () => (await currentPluginParams(admin))['default-kid'] as string,
@@ -355,35 +356,65 @@ export const LOGIN_SELECTORS = {
   grantCheckbox: 'input[id^="grant-"]',
   grantButton: 'button:has-text("Grant access")',
   continueButton: 'button:has-text("Continue")',
+  /** The end-session page (login.html?prompt=end_session): "Logout" or "Stay connected". */
+  endSessionLogout: 'button.btn-danger:has-text("Logout")',
+  endSessionDone: 'text=Session closed',
 };
 
+async function confirmEndSession(page: Page, origin: string): Promise<void> {
+  await page.locator(LOGIN_SELECTORS.endSessionLogout).click();
+  await Promise.race([
+    page.waitForURL((u) => u.origin !== origin, { waitUntil: 'domcontentloaded' }),
+    page.locator(LOGIN_SELECTORS.endSessionDone).waitFor(),
+  ]);
+}
+
+type LoginStep = 'left' | 'password' | 'grant' | 'continue';
+
+/** Which of Glewlwyd's login-page states the browser is in now, polled until one shows (login.html renders client-side). */
+async function loginStep(page: Page, origin: string, timeoutMs = 30_000): Promise<LoginStep> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (new URL(page.url()).origin !== origin) return 'left';
+    if (await page.locator(LOGIN_SELECTORS.username).isVisible().catch(() => false)) return 'password';
+    if (await page.locator(LOGIN_SELECTORS.grantButton).isVisible().catch(() => false)) return 'grant';
+    if (await page.locator(LOGIN_SELECTORS.continueButton).isVisible().catch(() => false)) return 'continue';
+    if (Date.now() > deadline) throw new Error(`Glewlwyd's login page showed neither a form nor a button within ${timeoutMs} ms (at ${page.url()})`);
+    await page.waitForTimeout(100);
+  }
+}
+
 async function signIn(page: Page, who: InteropUser, origin: string): Promise<void> {
-  const left = (u: URL): boolean => u.origin !== origin;
-  const username = page.locator(LOGIN_SELECTORS.username);
-  const grant = page.locator(LOGIN_SELECTORS.grantButton);
-  const cont = page.locator(LOGIN_SELECTORS.continueButton);
-  const leaving = page.waitForURL(left, { waitUntil: 'domcontentloaded' });
-  leaving.catch(() => {});
-  // With a Glewlwyd session already open (another client signed in before) there is no password form:
-  // the consent screen for a new client, or "Continue" for a known one.
-  await Promise.race([leaving, username.waitFor({ state: 'visible' }), grant.waitFor({ state: 'visible' }), cont.waitFor({ state: 'visible' })]);
-  if (left(new URL(page.url()))) return;
-  if (await username.isVisible()) {
-    await username.fill(who.username);
+  const leave = (click: () => Promise<void>) => Promise.all([
+    page.waitForURL((u) => u.origin !== origin, { waitUntil: 'domcontentloaded', timeout: 30_000 }),
+    click(),
+  ]);
+  let step = await loginStep(page, origin);
+  if (step === 'password') {
+    await page.locator(LOGIN_SELECTORS.username).fill(who.username);
     await page.locator(LOGIN_SELECTORS.password).fill(who.password);
     await page.locator(LOGIN_SELECTORS.submit).click();
-    // Either Glewlwyd sends the browser back to the client at once (consent given before), or it shows its consent screen.
-    await Promise.race([leaving, grant.waitFor({ state: 'visible' }), cont.waitFor({ state: 'visible' })]);
-    if (left(new URL(page.url()))) return;
+    // Glewlwyd then sends the browser back at once (consent given before), or shows its consent screen.
+    await page.locator(LOGIN_SELECTORS.username).waitFor({ state: 'hidden', timeout: 30_000 }).catch(() => {});
+    step = await loginStep(page, origin);
   }
-  if (await grant.isVisible()) {
+  // With a Glewlwyd session already open (another client signed in before) there is no password form:
+  // the consent screen for a new client, or "Continue" for a known one. "Continue" renders before the
+  // page has asked Glewlwyd whether consent is needed: let its API calls finish, then look again.
+  if (step === 'continue') {
+    await page.waitForLoadState('networkidle', { timeout: 30_000 }).catch(() => {});
+    step = await loginStep(page, origin);
+  }
+  if (step === 'left') return;
+  if (step === 'grant') {
     for (const box of await page.locator(LOGIN_SELECTORS.grantCheckbox).all()) {
       if (!(await box.isChecked())) await box.check();
     }
-    await grant.click();
+    await page.locator(LOGIN_SELECTORS.grantButton).click();
   }
-  await cont.waitFor({ state: 'visible' });
-  await Promise.all([leaving, cont.click()]);
+  const cont = page.locator(LOGIN_SELECTORS.continueButton);
+  await cont.waitFor({ state: 'visible', timeout: 30_000 });
+  await leave(() => cont.click());
 }
 
 async function clientCredentialsToken(issuer: string, client: Pick<ClientSettings, 'clientId' | 'clientSecret'>, scope: string): Promise<string> {

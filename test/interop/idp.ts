@@ -33,6 +33,12 @@ export interface InteropIdp {
   registerClient(client: ClientSettings): Promise<void>;
   /** Fills the IdP's own login form in this page and submits it (and any consent screen); resolves once the browser has left the IdP. */
   signIn(page: Page, who: InteropUser): Promise<void>;
+  /**
+   * On the IdP's own end-session page (where RP-initiated logout sends the browser): confirm. Resolves
+   * once the IdP has ended its session — the browser has left the IdP or the IdP says it is done.
+   * Ending the IdP session is also what triggers its back-channel logout to every client of that session.
+   */
+  confirmEndSession(page: Page): Promise<void>;
   /** A client-credentials access token for this client (for bearer routes). */
   clientCredentialsToken(client: Pick<ClientSettings, 'clientId' | 'clientSecret'>, scope: string): Promise<string>;
   /** A new signing key at the IdP, the old one kept for verification; no restart. */

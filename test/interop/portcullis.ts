@@ -20,6 +20,8 @@ export interface InteropStack {
 }
 
 export interface InteropStackOptions {
+  /** Host name of Portcullis's public URL. Default `localhost` (Glewlwyd is on 127.0.0.1: their cookies stay apart). */
+  host?: string;
   /** A client id of its own per test (the IdP is shared by the tests of a file). */
   clientId: string;
   clientSecret?: string;
@@ -39,7 +41,7 @@ export interface InteropStackOptions {
 
 export async function startInteropStack(t: CleanupScope, idp: InteropIdp, opts: InteropStackOptions): Promise<InteropStack> {
   const port = await freePort();
-  const url = `http://localhost:${port}`;
+  const url = `http://${opts.host ?? 'localhost'}:${port}`;
   const client: ClientSettings = {
     clientId: opts.clientId,
     clientSecret: opts.clientSecret ?? `secret-for-${opts.clientId}`,
