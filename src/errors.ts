@@ -50,6 +50,7 @@ export const errors = {
 
   draining: def('ERR_DRAINING', 503, 'This instance is shutting down; please try again.', { retryAfter: 1 }),
   logoutNotStored: def('ERR_LOGOUT_STORE_UNAVAILABLE', 503, 'The logout could not be recorded right now (the session store is unreachable); it was not marked as used, so retrying the delivery will work.', { retryAfter: 5 }),
+  sessionTooLarge: def('ERR_SESSION_TOO_LARGE', 500, 'Your account has too many group memberships (or other claims) to fit in a browser session cookie, so you could not be signed in. Signing in again will not help: the operator can switch to the Redis session store (session.store: redis) or have the identity provider send fewer groups or claims.'),
   storeUnavailable: def('ERR_SESSION_STORE_UNAVAILABLE', 503, 'Your session cannot be checked right now (the session store is unreachable). Please try again in a moment.', { retryAfter: 5 }),
 
   upstreamUnavailable: def('ERR_UPSTREAM_UNAVAILABLE', 502, 'The application behind this address is not answering.'),

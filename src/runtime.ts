@@ -8,6 +8,7 @@ import type { AssertionSigner } from './identity/assertion.js';
 import { SessionCodec } from './session/codec.js';
 import { cookieSettings, makeCookieStripper } from './session/cookies.js';
 import { SessionManager, type ActiveSession } from './session/sessions.js';
+import { claimCompactor, claimsToKeep } from './session/compact.js';
 import { RevocationList, redisRevocations, type Revocation } from './session/revocation.js';
 import { Refresher } from './session/refresh.js';
 import { LRUCache } from 'lru-cache';
@@ -99,6 +100,8 @@ export class Runtime {
       absoluteTimeoutMs: config.session.absoluteTimeoutMs,
       cacheMaxEntries: config.session.cacheMaxEntries,
       keepAccessToken: config.routes.some((r) => r.passAccessToken || r.passAuthorization),
+      compactClaims: claimCompactor(claimsToKeep(config)),
+      onTooLarge: (when) => metrics.sessionsTooLarge.inc({ when }),
     }, now, (s) => this.revocations.isRevoked(s), (hit) => { (hit ? hits : misses).n += 1; });
     this.txns = new TransactionCookies(codec, cookies, now);
     this.idp = new IdentityProvider({

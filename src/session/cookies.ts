@@ -6,6 +6,14 @@ import { stringifySetCookie } from 'cookie';
 export const CHUNK_BYTES = 3800;
 /** An attacker's `name_99999` must cost nothing: never read more chunks than this. */
 export const MAX_CHUNKS = 10;
+/**
+ * The largest session cookie value Portcullis writes (3 chunks). Node refuses requests whose
+ * headers exceed 16 KiB (its default --max-http-header-size; 431), and the browser's own headers
+ * and the site's other cookies share that room: a bigger session would be set once and then refuse
+ * every request after it. The session manager falls back (drops the ID token, then refuses the
+ * sign-in with ERR_SESSION_TOO_LARGE) rather than write more.
+ */
+export const SESSION_VALUE_MAX = CHUNK_BYTES * 3;
 
 export interface CookieSettings {
   /** Full session cookie name with its prefix, e.g. `__Host-portcullis`. */

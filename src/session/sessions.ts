@@ -4,7 +4,8 @@
 import { hash, randomBytes } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type { CookieSettings } from './cookies.js';
-import { expireChunked, readChunked, writeChunked } from './cookies.js';
+import { expireChunked, readChunked, SESSION_VALUE_MAX, writeChunked } from './cookies.js';
+import { errors } from '../errors.js';
 import type { SessionStore } from './store.js';
 
 import type { Claims, SessionRecord } from './record.js';
@@ -38,6 +39,10 @@ export interface SessionTimings {
   cacheMaxEntries: number;
   /** Keep the access token in the cached view (a route has passAccessToken/passAuthorization). */
   keepAccessToken?: boolean;
+  /** Keeps only the claims the configuration uses (session/compact.ts), applied to every record written. */
+  compactClaims?: (claims: Claims) => Claims;
+  /** Told when a session does not fit the cookie store (before ERR_SESSION_TOO_LARGE is thrown). */
+  onTooLarge?: (when: 'sign_in' | 'refresh' | 'rewrite') => void;
 }
 
 export type SessionLookup =
@@ -148,7 +153,7 @@ export class SessionManager {
     if (!opened) return [];
     let record = { ...opened.record, seenAt: s.seenAt };
     if (update) record = update(record);
-    const headers = await this.write(record, cookies, current);
+    const headers = await this.write(record, cookies, current, 'rewrite');
     // The old cookie value stays cached with the new write time: a client that ignores Set-Cookie
     // (a script with a fixed cookie) must not cost a decrypt + re-seal on every request.
     s.writtenAt = s.seenAt;
@@ -163,7 +168,9 @@ export class SessionManager {
    */
   async replace(_old: ActiveSession, record: SessionRecord, cookies: Record<string, string | undefined>): Promise<{ session: ActiveSession; setCookies: string[] }> {
     const oldValue = this.cookieValue(cookies);
-    const value = await this.store.save(record, oldValue);
+    const saved = await this.save(record, oldValue, 'refresh');
+    const value = saved.value;
+    record = saved.record;
     const maxAge = Math.max(1, Math.floor((record.createdAt + this.timings.absoluteTimeoutMs - this.now()) / 1000));
     const setCookies = value === oldValue ? [] : writeChunked(this.cookies, cookies, this.cookies.session, value, maxAge);
     const session = activeFrom(record, false, this.timings.keepAccessToken);
@@ -199,13 +206,36 @@ export class SessionManager {
       this.cache?.delete(cacheKey(old));
       await this.store.remove(old).catch(() => {});
     }
-    return this.write(record, cookies, undefined);
+    return this.write(record, cookies, undefined, 'sign_in');
   }
 
-  private async write(record: SessionRecord, cookies: Record<string, string | undefined>, previous: string | undefined): Promise<string[]> {
-    const value = await this.store.save(record, previous);
+  private async write(record: SessionRecord, cookies: Record<string, string | undefined>, previous: string | undefined, when: 'sign_in' | 'rewrite'): Promise<string[]> {
+    const { value } = await this.save(record, previous, when);
     const maxAge = Math.max(1, Math.floor((record.createdAt + this.timings.absoluteTimeoutMs - this.now()) / 1000));
     return writeChunked(this.cookies, cookies, this.cookies.session, value, maxAge);
+  }
+
+  /**
+   * Stores a record, compacted to the claims the configuration uses. A cookie-store session that
+   * is still too large to send back (SESSION_VALUE_MAX, after compression in the codec) is saved
+   * without its ID token, which repeats every claim (a big `groups` list twice over) and serves only
+   * as `id_token_hint` at sign-out (client_id is sent too, which IdPs accept instead). If even that
+   * does not fit: ERR_SESSION_TOO_LARGE, a page saying why and what the operator can do.
+   */
+  private async save(record: SessionRecord, previous: string | undefined, when: 'sign_in' | 'refresh' | 'rewrite'): Promise<{ value: string; record: SessionRecord }> {
+    const compact = this.timings.compactClaims;
+    let r = compact ? { ...record, claims: compact(record.claims) } : record;
+    let value = await this.store.save(r, previous);
+    if (value.length > SESSION_VALUE_MAX && r.idToken !== '') {
+      r = { ...r, idToken: '' };
+      value = await this.store.save(r, previous);
+    }
+    if (value.length > SESSION_VALUE_MAX) {
+      this.timings.onTooLarge?.(when);
+      const groups = Array.isArray(r.claims.groups) ? r.claims.groups.length : 0;
+      throw errors.sessionTooLarge(new Error(`the session for sub ${String(r.claims.sub)} (${groups} groups, claims ${Object.keys(r.claims).join(',')}) needs ${value.length} bytes of cookie, more than ${SESSION_VALUE_MAX}: use session.store: redis, or have the IdP send fewer claims`));
+    }
+    return { value, record: r };
   }
 
   /** Ends the request's session: store entry removed, cache forgotten, cookies expired. */
