@@ -158,15 +158,17 @@ export class RedisStore implements SessionStore {
   // ---- The index: who has which sessions. Redis cannot read a session body (its key is only in
   // ---- the cookie), so each write also records, in the clear, what an operator needs to find and
   // ---- end a user's sessions — never a token or the cookie's id:
-  // ----   <prefix>idx:sub:<sub>  hash  hex(sha256(id)) → JSON { createdAt, seenAt, idpSid? }
-  // ----   <prefix>idx:sid:<sid>  hash  hex(sha256(id)) → sub
+  // ----   <prefix>idx:sub:hex(sha256(sub))  hash  hex(sha256(id)) → JSON { createdAt, seenAt, idpSid? }
+  // ----   <prefix>idx:sid:hex(sha256(sid))  hash  hex(sha256(id)) → sub
   // ---- Each index key expires with the latest session written to it (its TTL is reset to the
   // ---- session TTL on every write, which is never shorter than any member's own). Members whose
   // ---- session is gone (expired, removed elsewhere) are stale: skipped by readers and pruned.
   // ---- Separate commands, not MULTI: in Redis Cluster the keys live in different slots.
 
-  private subIndexKey(sub: string): string { return `${this.keyPrefix}idx:sub:${sub}`; }
-  private sidIndexKey(sid: string): string { return `${this.keyPrefix}idx:sid:${sid}`; }
+  // Key names carry a hash of the subject / IdP sid, never the name itself: listing Redis's keys
+  // shows no user (the values are what an operator needs to list and end sessions).
+  private subIndexKey(sub: string): string { return `${this.keyPrefix}idx:sub:${createHash('sha256').update(sub).digest('hex')}`; }
+  private sidIndexKey(sid: string): string { return `${this.keyPrefix}idx:sid:${createHash('sha256').update(sid).digest('hex')}`; }
 
   private async index(key: string, record: SessionRecord): Promise<void> {
     const hex = key.slice(this.keyPrefix.length);

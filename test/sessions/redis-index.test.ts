@@ -1,6 +1,7 @@
 // The Redis store's index by subject and by IdP session id: written on save, cleaned on remove,
 // stale members tolerated, and removeBySub/removeBySid delete the sessions themselves.
 import { test } from 'node:test';
+import { createHash } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
 import { SessionCodec } from '../../src/session/codec.js';
@@ -23,6 +24,9 @@ async function setup(t: Parameters<typeof startRedis>[0]) {
   return { store, raw };
 }
 
+/** Index key names carry the SHA-256 of the subject / IdP sid, never the name. */
+const h = (v: string) => createHash('sha256').update(v).digest('hex');
+
 test('redis index: sessions listed by sub (no tokens), cleaned on remove, expiring with the session', async (t) => {
   const s = await setup(t);
   if (!s) return;
@@ -34,19 +38,19 @@ test('redis index: sessions listed by sub (no tokens), cleaned on remove, expiri
   assert.deepEqual(list.map((x) => [x.sub, x.idpSid, x.createdAt, x.seenAt]), [['alice', 'idp-1', 1000, 1005], ['alice', 'idp-2', 2000, 2005]]);
   assert.ok(list.every((x) => /^[0-9a-f]{64}$/.test(x.id)));
   assert.doesNotMatch(JSON.stringify(list), /secret-access-token|id\.token/);
-  const ttl = await raw.pttl('pc:idx:sub:alice');
+  const ttl = await raw.pttl(`pc:idx:sub:${h('alice')}`);
   assert.ok(ttl > 50_000 && ttl <= 60_000, `the index expires with the session (${ttl})`);
-  assert.ok(await raw.pttl('pc:idx:sid:idp-1') > 50_000);
+  assert.ok(await raw.pttl(`pc:idx:sid:${h('idp-1')}`) > 50_000);
 
   await store.remove(a1);
   assert.deepEqual((await store.listBySub('alice')).map((x) => x.idpSid), ['idp-2']);
-  assert.equal(await raw.hlen('pc:idx:sub:alice'), 1, 'cleaned on remove');
-  assert.equal(await raw.exists('pc:idx:sid:idp-1'), 0);
+  assert.equal(await raw.hlen(`pc:idx:sub:${h('alice')}`), 1, 'cleaned on remove');
+  assert.equal(await raw.exists(`pc:idx:sid:${h('idp-1')}`), 0);
 
   // A session gone behind the index's back (expired): a stale member, skipped and pruned.
   await raw.del(`pc:${(await store.listBySub('alice'))[0]!.id}`);
   assert.deepEqual(await store.listBySub('alice'), []);
-  assert.equal(await raw.exists('pc:idx:sub:alice'), 0);
+  assert.equal(await raw.exists(`pc:idx:sub:${h('alice')}`), 0);
   assert.equal((await store.open(a2)), undefined);
 });
 
@@ -61,13 +65,13 @@ test('redis index: removeBySub and removeBySid delete the sessions and their ind
   assert.equal(await store.removeBySub('alice'), 2);
   assert.equal(await store.open(a1), undefined);
   assert.equal(await store.open(a2), undefined);
-  assert.equal(await raw.exists('pc:idx:sub:alice', 'pc:idx:sid:idp-1'), 0);
+  assert.equal(await raw.exists(`pc:idx:sub:${h('alice')}`, `pc:idx:sid:${h('idp-1')}`), 0);
   assert.equal(await store.removeBySub('alice'), 0, 'again: nothing left, no error');
 
   assert.equal(await store.removeSessions({ sid: 'idp-b', sub: 'bob' }), 1, 'a sid is as narrow as the revocation list makes it');
   assert.equal(await store.open(b1), undefined);
   assert.ok(await store.open(b2), "bob's other IdP session stays");
   assert.deepEqual((await store.listBySub('bob')).map((x) => x.idpSid), ['idp-b2']);
-  assert.equal(await raw.exists('pc:idx:sid:idp-b'), 0);
+  assert.equal(await raw.exists(`pc:idx:sid:${h('idp-b')}`), 0);
   assert.equal(await store.removeBySid('nobody'), 0);
 });
