@@ -11,7 +11,8 @@
 // Failure model: a Redis that is down, unreachable or hung must cost a request milliseconds, not a
 // hang — commands are never queued while disconnected (enableOfflineQueue: false), each command has
 // a timeout, and every Redis failure becomes ERR_SESSION_STORE_UNAVAILABLE (503). The client
-// reconnects by itself, forever, with capped backoff; healthy() (→ /readyz) follows its status.
+// reconnects by itself, forever, with capped backoff; healthy() (→ /readyz) follows its status and,
+// for Redis Cluster, the cluster's own state (a lost shard: CLUSTER INFO says fail).
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
 import { Cluster, Redis, type ClusterNode, type RedisOptions } from 'ioredis';
@@ -26,6 +27,13 @@ const CONNECT_TIMEOUT_MS = 2000;
 const COMMAND_TIMEOUT_MS = 1500;
 /** Reconnect backoff: 200 ms doubling up to this cap, plus jitter so replicas do not stampede. */
 const MAX_RECONNECT_DELAY_MS = 2000;
+/**
+ * Redis Cluster: how often the cluster's own view (CLUSTER INFO `cluster_state`) is asked for. The
+ * client stays "ready" while a shard is down; the cluster says `fail` once slots are uncovered.
+ */
+export const CLUSTER_PROBE_MS = 2000;
+/** Redis Cluster: a node's failures are one outage (one log line) until it has been quiet this long. */
+const NODE_QUIET_MS = 30_000;
 
 const ID_BYTES = 32;
 const KEY_BYTES = 32;
@@ -81,6 +89,17 @@ export class RedisStore implements SessionStore {
     if (this.down) this.log.info({}, 'redis session store reconnected');
     this.down = false;
   };
+  /** Redis Cluster: what CLUSTER INFO last said (`fail`: slots uncovered — a shard down and not failed over). */
+  private clusterState: 'ok' | 'fail' | 'unknown' = 'unknown';
+  private clusterProbe: NodeJS.Timeout | undefined;
+  private probing = false;
+  /** Redis Cluster: nodes (host:port) that failed → when they last did; a node is logged again only after NODE_QUIET_MS without failures. */
+  private readonly nodesDown = new Map<string, number>();
+  private readonly onNodeError = (err: Error, node: string) => {
+    const last = this.nodesDown.get(node);
+    if (last === undefined || Date.now() - last > NODE_QUIET_MS) this.log.warn({ node, err: { message: err.message } }, 'redis cluster node unreachable: keys in its slots fail until it is back or failed over');
+    this.nodesDown.set(node, Date.now());
+  };
 
   constructor(
     private readonly codec: SessionCodec,
@@ -99,6 +118,26 @@ export class RedisStore implements SessionStore {
     // A caller's client built with lazyConnect would otherwise stay unconnected: every command here
     // fails fast rather than triggering a connect.
     if (this.client.status === 'wait') this.client.connect().catch(() => {});
+    if (this.client instanceof Cluster) {
+      this.client.on('node error', this.onNodeError);
+      this.clusterProbe = setInterval(() => { void this.probeCluster(); }, CLUSTER_PROBE_MS);
+      this.clusterProbe.unref();
+    }
+  }
+
+  /** Redis Cluster: asks one node for the cluster's state; logs changes. A probe that fails (it may land on the down node) changes nothing. */
+  private async probeCluster(): Promise<void> {
+    if (this.probing || this.client.status !== 'ready') return;
+    this.probing = true;
+    let info: unknown;
+    try { info = await (this.client as Cluster).cluster('INFO'); } catch { return; } finally { this.probing = false; }
+    const state = /cluster_state:ok/.test(String(info)) ? 'ok' : 'fail';
+    if (state === 'fail' && this.clusterState !== 'fail') this.log.warn({ nodesDown: [...this.nodesDown.keys()] }, 'redis cluster state is fail (slots uncovered: a shard is down and not failed over); /readyz 503 until it recovers');
+    if (state === 'ok' && this.clusterState === 'fail') {
+      this.log.info({ nodesDown: [...this.nodesDown.keys()] }, 'redis cluster state ok again (every slot served)');
+      this.nodesDown.clear();
+    }
+    this.clusterState = state;
   }
 
   async open(cookieValue: string): Promise<{ record: SessionRecord; stale: boolean } | undefined> {
@@ -244,13 +283,16 @@ export class RedisStore implements SessionStore {
     return 0;
   }
 
+  /** Connected — and, for Redis Cluster, the cluster did not last report uncovered slots. */
   healthy(): boolean {
-    return this.client.status === 'ready';
+    return this.client.status === 'ready' && this.clusterState !== 'fail';
   }
 
   async close(): Promise<void> {
     this.client.off('error', this.onError);
     this.client.off('ready', this.onReady);
+    if (this.clusterProbe) clearInterval(this.clusterProbe);
+    this.client.off('node error', this.onNodeError);
     if (!this.ownsClient) return;
     const client = this.client;
     if (client.status === 'end') return;
