@@ -27,6 +27,6 @@ if (roots.length === 0) {
   }
 }
 const r = spawnSync(process.execPath, [
-  '--import', 'tsx', '--test', '--test-concurrency=2', '--test-timeout=120000', ...files,
+  '--import', 'tsx', '--test', '--test-concurrency=2', '--test-timeout=240000', ...files,
 ], { stdio: 'inherit', env: { ...process.env, NODE_ENV: 'test' } });
 process.exit(r.status ?? 1);

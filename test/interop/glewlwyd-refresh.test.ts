@@ -1,5 +1,5 @@
 // Interop suite against Glewlwyd: token refresh. A Glewlwyd of its own whose access and ID tokens live
-// 60 s (the plugin-wide access-token-duration); its own file so it runs beside glewlwyd.interop.ts.
+// 60 s (the plugin-wide access-token-duration); its own file so it runs beside glewlwyd.test.ts.
 // Run alone: `npm run test:interop`. Skips locally without Glewlwyd; fails with CI=true.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
