@@ -77,6 +77,12 @@ export interface Config {
     timeoutMs: number;
     /** Accepted `aud` values of bearer JWTs (routes with bearer: true). Never "any audience". */
     bearerAudiences: string[];
+    /**
+     * `at+jwt`: a bearer JWT must be typed `at+jwt` (RFC 9068) — for IdPs that type their access
+     * tokens, so nothing else they sign can pass. `any` (default): `JWT`, `at+jwt` or no typ, with the
+     * claim checks that refuse ID and logout tokens (signin/idp.ts notAnAccessToken).
+     */
+    bearerTokenType: 'any' | 'at+jwt';
   };
   /** All identity headers of one request together stay under this many bytes (a huge groups claim is trimmed, visibly). */
   identityHeaderBudget: number;
@@ -118,7 +124,7 @@ export const CONFIG_KEYS = {
   ],
   oidc: [
     'issuer', 'clientId', 'clientSecret', 'clientSecretFile', 'tokenEndpointAuthMethod', 'scopes',
-    'clockTolerance', 'userinfo', 'idTokenSigningAlgs', 'timeout', 'bearerAudiences',
+    'clockTolerance', 'userinfo', 'idTokenSigningAlgs', 'timeout', 'bearerAudiences', 'bearerTokenType',
   ],
   session: [
     'secrets', 'secretsFile', 'store', 'redis', 'idleTimeout', 'absoluteTimeout', 'cookieDomain', 'cookieName', 'cacheMaxEntries',
@@ -234,6 +240,7 @@ export function validateConfig(raw: unknown, opts: ValidateOptions = {}): { conf
       idTokenSigningAlgs: algs,
       timeoutMs: v.duration(oidcRaw.timeout, 'oidc.timeout') ?? 10_000,
       bearerAudiences: v.stringList(oidcRaw.bearerAudiences, 'oidc.bearerAudiences') ?? [],
+      bearerTokenType: v.enumOf(oidcRaw.bearerTokenType, 'oidc.bearerTokenType', ['any', 'at+jwt'] as const) ?? 'any',
     },
     identityHeaderBudget: v.int(root.identityHeaderBudget, 'identityHeaderBudget', 1024, 65536) ?? 8192,
     identityHeaderEncoding: v.enumOf(root.identityHeaderEncoding, 'identityHeaderEncoding', ['percent', 'rfc2047'] as const) ?? 'percent',

@@ -19,6 +19,8 @@ export interface IdpSettings {
   timeoutMs: number;
   /** publicUrl + /oauth2/callback — never derived from a request's Host header. */
   redirectUri: string;
+  /** `at+jwt`: bearer JWTs must be typed at+jwt (config oidc.bearerTokenType); default `any`. */
+  bearerTokenType?: 'any' | 'at+jwt';
 }
 
 export interface IdpHooks {
@@ -428,7 +430,10 @@ export class IdentityProvider {
       throw new PortcullisError('ERR_BEARER_INVALID', 401, 'The bearer token is not valid here.', { cause: err });
     }
     const payload = verified.payload as Record<string, unknown>;
-    const why = notAnAccessToken(verified.protectedHeader.typ, payload);
+    const typ = verified.protectedHeader.typ;
+    const why = this.settings.bearerTokenType === 'at+jwt' && String(typ ?? '').toLowerCase().replace(/^application\//, '') !== 'at+jwt'
+      ? `typ ${JSON.stringify(String(typ ?? '(none)')).slice(0, 40)}, and oidc.bearerTokenType requires at+jwt`
+      : notAnAccessToken(typ, payload);
     if (why) throw new PortcullisError('ERR_BEARER_INVALID', 401, 'The bearer token is not valid here.', { cause: new Error(`not an access token: ${why}`) });
     return payload;
   }

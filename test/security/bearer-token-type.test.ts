@@ -94,3 +94,28 @@ test('a real ID token from the IdP, for the client id as a listed audience, is r
   assert.match(String(r.headers['www-authenticate']), /^Bearer .*error="invalid_token"/);
   assert.equal(s.upstream.requests.length, before, 'nothing reached the upstream');
 });
+
+test('oidc.bearerTokenType: at+jwt accepts only RFC 9068-typed access tokens', async (t) => {
+  const key = idpKey();
+  const s = await startStack(t, {
+    idp: { keys: { keys: [key] } },
+    routes: [
+      { name: 'api', match: { path: '/api' }, upstream: '{upstream}', bearer: true },
+      { name: 'app', match: { path: '/' }, upstream: '{upstream}' },
+    ],
+    edit: (raw) => { Object.assign(raw.oidc as Record<string, unknown>, { bearerAudiences: ['urn:api'], bearerTokenType: 'at+jwt' }); },
+  });
+  const signing = await importJWK(key, 'RS256');
+  const now = Math.floor(Date.now() / 1000);
+  const claims = { iss: s.idp.issuer, aud: 'urn:api', sub: 'svc-1', iat: now, exp: now + 300, client_id: 'svc', jti: randomUUID() };
+  const sign = (header: Record<string, unknown>) => new SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid: 'idp-key', ...header }).sign(signing);
+  const status = async (token: string) => {
+    const r = await request(`${s.url}/api/x`, { headers: { authorization: `Bearer ${token}`, accept: 'application/json' } });
+    await r.body.dump();
+    return r.statusCode;
+  };
+  assert.equal(await status(await sign({ typ: 'at+jwt' })), 200);
+  assert.equal(await status(await sign({ typ: 'application/at+jwt' })), 200);
+  assert.equal(await status(await sign({ typ: 'JWT' })), 401, 'typ JWT is not enough when at+jwt is required');
+  assert.equal(await status(await sign({})), 401, 'no typ is not enough either');
+});
