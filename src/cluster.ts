@@ -81,7 +81,7 @@ async function runWorker(configFile: string, config: Config): Promise<void> {
   installSignalHandlers(server);
   let reported: boolean | undefined;
   const report = () => {
-    const ready = runtime.idp.ready && !runtime.draining;
+    const ready = runtime.ready.ok && !runtime.draining; // IdP, Redis, revocation pull, cluster state
     if (ready !== reported) { reported = ready; send({ type: MSG.ready, ready }); }
   };
   send({ type: MSG.up });
