@@ -128,7 +128,7 @@ export class Runtime {
       },
     });
     this.origin = new OriginRules(config.trustProxy, config.publicUrl, config.session.cookieName);
-    this.upstreamRules = new UpstreamRequestRules(this.origin, makeCookieStripper(config.session.cookieName));
+    this.upstreamRules = new UpstreamRequestRules(this.origin, makeCookieStripper(config.session.cookieName, config.stripCookies));
     this.redirects = { origin: this.origin.publicOrigin, allowedDomains: config.redirects.allowedDomains };
     this.audit = new DecisionAudit(metrics, log, config.auditLog);
   }

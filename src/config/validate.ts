@@ -106,6 +106,11 @@ export interface Config {
   redirects: { allowedDomains: string[] };
   /** Origins (scheme://host[:port], normalised) whose pages may open WebSockets here besides the request's own and publicUrl's. */
   websocketOrigins: string[];
+  /**
+   * Cookies (besides Portcullis's own) never passed to upstreams — e.g. the IdP's session cookie
+   * when IdP and apps share a host name. Exact names; a trailing `*` matches a prefix.
+   */
+  stripCookies: string[];
   /** Per client IP and minute, on /oauth2/start and on /oauth2/callback (each); 0 = off. Default 30. */
   rateLimit: { signIn: number };
   routes: RouteConfig[];
@@ -120,7 +125,7 @@ export const CONFIG_KEYS = {
   root: [
     'listen', 'trustProxy', 'workers', 'publicUrl', 'logLevel', 'shutdownGracePeriod', 'metrics',
     'oidc', 'session', 'redirects', 'routes', 'identityHeaderBudget', 'assertionSigning', 'rateLimit', 'auditLog', 'identityHeaderEncoding',
-    'websocketOrigins', 'admin',
+    'websocketOrigins', 'admin', 'stripCookies',
   ],
   oidc: [
     'issuer', 'clientId', 'clientSecret', 'clientSecretFile', 'tokenEndpointAuthMethod', 'scopes',
@@ -193,6 +198,11 @@ export function validateConfig(raw: unknown, opts: ValidateOptions = {}): { conf
     if (!/^\.?[a-z0-9-]+(\.[a-z0-9-]+)*$/i.test(d)) v.issue(childPath('redirects.allowedDomains', i), `"${d}" is not a host name (use .example.com for a domain and its subdomains)`);
   });
 
+  const stripCookies: string[] = [];
+  (v.stringList(root.stripCookies, 'stripCookies') ?? []).forEach((c, i) => {
+    if (!/^[!#$%&'+.^_`|~0-9A-Za-z-]+\*?$/.test(c)) v.issue(childPath('stripCookies', i), `"${c}" is not a cookie name (a trailing * matches names beginning with the rest)`);
+    else stripCookies.push(c);
+  });
   const websocketOrigins: string[] = [];
   (v.stringList(root.websocketOrigins, 'websocketOrigins') ?? []).forEach((o, i) => {
     let u: URL | undefined;
@@ -263,6 +273,7 @@ export function validateConfig(raw: unknown, opts: ValidateOptions = {}): { conf
     },
     redirects: { allowedDomains },
     websocketOrigins,
+    stripCookies,
     rateLimit: { signIn: signInRate },
     routes,
   };

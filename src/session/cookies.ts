@@ -95,15 +95,24 @@ export function expireChunked(s: CookieSettings, cookies: Record<string, string 
 
 /**
  * Removes Portcullis's cookies (session, chunks, transactions — with or without a prefix, since a
- * client could send any) from a raw Cookie header, keeping every other cookie byte for byte.
+ * client could send any) from a raw Cookie header, keeping every other cookie byte for byte; also
+ * the cookies named in `alsoStrip` (config stripCookies: exact names, a trailing `*` a prefix).
  * Returns undefined when nothing is left.
  */
-export function makeCookieStripper(baseName: string): (header: string | undefined) => string | undefined {
+export function makeCookieStripper(baseName: string, alsoStrip: readonly string[] = []): (header: string | undefined) => string | undefined {
   const ours = new RegExp(`^\\s*(?:__Host-|__Secure-)?${baseName.replace(/[-]/g, '\\-')}(?:_[^=]*)?\\s*(?:=|$)`, 'i');
+  const exact = new Set(alsoStrip.filter((n) => !n.endsWith('*')));
+  const prefixes = alsoStrip.filter((n) => n.endsWith('*')).map((n) => n.slice(0, -1));
+  const listed = (part: string): boolean => {
+    const eq = part.indexOf('=');
+    const name = (eq === -1 ? part : part.slice(0, eq)).trim();
+    return exact.has(name) || prefixes.some((p) => name.startsWith(p));
+  };
+  const base = baseName.toLowerCase();
   return (header) => {
     if (!header) return undefined;
-    if (!header.toLowerCase().includes(baseName.toLowerCase())) return header;
-    const kept = header.split(';').filter((part) => part.trim() !== '' && !ours.test(part));
+    if (alsoStrip.length === 0 && !header.toLowerCase().includes(base)) return header;
+    const kept = header.split(';').filter((part) => part.trim() !== '' && !ours.test(part) && !listed(part));
     return kept.length ? kept.map((p) => p.trim()).join('; ') : undefined;
   };
 }

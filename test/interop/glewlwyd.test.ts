@@ -192,10 +192,9 @@ describe('Glewlwyd interop', { skip }, () => {
     });
 
     // Glewlwyd 2.7 only redirects after end_session when the request carries `state` (it puts
-    // post_redirect_to in its logout page only then); without it the user is stranded on "Session
-    // closed". Portcullis sends none at f7e48f6; the logout-state fix (sessions issue) adds it — this
-    // passes with that fix in the working tree: drop `todo` once it is committed.
-    test('RP-initiated sign-out comes back to Portcullis\'s signed-out page', { timeout: TEST_TIMEOUT_MS, todo: 'needs Portcullis to send `state` to end_session_endpoint (logout-state fix)' }, async (t) => {
+    // post_redirect_to in its logout page only then); without it the user was stranded on "Session
+    // closed". Portcullis sends a state bound to the browser since 463de39.
+    test('RP-initiated sign-out comes back to Portcullis\'s signed-out page', { timeout: TEST_TIMEOUT_MS }, async (t) => {
       const r = await signOutThroughGlewlwyd(t, 'signoutback');
       if (!r) return;
       t.diagnostic(`end_session sent the browser to ${r.endSessionUrl}`);
@@ -313,12 +312,12 @@ describe('Glewlwyd interop', { skip }, () => {
     assert.equal(await identityHeader(page2, 'x-forwarded-preferred-username'), 'bob');
   });
 
-  // Issue 14 asks for a configurable list of cookies Portcullis strips before the upstream (default
-  // none; documented example: the IdP's session cookie). Until then this records what happens.
-  test('Glewlwyd\'s own cookies do not reach the upstream when Glewlwyd and the apps share a host name', { timeout: TEST_TIMEOUT_MS, todo: 'needs the configurable cookie strip list in Portcullis (issue 14)' }, async (t) => {
+  // IdP and apps on one host name: the browser sends Glewlwyd's session cookies to the apps too;
+  // `stripCookies` (the documented example in examples/idps/glewlwyd.md) keeps them from upstreams.
+  test('Glewlwyd\'s own cookies do not reach the upstream when Glewlwyd and the apps share a host name (stripCookies)', { timeout: TEST_TIMEOUT_MS }, async (t) => {
     const context = await launchChromium(t);
     if (!context) return;
-    const s = await startInteropStack(t, idp, { clientId: 'samehost', host: new URL(idp.origin).hostname });
+    const s = await startInteropStack(t, idp, { clientId: 'samehost', host: new URL(idp.origin).hostname, edit: (raw) => { raw.stripCookies = ['GLEWLWYD2_*']; } });
     const page = await context.newPage();
     await page.goto(`${s.url}/shared`, { waitUntil: 'domcontentloaded' });
     await idp.signIn(page, ALICE);

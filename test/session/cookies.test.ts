@@ -177,3 +177,11 @@ describe('with @fastify/cookie loaded', () => {
     });
   });
 });
+
+test('stripCookies: listed cookies (exact, or a prefix with *) never reach the upstream; others byte for byte', () => {
+  const strip = makeCookieStripper('portcullis', ['GLEWLWYD2_*', 'KEYCLOAK_SESSION']);
+  assert.equal(strip('a=1; GLEWLWYD2_SESSION_ID=x; portcullis=y; KEYCLOAK_SESSION=z; b=2'), 'a=1; b=2');
+  assert.equal(strip('GLEWLWYD2_OIDC_SID=s'), undefined);
+  assert.equal(strip('KEYCLOAK_SESSION_LEGACY=1; keycloak_session=2'), 'KEYCLOAK_SESSION_LEGACY=1; keycloak_session=2', 'exact names are exact (and case-sensitive, as cookie names are)');
+  assert.equal(makeCookieStripper('portcullis')('GLEWLWYD2_SESSION_ID=x'), 'GLEWLWYD2_SESSION_ID=x', 'nothing listed: only our own');
+});
