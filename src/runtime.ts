@@ -213,6 +213,11 @@ export class Runtime {
     if (via !== 'peer') {
       this.metrics.sessionsRevoked.inc({ via });
       this.onSessionsRevoked?.(r);
+      // Every revocation is audited once, where it happened (the admin endpoint writes its own line,
+      // with who asked). The Portcullis session id is not logged: only whose session it was.
+      if (via !== 'admin') {
+        this.log.info({ audit: true, action: 'revoke', via, sub: r.sub, sid: r.sid, session: r.psid !== undefined ? 'one' : undefined, outcome: failed === undefined ? 'revoked' : 'failed' }, 'sessions revoked');
+      }
     }
     if (failed !== undefined) throw failed;
   }

@@ -58,6 +58,8 @@ test('cookie store: a copy of the session cookie taken before sign-out is refuse
   const s = await startStack(t);
   const copy = await copiedCookieAfterSignOut(s);
   await assertRefused(s, copy, 'cookie store');
+  const revoked = s.logs.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.audit === true && l.action === 'revoke');
+  assert.deepEqual(revoked.map((l) => [l.via, l.outcome]), [['sign_out', 'revoked']], 'the sign-out is audited once');
   // Without the session cache, too: the copy is opened afresh and still refused.
   const uncached = await startStack(t, { sessionCache: false });
   await assertRefused(uncached, await copiedCookieAfterSignOut(uncached), 'cookie store, no cache');
@@ -147,7 +149,7 @@ test('workers: 2 — a sign-out handled by one worker is refused by every worker
     const statuses = await Promise.all(Array.from({ length: 8 }, (_, i) => rawGet(`${base}/gone/${i}`, { accept: 'application/json', cookie: copy }).then((x) => x.status)));
     return statuses.every((st) => st === 401);
   }, 5_000, 'the signed-out session to be refused by every worker');
-  const refusedBy = new Set(p.logs.filter((l) => l.audit === true && l.decision !== 'allow').map((l) => l.pid));
+  const refusedBy = new Set(p.logs.filter((l) => l.audit === true && l.decision !== undefined && l.decision !== 'allow').map((l) => l.pid));
   assert.equal(refusedBy.size, 2, 'both workers refused the copy');
   p.signal('SIGTERM');
   await waitFor(() => p.exited, 15_000, 'primary exit');
