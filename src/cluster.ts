@@ -2,13 +2,15 @@
 // `auto` makes this process a node:cluster primary that forks N workers serving the one public
 // port. Workers share nothing but the config (session secrets, Redis); the primary restarts a
 // crashed worker, passes SIGTERM/SIGINT (drain) and SIGHUP (reload) on, relays back-channel
-// logouts between workers, and serves /metrics (aggregated over the workers), /healthz and /readyz.
+// logouts between workers, and serves /metrics (aggregated over the workers), /healthz and /readyz,
+// and the admin endpoints (admin.tokenFile), each operation run by one worker.
 import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { AggregatorRegistry, Counter, Gauge, Registry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import type { Config } from './config/index.js';
 import type { Revocation } from './session/revocation.js';
+import { registerAdminRoutes, runAdminOp, type AdminOp, type AdminResult } from './session/admin.js';
 import { loggerOptions } from './logging.js';
 import { installSignalHandlers, startServer, type RunningServer } from './server.js';
 
@@ -23,6 +25,9 @@ const MSG = {
   /** primary → worker: send your metrics ({ id }); worker → primary: here they are ({ id, metrics }). */
   metricsRequest: 'portcullis:metrics?',
   metricsResponse: 'portcullis:metrics',
+  /** primary → worker: run this admin operation ({ id, op }); worker → primary: its answer ({ id, result }). */
+  adminRequest: 'portcullis:admin?',
+  adminReply: 'portcullis:admin',
 } as const;
 
 type Message =
@@ -30,12 +35,16 @@ type Message =
   | { type: typeof MSG.ready; ready: boolean }
   | { type: typeof MSG.revoked; r: Revocation }
   | { type: typeof MSG.metricsRequest; id: number }
-  | { type: typeof MSG.metricsResponse; id: number; metrics: MetricObjectWithValues<MetricValue<string>>[] };
+  | { type: typeof MSG.metricsResponse; id: number; metrics: MetricObjectWithValues<MetricValue<string>>[] }
+  | { type: typeof MSG.adminRequest; id: number; op: AdminOp }
+  | { type: typeof MSG.adminReply; id: number; result: AdminResult };
 
 const isMessage = (m: unknown): m is Message => typeof m === 'object' && m !== null && typeof (m as { type?: unknown }).type === 'string' && (m as { type: string }).type.startsWith('portcullis:');
 
 /** How long a /metrics scrape waits for the workers' answers; late ones are left out of that scrape. */
 const METRICS_WAIT_MS = 2_000;
+/** How long an admin request forwarded to a worker waits for its answer before the primary answers 503. */
+const ADMIN_WAIT_MS = 10_000;
 /** A worker that dies sooner than this after starting counts as a crash loop: restarts back off. */
 const CRASH_LOOP_MS = 10_000;
 
@@ -76,6 +85,14 @@ async function runWorker(configFile: string, config: Config): Promise<void> {
         (metrics) => send({ type: MSG.metricsResponse, id: m.id, metrics }),
         (err: unknown) => runtime.log.warn({ err }, 'metrics for the primary failed'),
       );
+    } else if (m.type === MSG.adminRequest) {
+      runAdminOp(runtime, m.op).then(
+        (result) => send({ type: MSG.adminReply, id: m.id, result }),
+        (err: unknown) => {
+          runtime.log.error({ err }, 'admin request from the primary failed');
+          send({ type: MSG.adminReply, id: m.id, result: { status: 500, body: { error: 'internal', message: 'the admin operation failed' } } });
+        },
+      );
     }
   });
   installSignalHandlers(server);
@@ -106,6 +123,9 @@ async function runPrimary(config: Config, n: number): Promise<void> {
   const startedAt = new Map<Worker, number>();
   const pendingMetrics = new Map<number, { answers: Array<MetricObjectWithValues<MetricValue<string>>[]>; waiting: Set<Worker>; done: () => void }>();
   let metricsRequestId = 0;
+  const pendingAdmin = new Map<number, { worker: Worker; done: (r: AdminResult) => void }>();
+  let adminRequestId = 0;
+  let adminNext = 0;
   let stopping = false;
   let exitCode = 0;
   let fastCrashes = 0;
@@ -127,6 +147,11 @@ async function runPrimary(config: Config, n: number): Promise<void> {
           if (p && p.waiting.delete(w)) { p.answers.push(m.metrics); if (p.waiting.size === 0) p.done(); }
           break;
         }
+        case MSG.adminReply: {
+          const p = pendingAdmin.get(m.id);
+          if (p && p.worker === w) p.done(m.result);
+          break;
+        }
       }
     });
   };
@@ -136,6 +161,7 @@ async function runPrimary(config: Config, n: number): Promise<void> {
     ready.delete(w);
     workersGauge.set(up.size);
     for (const p of pendingMetrics.values()) if (p.waiting.delete(w) && p.waiting.size === 0) p.done();
+    for (const p of pendingAdmin.values()) if (p.worker === w) p.done(noWorker('the worker running it exited'));
     const lived = Date.now() - (startedAt.get(w) ?? 0);
     startedAt.delete(w);
     if (stopping) {
@@ -168,6 +194,30 @@ async function runPrimary(config: Config, n: number): Promise<void> {
     }
     return AggregatorRegistry.aggregate(answers).metrics();
   };
+
+  // Admin endpoints: the same routes and token check as a single process; each operation is run by
+  // one live worker (round robin, ready ones first) against its Runtime. A revoke reaches the other
+  // workers as every revocation does (MSG.revoked).
+  const noWorker = (why: string): AdminResult =>
+    ({ status: 503, headers: { 'retry-after': '2' }, body: { error: 'no_worker', message: `no worker answered the admin request (${why}); retry` } });
+  const forwardAdmin = (op: AdminOp): Promise<AdminResult> => {
+    const candidates = [...up].filter((w) => w.isConnected() && !w.isDead());
+    const readyOnes = candidates.filter((w) => ready.get(w) === true);
+    const pool = readyOnes.length > 0 ? readyOnes : candidates;
+    if (stopping || pool.length === 0) return Promise.resolve(noWorker(stopping ? 'stopping' : 'no worker is up'));
+    const worker = pool[adminNext++ % pool.length]!;
+    const id = adminRequestId++;
+    return new Promise<AdminResult>((resolve) => {
+      const timer = setTimeout(() => {
+        log.warn({ workerPid: worker.process.pid, op: op.kind }, 'admin: the worker did not answer in time');
+        done(noWorker('timed out'));
+      }, ADMIN_WAIT_MS);
+      const done = (r: AdminResult) => { clearTimeout(timer); pendingAdmin.delete(id); resolve(r); };
+      pendingAdmin.set(id, { worker, done });
+      send(worker, { type: MSG.adminRequest, id, op });
+    });
+  };
+  registerAdminRoutes(admin, config.admin?.token, log, forwardAdmin);
 
   admin.get('/metrics', async (_request, reply) => reply.type(own.contentType).send(await metricsText()));
   admin.get('/healthz', async () => ({ status: 'ok' }));

@@ -8,7 +8,7 @@
 // that key the routes are not registered (404). Tokens are compared as SHA-256 digests with
 // timingSafeEqual: neither the token's content nor its length leaks through timing.
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Runtime } from '../runtime.js';
 
 export const COOKIE_STORE_LIST =
@@ -30,12 +30,31 @@ export interface AdminSessionView {
 
 const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest();
 
+/** One admin operation, as the HTTP request gave it (checked by runAdminOp): also what a cluster primary sends a worker. */
+export type AdminOp =
+  | { kind: 'list'; query: Record<string, unknown>; ip?: string }
+  | { kind: 'revoke'; body: unknown; ip?: string };
+
+/** An admin operation's answer: status, extra headers, JSON body. */
+export interface AdminResult {
+  status: number;
+  headers?: Record<string, string>;
+  body: unknown;
+}
+
 /** Registers the admin routes on `app` when `admin.tokenFile` is configured; otherwise does nothing (404). */
 export function registerSessionAdmin(app: FastifyInstance, runtime: Runtime): void {
-  const token = runtime.config.admin?.token;
+  registerAdminRoutes(app, runtime.config.admin?.token, runtime.log, (op) => runAdminOp(runtime, op));
+}
+
+/**
+ * The admin routes with their token check, executing each operation through `execute`: in this
+ * process (runAdminOp) or, on a cluster primary, by forwarding it to a worker. No token → nothing (404).
+ */
+export function registerAdminRoutes(app: FastifyInstance, token: string | undefined, logger: FastifyBaseLogger, execute: (op: AdminOp) => Promise<AdminResult>): void {
   if (!token) return;
   const expected = digest(token);
-  const log = runtime.log.child({ component: 'admin' });
+  const log = logger.child({ component: 'admin' });
 
   const authorized = (request: FastifyRequest, reply: FastifyReply): boolean => {
     const m = /^Bearer +(\S+)\s*$/i.exec(request.headers.authorization ?? '');
@@ -46,65 +65,87 @@ export function registerSessionAdmin(app: FastifyInstance, runtime: Runtime): vo
     return false;
   };
 
+  const answer = async (reply: FastifyReply, op: AdminOp) => {
+    const r = await execute(op);
+    return reply.code(r.status).header('cache-control', 'no-store').headers(r.headers ?? {}).send(r.body);
+  };
+
   app.get('/admin/sessions', async (request, reply) => {
     if (!authorized(request, reply)) return reply;
-    void reply.header('cache-control', 'no-store');
-    const sub = (request.query as Record<string, unknown>).sub;
-    if (typeof sub !== 'string' || sub === '') return reply.code(400).send({ error: 'bad_request', message: 'give the subject: ?sub=<sub>' });
-    if (runtime.sessions.storeKind !== 'redis' || !runtime.redis) return reply.code(501).send({ error: 'not_implemented', message: COOKIE_STORE_LIST });
-    let found;
-    try {
-      found = await runtime.redis.listBySub(sub);
-    } catch {
-      return reply.code(503).header('retry-after', '2').send({ error: 'store_unavailable', message: 'the session store (Redis) does not answer' });
-    }
-    const { idleTimeoutMs, absoluteTimeoutMs } = runtime.config.session;
-    const iso = (ms: number) => new Date(ms).toISOString();
-    const sessions: AdminSessionView[] = found.map((s) => ({
-      id: s.id,
-      sub: s.sub,
-      ...(s.idpSid !== undefined ? { idpSid: s.idpSid } : {}),
-      createdAt: iso(s.createdAt),
-      lastSeenAt: iso(s.seenAt),
-      idleExpiresAt: iso(Math.min(s.seenAt + idleTimeoutMs, s.createdAt + absoluteTimeoutMs)),
-      absoluteExpiresAt: iso(s.createdAt + absoluteTimeoutMs),
-    }));
-    return reply.send({ sub, store: 'redis', sessions });
+    return answer(reply, { kind: 'list', query: { ...(request.query as Record<string, unknown>) }, ip: request.ip });
   });
 
   app.post('/admin/sessions/revoke', async (request, reply) => {
     if (!authorized(request, reply)) return reply;
-    void reply.header('cache-control', 'no-store');
-    const body = (request.body ?? {}) as Record<string, unknown>;
-    const sub = typeof body.sub === 'string' && body.sub !== '' ? body.sub : undefined;
-    const sid = typeof body.sid === 'string' && body.sid !== '' ? body.sid : undefined;
-    if ((sub === undefined) === (sid === undefined) || typeof body !== 'object' || Array.isArray(body)) {
-      return reply.code(400).send({ error: 'bad_request', message: 'give exactly one of {"sub": "…"} or {"sid": "…"} (JSON)' });
-    }
-    const store = runtime.sessions.storeKind;
-    const target = sid !== undefined ? { sid } : { sub: sub! };
-    // Counted before Runtime.revokeSessions deletes them (it does the deleting, for every kind of revocation).
-    let removed: number | undefined;
-    if (store === 'redis' && runtime.redis) {
-      try {
-        removed = sid !== undefined ? undefined : (await runtime.redis.listBySub(sub!)).length;
-      } catch { /* the revocation below reports the outage */ }
-    }
+    return answer(reply, { kind: 'revoke', body: request.body ?? {}, ip: request.ip });
+  });
+}
+
+/** Executes one admin operation against this process's Runtime (the caller has checked the token). */
+export async function runAdminOp(runtime: Runtime, op: AdminOp): Promise<AdminResult> {
+  return op.kind === 'list' ? listSessions(runtime, op.query) : revokeSessions(runtime, op.body, op.ip);
+}
+
+const STORE_DOWN = { status: 503, headers: { 'retry-after': '2' } };
+
+async function listSessions(runtime: Runtime, query: Record<string, unknown>): Promise<AdminResult> {
+  const sub = query.sub;
+  if (typeof sub !== 'string' || sub === '') return { status: 400, body: { error: 'bad_request', message: 'give the subject: ?sub=<sub>' } };
+  if (runtime.sessions.storeKind !== 'redis' || !runtime.redis) return { status: 501, body: { error: 'not_implemented', message: COOKIE_STORE_LIST } };
+  let found;
+  try {
+    found = await runtime.redis.listBySub(sub);
+  } catch {
+    return { ...STORE_DOWN, body: { error: 'store_unavailable', message: 'the session store (Redis) does not answer' } };
+  }
+  const { idleTimeoutMs, absoluteTimeoutMs } = runtime.config.session;
+  const iso = (ms: number) => new Date(ms).toISOString();
+  const sessions: AdminSessionView[] = found.map((s) => ({
+    id: s.id,
+    sub: s.sub,
+    ...(s.idpSid !== undefined ? { idpSid: s.idpSid } : {}),
+    createdAt: iso(s.createdAt),
+    lastSeenAt: iso(s.seenAt),
+    idleExpiresAt: iso(Math.min(s.seenAt + idleTimeoutMs, s.createdAt + absoluteTimeoutMs)),
+    absoluteExpiresAt: iso(s.createdAt + absoluteTimeoutMs),
+  }));
+  return { status: 200, body: { sub, store: 'redis', sessions } };
+}
+
+async function revokeSessions(runtime: Runtime, raw: unknown, ip: string | undefined): Promise<AdminResult> {
+  const log = runtime.log.child({ component: 'admin' });
+  const body = (typeof raw === 'object' && raw !== null ? raw : {}) as Record<string, unknown>;
+  const sub = typeof body.sub === 'string' && body.sub !== '' ? body.sub : undefined;
+  const sid = typeof body.sid === 'string' && body.sid !== '' ? body.sid : undefined;
+  if ((sub === undefined) === (sid === undefined) || typeof raw !== 'object' || Array.isArray(raw)) {
+    return { status: 400, body: { error: 'bad_request', message: 'give exactly one of {"sub": "…"} or {"sid": "…"} (JSON)' } };
+  }
+  const store = runtime.sessions.storeKind;
+  const target = sid !== undefined ? { sid } : { sub: sub! };
+  // Counted before Runtime.revokeSessions deletes them (it does the deleting, for every kind of revocation).
+  let removed: number | undefined;
+  if (store === 'redis' && runtime.redis) {
     try {
-      await runtime.revokeSessions(target, 'admin');
-    } catch (err) {
-      log.error({ audit: true, action: 'revoke', by: 'admin', ...target, store, ip: request.ip, outcome: 'failed', err: err instanceof Error ? err.message : String(err) },
-        'admin revoke: not stored everywhere (ended in this process; retry)');
-      return reply.code(503).header('retry-after', '2').send({ error: 'store_unavailable', message: 'the revocation could not be stored in Redis; it took effect in this process only — retry' });
-    }
-    log.info({ audit: true, action: 'revoke', by: 'admin', ...target, store, ip: request.ip, outcome: 'revoked', ...(removed !== undefined ? { sessions: removed } : {}) },
-      `admin revoke: sessions of ${sid !== undefined ? 'IdP session' : 'subject'} ended`);
-    return reply.send({
+      removed = sid !== undefined ? undefined : (await runtime.redis.listBySub(sub!)).length;
+    } catch { /* the revocation below reports the outage */ }
+  }
+  try {
+    await runtime.revokeSessions(target, 'admin');
+  } catch (err) {
+    log.error({ audit: true, action: 'revoke', by: 'admin', ...target, store, ip, outcome: 'failed', err: err instanceof Error ? err.message : String(err) },
+      'admin revoke: not stored everywhere (ended in this process; retry)');
+    return { ...STORE_DOWN, body: { error: 'store_unavailable', message: 'the revocation could not be stored in Redis; it took effect in this process only — retry' } };
+  }
+  log.info({ audit: true, action: 'revoke', by: 'admin', ...target, store, ip, outcome: 'revoked', ...(removed !== undefined ? { sessions: removed } : {}) },
+    `admin revoke: sessions of ${sid !== undefined ? 'IdP session' : 'subject'} ended`);
+  return {
+    status: 200,
+    body: {
       revoked: true,
       ...target,
       store,
       ...(removed !== undefined ? { sessions: removed } : {}),
       ...(store === 'cookie' ? { note: `cookie store: sessions created before now are refused through the revocation list, kept for the absolute timeout (${Math.round(runtime.config.session.absoluteTimeoutMs / 60_000)} min)` } : {}),
-    });
-  });
+    },
+  };
 }
