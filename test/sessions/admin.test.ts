@@ -12,6 +12,7 @@ import WebSocket from 'ws';
 import { startStack, type Stack } from '../helpers/stack.js';
 import { startRedis } from '../helpers/redis.js';
 import { loginViaHttp, CookieJar } from '../helpers/browserless-login.js';
+import { until } from '../helpers/wait.js';
 
 const ALICE = { user: 'alice', password: 'alice-password' };
 export const ADMIN_TOKEN = 'admin-token-0123456789-abcdefghij';
@@ -41,14 +42,6 @@ async function admin(s: Stack, method: 'GET' | 'POST', path: string, body?: unkn
   return { status: r.statusCode, headers: r.headers, text, json };
 }
 
-async function until(what: string, ms: number, check: () => Promise<boolean>): Promise<void> {
-  const t0 = Date.now();
-  while (Date.now() - t0 < ms) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 test('admin, Redis store: two sessions of alice listed (no tokens); revoke by sub refuses both, deletes them from Redis, cuts her WebSocket, audit-logged', async (t) => {
   const redis = await startRedis(t);

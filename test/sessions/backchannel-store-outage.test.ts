@@ -11,6 +11,7 @@ import { Redis } from 'ioredis';
 import { startStack } from '../helpers/stack.js';
 import { startRedis } from '../helpers/redis.js';
 import { loginViaHttp, CookieJar } from '../helpers/browserless-login.js';
+import { until } from '../helpers/wait.js';
 
 const ALICE = { user: 'alice', password: 'alice-password' };
 const EVENT = { 'http://schemas.openid.net/event/backchannel-logout': {} };
@@ -26,14 +27,6 @@ async function deliver(url: string, token: string) {
   return { status: r.statusCode, retryAfter: r.headers['retry-after'], body: await r.body.text() };
 }
 
-async function until(what: string, ms: number, check: () => Promise<boolean>): Promise<void> {
-  const t0 = Date.now();
-  while (Date.now() - t0 < ms) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 /** Two replicas with cookie sessions sharing revocations (and logout-token ids) through one Redis. */
 async function replicas(t: Parameters<typeof startStack>[0], redisUrl: string) {

@@ -9,6 +9,7 @@ import { Redis } from 'ioredis';
 import { startStack } from '../helpers/stack.js';
 import { startRedis } from '../helpers/redis.js';
 import { loginViaHttp, CookieJar } from '../helpers/browserless-login.js';
+import { until } from '../helpers/wait.js';
 
 const ALICE = { user: 'alice', password: 'alice-password' };
 
@@ -18,14 +19,6 @@ async function get(url: string, jar: CookieJar, headers: Record<string, string> 
   return { status: r.statusCode, headers: r.headers, body };
 }
 
-async function until(what: string, ms: number, check: () => Promise<boolean>): Promise<void> {
-  const t0 = Date.now();
-  while (Date.now() - t0 < ms) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 test('redis store: the cookie holds only a ticket; Redis down → 503 and the cookie is kept; recovers by itself', async (t) => {
   const redis = await startRedis(t);

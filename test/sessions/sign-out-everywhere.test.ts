@@ -12,6 +12,7 @@ import { startTestUpstream } from '../helpers/upstream.js';
 import { CookieJar, loginViaHttp } from '../helpers/browserless-login.js';
 import type { ActiveSession } from '../../src/session/sessions.js';
 import { alive, configFile, get as rawGet, processConfig, spawnPortcullis, waitFor, type LogLine } from '../operability/support.js';
+import { until } from '../helpers/wait.js';
 
 const ALICE = { user: 'alice', password: 'alice-password' };
 
@@ -27,14 +28,6 @@ async function signOut(base: string, cookie: string): Promise<void> {
   assert.match(String(r.headers['set-cookie']), /portcullis=;.*Max-Age=0/, 'the browser\'s cookie is expired');
 }
 
-async function until(what: string, ms: number, check: () => Promise<boolean>): Promise<void> {
-  const t0 = Date.now();
-  while (Date.now() - t0 < ms) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 /** The copy is refused everywhere a session is accepted: API 401, navigation back to the IdP, userinfo 401. */
 async function assertRefused(s: { url: string; idp: { issuer: string } }, copy: string, what: string): Promise<void> {

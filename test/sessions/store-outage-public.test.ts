@@ -9,6 +9,7 @@ import { request } from 'undici';
 import { startStack, type Stack } from '../helpers/stack.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { loginViaHttp, CookieJar } from '../helpers/browserless-login.js';
+import { until } from '../helpers/wait.js';
 
 const ALICE = { user: 'alice', password: 'alice-password' };
 
@@ -18,14 +19,6 @@ async function get(url: string, jar?: CookieJar) {
   return r.statusCode;
 }
 
-async function until(what: string, ms: number, check: () => Promise<boolean>): Promise<void> {
-  const t0 = Date.now();
-  while (Date.now() - t0 < ms) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 function redisStore(redis: TestRedis) {
   return (raw: Record<string, unknown>) => { Object.assign(raw.session as object, { store: 'redis', redis: { url: redis.url } }); };
