@@ -146,6 +146,7 @@ export function expectsContinue(req: IncomingMessage): boolean {
 
 /** 5xx are the operator's business (error level, with the cause); 4xx are the client's (debug). */
 export function logFailure(rt: Runtime, e: PortcullisError, reqId: string, route: string): void {
-  if (e.statusCode >= 500) rt.log.error({ reqId, route, code: e.code, err: e.cause ?? e }, e.message);
+  // A 503 while draining is the drain working, not a failure (one line per request at debug).
+  if (e.statusCode >= 500 && e.code !== 'ERR_DRAINING') rt.log.error({ reqId, route, code: e.code, err: e.cause ?? e }, e.message);
   else rt.log.debug({ reqId, route, code: e.code, detail: e.cause instanceof Error ? e.cause.message : undefined }, e.message);
 }
