@@ -6,13 +6,13 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { request } from 'undici';
 import { freePort } from '../helpers/stack.js';
 import { startTestIdp } from '../helpers/idp.js';
 import { startTestUpstream } from '../helpers/upstream.js';
 import { startRedis } from '../helpers/redis.js';
 import { CookieJar, loginViaHttp } from '../helpers/browserless-login.js';
 import { alive, configFile, get, processConfig, spawnPortcullis, waitFor, type LogLine } from '../operability/support.js';
+import { adminRequest } from '../helpers/admin.js';
 
 const ALICE = { user: 'alice', password: 'alice-password' };
 const TOKEN = 'admin-token-workers-0123456789-abcdef';
@@ -20,15 +20,7 @@ const TOKEN = 'admin-token-workers-0123456789-abcdef';
 const listeningPids = (logs: LogLine[]) => new Set(logs.filter((l) => l.msg === 'portcullis listening').map((l) => l.pid!));
 
 async function admin(base: string, method: 'GET' | 'POST', path: string, body?: unknown, token: string | null = TOKEN) {
-  const r = await request(`${base}${path}`, {
-    method,
-    headers: { ...(token !== null ? { authorization: `Bearer ${token}` } : {}), ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await r.body.text();
-  let json: any;
-  try { json = JSON.parse(text); } catch { json = undefined; }
-  return { status: r.statusCode, headers: r.headers, text, json };
+  return adminRequest(base, token, method, path, body);
 }
 
 test('admin with workers: 2 — the primary lists alice\'s session and revokes it through a worker; refused on both workers; wrong token → 401', async (t) => {

@@ -13,6 +13,7 @@ import { startStack, type Stack } from '../helpers/stack.js';
 import { startRedis } from '../helpers/redis.js';
 import { loginViaHttp, CookieJar } from '../helpers/browserless-login.js';
 import { until } from '../helpers/wait.js';
+import { adminRequest } from '../helpers/admin.js';
 
 const ALICE = { user: 'alice', password: 'alice-password' };
 export const ADMIN_TOKEN = 'admin-token-0123456789-abcdefghij';
@@ -31,15 +32,7 @@ async function status(url: string, jar: CookieJar): Promise<number> {
 }
 
 async function admin(s: Stack, method: 'GET' | 'POST', path: string, body?: unknown, token: string | null = ADMIN_TOKEN) {
-  const r = await request(`${s.server.metricsUrl}${path}`, {
-    method,
-    headers: { ...(token !== null ? { authorization: `Bearer ${token}` } : {}), ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await r.body.text();
-  let json: any;
-  try { json = JSON.parse(text); } catch { json = undefined; }
-  return { status: r.statusCode, headers: r.headers, text, json };
+  return adminRequest(s.server.metricsUrl!, token, method, path, body);
 }
 
 
