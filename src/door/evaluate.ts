@@ -49,10 +49,13 @@ export function evaluate(rt: Runtime, r: Inbound): Outcome | Promise<Outcome> {
     const token = bearerToken(r.headers as HeaderBag);
     if (token !== undefined) return withBearer(rt, route, token);
   }
-  if (rt.sessions.cookieValue(r.cookies) === undefined) return decide(route, undefined, NO_COOKIES);
   // A verified session in the cache with nothing due (no refresh, no re-seal): no I/O to wait for.
   const cached = rt.sessions.peek(r.cookies);
-  if (cached && !rt.sessions.needsWrite(cached) && !rt.refresher.isDue(cached)) return decide(route, cached, NO_COOKIES);
+  if (cached) {
+    if (!rt.sessions.needsWrite(cached) && !rt.refresher.isDue(cached)) return decide(route, cached, NO_COOKIES);
+  } else if (rt.sessions.cookieValue(r.cookies) === undefined) {
+    return decide(route, undefined, NO_COOKIES);
+  }
   return withSession(rt, route, r);
 }
 

@@ -26,10 +26,13 @@ function isOwnEndpoint(path: string): boolean {
   return path.startsWith('/oauth2/') || path === '/healthz' || path === '/readyz';
 }
 
-/** Fastify's rewriteUrl for own endpoints: the target normalised by the doorway. */
+/**
+ * Fastify's rewriteUrl for own endpoints: the target the doorway normalised (it hands Fastify only
+ * requests whose target normalised; anything else was answered 400 there).
+ */
 export function rewriteUrl(req: IncomingMessage): string {
   const t = (req as TargetCarrier)[TARGET];
-  return t && t.ok ? t.path + t.query : '/oauth2/__bad_request';
+  return t && t.ok ? t.path + t.query : '/oauth2/';
 }
 
 export function createHttpDoorway(rt: Runtime, fastify: (req: IncomingMessage, res: ServerResponse) => void, observe: ResponseObserver) {

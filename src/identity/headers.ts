@@ -1,6 +1,6 @@
-// Identity stage, request half: "tell the upstream who this is". Removes every identity header a
-// client sent (any case, `_` for `-`), then adds the ones Portcullis vouches for. The header plan
-// is compiled once at boot; per request it only renders values.
+// Identity stage, request half: "tell the upstream who this is". Knows which headers only
+// Portcullis may set (the upstream plan, proxy/plan.ts, drops a client's in any case, `_` for `-`)
+// and renders the ones Portcullis vouches for. Compiled once at boot; per request it only renders.
 import type { RouteConfig } from '../config/index.js';
 import { compileHeaderTemplate, encodeHeaderValue, headerSafe, type Claims, type HeaderEncoding } from './templates.js';
 import { compileClaimGetter } from '../policy/claims.js';
@@ -94,14 +94,7 @@ export class IdentityHeaderPlan {
     return this.protectedNames.has(canonicalName);
   }
 
-  /** Deletes, in place, every header a client must not be able to set. Applies to every route. */
-  strip(headers: HeaderBag): void {
-    for (const key in headers) {
-      if (this.protectedNames.has(key) || ((key.includes('_') || key !== key.toLowerCase()) && this.protectedNames.has(canonical(key)))) {
-        delete headers[key];
-      }
-    }
-  }
+
 
   /**
    * Rendered headers per claims object and route. A cached session keeps one claims object until
@@ -110,7 +103,7 @@ export class IdentityHeaderPlan {
    */
   private readonly rendered = new WeakMap<Claims, Map<string, ReadonlyArray<readonly [string, string]>>>();
 
-  /** Adds the route's identity headers for this principal (after strip), within the size budget. */
+  /** Adds the route's identity headers for this principal, within the size budget (client-sent ones are never copied: proxy/plan.ts asks isProtected). */
   inject(routeName: string, who: Principal, headers: HeaderBag): void {
     const plan = this.perRoute.get(routeName);
     if (!plan) return;

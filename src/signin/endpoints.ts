@@ -7,7 +7,6 @@ import { asPortcullisError, errors, PortcullisError } from '../errors.js';
 import { safeRedirect } from './redirects.js';
 import { signOutPage, signedOutPage } from '../pages.js';
 import { SessionManager, type SessionRecord } from '../session/sessions.js';
-import { TARGET, type TargetCarrier } from '../door/http.js';
 import type { Cookies } from '../routing/origin.js';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { SessionCodec } from '../session/codec.js';
@@ -34,11 +33,6 @@ export async function registerSignInEndpoints(app: FastifyInstance, rt: Runtime)
   const logoutCookie = { settings, name: `${settings.session}_logout` };
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: 16 * 1024 }, (_req, body, done) => {
     done(null, Object.fromEntries(new URLSearchParams(body as string)));
-  });
-
-  app.all('/oauth2/__bad_request', async (request) => {
-    const t = (request.raw as TargetCarrier)[TARGET];
-    throw errors.badPath(t && !t.ok ? t.reason : 'malformed request target');
   });
 
   app.get('/oauth2/start', async (request, reply) => {

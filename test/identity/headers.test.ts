@@ -93,9 +93,8 @@ test('grafana preset: X-WEBAUTH-* headers and a role from rules', () => {
   assert.equal(nobody['x-webauth-user'], 'e@x', 'falls back to email, then sub');
   assert.equal(nobody['x-webauth-role'], undefined, "no role header: Grafana's auto_assign_org_role applies");
   // And clients can never send these themselves, on any route.
-  const spoof: HeaderBag = { 'x-webauth-user': 'admin', X_WEBAUTH_ROLE: 'Admin', 'x-forwarded-groups-truncated': 'false' };
-  plan.strip(spoof);
-  assert.deepEqual(spoof, {});
+  // (The upstream request removes them in every spelling: proxy/plan.ts, test/proxy/plan.test.ts.)
+  for (const name of ['x-webauth-user', 'x-webauth-role', 'x-forwarded-groups-truncated']) assert.ok(plan.isProtected(name), name);
 });
 
 test('access token pass-through only where configured', () => {
