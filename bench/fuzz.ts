@@ -42,7 +42,7 @@ import { pathToFileURL } from 'node:url';
 import { startStack, type Stack } from '../test/helpers/stack.js';
 import { loginViaHttp } from '../test/helpers/browserless-login.js';
 import type { CleanupScope } from '../test/helpers/idp.js';
-import type { RecordedRequest } from '../src/devidp/upstream.js';
+import type { RecordedRequest } from '../dev/devidp/upstream.js';
 
 // ---------------------------------------------------------------------------------------------
 // Seeded PRNG

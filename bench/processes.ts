@@ -4,7 +4,7 @@ import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
 import { once } from 'node:events';
 import { closeSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import http from 'node:http';
-import { freePort } from '../src/devidp/net.js';
+import { freePort } from '../dev/devidp/net.js';
 
 export interface Child {
   name: string;

@@ -19,7 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { stringify as toYaml } from 'yaml';
 import { validateConfigObject, formatIssues } from '../src/config/index.js';
-import { startDevIdp, DEMO_USERS, type DevIdp } from '../src/devidp/provider.js';
+import { startDevIdp, DEMO_USERS, type DevIdp } from '../dev/devidp/provider.js';
 import { CookieJar, loginViaHttp } from '../test/helpers/browserless-login.js';
 import { apacheMissing, startApache } from './apache.js';
 import { browserLogin, CHROMIUM_PATH } from './browser-login.js';

@@ -1,7 +1,7 @@
-// Bench child process: the echo upstream (src/devidp/upstream.ts) on 127.0.0.1:PORT, its own process so
+// Bench child process: the echo upstream (dev/devidp/upstream.ts) on 127.0.0.1:PORT, its own process so
 // it never shares an event loop with the load generator. Prints `READY <url>` when listening.
 //   node --import tsx bench/upstream.ts PORT
-import { startEchoUpstream } from '../src/devidp/upstream.js';
+import { startEchoUpstream } from '../dev/devidp/upstream.js';
 
 const port = Number(process.argv[2] ?? 0);
 const upstream = await startEchoUpstream({ host: '127.0.0.1', port });

@@ -12,7 +12,7 @@ const USAGE = `usage:
                                           which route, which rule, allow or deny (exit 0 allow, 3 deny, 1 error)
   portcullis sessions list --sub SUB | revoke (--sub SUB | --sid SID) [--url URL] [--token-file FILE] [--json]
                                           list or end a user's sessions on a running Portcullis (admin listener; exit 0/1)
-  portcullis demo                         the demo: proxy + embedded IdP + echo upstream on localhost`;
+  portcullis demo                         (from a source checkout: npm run demo) proxy + dev IdP + echo upstream`;
 
 export async function main(argv: string[]): Promise<number> {
   // Its own flags (--sub, --sid, --token-file, --json): parsed by the subcommand.
@@ -41,9 +41,10 @@ export async function main(argv: string[]): Promise<number> {
 
   switch (command) {
     case 'demo': {
-      const { runDemo } = await import('./demo/demo.js');
-      await runDemo();
-      return 0;
+      // The demo (embedded dev IdP + echo upstream) is development tooling under dev/, not part of
+      // the build or the image: it needs the devDependencies of a source checkout.
+      console.error('portcullis demo runs from a clone of the source tree: npm install && npm run demo');
+      return 2;
     }
     case 'check': {
       const r = loadConfigFile(configFile);

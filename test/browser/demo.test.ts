@@ -68,11 +68,8 @@ test('the demo starts, prints its banner, and alice signs in with a browser', { 
   const context = await launchChromium(t);
   if (!context) return;
   const { port, idpPort, upstreamPort } = await demoPorts();
-  // `npm run demo` runs the build; the same entry point straight from the sources needs no build step.
-  const child = spawn(process.execPath, [
-    '--import', 'tsx', '--input-type=module',
-    '--eval', "import { main } from './src/main.ts'; process.exitCode = await main(['demo']);",
-  ], {
+  // Exactly what `npm run demo` runs (package.json: node --import tsx dev/demo.ts).
+  const child = spawn(process.execPath, ['--import', 'tsx', 'dev/demo.ts'], {
     cwd: REPO,
     env: {
       ...process.env,

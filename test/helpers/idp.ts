@@ -1,5 +1,5 @@
 // Test helper: the embedded dev OpenID Provider with one confidential client, stopped by the test's own cleanup.
-import { startDevIdp, type DevClient, type DevIdp, type DevIdpOptions } from '../../src/devidp/provider.js';
+import { startDevIdp, type DevClient, type DevIdp, type DevIdpOptions } from '../../dev/devidp/provider.js';
 
 /** Anything with node:test's `after`: a TestContext, or `{ after }` imported from node:test inside describe(). */
 export interface CleanupScope {

@@ -1,6 +1,6 @@
 // Test helper: a whole Portcullis stack on loopback — the dev IdP, an echo upstream and the proxy
 // on free ports — with captured logs, all stopped by the test's own cleanup.
-import { freePort } from '../../src/devidp/net.js';
+import { freePort } from '../../dev/devidp/net.js';
 import { Writable } from 'node:stream';
 import { validateConfigObject, formatIssues, type Config } from '../../src/config/index.js';
 import { startServer, type RunningServer } from '../../src/server.js';

@@ -1,8 +1,8 @@
 // Test helper: the echo upstream on a free port, stopped by the test's own cleanup.
-import { startEchoUpstream, type EchoUpstream } from '../../src/devidp/upstream.js';
+import { startEchoUpstream, type EchoUpstream } from '../../dev/devidp/upstream.js';
 import type { CleanupScope } from './idp.js';
 
-export type { EchoUpstream, RecordedRequest } from '../../src/devidp/upstream.js';
+export type { EchoUpstream, RecordedRequest } from '../../dev/devidp/upstream.js';
 
 export async function startTestUpstream(t: CleanupScope, opts: { host?: string; port?: number } = {}): Promise<EchoUpstream> {
   const upstream = await startEchoUpstream(opts);

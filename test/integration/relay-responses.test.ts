@@ -10,7 +10,7 @@ import { connect } from 'node:net';
 import { once } from 'node:events';
 import { Client } from 'undici';
 import { startStack } from '../helpers/stack.js';
-import { listenOn } from '../../src/devidp/net.js';
+import { listenOn } from '../../dev/devidp/net.js';
 import { loginViaHttp } from '../helpers/browserless-login.js';
 
 const BIG = Buffer.alloc(4 * 1024 * 1024, 'x');

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import type { Page } from 'playwright-core';
-import { freePort } from '../../src/devidp/net.js';
+import { freePort } from '../../dev/devidp/net.js';
 import { findTool } from '../helpers/chromium.js';
 import { ALICE, BOB, type ClientSettings, type InteropIdp, type InteropUser } from './idp.js';
 

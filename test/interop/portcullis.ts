@@ -3,7 +3,7 @@
 import { Writable } from 'node:stream';
 import { validateConfigObject, formatIssues, type Config } from '../../src/config/index.js';
 import { startServer, type RunningServer } from '../../src/server.js';
-import { freePort } from '../../src/devidp/net.js';
+import { freePort } from '../../dev/devidp/net.js';
 import type { CleanupScope } from '../helpers/idp.js';
 import { startTestUpstream, type EchoUpstream } from '../helpers/upstream.js';
 import { TEST_SESSION_SECRET, DEFAULT_ROUTES } from '../helpers/stack.js';

@@ -10,7 +10,7 @@ import { Writable } from 'node:stream';
 import { request } from 'undici';
 import { validateConfigObject, formatIssues } from '../../src/config/index.js';
 import { startServer, type RunningServer } from '../../src/server.js';
-import { startDevIdp, type DevClient, type DevIdp } from '../../src/devidp/provider.js';
+import { startDevIdp, type DevClient, type DevIdp } from '../../dev/devidp/provider.js';
 import { freePort, startStack, TEST_SESSION_SECRET } from '../helpers/stack.js';
 import { startTestUpstream } from '../helpers/upstream.js';
 import { startRogueIdp } from '../helpers/rogue-idp.js';

@@ -159,11 +159,10 @@ test('the chart and the image agree on where the config lives', () => {
 });
 
 test('every package src/ imports at run time is a production dependency (the image prunes devDependencies)', () => {
-  // src/devidp is the embedded development IdP for `npm run demo`; it is only ever loaded with a
-  // dynamic import(), so its devDependencies (oidc-provider) are not needed in the image.
+  // The demo and its embedded development IdP live under dev/ (not src/), so nothing the image
+  // builds can reach oidc-provider or any other devDependency.
   const pkg = JSON.parse(readText(join(repoRoot, 'package.json'))) as { dependencies: Record<string, string> };
   const files = listFiles(join(repoRoot, 'src'), (n) => n.endsWith('.ts') && !n.endsWith('.d.ts'))
-    .filter((f) => !rel(f).startsWith('src/devidp/'));
   const missing: string[] = [];
   for (const file of files) {
     const text = readText(file);
@@ -177,12 +176,24 @@ test('every package src/ imports at run time is a production dependency (the ima
   assert.deepEqual(missing, []);
 });
 
+test('the image ships only what runs in production: src/ holds no demo or dev IdP, and nothing in it imports dev/', () => {
+  const offenders = listFiles(join(repoRoot, 'src'), (n) => n.endsWith('.ts'))
+    .filter((f) => /devidp|oidc-provider|\bdemo\.js\b|['"](?:\.\.\/)+dev\//.test(readText(f).replace(/^\s*\/\/.*$/gm, '')))
+    .map(rel);
+  assert.deepEqual(offenders, []);
+  const copies = stages.flatMap((s) => ops(s, 'COPY')).join('\n');
+  assert.doesNotMatch(copies, /\bdev\b/, 'no COPY of dev/ into any image stage');
+  const pkg = JSON.parse(readText(join(repoRoot, 'package.json'))) as { scripts: Record<string, string>; files: string[] };
+  assert.equal(pkg.scripts.demo, 'node --import tsx dev/demo.ts', '`npm run demo` runs the demo from the sources');
+  assert.ok(!pkg.files.includes('dev'), 'the npm package does not ship dev/');
+});
+
 test('src/ writes no files, so the read-only root filesystem holds (only /tmp is writable)', () => {
   // If Portcullis ever needs to write, write under os.tmpdir() (the chart's /tmp emptyDir) and
   // list the file here with the reason.
   const allowed: string[] = [];
   const offenders = listFiles(join(repoRoot, 'src'), (n) => n.endsWith('.ts'))
-    .filter((f) => !rel(f).startsWith('src/devidp/') && !allowed.includes(rel(f)))
+    .filter((f) => !allowed.includes(rel(f)))
     .filter((f) => /\b(writeFile|writeFileSync|appendFile|appendFileSync|createWriteStream|mkdir|mkdirSync|mkdtemp|rename|renameSync|copyFile)\s*\(/.test(readText(f)))
     .map(rel);
   assert.deepEqual(offenders, []);

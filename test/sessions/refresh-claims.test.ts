@@ -10,7 +10,7 @@ import { startRogueIdp } from '../helpers/rogue-idp.js';
 import { startTestUpstream } from '../helpers/upstream.js';
 import { validateConfigObject, formatIssues } from '../../src/config/index.js';
 import { startServer } from '../../src/server.js';
-import { DEMO_USERS, type DevUser } from '../../src/devidp/provider.js';
+import { DEMO_USERS, type DevUser } from '../../dev/devidp/provider.js';
 
 const ALICE = { user: 'alice', password: 'alice-password' };
 

@@ -1,8 +1,11 @@
 // `npm run demo`: Portcullis on http://localhost:8080 in front of an echo upstream, signing in
-// against the embedded development OpenID Provider. Development only (the IdP is a devDependency).
+// against the embedded development OpenID Provider. Development only: it lives under dev/, runs from
+// the sources with tsx (`node --import tsx dev/demo.ts`), and is not part of the build or the image
+// (the IdP, oidc-provider, is a devDependency).
+import { pathToFileURL } from 'node:url';
 import { randomBytes } from 'node:crypto';
-import { validateConfigObject, formatIssues } from '../config/index.js';
-import { startServer, installSignalHandlers } from '../server.js';
+import { validateConfigObject, formatIssues } from '../src/config/index.js';
+import { startServer, installSignalHandlers } from '../src/server.js';
 
 export async function runDemo(): Promise<void> {
   const port = Number(process.env.PORTCULLIS_DEMO_PORT ?? 8080);
@@ -10,8 +13,8 @@ export async function runDemo(): Promise<void> {
   const upstreamPort = Number(process.env.PORTCULLIS_DEMO_UPSTREAM_PORT ?? 9401);
   const publicUrl = `http://localhost:${port}`;
   // The IdP is a devDependency: load it only for the demo.
-  const { startDevIdp, DEMO_USERS } = await import('../devidp/provider.js');
-  const { startEchoUpstream } = await import('../devidp/upstream.js');
+  const { startDevIdp, DEMO_USERS } = await import('./devidp/provider.js');
+  const { startEchoUpstream } = await import('./devidp/upstream.js');
   const clientSecret = randomBytes(24).toString('base64url');
   const idp = await startDevIdp({
     host: '127.0.0.1',
@@ -62,4 +65,11 @@ ${users.join('\n')}
   const stopOthers = () => { void idp.close(); void upstream.close(); };
   process.once('SIGINT', stopOthers);
   process.once('SIGTERM', stopOthers);
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  runDemo().catch((err: unknown) => {
+    console.error(err instanceof Error ? err.message : err);
+    process.exit(1);
+  });
 }
