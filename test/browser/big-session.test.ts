@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import type { Page } from 'playwright-core';
 import { startStack } from '../helpers/stack.js';
 import { launchChromium } from '../helpers/chromium.js';
-import { adGroupNames, entraGroupIds } from '../sessions/ad-groups.js';
+import { adGroupNames, entraGroupIds } from '../session/ad-groups.js';
 import { SESSION_VALUE_MAX } from '../../src/session/cookies.js';
 
 const TEST_TIMEOUT_MS = 45_000;

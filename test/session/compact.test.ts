@@ -6,7 +6,7 @@ import { createCipheriv, createHash, hkdfSync, randomBytes } from 'node:crypto';
 import { SessionCodec, COMPRESS_MIN } from '../../src/session/codec.js';
 import { claimCompactor, claimsToKeep, SESSION_CLAIMS } from '../../src/session/compact.js';
 import { validateConfigObject, formatIssues, type Config } from '../../src/config/index.js';
-import { adGroupNames } from '../sessions/ad-groups.js';
+import { adGroupNames } from '../session/ad-groups.js';
 
 const SECRET = 'compact-secret-compact-secret-0001';
 

@@ -7,10 +7,10 @@ import { test } from 'node:test';
 import { calculateJwkThumbprint, createRemoteJWKSet, decodeJwt, jwtVerify, type JWK } from 'jose';
 import * as oidc from 'openid-client';
 import { request } from 'undici';
-import { CookieJar, followRedirects, loginViaHttp, parseForms } from './helpers/browserless-login.js';
-import { launchChromium } from './helpers/chromium.js';
-import { startTestIdp, type TestIdp } from './helpers/idp.js';
-import { startTestUpstream } from './helpers/upstream.js';
+import { CookieJar, followRedirects, loginViaHttp, parseForms } from '../helpers/browserless-login.js';
+import { launchChromium } from '../helpers/chromium.js';
+import { startTestIdp, type TestIdp } from '../helpers/idp.js';
+import { startTestUpstream } from '../helpers/upstream.js';
 
 // Nothing listens here: the helpers stop before requesting it and we read the code off the URL.
 const REDIRECT_URI = 'http://127.0.0.1:9/oauth2/callback';

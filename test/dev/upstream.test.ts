@@ -5,8 +5,8 @@ import { connect } from 'node:net';
 import { test } from 'node:test';
 import { Agent, Client, errors, request } from 'undici';
 import { WebSocket } from 'ws';
-import { startEchoUpstream } from '../dev/devidp/upstream.js';
-import { startTestUpstream } from './helpers/upstream.js';
+import { startEchoUpstream } from '../../dev/devidp/upstream.js';
+import { startTestUpstream } from '../helpers/upstream.js';
 
 test('echoes method, raw url and headers as JSON, and records the request', async (t) => {
   const upstream = await startTestUpstream(t);
