@@ -88,10 +88,11 @@ export async function handleUpgrade(rt: Runtime, req: IncomingMessage, socket: D
     const name = o.route.name;
     rt.forwarder.upgrade(plan, socket, head, {
       timeoutMs: o.route.timeoutMs,
+      setCookies: o.setCookies,
       fail: (e, kind, err) => {
         rt.metrics.upstreamErrors.inc({ route: name, kind });
         rt.log.warn({ reqId: r.id, route: name, err: err.message }, 'websocket upstream failed');
-        writeAnswerToSocket(socket, errorAnswer(e, r));
+        writeAnswerToSocket(socket, errorAnswer(e, r, { setCookies: o.setCookies }));
       },
     });
   } catch (err) {

@@ -60,7 +60,7 @@ export class Forwarder {
    * Proxies an authorized WebSocket upgrade: opens the upgrade to the upstream and, once it answers
    * 101, pipes the two sockets.
    */
-  upgrade(plan: UpstreamPlan, socket: Duplex, head: Buffer, ctx: Pick<RelayContext, 'timeoutMs' | 'fail'>): void {
+  upgrade(plan: UpstreamPlan, socket: Duplex, head: Buffer, ctx: Pick<RelayContext, 'timeoutMs' | 'fail' | 'setCookies'>): void {
     const url = new URL(plan.upstream.origin + plan.path);
     const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
     const up = send(url, { method: plan.method, headers: plan.headers, timeout: ctx.timeoutMs });
@@ -75,6 +75,10 @@ export class Forwarder {
       upSocket.setTimeout(0);
       const lines = [`HTTP/1.1 ${res.statusCode} ${res.statusMessage ?? ''}`];
       for (let i = 0; i < res.rawHeaders.length; i += 2) lines.push(`${res.rawHeaders[i]}: ${res.rawHeaders[i + 1]}`);
+      // A refresh or re-seal decided on this upgrade: the 101 carries the new session cookie, as any
+      // other response would (browsers store cookies from the WebSocket handshake response), so the
+      // next request does not refresh again with the old one.
+      for (const c of ctx.setCookies ?? []) lines.push(`Set-Cookie: ${c}`);
       socket.write(`${lines.join('\r\n')}\r\n\r\n`);
       if (upHead.length) socket.write(upHead);
       if (head.length) upSocket.write(head);
