@@ -49,8 +49,19 @@ const BACKCHANNEL_EVENT = 'http://schemas.openid.net/event/backchannel-logout';
 /** The token endpoint's answer within one grant, kept so its ID token can be verified again after a key refresh. */
 interface TokenCapture { response?: { status: number; headers: Array<[string, string]>; body: ArrayBuffer } }
 const tokenCaptures = new AsyncLocalStorage<TokenCapture>();
-/** At most one signing-key refetch for an unknown key in this long. */
-const KEY_REFRESH_COOLDOWN_MS = 30_000;
+/**
+ * At most one signing-key refetch for an unknown `kid` in this long — for bearer JWTs and logout
+ * tokens (keySet) and for ID tokens (grant). The balance: OIDC Core §10.1 has relying parties
+ * refetch the JWKS when a token names a key they lack, so right after the IdP rotates (most sign
+ * with the new key at once: Glewlwyd, oidc-provider) a token with the new key is refused until that
+ * refetch is allowed. go-oidc (oauth2-proxy's verifier) refetches on every unknown kid, only merging
+ * concurrent fetches, so a flood of random kids is a flood of JWKS requests; jose's default, 30 s,
+ * refused new-key tokens for up to 30 s (measured against Glewlwyd). 5 s bounds both: a new key is
+ * trusted within 5 s of the last fetch, and forged kids cost the IdP at most one JWKS request per
+ * 5 s per process (12 a minute). Proven against the dev IdP in
+ * test/identity/bearer-key-rotation.test.ts.
+ */
+export const KEY_REFRESH_COOLDOWN_MS = 5_000;
 
 export class IdentityProvider {
   private config: client.Configuration | undefined;
@@ -214,8 +225,9 @@ export class IdentityProvider {
   /**
    * Runs a token grant. When its ID token is signed by a key the cached JWKS lacks (the IdP rotated
    * keys; openid-client refetches its copy only once it is a minute old), the keys are fetched again
-   * — at most once per 30 s — and the same token response is verified once more, in full, against
-   * them: the code or refresh token is never sent twice. Later grants then use the new keys.
+   * — at most once per KEY_REFRESH_COOLDOWN_MS — and the same token response is verified once
+   * more, in full, against them: the code or refresh token is never sent twice. Later grants then
+   * use the new keys.
    */
   private async grant<T>(run: (config: client.Configuration) => Promise<T>): Promise<T> {
     const config = this.requireConfig();
@@ -359,8 +371,9 @@ export class IdentityProvider {
 
   /**
    * The IdP's signing keys for tokens Portcullis verifies itself (logout tokens, bearer JWTs):
-   * cached; an unknown `kid` triggers at most one refetch per 30 s cooldown, so a flood of random
-   * kids costs one fetch; a failed refetch keeps the last good set.
+   * cached for 10 minutes; an unknown `kid` triggers a refetch unless one succeeded less than
+   * KEY_REFRESH_COOLDOWN_MS ago (why 5 s: see there), and concurrent refetches are one request;
+   * a failed refetch for an unknown kid keeps the set it had.
    */
   keySet(): ReturnType<typeof createRemoteJWKSet> {
     const config = this.requireConfig();
@@ -368,7 +381,7 @@ export class IdentityProvider {
       const uri = config.serverMetadata().jwks_uri!;
       const fetchImpl = this.instrumentedFetch();
       this.keys = createRemoteJWKSet(new URL(uri), {
-        cooldownDuration: 30_000,
+        cooldownDuration: KEY_REFRESH_COOLDOWN_MS,
         cacheMaxAge: 10 * 60_000,
         timeoutDuration: this.settings.timeoutMs,
         [joseFetch]: fetchImpl as never,
