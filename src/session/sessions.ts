@@ -55,6 +55,20 @@ export type RevocationCheck = (s: { sid: string; sub: string; idpSid: string | u
 
 const NONE: SessionLookup = Object.freeze({ kind: 'none' });
 
+/**
+ * How long a session verified from a shared (Redis) store is served from this process's memory
+ * before it is opened again: the bound on how late a change made by another replica (a refresh, a
+ * rewrite) is seen here. Revocations do not wait for it (every lookup checks the revocation list).
+ * Not a config key: it trades a Redis round-trip per request against staleness no operator has
+ * needed to tune; tests move the injected clock past it instead of waiting.
+ */
+export const SESSION_CACHE_WINDOW_MS = 10_000;
+/**
+ * How long the cookie value a refresh replaced keeps answering with the new session: requests sent
+ * before the browser saw the new cookie must not refresh again with a rotated refresh token.
+ */
+const REPLACED_COOKIE_GRACE_MS = 60_000;
+
 export class SessionManager {
   private readonly cache: LRUCache<string, ActiveSession> | undefined;
   /** How often an active session's last-seen time is written back (cookie re-sealed / Redis touched). */
@@ -69,11 +83,15 @@ export class SessionManager {
     private readonly onCache: (hit: boolean) => void = () => {},
   ) {
     // allowStale false + per-entry ttl (0 = none): lru-cache needs ttl tracking switched on up front.
-    this.cache = timings.cacheMaxEntries > 0 ? new LRUCache<string, ActiveSession>({ max: timings.cacheMaxEntries, ttl: 0, ttlAutopurge: false }) : undefined;
+    // Its ttls run on the session clock (`now`, not lru-cache's own performance.now()), read on
+    // every check (ttlResolution 0): the same clock as idle and absolute timeouts, which a test moves.
+    this.cache = timings.cacheMaxEntries > 0
+      ? new LRUCache<string, ActiveSession>({ max: timings.cacheMaxEntries, ttl: 0, ttlAutopurge: false, ttlResolution: 0, perf: { now } })
+      : undefined;
     this.touchIntervalMs = Math.min(60_000, Math.max(1000, Math.floor(timings.idleTimeoutMs / 10)));
     // A shared store can be changed by another replica (refresh, sign-out): re-verify cached
-    // sessions every 10 s. A cookie session only changes with its cookie, so it can stay cached.
-    this.cacheTtlMs = store.kind === 'redis' ? 10_000 : 0;
+    // sessions after SESSION_CACHE_WINDOW_MS. A cookie session only changes with its cookie, so it can stay cached.
+    this.cacheTtlMs = store.kind === 'redis' ? SESSION_CACHE_WINDOW_MS : 0;
   }
 
   private readonly cacheTtlMs: number;
@@ -175,7 +193,7 @@ export class SessionManager {
     const setCookies = value === oldValue ? [] : writeChunked(this.cookies, cookies, this.cookies.session, value, maxAge);
     const session = activeFrom(record, false, this.timings.keepAccessToken);
     this.cache?.set(cacheKey(value), session, { ttl: this.cacheTtlMs });
-    if (oldValue !== undefined && value !== oldValue) this.cache?.set(cacheKey(oldValue), session, { ttl: 60_000 });
+    if (oldValue !== undefined && value !== oldValue) this.cache?.set(cacheKey(oldValue), session, { ttl: REPLACED_COOKIE_GRACE_MS });
     return { session, setCookies };
   }
 

@@ -24,10 +24,15 @@ export type TransactionResult =
   | { ok: false; reason: 'missing-state' | 'unknown-state' | 'expired' | 'replayed'; clear?: string };
 
 export class TransactionCookies {
-  /** States already used in this process: a replayed callback is refused even with the cookie. */
-  private readonly used = new LRUCache<string, true>({ max: 10_000, ttl: TRANSACTION_TTL_MS });
+  /**
+   * States already used in this process: a replayed callback is refused even with the cookie. Kept
+   * for a transaction's lifetime on the same clock as its expiry (a moved test clock moves both).
+   */
+  private readonly used: LRUCache<string, true>;
 
-  constructor(private readonly codec: SessionCodec, private readonly cookies: CookieSettings, private readonly now: () => number = Date.now) {}
+  constructor(private readonly codec: SessionCodec, private readonly cookies: CookieSettings, private readonly now: () => number = Date.now) {
+    this.used = new LRUCache<string, true>({ max: 10_000, ttl: TRANSACTION_TTL_MS, ttlResolution: 0, perf: { now } });
+  }
 
   /**
    * A new transaction and the Set-Cookie headers that store it (plus expiry of the oldest ones when

@@ -10,6 +10,7 @@ import { startStack } from '../helpers/stack.js';
 import { startRedis } from '../helpers/redis.js';
 import { loginViaHttp, CookieJar } from '../helpers/browserless-login.js';
 import { until } from '../helpers/wait.js';
+import { SESSION_CACHE_WINDOW_MS } from '../../src/session/sessions.js';
 
 const ALICE = { user: 'alice', password: 'alice-password' };
 
@@ -23,7 +24,9 @@ async function get(url: string, jar: CookieJar, headers: Record<string, string> 
 test('redis store: the cookie holds only a ticket; Redis down → 503 and the cookie is kept; recovers by itself', async (t) => {
   const redis = await startRedis(t);
   if (!redis) return;
-  const s = await startStack(t, { edit: (raw) => { Object.assign(raw.session as object, { store: 'redis', redis: { url: redis.url } }); } });
+  // Portcullis's clock, moved by hand past the in-memory cache's re-verification window below.
+  let offset = 0;
+  const s = await startStack(t, { now: () => Date.now() + offset, edit: (raw) => { Object.assign(raw.session as object, { store: 'redis', redis: { url: redis.url } }); } });
   await until('redis ready', 5000, async () => (await request(`${s.url}/readyz`)).statusCode === 200);
   const { jar } = await loginViaHttp(`${s.url}/`, ALICE);
   const cookie = jar.get('portcullis', s.url)!;
@@ -39,8 +42,9 @@ test('redis store: the cookie holds only a ticket; Redis down → 503 and the co
 
   await redis.stop();
   await until('readyz 503', 5000, async () => (await request(`${s.url}/readyz`)).statusCode === 503);
+  assert.equal((await get(`${s.url}/x`, jar)).status, 200, 'within the cache window the session is served from memory');
   // Past the in-memory cache's re-verification window, requests need the store.
-  await new Promise((r) => setTimeout(r, 10_500));
+  offset += SESSION_CACHE_WINDOW_MS + 1;
   const down = await get(`${s.url}/x`, jar, { accept: 'text/html', 'sec-fetch-mode': 'navigate' });
   assert.equal(down.status, 503, 'a clear 503, not a redirect loop');
   assert.match(down.body, /session store/);
