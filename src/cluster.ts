@@ -12,7 +12,7 @@ import type { Config } from './config/index.js';
 import type { Revocation } from './session/revocation.js';
 import { registerAdminRoutes, runAdminOp, type AdminOp, type AdminResult } from './session/admin.js';
 import { loggerOptions } from './logging.js';
-import { installSignalHandlers, startServer, type RunningServer } from './server.js';
+import { holdSignals, startServer, type RunningServer } from './server.js';
 
 /** Messages between the primary and its workers (IPC). */
 const MSG = {
@@ -60,8 +60,9 @@ export async function run(configFile: string, config: Config): Promise<void> {
   if (cluster.isWorker) return runWorker(configFile, config);
   const n = workerCount(config.workers);
   if (n <= 1) {
+    const signals = holdSignals();
     const server = await startServer(config, { configFile });
-    installSignalHandlers(server);
+    signals.attach(server);
     return;
   }
   return runPrimary(config, n);
@@ -69,6 +70,7 @@ export async function run(configFile: string, config: Config): Promise<void> {
 
 async function runWorker(configFile: string, config: Config): Promise<void> {
   const send = (m: Message) => { if (process.connected) process.send?.(m); };
+  const signals = holdSignals();
   const server: RunningServer = await startServer(config, {
     configFile,
     metricsListener: false,
@@ -95,7 +97,7 @@ async function runWorker(configFile: string, config: Config): Promise<void> {
       );
     }
   });
-  installSignalHandlers(server);
+  signals.attach(server);
   let reported: boolean | undefined;
   const report = () => {
     const ready = runtime.ready.ok && !runtime.draining; // IdP, Redis, revocation pull, cluster state
@@ -129,6 +131,11 @@ async function runPrimary(config: Config, n: number): Promise<void> {
   let stopping = false;
   let exitCode = 0;
   let fastCrashes = 0;
+  /**
+   * Workers that were still starting when a SIGHUP came: they get it once they are up. (A worker
+   * reads the file when it starts, so it may have read it before the edit the SIGHUP announces.)
+   */
+  const reloadPending = new Set<Worker>();
 
   const send = (w: Worker, m: Message) => { if (w.isConnected()) w.send(m); };
   const live = () => Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && !w.isDead());
@@ -139,7 +146,14 @@ async function runPrimary(config: Config, n: number): Promise<void> {
     w.on('message', (m: unknown) => {
       if (!isMessage(m)) return;
       switch (m.type) {
-        case MSG.up: up.add(w); workersGauge.set(up.size); break;
+        case MSG.up:
+          up.add(w);
+          workersGauge.set(up.size);
+          if (reloadPending.delete(w)) {
+            log.info({ workerPid: w.process.pid }, 'SIGHUP held while the worker was starting: sent now');
+            w.process.kill('SIGHUP');
+          }
+          break;
         case MSG.ready: ready.set(w, m.ready); break;
         case MSG.revoked: for (const other of live()) if (other !== w) send(other, m); break;
         case MSG.metricsResponse: {
@@ -159,6 +173,7 @@ async function runPrimary(config: Config, n: number): Promise<void> {
   cluster.on('exit', (w, code, signal) => {
     up.delete(w);
     ready.delete(w);
+    reloadPending.delete(w);
     workersGauge.set(up.size);
     for (const p of pendingMetrics.values()) if (p.waiting.delete(w) && p.waiting.size === 0) p.done();
     for (const p of pendingAdmin.values()) if (p.worker === w) p.done(noWorker('the worker running it exited'));
@@ -227,7 +242,6 @@ async function runPrimary(config: Config, n: number): Promise<void> {
     return reply.code(ok ? 200 : 503).header('cache-control', 'no-store')
       .send({ status: stopping ? 'draining' : ok ? 'ready' : 'not ready', workers: states.length, ready: states.filter(Boolean).length });
   });
-  if (config.metrics) await admin.listen({ host: config.metrics.host, port: config.metrics.port });
 
   const finish = async () => {
     await admin.close().catch(() => {});
@@ -255,9 +269,17 @@ async function runPrimary(config: Config, n: number): Promise<void> {
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGHUP', () => {
     if (stopping) return;
-    log.info({ workers: live().length }, 'SIGHUP: workers reload the config file');
-    for (const w of live()) w.process.kill('SIGHUP');
+    const workers = live();
+    log.info({ workers: workers.length }, 'SIGHUP: workers reload the config file');
+    // A worker still starting has not installed its handlers yet (Node's default for SIGHUP is to
+    // exit): hold its signal until it reports up.
+    for (const w of workers) {
+      if (up.has(w)) w.process.kill('SIGHUP');
+      else reloadPending.add(w);
+    }
   });
+  // Signal handlers before the first await: a signal during the primary's own start is handled too.
+  if (config.metrics) await admin.listen({ host: config.metrics.host, port: config.metrics.port });
 
   for (let i = 0; i < n; i++) fork();
   log.info({ workers: n, metrics: config.metrics ? addressOf(admin) : undefined }, 'portcullis primary started');

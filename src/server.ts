@@ -204,21 +204,60 @@ export interface SignalOptions {
   onExit?: (code: number) => void;
 }
 
+/** Signal handling for a server that is still starting, then for the running one. */
+export interface SignalGate {
+  /** The server is up: signals now act on it; a SIGHUP received while starting reloads it now. */
+  attach(server: RunningServer, opts?: SignalOptions | number): void;
+}
+
 /**
- * SIGTERM/SIGINT: drain, then exit 0. SIGHUP: hot reload from the config file. (A number is the
- * grace period, for callers of the earlier signature.)
+ * Installs SIGTERM/SIGINT/SIGHUP handling before anything starts. Node's default for SIGHUP is to
+ * exit, so a reload that reached a process still starting — a worker the primary just forked, a pod
+ * reloaded during boot — used to kill it (and count towards the crash-loop back-off). Until
+ * `attach`, a SIGHUP is remembered and applied once the server is up (the file may have changed
+ * after it was read at start); SIGTERM/SIGINT before then end the process at once with 0 — nothing
+ * is being served yet, so there is nothing to drain.
+ *
+ * Once attached: SIGTERM/SIGINT drain, then exit 0; SIGHUP hot-reloads from the config file.
  */
-export function installSignalHandlers(server: RunningServer, opts: SignalOptions | number = {}): void {
-  const o: SignalOptions = typeof opts === 'number' ? { graceMs: opts } : opts;
-  const exit = o.onExit ?? ((code: number) => process.exit(code));
-  const stop = (signal: string) => { void server.drain(signal, o.graceMs).then(exit); };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
-  process.on('SIGHUP', () => {
+export function holdSignals(): SignalGate {
+  let server: RunningServer | undefined;
+  let o: SignalOptions = {};
+  let reloadPending = false;
+  const exit = (code: number) => (o.onExit ?? ((c: number) => process.exit(c)))(code);
+  const stop = (signal: string) => {
+    if (!server) { exit(0); return; }
+    void server.drain(signal, o.graceMs).then(exit);
+  };
+  const reload = () => {
+    if (!server) { reloadPending = true; return; }
     try {
       server.reload();
     } catch (err) {
       server.app.log.error({ err }, 'config reload failed; the running configuration keeps serving');
     }
-  });
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGHUP', reload);
+  return {
+    attach(s, opts = {}) {
+      server = s;
+      o = typeof opts === 'number' ? { graceMs: opts } : opts;
+      if (reloadPending) {
+        reloadPending = false;
+        s.app.log.info('SIGHUP received while starting: reloading the config file now');
+        reload();
+      }
+    },
+  };
+}
+
+/**
+ * SIGTERM/SIGINT: drain, then exit 0. SIGHUP: hot reload from the config file. (A number is the
+ * grace period, for callers of the earlier signature.) For a server already started; `holdSignals`
+ * covers the start as well.
+ */
+export function installSignalHandlers(server: RunningServer, opts: SignalOptions | number = {}): void {
+  holdSignals().attach(server, opts);
 }
