@@ -37,6 +37,8 @@ export interface InteropStackOptions {
   config?: (ctx: { url: string; upstreamUrl: string }) => Record<string, unknown>;
   /** Environment for `${VAR}` references in the config. */
   env?: Record<string, string>;
+  /** Portcullis's clock (default Date.now): the IdP's clock is its own, so moving this one is a clock skew. */
+  now?: () => number;
 }
 
 export async function startInteropStack(t: CleanupScope, idp: InteropIdp, opts: InteropStackOptions): Promise<InteropStack> {
@@ -78,7 +80,7 @@ export async function startInteropStack(t: CleanupScope, idp: InteropIdp, opts: 
   if (!r.ok) throw new Error(`interop config invalid:\n${formatIssues(r.issues)}`);
   const logs: string[] = [];
   const logStream = new Writable({ write(chunk, _enc, cb) { logs.push(...String(chunk).split('\n').filter(Boolean)); cb(); } });
-  const server = await startServer(r.config, { logStream });
+  const server = await startServer(r.config, { logStream, now: opts.now });
   t.after(() => server.close());
   await server.runtime.idp.waitReady(10_000);
   return { server, upstream, config: r.config, url, client, logs };
