@@ -1,4 +1,4 @@
-// Command line: `portcullis [run] --config FILE`, `check`, `explain`, `demo`, `sessions`.
+// Command line: `portcullis [run] --config FILE`, `check`, `explain`, `doctor`, `demo`, `sessions`.
 import { readFileSync, realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -10,6 +10,9 @@ const USAGE = `usage:
   portcullis check [--config FILE]        validate the config; exit 0 when OK, 1 with every problem
   portcullis explain [--config FILE] --url URL [--method M] [--claims FILE.json]
                                           which route, which rule, allow or deny (exit 0 allow, 3 deny, 1 error)
+  portcullis doctor [--config FILE] [--json]
+                                          live checks: IdP, keys, client secret, redirect URI, clock, Redis, upstreams,
+                                          certificates (exit 0 all good, 1 a failure, 2 warnings only)
   portcullis sessions list --sub SUB | revoke (--sub SUB | --sid SID) [--url URL] [--token-file FILE] [--json]
                                           list or end a user's sessions on a running Portcullis (admin listener; exit 0/1)
   portcullis demo                         (from a source checkout: npm run demo) proxy + dev IdP + echo upstream`;
@@ -19,7 +22,7 @@ export async function main(argv: string[]): Promise<number> {
   if (argv[0] === 'sessions') return (await import('./cli/sessions.js')).sessionsCommand(argv.slice(1));
   const command = argv[0] && !argv[0].startsWith('-') ? argv[0] : 'run';
   const rest = command === argv[0] ? argv.slice(1) : argv;
-  let values: { config?: string; url?: string; method?: string; claims?: string; help?: boolean };
+  let values: { config?: string; url?: string; method?: string; claims?: string; json?: boolean; help?: boolean };
   try {
     ({ values } = parseArgs({
       args: rest,
@@ -28,6 +31,7 @@ export async function main(argv: string[]): Promise<number> {
         url: { type: 'string' },
         method: { type: 'string' },
         claims: { type: 'string' },
+        json: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -74,6 +78,8 @@ export async function main(argv: string[]): Promise<number> {
       (out.exitCode === 1 ? console.error : console.log)(out.text);
       return out.exitCode;
     }
+    case 'doctor':
+      return (await import('./cli/doctor.js')).doctorCommand(configFile, { json: values.json === true });
     case 'run': {
       const r = loadConfigFile(configFile);
       if (!r.ok) {
