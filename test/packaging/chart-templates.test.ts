@@ -131,13 +131,19 @@ test('the config helper adds exactly what the test mirror (chart.ts renderedConf
   assert.match(template('configmap.yaml'), /portcullis\.yaml: \|\s*\n\s*\{\{- include "portcullis\.config" \. \| nindent 4 \}\}/);
 });
 
-test('the generated session secret survives upgrades: lookup before randAlphaNum', () => {
+test('generated secrets never change by accident: values, else the cluster\'s copy, else generated only with cluster access', () => {
+  // The text of the rule; render/chart-render.test.ts renders each case for real where Go is installed.
+  const kept = /\{\{- define "portcullis\.keptSecret" -\}\}([\s\S]*?)\{\{- end \}\}\s*\{\{- end \}\}/.exec(helpers)?.[1] ?? '';
+  const steps = ['{{- if .value }}', '{{- else if hasKey .previous .key }}', '{{- else if .cluster }}', '{{- randAlphaNum .length }}', '{{- else }}', '{{- fail '];
+  const at = steps.map((step) => kept.indexOf(step));
+  assert.ok(at.every((i, n) => i >= 0 && (n === 0 || i > at[n - 1]!)), `order must be: ${steps.join(' → ')}`);
   const secret = template('secret.yaml');
-  const lookup = secret.indexOf('lookup "v1" "Secret"');
-  const reuse = secret.indexOf('index $previous "session-secrets"');
-  const generate = secret.indexOf('randAlphaNum 48');
-  assert.ok(lookup > 0 && reuse > lookup && generate > reuse, 'order must be: values, lookup, generate');
   assert.match(secret, /\{\{- if not \.Values\.secrets\.existingSecret \}\}/);
+  // Cluster access is told by a list lookup: a SecretList always has items, no cluster gives {}.
+  assert.match(secret, /\$secrets := lookup "v1" "Secret" \.Release\.Namespace ""/);
+  assert.match(secret, /"cluster" \(hasKey \$secrets "items"\)/);
+  assert.equal((secret.match(/include "portcullis\.keptSecret"/g) ?? []).length, 2, 'session-secrets and redis-password both kept');
+  assert.doesNotMatch(secret, /randAlphaNum/, 'generate only through portcullis.keptSecret');
 });
 
 test('NOTES.txt tells the operator the callback URL to register', () => {

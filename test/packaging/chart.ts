@@ -75,9 +75,13 @@ export function valueFiles(): Array<{ name: string; file: string | undefined }> 
 /** Where the chart mounts its Secret's keys; must match templates/_helpers.tpl "portcullis.secretsDir". */
 export const SECRETS_DIR = '/etc/portcullis/secrets';
 
+/** The release name the tests render with (`helm install release ./helm/portcullis`). */
+export const RELEASE_NAME = 'release';
+
 /**
  * The config file the chart renders into its ConfigMap: a mirror of "portcullis.config" in
- * templates/_helpers.tpl (chart-templates.test.ts checks the template still does these things).
+ * templates/_helpers.tpl, for release RELEASE_NAME. render/chart-render.test.ts compares it with the
+ * real render of every values file; chart-templates.test.ts checks the template's text where Go is missing.
  */
 export function renderedConfig(values: Values): Record<string, unknown> {
   const config = structuredClone(values.config) as Record<string, unknown>;
@@ -89,7 +93,7 @@ export function renderedConfig(values: Values): Record<string, unknown> {
   const session: Record<string, unknown> = { ...(config.session as object), secretsFile: `${SECRETS_DIR}/session-secrets` };
   if (redis.enabled) {
     session.store = 'redis';
-    session.redis = { url: `redis://:\${REDIS_PASSWORD}@release-portcullis-redis:6379` };
+    session.redis = { url: `redis://:\${REDIS_PASSWORD}@${RELEASE_NAME}-portcullis-redis:6379` };
   }
   config.session = session;
   return config;

@@ -109,6 +109,27 @@ test/packaging mirrors these additions when it validates every values file's con
 {{- end }}
 
 {{/*
+A credential the chart generates once and then keeps (session secrets, Redis password); see
+templates/secret.yaml. Takes a dict: value (from values; wins when set), key (its key in the
+chart's Secret), previous (that Secret's data in the cluster, base64), cluster (whether `lookup`
+sees the cluster), length (of a generated value), and for the failure message: setting (the value
+to set), example (its --set form), what (what would go wrong).
+It generates only on a first install with cluster access. Without cluster access it fails rather
+than hand out a value that the next render would replace.
+*/}}
+{{- define "portcullis.keptSecret" -}}
+{{- if .value }}
+{{- .value }}
+{{- else if hasKey .previous .key }}
+{{- index .previous .key | b64dec }}
+{{- else if .cluster }}
+{{- randAlphaNum .length }}
+{{- else }}
+{{- fail (printf "%s is empty and Helm cannot see the cluster (helm template, --dry-run=client, Argo CD), where a generated %s. Set %s, e.g. --set %s=$(openssl rand -hex 32), or name a Secret you manage in secrets.existingSecret." .setting .what .setting .example) }}
+{{- end }}
+{{- end }}
+
+{{/*
 checksum/secret: a hash of the secret *inputs* in values, not of the rendered Secret. The rendered
 Secret may hold a generated value, which differs on every render where `lookup` cannot see the
 cluster; hashing it would restart pods for nothing. Changing secrets in values still rolls the pods.
