@@ -14,6 +14,7 @@ import { tableOf } from './route-table.js';
 import { evaluate, isSession, type Outcome } from './evaluate.js';
 import { errorAnswer, outcomeAnswer, writeAnswer, type Answer } from './respond.js';
 import { forwardAuth } from './forward-auth.js';
+import { OutageLog } from '../logging.js';
 
 export type ResponseObserver = (route: string, status: number, seconds: number) => void;
 
@@ -148,7 +149,17 @@ export function expectsContinue(req: IncomingMessage): boolean {
 }
 
 /** 5xx are the operator's business (error level, with the cause); 4xx are the client's (debug). */
+/** Codes that mean a dependency is down, so they come by the thousand: logged as outages (OutageLog). */
+const OUTAGE_CODES: ReadonlySet<string> = new Set(['ERR_SESSION_STORE_UNAVAILABLE', 'ERR_IDP_UNAVAILABLE', 'ERR_IDP_TIMEOUT']);
+const outages = new WeakMap<Runtime, OutageLog>();
+
 export function logFailure(rt: Runtime, e: PortcullisError, reqId: string, route: string): void {
+  if (OUTAGE_CODES.has(e.code)) {
+    let o = outages.get(rt);
+    if (!o) { o = new OutageLog(rt.log, { everyMs: 30_000, quietMs: 5_000, now: rt.now }); outages.set(rt, o); }
+    o.failed(e.code, e.message, { reqId, route, err: e.cause ?? e });
+    return;
+  }
   // A 503 while draining is the drain working, not a failure (one line per request at debug).
   if (e.statusCode >= 500 && e.code !== 'ERR_DRAINING') rt.log.error({ reqId, route, code: e.code, err: e.cause ?? e }, e.message);
   else rt.log.debug({ reqId, route, code: e.code, detail: e.cause instanceof Error ? e.cause.message : undefined }, e.message);
