@@ -5,7 +5,7 @@
 import * as client from 'openid-client';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { createRemoteJWKSet, customFetch as joseFetch, decodeJwt, jwtVerify, type JWTPayload } from 'jose';
-import { errors, PortcullisError } from '../errors.js';
+import { coded, errors, PortcullisError } from '../errors.js';
 
 export interface IdpSettings {
   issuer: string;
@@ -324,7 +324,7 @@ export class IdentityProvider {
     } catch (err) {
       throw wrapIdpError(err, 'refresh');
     }
-    const mismatch = (why: string, cause?: unknown) => new PortcullisError('ERR_REFRESH_CLAIMS_MISMATCH', 401, 'Your session could not be renewed; please sign in again.', { retrySignIn: true, cause: cause ?? new Error(why) });
+    const mismatch = (why: string, cause?: unknown) => coded('ERR_REFRESH_CLAIMS_MISMATCH', { cause: cause ?? new Error(why) });
     const claims = tokens.claims() as Record<string, unknown> | undefined;
     if (claims) {
       this.checkIssuedAt(claims);
@@ -408,9 +408,9 @@ export class IdentityProvider {
         requiredClaims: ['iat', 'jti'],
       }));
     } catch (err) {
-      throw new PortcullisError('ERR_LOGOUT_TOKEN_INVALID', 400, 'The logout token failed verification.', { cause: err });
+      throw coded('ERR_LOGOUT_TOKEN_INVALID', { cause: err });
     }
-    const fail = (why: string) => new PortcullisError('ERR_LOGOUT_TOKEN_INVALID', 400, 'The logout token failed verification.', { cause: new Error(why) });
+    const fail = (why: string) => coded('ERR_LOGOUT_TOKEN_INVALID', { cause: new Error(why) });
     const events = payload.events as Record<string, unknown> | undefined;
     if (!events || typeof events !== 'object' || Array.isArray(events) || typeof events[BACKCHANNEL_EVENT] !== 'object' || events[BACKCHANNEL_EVENT] === null) throw fail('events claim lacks the back-channel logout event');
     if (payload.nonce !== undefined) throw fail('a logout token must not contain a nonce');
@@ -440,14 +440,14 @@ export class IdentityProvider {
         requiredClaims: ['exp', 'sub'],
       });
     } catch (err) {
-      throw new PortcullisError('ERR_BEARER_INVALID', 401, 'The bearer token is not valid here.', { cause: err });
+      throw coded('invalid_token', { cause: err });
     }
     const payload = verified.payload as Record<string, unknown>;
     const typ = verified.protectedHeader.typ;
     const why = this.settings.bearerTokenType === 'at+jwt' && String(typ ?? '').toLowerCase().replace(/^application\//, '') !== 'at+jwt'
       ? `typ ${JSON.stringify(String(typ ?? '(none)')).slice(0, 40)}, and oidc.bearerTokenType requires at+jwt`
       : notAnAccessToken(typ, payload);
-    if (why) throw new PortcullisError('ERR_BEARER_INVALID', 401, 'The bearer token is not valid here.', { cause: new Error(`not an access token: ${why}`) });
+    if (why) throw coded('invalid_token', { cause: new Error(`not an access token: ${why}`) });
     return payload;
   }
 
@@ -505,6 +505,23 @@ export function notAnAccessToken(typ: unknown, claims: Record<string, unknown>):
   return undefined;
 }
 
+/**
+ * `error` values meaning the code or refresh token itself was refused (unknown, used, expired,
+ * PKCE failed): RFC 6749 §5.2's invalid_grant, and Glewlwyd 2.7's own `invalid_code` (HTTP 403)
+ * for an authorization code. Not the client's registration: the user just signs in again.
+ */
+const GRANT_REFUSED = new Set(['invalid_grant', 'invalid_code']);
+
+/** Said after an `unauthorized_client`, whose meaning differs between IdPs. */
+const UNAUTHORIZED_CLIENT_HINT = ' (RFC 6749: this client may not use this grant type. Glewlwyd answers it as well for a redirect URI not registered for the client, a grant type not enabled on it, and wrong client credentials: check oidc.clientSecret and oidc.tokenEndpointAuthMethod too)';
+
+/** The code or refresh token was refused: the sign-in is retried, the session ends. */
+function grantRefused(step: 'code' | 'userinfo' | 'refresh', said: Error): PortcullisError {
+  return step === 'refresh'
+    ? coded('ERR_REFRESH_INVALID_GRANT', { cause: said })
+    : errors.callbackCodeRejected(said);
+}
+
 /** openid-client / network errors → coded Portcullis errors (operator detail kept in `cause`). */
 export function wrapIdpError(err: unknown, step: 'code' | 'userinfo' | 'refresh'): PortcullisError {
   if (err instanceof PortcullisError) return err;
@@ -515,18 +532,22 @@ export function wrapIdpError(err: unknown, step: 'code' | 'userinfo' | 'refresh'
     // The operator's detail: the IdP's own `error` and `error_description` (never the code, the
     // refresh token or the secret, which are in the request, not in this answer).
     const said = idpSaid(err, step);
-    if (err.error === 'invalid_grant') {
-      return step === 'refresh'
-        ? new PortcullisError('ERR_REFRESH_INVALID_GRANT', 401, 'Your session has ended at the identity provider; please sign in again.', { retrySignIn: true, cause: said })
-        : errors.callbackCodeRejected(said);
-    }
+    if (GRANT_REFUSED.has(err.error)) return grantRefused(step, said);
     if (err.status >= 500) return errors.idpBadResponse(said);
     // RFC 6749 §5.2: invalid_client (HTTP 401) is our client authentication — a wrong
     // oidc.clientSecret, or an auth method the IdP does not accept or decode the same way.
     if (err.error === 'invalid_client' || err.status === 401) return errors.callbackClientAuth(said);
     // unauthorized_client, unsupported_grant_type, invalid_scope, invalid_request…: the client's
-    // registration or Portcullis's request, not the user's sign-in code.
+    // registration or Portcullis's request, not the user's sign-in code. Glewlwyd also answers
+    // unauthorized_client for wrong client credentials: the operator's detail says so.
+    if (err.error === 'unauthorized_client') said.message += UNAUTHORIZED_CLIENT_HINT;
     return errors.callbackTokenRefused(String(err.error), said);
+  }
+  // A token endpoint's bare 400 (no OAuth error body) to a grant: Glewlwyd's answer to a refresh
+  // token it no longer accepts (revoked, expired, its session ended). A refusal, not an outage —
+  // treated as one would keep the session alive, retrying, until its idle or absolute timeout.
+  if (step !== 'userinfo' && err instanceof client.ClientError && err.code === 'OAUTH_RESPONSE_IS_NOT_JSON' && err.cause instanceof Response && err.cause.status === 400) {
+    return grantRefused(step, new Error(`the identity provider's token endpoint (${step === 'code' ? 'authorization_code' : 'refresh_token'} grant) answered HTTP 400 with no OAuth error body`, { cause: err }));
   }
   // A 401 with a WWW-Authenticate challenge from the token endpoint (some IdPs answer a failed
   // client_secret_basic this way): our client authentication failed.
