@@ -192,8 +192,7 @@ test('the query string never takes part in matching', async (t) => {
 
 // The query is passed through verbatim and never decoded (regression: it used to go through
 // reply-from's URL decoding, which refused `../` in a query value). Segment *names* that begin or
-// end with `..` cannot pass reply-from's own traversal guard: Portcullis answers them with a clear
-// 400 of its own (documented in the README) instead of an opaque error.
+// end with `..` are ordinary names and are proxied, as docs/security.md ("Paths") says.
 test('a `..` inside the query is proxied verbatim; segment names that merely begin or end with `..` are ordinary names', async (t) => {
   const s = await startStack(t);
   const bob = { name: 'bob', cookie: await signedInBob(s) };
