@@ -125,7 +125,7 @@ than hand out a value that the next render would replace.
 {{- else if .cluster }}
 {{- randAlphaNum .length }}
 {{- else }}
-{{- fail (printf "%s is empty and Helm cannot see the cluster (helm template, --dry-run=client, Argo CD), where a generated %s. Set %s, e.g. --set %s=$(openssl rand -hex 32), or name a Secret you manage in secrets.existingSecret." .setting .what .setting .example) }}
+{{- fail (printf "%s is empty and Helm cannot see the cluster (helm template, --dry-run=client, Argo CD), where a generated %s. Set %s, e.g. --set \"%s=$(openssl rand -hex 32)\", or name a Secret you manage in secrets.existingSecret." .setting .what .setting .example) }}
 {{- end }}
 {{- end }}
 

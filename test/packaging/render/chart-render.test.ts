@@ -39,15 +39,15 @@ const firstInstall = (req: Omit<RenderRequest, 'cluster'> = {}): RenderResult =>
 describe('the chart, rendered', { skip: missingGoReason() }, () => {
   test('no cluster (helm template, Argo CD) and no session secret: the render fails and says what to set', () => {
     const error = failure(noCluster({ valueFiles: [ci('default')] }));
-    assert.match(error, /secrets\.sessionSecrets is empty and Helm cannot see the cluster/);
-    assert.match(error, /--set secrets\.sessionSecrets\[0\]=\$\(openssl rand -hex 32\)/);
+    assert.match(error, /^execution error at \(portcullis\/templates\/secret\.yaml:\d+:\d+\): secrets\.sessionSecrets is empty and Helm cannot see the cluster/);
+    assert.match(error, /--set "secrets\.sessionSecrets\[0\]=\$\(openssl rand -hex 32\)"/);
     assert.match(error, /secrets\.existingSecret/);
   });
 
   test('no cluster, the bundled Redis and no redis.password: the render fails and says what to set', () => {
     const error = failure(noCluster({ valueFiles: [ci('redis')] }));
     assert.match(error, /redis\.password is empty and Helm cannot see the cluster/);
-    assert.match(error, /--set redis\.password=\$\(openssl rand -hex 32\)/);
+    assert.match(error, /--set "redis\.password=\$\(openssl rand -hex 32\)"/);
   });
 
   test('no cluster, secrets given: the Secret holds them, and two renders are byte for byte the same', () => {

@@ -4,7 +4,7 @@
 // It uses what Helm itself renders with — Go's text/template, sprig v3 and sigs.k8s.io/yaml, all
 // Debian packages (golang-go, golang-github-masterminds-sprig-dev, golang-k8s-sigs-yaml-dev, built
 // with GO111MODULE=off GOPATH=/usr/share/gocode) — plus this file's own small versions of the
-// functions and objects Helm adds: include, tpl, required, toYaml/fromYaml/toJson/fromJson,
+// functions and objects Helm adds: include, tpl, required, fail, toYaml/fromYaml/toJson/fromJson,
 // .Values (values.yaml with -f files coalesced over it), .Release, .Chart, .Capabilities and
 // .Template. It is written for this repository's chart, not as a general Helm replacement: no
 // subcharts, no .Files, no schema validation (chart-values.test.ts does that with ajv).
@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"text/template"
@@ -295,11 +296,15 @@ func render(req request) (map[string]string, error) {
 		err = inline.Execute(&b, data)
 		return strings.ReplaceAll(b.String(), "<no value>", ""), err
 	}
+	// required and fail mark their message so that the error reads as Helm prints it (see helmError).
 	funcs["required"] = func(msg string, v interface{}) (interface{}, error) {
 		if s, ok := v.(string); v == nil || (ok && s == "") {
-			return v, errors.New(msg)
+			return v, errors.New(userErrorStart + msg + userErrorEnd)
 		}
 		return v, nil
+	}
+	funcs["fail"] = func(msg string) (string, error) {
+		return "", errors.New(userErrorStart + msg + userErrorEnd)
 	}
 	var objects []map[string]interface{}
 	if req.Cluster != nil {
@@ -326,9 +331,29 @@ func render(req request) (map[string]string, error) {
 		vals["Template"] = map[string]interface{}{"Name": name, "BasePath": chartName + "/templates"}
 		var b strings.Builder
 		if err := t.ExecuteTemplate(&b, name, vals); err != nil {
-			return nil, err
+			return nil, helmError(err)
 		}
 		out[name] = strings.ReplaceAll(b.String(), "<no value>", "")
 	}
 	return out, nil
+}
+
+const userErrorStart, userErrorEnd = "\x00user-error:", "\x00"
+
+var execErrorAt = regexp.MustCompile(`^template: ([^ ]+?:\d+:\d+): `)
+
+// helmError words a required/fail error as `helm template` does — "execution error at
+// (<template>:<line>:<col>): <the chart's message>" — instead of text/template's whole call chain.
+func helmError(err error) error {
+	text := err.Error()
+	start := strings.Index(text, userErrorStart)
+	end := strings.LastIndex(text, userErrorEnd)
+	if start < 0 || end <= start {
+		return err
+	}
+	at := execErrorAt.FindStringSubmatch(text)
+	if at == nil {
+		return errors.New(text[start+len(userErrorStart) : end])
+	}
+	return fmt.Errorf("execution error at (%s): %s", at[1], text[start+len(userErrorStart):end])
 }
