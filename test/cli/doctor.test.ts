@@ -1,0 +1,226 @@
+// `portcullis doctor`: against the dev IdP, real loopback upstreams and a real redis-server — all ✓
+// and exit 0; then each problem it exists to find (wrong secret, wrong issuer, unregistered
+// redirect URI, unreachable upstream, skewed clock, keys for other algorithms, Redis down,
+// certificates about to expire) named, with the exit code that goes with it.
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { main } from '../../src/main.js';
+import { doctorCommand, type CheckResult, type DoctorOptions } from '../../src/cli/doctor.js';
+import { freePort } from '../../dev/devidp/net.js';
+import { findTool, requireTool } from '../helpers/chromium.js';
+import { startTestIdp, type TestIdp } from '../helpers/idp.js';
+import { startRedis } from '../helpers/redis.js';
+import { startRogueIdp } from '../helpers/rogue-idp.js';
+import { startTestUpstream, type EchoUpstream } from '../helpers/upstream.js';
+
+const PUBLIC_URL = 'https://apps.example.com';
+const dir = mkdtempSync(join(tmpdir(), 'portcullis-doctor-'));
+// One IdP and one upstream for the whole file, stopped after its last test.
+const idp: TestIdp = await startTestIdp({ after }, { redirectUris: [`${PUBLIC_URL}/oauth2/callback`] });
+const upstream: EchoUpstream = await startTestUpstream({ after });
+
+/** A config file (YAML is a superset of JSON) for the dev IdP and the echo upstream; `edit` changes the object first. */
+function configFile(edit: (c: { oidc: Record<string, unknown>; session: Record<string, unknown>; routes: Array<Record<string, unknown>> } & Record<string, unknown>) => void = () => {}): string {
+  const config = {
+    publicUrl: PUBLIC_URL,
+    oidc: { issuer: idp.issuer, clientId: idp.clientId, clientSecret: idp.clientSecret, timeout: '5s' },
+    session: { secrets: ['doctor-test-session-secret-0123456789abcdef'] } as Record<string, unknown>,
+    routes: [
+      { name: 'public', match: { path: '/public' }, upstream: upstream.url, auth: 'public' },
+      { name: 'app', match: { path: '/' }, upstream: upstream.url },
+    ] as Array<Record<string, unknown>>,
+  };
+  edit(config);
+  const file = join(dir, `config-${Math.random().toString(36).slice(2)}.yaml`);
+  writeFileSync(file, JSON.stringify(config, null, 2));
+  return file;
+}
+
+/** Runs the command in-process as `main` would (or with a skewed clock), capturing what it prints. */
+async function doctor(file: string, opts: DoctorOptions & { json?: boolean } = {}): Promise<{ code: number; out: string; err: string }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const { log, error } = console;
+  console.log = (...a: unknown[]) => { out.push(a.join(' ')); };
+  console.error = (...a: unknown[]) => { err.push(a.join(' ')); };
+  try {
+    const code = opts.now ? await doctorCommand(file, opts) : await main(['doctor', '--config', file, ...(opts.json ? ['--json'] : [])]);
+    return { code, out: out.join('\n'), err: err.join('\n') };
+  } finally {
+    console.log = log;
+    console.error = error;
+  }
+}
+
+/** The checks of a `--json` run, by name. */
+async function checks(file: string, opts: DoctorOptions = {}): Promise<{ code: number; byName: Map<string, CheckResult> }> {
+  const r = await doctor(file, { ...opts, json: true });
+  const doc = JSON.parse(r.out) as { exitCode: number; checks: CheckResult[] };
+  assert.equal(doc.exitCode, r.code);
+  return { code: r.code, byName: new Map(doc.checks.map((c) => [c.name, c])) };
+}
+
+function status(byName: Map<string, CheckResult>, name: string): string {
+  const c = byName.get(name);
+  assert.ok(c, `no check named "${name}" among ${[...byName.keys()].join(', ')}`);
+  return c.status;
+}
+
+test('all good (dev IdP, two routes, a real redis-server): every check ✓, exit 0', async (t) => {
+  const redis = await startRedis(t);
+  if (!redis) return;
+  const r = await doctor(configFile((c) => { c.session.store = 'redis'; c.session.redis = { url: redis.url }; }));
+  assert.equal(r.code, 0, r.out + r.err);
+  for (const name of ['discovery', 'clock', 'jwks', 'client credentials', 'redirect uri', 'redis', 'upstream public', 'upstream app']) {
+    assert.match(r.out, new RegExp(`^✓ ${name} — `, 'm'), `${name}:\n${r.out}`);
+  }
+  assert.doesNotMatch(r.out, /^[✗⚠]/m);
+  assert.match(r.out, /invalid_grant/, 'the client authenticated; only the made-up code was refused');
+  assert.match(r.out, /8 ok, 0 warnings, 0 failures$/);
+});
+
+test('wrong client secret: ✗ client credentials naming invalid_client, the rest ✓, exit 1', async () => {
+  const r = await doctor(configFile((c) => { c.oidc.clientSecret = 'not-the-secret'; }));
+  assert.equal(r.code, 1, r.out);
+  assert.match(r.out, /^✗ client credentials — the token endpoint refused the client \(client_secret_basic, client portcullis\): .*invalid_client/m);
+  assert.match(r.out, /^ {4}fix: oidc\.clientSecret/m);
+  assert.match(r.out, /^✓ discovery — /m);
+  assert.match(r.out, /^✓ redirect uri — /m);
+});
+
+test('wrong issuer (the IdP names itself differently from oidc.issuer): ✗ discovery naming both; the IdP-client checks are not run', async (t) => {
+  // As behind an ingress under another name: the document is served at the configured URL, but names another issuer.
+  const rogue = await startRogueIdp(t, { discoveryIssuer: () => 'https://idp.example.com/realms/main' });
+  const r = await doctor(configFile((c) => { c.oidc.issuer = rogue.issuer; }));
+  assert.equal(r.code, 1, r.out);
+  assert.match(r.out, new RegExp(`^✗ discovery — the IdP names itself "https://idp.example.com/realms/main", the config says "${rogue.issuer}"`, 'm'));
+  assert.match(r.out, /fix: set oidc\.issuer to "https:\/\/idp\.example\.com\/realms\/main" exactly/);
+  assert.match(r.out, /^✗ client credentials — not checked/m);
+  assert.match(r.out, /^✓ upstream app — /m, 'the other checks still run');
+});
+
+test('IdP unreachable: ✗ discovery "cannot reach", exit 1, no crash', async () => {
+  const port = await freePort();
+  const { code, byName } = await checks(configFile((c) => { c.oidc.issuer = `http://127.0.0.1:${port}`; }));
+  assert.equal(code, 1);
+  assert.equal(status(byName, 'discovery'), 'fail');
+  assert.match(byName.get('discovery')!.detail, /cannot reach .*ECONNREFUSED/);
+  assert.equal(status(byName, 'jwks'), 'fail');
+  assert.equal(byName.has('clock'), false, 'no answer, no Date to compare');
+});
+
+test('unregistered redirect URI (publicUrl not registered at the IdP): ✗ redirect uri, exit 1', async () => {
+  const r = await doctor(configFile((c) => { c.publicUrl = 'https://elsewhere.example.com'; }));
+  assert.equal(r.code, 1, r.out);
+  assert.match(r.out, /^✗ redirect uri — the IdP refused the authorization request \(HTTP 400\): .*redirect_uri/m);
+  assert.match(r.out, /fix: register https:\/\/elsewhere\.example\.com\/oauth2\/callback .* at the IdP/);
+  assert.match(r.out, /^✓ client credentials — /m, 'the client itself is fine');
+});
+
+test('unreachable upstream: ✗ naming the route, the other route ✓, exit 1', async () => {
+  const port = await freePort();
+  const r = await doctor(configFile((c) => { c.routes.unshift({ name: 'billing', match: { path: '/billing' }, upstream: `http://127.0.0.1:${port}` }); }));
+  assert.equal(r.code, 1, r.out);
+  assert.match(r.out, new RegExp(`^✗ upstream billing — route "billing": cannot reach http://127.0.0.1:${port}: .*ECONNREFUSED`, 'm'));
+  assert.match(r.out, /fix: check routes\[0\]\.upstream/);
+  assert.match(r.out, /^✓ upstream app — .* answered HTTP \d{3}/m);
+});
+
+test('clock: the IdP 45 s ahead of this host is ✗ (tolerance 30 s), 20 s ahead ⚠ with exit 2, 45 s with clockTolerance 60s ✓', async () => {
+  const file = configFile();
+  const ahead = (sec: number) => ({ now: () => Date.now() - sec * 1000 });
+  const far = await doctor(file, ahead(45));
+  assert.equal(far.code, 1, far.out);
+  assert.match(far.out, /^✗ clock — the IdP's clock is 4[4-6] s ahead of this host \(oidc\.clockTolerance 30 s\): ID tokens will be refused/m);
+  const behind = await checks(file, { now: () => Date.now() + 45_000 });
+  assert.match(behind.byName.get('clock')!.detail, /4[4-6] s behind this host/);
+  assert.equal(status(behind.byName, 'clock'), 'fail');
+  const near = await doctor(file, ahead(20));
+  assert.equal(near.code, 2, `warnings only: exit 2\n${near.out}`);
+  assert.match(near.out, /^⚠ clock — .*more than half the tolerance/m);
+  assert.match(near.out, /0 failures$/);
+  const tolerant = await checks(configFile((c) => { c.oidc.clockTolerance = '60s'; }), ahead(45));
+  assert.equal(status(tolerant.byName, 'clock'), 'warn', '45 s of 60 s is more than half');
+  const inStep = await checks(file);
+  assert.equal(status(inStep.byName, 'clock'), 'ok');
+});
+
+test('jwks: keys for none of oidc.idTokenSigningAlgs (the dev IdP signs RS256/ES256, config allows ES512) → ✗', async () => {
+  const { code, byName } = await checks(configFile((c) => { c.oidc.idTokenSigningAlgs = ['ES512']; }));
+  assert.equal(code, 1);
+  assert.equal(status(byName, 'jwks'), 'fail');
+  assert.match(byName.get('jwks')!.detail, /none usable with ES512/);
+  assert.match(byName.get('jwks')!.fix!, /oidc\.idTokenSigningAlgs/);
+});
+
+test('redis configured but down: ✗ redis with what to check, exit 1', async (t) => {
+  const redis = await startRedis(t);
+  if (!redis) return;
+  await redis.stop();
+  const { code, byName } = await checks(configFile((c) => { c.oidc.timeout = '2s'; c.session.store = 'redis'; c.session.redis = { url: `redis://:hunter2@127.0.0.1:${redis.port}` }; }));
+  assert.equal(code, 1);
+  assert.equal(status(byName, 'redis'), 'fail');
+  const redisCheck = byName.get('redis')!;
+  assert.match(redisCheck.detail, /not connected within 2 s: .*ECONNREFUSED/);
+  assert.doesNotMatch(redisCheck.detail, /hunter2/, 'the password is never printed');
+  assert.match(redisCheck.fix!, /session\.redis\.url/);
+});
+
+test('TLS certificates: an https upstream whose certificate expires in 5 days ⚠, after it expired ✗; an untrusted one fails the upstream check', async (t) => {
+  if (!requireTool(t, 'openssl')) return;
+  const key = join(dir, 'key.pem');
+  const cert = join(dir, 'cert.pem');
+  execFileSync(findTool('openssl')!, ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', cert, '-days', '5', '-subj', '/CN=127.0.0.1'], { stdio: 'ignore' });
+  const server = createServer({ key: readFileSync(key), cert: readFileSync(cert) }, (_req, res) => res.end('ok'));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const { port } = server.address() as AddressInfo;
+  const file = configFile((c) => { c.routes.push({ name: 'secure', match: { path: '/secure' }, upstream: `https://127.0.0.1:${port}` }); });
+  const soon = await checks(file);
+  const name = `certificate 127.0.0.1:${port}`;
+  assert.equal(status(soon.byName, name), 'warn');
+  assert.match(soon.byName.get(name)!.detail, /\(route secure\): expires on \d{4}-\d\d-\d\d, in [45] days/);
+  assert.equal(status(soon.byName, 'upstream secure'), 'fail', 'undici verifies the certificate, as the proxy does');
+  assert.match(soon.byName.get('upstream secure')!.detail, /self[- ]signed/i);
+  // Ten days later (this host's clock moved; the IdP's Date then says it is 10 days behind, too).
+  const later = await checks(file, { now: () => Date.now() + 10 * 86_400_000 });
+  assert.equal(status(later.byName, name), 'fail');
+  assert.match(later.byName.get(name)!.detail, /expired on/);
+});
+
+test('--json: one document {ok, exitCode, checks: [{name, status, detail, fix?}]}', async () => {
+  const r = await doctor(configFile(), { json: true });
+  assert.equal(r.code, 0, r.out);
+  const doc = JSON.parse(r.out) as Record<string, unknown>;
+  assert.deepEqual(Object.keys(doc).sort(), ['checks', 'exitCode', 'ok']);
+  assert.equal(doc.ok, true);
+  assert.equal(doc.exitCode, 0);
+  const list = doc.checks as CheckResult[];
+  assert.deepEqual(list.map((c) => c.name), ['discovery', 'clock', 'jwks', 'client credentials', 'redirect uri', 'upstream public', 'upstream app']);
+  for (const c of list) {
+    assert.equal(c.status, 'ok');
+    assert.equal(typeof c.detail, 'string');
+    assert.ok(c.detail.length > 0);
+  }
+});
+
+test('config problems: printed as `portcullis check` prints them, exit 1 (and one failed "config" check with --json)', async () => {
+  const bad = configFile((c) => { c.oidc.clientSecret = undefined; c.routes[0]!.upstrem = 'x'; });
+  const r = await doctor(bad);
+  assert.equal(r.code, 1);
+  assert.match(r.err, /problems?\n/);
+  assert.match(r.err, /routes\[0\]\.upstrem/);
+  assert.equal(r.out, '');
+  const j = await doctor(bad, { json: true });
+  assert.equal(j.code, 1);
+  const doc = JSON.parse(j.out) as { ok: boolean; checks: CheckResult[] };
+  assert.equal(doc.ok, false);
+  assert.equal(doc.checks[0]!.name, 'config');
+  assert.match(doc.checks[0]!.detail, /routes\[0\]\.upstrem/);
+});
