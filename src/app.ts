@@ -18,7 +18,7 @@ import { registerSignInEndpoints } from './signin/endpoints.js';
 import { compilePeerTrust } from './routing/trust.js';
 import { AssertionSigner } from './identity/assertion.js';
 import { clientKey, createRateLimiter } from './ratelimit.js';
-import { REDACT, loggerOptions } from './logging.js';
+import { REDACT, logDestination, loggerOptions } from './logging.js';
 
 export interface AppOptions extends RuntimeOptions {
   metrics?: Metrics;
@@ -37,6 +37,7 @@ export async function buildApp(config: Config, opts: AppOptions = {}): Promise<{
   // forward-auth go through the one pipeline; Portcullis's own endpoints come back here, to Fastify.
   let doorway: ReturnType<typeof createHttpDoorway> | undefined;
   let fastifyHandler: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
+  const pretty = opts.logStream ? undefined : logDestination();
   const app = Fastify({
     serverFactory: (handler) => {
       const server = createServer((req, res) => doorway!(req, res));
@@ -51,7 +52,8 @@ export async function buildApp(config: Config, opts: AppOptions = {}): Promise<{
     logger: {
       level: config.logLevel,
       ...loggerOptions,
-      ...(opts.logStream ? { stream: opts.logStream } : {}),
+      // Tests capture lines; a terminal gets them readable (logDestination), anything else JSON.
+      ...(opts.logStream ? { stream: opts.logStream } : pretty ? { stream: pretty } : {}),
     },
     // What a peer says about the original request is read in one place, routing/origin.ts (the
     // rate limiter below asks it too): Fastify's own request.ip/host/protocol are not used.

@@ -11,7 +11,7 @@ import { AggregatorRegistry, Counter, Gauge, Registry, type MetricObjectWithValu
 import type { Config } from './config/index.js';
 import type { Revocation } from './session/revocation.js';
 import { registerAdminRoutes, runAdminOp, type AdminOp, type AdminResult } from './session/admin.js';
-import { loggerOptions } from './logging.js';
+import { logDestination, loggerOptions } from './logging.js';
 import { holdSignals, startServer, type RunningServer } from './server.js';
 
 /** Messages between the primary and its workers (IPC). */
@@ -109,8 +109,9 @@ async function runWorker(configFile: string, config: Config): Promise<void> {
 }
 
 async function runPrimary(config: Config, n: number): Promise<void> {
+  const pretty = logDestination();
   const admin = Fastify({
-    logger: { level: config.logLevel, ...loggerOptions },
+    logger: { level: config.logLevel, ...loggerOptions, ...(pretty ? { stream: pretty } : {}) },
     logController: new LogController({ disableRequestLogging: true }),
   });
   const log: FastifyBaseLogger = admin.log;

@@ -17,6 +17,7 @@
 // named fields, which cost nothing on lines without them. All three: `loggerOptions`.
 
 import { stdSerializers } from 'pino';
+import { PinoPretty } from 'pino-pretty';
 
 /** Paths tried one level below every top-level field (`err.X`, `req.X`, `res.X`, `anything.X`). */
 const ONE_LEVEL_DOWN = [
@@ -221,4 +222,18 @@ export class OutageLog {
     for (const o of this.open.values()) clearTimeout(o.timer);
     this.open.clear();
   }
+}
+
+/**
+ * Where log lines go. JSON on stdout, one object per line, as log collectors want — unless stdout
+ * is a terminal (the demo, a first `npx portcullis` run by hand), where pino-pretty prints them for
+ * a person (time, level, message, fields). `PORTCULLIS_LOG_FORMAT=json` or `=pretty` overrides the
+ * guess. Redaction (loggerOptions) runs before either format, so both carry the same fields.
+ * `undefined`: pino's default destination (stdout, JSON).
+ */
+export function logDestination(env: NodeJS.ProcessEnv = process.env, stdout: { isTTY?: boolean } = process.stdout): NodeJS.WritableStream | undefined {
+  const format = env.PORTCULLIS_LOG_FORMAT;
+  const pretty = format === 'pretty' || (format !== 'json' && stdout.isTTY === true);
+  if (!pretty) return undefined;
+  return PinoPretty({ colorize: stdout.isTTY === true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname', singleLine: false });
 }
