@@ -130,9 +130,9 @@ than hand out a value that the next render would replace.
 {{- end }}
 
 {{/*
-checksum/secret: a hash of the secret *inputs* in values, not of the rendered Secret. The rendered
-Secret may hold a generated value, which differs on every render where `lookup` cannot see the
-cluster; hashing it would restart pods for nothing. Changing secrets in values still rolls the pods.
+checksum/secret: a hash of the secret *inputs* in values, not of the rendered Secret, which may hold
+a value generated on install and read back on upgrades ("portcullis.keptSecret"): the annotation
+stays the same either way. Changing secrets in values still rolls the pods.
 A Secret you manage (existingSecret) is not seen: restart the pods after rotating it
 (kubectl rollout restart), or let a tool such as Reloader do it.
 */}}

@@ -77,20 +77,19 @@ describe('the chart, rendered', { skip: missingGoReason() }, () => {
   });
 
   test('upgrade: the generated values already in the cluster are reused, the same bytes', () => {
-    const req = { valueFiles: [ci('default')], values: { redis: { enabled: true } } };
+    const req = { valueFiles: [ci('default')], values: { redis: { enabled: true } }, release: { revision: 2, isUpgrade: true } };
     const installed = firstInstall(req);
+    const ours = inCluster(installed);
     // Other Secrets in the namespace, and a same-named Secret in another namespace, are not ours.
     const stranger: K8sObject = { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'other', namespace: NAMESPACE }, data: { 'session-secrets': 'b3RoZXI=' } };
-    const elsewhere = { ...inCluster(installed), metadata: { name: inCluster(installed).metadata.name, namespace: 'elsewhere' }, data: { 'session-secrets': 'ZWxzZXdoZXJl' } };
-    for (const cluster of [{ objects: [inCluster(installed)] }, { objects: [stranger, elsewhere, inCluster(installed)] }, null]) {
-      const upgraded = renderChart({ ...req, release: { revision: 2, isUpgrade: true }, cluster: cluster && { objects: cluster.objects } });
-      if (cluster === null) {
-        // An upgrade rendered without the cluster cannot reuse either: it fails too.
-        assert.match(failure(upgraded), /secrets\.sessionSecrets is empty/);
-        continue;
-      }
-      assert.deepEqual(ofKind(upgraded, 'Secret')[0]!.data, ofKind(installed, 'Secret')[0]!.data);
+    const elsewhere: K8sObject = { ...ours, metadata: { name: ours.metadata.name, namespace: 'elsewhere' }, data: { 'session-secrets': 'ZWxzZXdoZXJl' } };
+    for (const objects of [[ours], [stranger, elsewhere, ours]]) {
+      assert.deepEqual(ofKind(renderChart({ ...req, cluster: { objects } }), 'Secret')[0]!.data, ours.data);
     }
+    // Only elsewhere's: this namespace holds no Secret of ours, so it is a first install again.
+    assert.notEqual(secretData(renderChart({ ...req, cluster: { objects: [elsewhere] } }))['session-secrets'], 'elsewhere');
+    // An upgrade rendered without the cluster cannot read it back either: it fails too.
+    assert.match(failure(noCluster(req)), /secrets\.sessionSecrets is empty/);
   });
 
   test('values win over what the cluster holds: setting sessionSecrets rotates on purpose', () => {
