@@ -141,8 +141,9 @@ test('generated secrets never change by accident: values, else the cluster\'s co
   assert.match(secret, /\{\{- if not \.Values\.secrets\.existingSecret \}\}/);
   // Cluster access is told by a list lookup: a SecretList always has items, no cluster gives {}.
   assert.match(secret, /\$secrets := lookup "v1" "Secret" \.Release\.Namespace ""/);
-  assert.match(secret, /"cluster" \(hasKey \$secrets "items"\)/);
-  assert.equal((secret.match(/include "portcullis\.keptSecret"/g) ?? []).length, 2, 'session-secrets and redis-password both kept');
+  assert.match(secret, /\$cluster := hasKey \$secrets "items"/);
+  assert.equal((secret.match(/include "portcullis\.keptSecret" \(dict "previous" \$previous "cluster" \$cluster/g) ?? []).length, 2,
+    'session-secrets and redis-password both kept, from the same lookup');
   assert.doesNotMatch(secret, /randAlphaNum/, 'generate only through portcullis.keptSecret');
 });
 
