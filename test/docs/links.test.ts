@@ -3,7 +3,7 @@
 // README stays short. The checker is tested on bad samples first, so a broken link cannot pass.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { brokenLinks, headingAnchorsOf, linksOf, markdownFilesUnder, reachableMarkdown } from './markdown-links.js';
@@ -111,6 +111,18 @@ test('the docs/ pages the README promises exist, and every docs/ page is reachab
   for (const f of ['bench/README.md', 'helm/portcullis/README.md', 'examples/README.md']) {
     assert.ok(reachable.has(join(ROOT, f)), `${f} is not reachable from README.md`);
   }
+});
+
+test('every error code the docs name is in the generated error reference (docs/errors.md)', () => {
+  assert.ok(existsSync(join(DOCS, 'errors.md')), 'docs/errors.md is missing');
+  const reference = readFileSync(join(DOCS, 'errors.md'), 'utf8');
+  const named = new Set<string>();
+  for (const f of [join(ROOT, 'README.md'), ...readdirSync(DOCS).filter((n) => n.endsWith('.md') && n !== 'errors.md').map((n) => join(DOCS, n))]) {
+    for (const m of readFileSync(f, 'utf8').matchAll(/\bERR_[A-Z0-9_]+\b/g)) named.add(m[0]);
+  }
+  assert.ok(named.size >= 5, `expected the docs to name error codes, found ${[...named].join(', ')}`);
+  const unknown = [...named].filter((code) => !new RegExp(`\\b${code}\\b`).test(reference)).sort();
+  assert.deepEqual(unknown, [], 'codes named in the docs but not in docs/errors.md (renamed or removed?)');
 });
 
 test('the README stays an overview: under 200 lines', () => {
