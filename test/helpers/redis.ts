@@ -1,7 +1,8 @@
 // Test helper: a throwaway redis-server on a free loopback port, no persistence, killed by PID after the test.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { createConnection, createServer, type AddressInfo } from 'node:net';
+import { createConnection } from 'node:net';
+import { freePort } from '../../dev/devidp/net.js';
 import { findTool, requireTool, type SkippableScope } from './chromium.js';
 
 export interface TestRedis {
@@ -59,15 +60,6 @@ export async function startRedis(t: SkippableScope): Promise<TestRedis | undefin
     stop,
     start,
   };
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 /** Raw RESP over TCP: no client library needed just to know the server is up. */

@@ -2,7 +2,7 @@
 // polling, bounded — never a fixed sleep standing in for it.
 
 /** Resolves once `check` is true; rejects after `ms` naming `what`. */
-export async function until(what: string, ms: number, check: () => Promise<boolean>, everyMs = 50): Promise<void> {
+export async function until(what: string, ms: number, check: () => boolean | Promise<boolean>, everyMs = 50): Promise<void> {
   const t0 = Date.now();
   while (Date.now() - t0 < ms) {
     if (await check()) return;

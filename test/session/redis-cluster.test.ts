@@ -12,29 +12,19 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { createServer, type AddressInfo } from 'node:net';
+import { createServer } from 'node:net';
 import { SessionCodec } from '../../src/session/codec.js';
 import { RedisStore } from '../../src/session/redis-store.js';
 import { findTool, requireTool } from '../helpers/chromium.js';
+import { until } from '../helpers/wait.js';
+import { freePort } from '../../dev/devidp/net.js';
 
 const run = promisify(execFile);
-
-async function until(what: string, ms: number, check: () => boolean | Promise<boolean>): Promise<void> {
-  const t0 = Date.now();
-  while (Date.now() - t0 < ms) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 /** A free port whose cluster bus port (+10000) is free too. */
 async function freeClusterPort(): Promise<number> {
   for (;;) {
-    const s = createServer().listen(0, '127.0.0.1');
-    await once(s, 'listening');
-    const port = (s.address() as AddressInfo).port;
-    s.close();
+    const port = await freePort();
     if (port + 10000 > 65535) continue;
     const bus = createServer().listen(port + 10000, '127.0.0.1');
     const ok = await Promise.race([once(bus, 'listening').then(() => true), once(bus, 'error').then(() => false)]);
@@ -80,8 +70,17 @@ test('redis cluster: a master that dies is logged and makes healthy() (→ /read
   t.after(() => store.close());
   await until('connected', 10_000, () => store.healthy());
   for (let i = 0; i < 20; i++) assert.equal(await store.setIfAbsent(`probe:${i}`, 'x', 60_000), true, 'keys in every shard work');
-  // Still healthy over a few probes while every shard is up.
-  await new Promise((r) => setTimeout(r, 2500));
+  // Still healthy after the store's own CLUSTER INFO probes (counted by the nodes) while every shard is up.
+  const infoCalls = async () => {
+    let n = 0;
+    for (const port of cluster.ports) {
+      const stats = (await run(findTool('redis-cli')!, ['-p', String(port), 'info', 'commandstats'])).stdout;
+      n += Number(/cmdstat_cluster\|info:calls=(\d+)/.exec(stats)?.[1] ?? 0);
+    }
+    return n;
+  };
+  const before = await infoCalls();
+  await until('a cluster probe by the store', 10_000, async () => await infoCalls() > before, 100);
   assert.equal(store.healthy(), true);
 
   const victim = cluster.ports[2]!;

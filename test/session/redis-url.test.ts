@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createConnection, createServer, type AddressInfo } from 'node:net';
+import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Cluster, Redis } from 'ioredis';
@@ -14,6 +14,8 @@ import { RedisStore, createRedisClient, parseRedisUrl } from '../../src/session/
 import type { SessionRecord } from '../../src/session/sessions.js';
 import { findTool, missingToolReason } from '../helpers/chromium.js';
 import { startRedis } from '../helpers/redis.js';
+import { until } from '../helpers/wait.js';
+import { freePort } from '../../dev/devidp/net.js';
 
 describe('parseRedisUrl', () => {
   test('one server', () => {
@@ -90,14 +92,6 @@ function record(): SessionRecord {
   return { v: 1, sid: 's1', claims: { sub: 'alice' }, idToken: 'x.y.z', createdAt: now, seenAt: now };
 }
 
-async function freePort(): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((r) => server.close(() => r()));
-  return port;
-}
-
 /** Runs redis-server with extra arguments in a scratch directory; killed and cleaned up after the test. */
 async function spawnRedis(t: TestContext, args: string[], conf?: string): Promise<number> {
   const port = await freePort();
@@ -113,7 +107,7 @@ async function spawnRedis(t: TestContext, args: string[], conf?: string): Promis
     }
     rmSync(dir, { recursive: true, force: true });
   });
-  await until(`redis-server on port ${port} to answer`, () => answers(port));
+  await until(`redis-server on port ${port} to answer`, 10_000, () => answers(port));
   return port;
 }
 
@@ -129,18 +123,10 @@ function answers(port: number): Promise<boolean> {
   });
 }
 
-async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 async function roundTrip(t: TestContext, url: string): Promise<RedisStore> {
   const store = new RedisStore(new SessionCodec([NEW]), '__Host-portcullis', { url, keyPrefix: 'topology:', ttlMs: 60_000 });
   t.after(() => store.close());
-  await until('the store to connect', () => store.healthy());
+  await until('the store to connect', 10_000, () => store.healthy());
   const value = await store.save(record(), undefined);
   assert.equal((await store.open(value))?.record.claims.sub, 'alice');
   assert.equal(await store.setIfAbsent('lock:x', '1', 10_000), true);
@@ -162,7 +148,9 @@ describe('real topologies', skipNoRedis, () => {
     const port = await spawnRedis(t, ['--requirepass', 'right']);
     const store = new RedisStore(new SessionCodec([NEW]), '__Host-portcullis', { url: `redis://:wrong@127.0.0.1:${port}`, keyPrefix: 'x:', ttlMs: 1000 });
     t.after(() => store.close());
-    await new Promise((r) => setTimeout(r, 500));
+    // The server's refusal of the password, as the client reports it (ioredis: WRONGPASS), not a guess at how long it takes.
+    const [refused] = await once(store.client, 'error', { signal: AbortSignal.timeout(10_000) }) as [Error];
+    assert.match(refused.message, /WRONGPASS|invalid password/i);
     assert.equal(store.healthy(), false);
   });
 
@@ -187,7 +175,7 @@ describe('real topologies', skipNoRedis, () => {
     const admin = new Redis({ port, host: '127.0.0.1' }).on('error', () => {});
     t.after(() => admin.disconnect());
     await admin.call('CLUSTER', 'ADDSLOTSRANGE', '0', '16383');
-    await until('cluster_state:ok', async () => String(await admin.call('CLUSTER', 'INFO')).includes('cluster_state:ok'));
+    await until('cluster_state:ok', 10_000, async () => String(await admin.call('CLUSTER', 'INFO')).includes('cluster_state:ok'));
     const store = await roundTrip(t, `redis://127.0.0.1:${port}?cluster=true`);
     assert.ok(store.client instanceof Cluster);
   });
