@@ -1,8 +1,7 @@
 // Test helper: a headless Debian Chromium via playwright-core, and the skip-locally/fail-in-CI rule for missing tools.
-import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
-import { chromium, type BrowserContext } from 'playwright-core';
+import { chromium, type Browser, type BrowserContext } from 'playwright-core';
 import type { CleanupScope } from './idp.js';
 
 export const CHROMIUM_PATH = process.env.CHROMIUM ?? '/usr/bin/chromium';
@@ -50,15 +49,17 @@ export function missingToolReason(pathOrName: string): string | undefined {
 }
 
 /**
- * A fresh headless Chromium profile, closed and deleted after the test. Resolves to undefined (the test is
- * then skipped) when Chromium is missing locally.
+ * One headless Chromium per test process, shared: each test gets a fresh browser context (its own
+ * cookies, storage and cache — what a new profile gave, at a fraction of a launch's cost). The browser
+ * is closed once no context has been open for BROWSER_LINGER_MS, so the next test of the file reuses
+ * it and the file's process can still exit.
  */
-export async function launchChromium(t: SkippableScope): Promise<BrowserContext | undefined> {
-  if (!requireTool(t, CHROMIUM_PATH)) return undefined;
-  const userDataDir = mkdtempSync(join(tmpdir(), 'portcullis-chromium-'));
-  let context: BrowserContext;
-  try {
-    context = await chromium.launchPersistentContext(userDataDir, {
+const BROWSER_LINGER_MS = 300;
+let shared: { browser: Promise<Browser>; contexts: number; closing: NodeJS.Timeout | undefined } | undefined;
+
+function acquireBrowser(): Promise<Browser> {
+  if (!shared) {
+    const browser = chromium.launch({
       executablePath: CHROMIUM_PATH,
       headless: true,
       args: [
@@ -67,14 +68,43 @@ export async function launchChromium(t: SkippableScope): Promise<BrowserContext 
       ],
       timeout: 30_000,
     });
+    const entry = { browser, contexts: 0, closing: undefined };
+    shared = entry;
+    const forget = () => { if (shared === entry) shared = undefined; };
+    browser.then((b) => b.once('disconnected', forget), forget); // crashed or failed to start: the next test launches anew
+  }
+  clearTimeout(shared.closing);
+  shared.closing = undefined;
+  shared.contexts += 1;
+  return shared.browser;
+}
+
+function releaseBrowser(): void {
+  const s = shared;
+  if (!s || --s.contexts > 0) return;
+  s.closing = setTimeout(() => {
+    if (shared === s) shared = undefined;
+    void s.browser.then((b) => b.close()).catch(() => {});
+  }, BROWSER_LINGER_MS);
+}
+
+/**
+ * A fresh context of the shared headless Chromium, closed after the test. Resolves to undefined (the
+ * test is then skipped) when Chromium is missing locally.
+ */
+export async function launchChromium(t: SkippableScope): Promise<BrowserContext | undefined> {
+  if (!requireTool(t, CHROMIUM_PATH)) return undefined;
+  let context: BrowserContext;
+  try {
+    context = await (await acquireBrowser()).newContext();
   } catch (err) {
-    rmSync(userDataDir, { recursive: true, force: true });
+    releaseBrowser();
     throw err;
   }
   context.setDefaultTimeout(15_000);
   t.after(async () => {
     await context.close().catch(() => {});
-    rmSync(userDataDir, { recursive: true, force: true });
+    releaseBrowser();
   });
   return context;
 }

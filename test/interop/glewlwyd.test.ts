@@ -9,6 +9,7 @@ import { parseConfigText } from '../../src/config/load.js';
 import { WebSocket } from 'ws';
 import type { Page } from 'playwright-core';
 import { launchChromium } from '../helpers/chromium.js';
+import { until } from '../helpers/wait.js';
 import { ALICE, BOB } from './idp.js';
 import { missingGlewlwydReason, startGlewlwyd, type Glewlwyd } from './glewlwyd.js';
 import { startInteropStack } from './portcullis.js';
@@ -241,12 +242,8 @@ describe('Glewlwyd interop', { skip }, () => {
     ]);
     await idp.confirmEndSession(pageA);
 
-    const deadline = Date.now() + 15_000;
     let status = await bStatus();
-    while (status === 200 && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 250));
-      status = await bStatus();
-    }
+    await until('B\'s session to end', 15_000, async () => (status = await bStatus()) !== 200).catch(() => {}); // the assertion below says what was seen
     t.diagnostic(`Glewlwyd's back-channel log: ${idp.log().split('\n').filter((l) => /backchannel|logout/i.test(l)).join(' | ') || '(nothing at INFO)'}`);
     assert.equal(status, 302, `B's session ended: a new request is sent to sign in (got ${status}); Portcullis B log: ${b.logs.filter((l) => /backchannel|logout/i.test(l)).slice(-3).join('\n')}`);
     const closed = await Promise.race([wsClosed, new Promise<undefined>((r) => setTimeout(() => r(undefined), 10_000))]);
@@ -292,10 +289,7 @@ describe('Glewlwyd interop', { skip }, () => {
     // (at most one refetch per 30 s cooldown, so a key published seconds after the last fetch can wait that long).
     let after = await bearer();
     assert.equal(after.kid, newKid, 'Glewlwyd signs with the new key');
-    while (after.status !== 200 && Date.now() - rotatedAt < 40_000) {
-      await new Promise((r) => setTimeout(r, 1_000));
-      after = await bearer();
-    }
+    await until('a bearer token signed with the new key to be accepted', 40_000, async () => (after = await bearer()).status === 200, 100);
     const bearerDelay = Date.now() - rotatedAt;
     t.diagnostic(`bearer token with the new kid accepted after ${bearerDelay} ms`);
     assert.equal(after.status, 200, 'a bearer token signed with the new key is accepted without a restart');
