@@ -1,15 +1,15 @@
 // Wiring, in request order: normalise the target (rewriteUrl) → Portcullis's own endpoints
 // (/oauth2/*, /healthz, /readyz) → the door (route → session → policy → identity → forward).
 // Errors from any stage meet one handler that answers with a page (browsers) or JSON (APIs).
-import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyInstance, type FastifyReply } from 'fastify';
 import fastifyCookie from '@fastify/cookie';
 import { randomUUID } from 'node:crypto';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer, STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Config } from './config/index.js';
 import { Runtime, type RuntimeOptions } from './runtime.js';
 import { createMetrics, responseObserver, type Metrics } from './metrics.js';
-import { asPortcullisError, errors, PortcullisError } from './errors.js';
+import { asPortcullisError, coded, errors } from './errors.js';
 import { requestIdOf } from './request-id.js';
 import { createHttpDoorway, rewriteUrl } from './door/http.js';
 import { handleUpgrade } from './door/upgrade.js';
@@ -70,17 +70,14 @@ export async function buildApp(config: Config, opts: AppOptions = {}): Promise<{
     // that never carries the request's bytes (Fastify's default logs them, cookies included).
     clientErrorHandler: (err: Error & { code?: string }, socket: Socket) => {
       if (err.code === 'ECONNRESET' || socket.destroyed) return;
-      const e = err.code === 'HPE_HEADER_OVERFLOW'
-        ? new PortcullisError('ERR_REQUEST_HEADERS_TOO_LARGE', 431, 'The request headers are too large.')
-        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-          ? new PortcullisError('ERR_REQUEST_TIMEOUT', 408, 'The request took too long to arrive.')
-          : new PortcullisError('ERR_REQUEST_MALFORMED', 400, 'The request is not valid HTTP/1.1.');
+      const e = coded(err.code === 'HPE_HEADER_OVERFLOW' ? 'ERR_REQUEST_HEADERS_TOO_LARGE' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'ERR_REQUEST_TIMEOUT' : 'ERR_REQUEST_MALFORMED');
       const id = randomUUID();
       app.log.debug({ reqId: id, code: err.code, status: e.statusCode }, 'malformed request refused');
       const a = errorAnswer(e, { id, headers: {} });
       const refuse = () => {
-        const text = e.statusCode === 431 ? 'Request Header Fields Too Large' : e.statusCode === 408 ? 'Request Timeout' : 'Bad Request';
-        if (socket.writable) socket.write(`HTTP/1.1 ${a.status} ${text}\r\nConnection: close\r\nContent-Type: ${a.headers['content-type']}\r\nContent-Length: ${Buffer.byteLength(a.body)}\r\n\r\n${a.body}`);
+        if (socket.writable) {
+          socket.write(`HTTP/1.1 ${a.status} ${STATUS_CODES[a.status]}\r\nConnection: close\r\nContent-Type: ${a.headers['content-type']}\r\nX-Request-Id: ${id}\r\nContent-Length: ${Buffer.byteLength(a.body)}\r\n\r\n${a.body}`);
+        }
         socket.destroy();
       };
       // A bad request pipelined behind a good one: the good one's response (Node's socket._httpMessage)
@@ -105,15 +102,7 @@ export async function buildApp(config: Config, opts: AppOptions = {}): Promise<{
 
   await app.register(fastifyCookie);
 
-  app.setErrorHandler((err, request, reply) => {
-    const e = asPortcullisError(err);
-    if (e.statusCode >= 500) request.log.error({ code: e.code, err: e.cause ?? err }, e.message);
-    else request.log.info({ code: e.code, detail: e.cause instanceof Error ? e.cause.message : undefined }, e.message);
-    const retryTo = (request as FastifyRequest & { retryTo?: string }).retryTo;
-    const signInUrl = e.retrySignIn ? `${config.publicUrl}/oauth2/start${retryTo ? `?rd=${encodeURIComponent(retryTo)}` : ''}` : undefined;
-    const a = errorAnswer(e, { id: request.id, headers: request.headers }, { signInUrl });
-    return reply.code(a.status).headers(a.headers).send(a.body);
-  });
+  answerErrors(app, config.publicUrl);
 
   app.addHook('onResponse', (request, reply, done) => {
     observe('portcullis', reply.statusCode, reply.elapsedTime / 1000);
@@ -130,7 +119,7 @@ export async function buildApp(config: Config, opts: AppOptions = {}): Promise<{
       const d = signInLimiter.take(`${url} ${clientKey(runtime.origin.clientIpOf(request.raw))}`);
       if (d.ok) return;
       metrics.rateLimited.inc({ endpoint: url.slice('/oauth2/'.length) });
-      throw new PortcullisError('ERR_RATE_LIMITED', 429, errors.rateLimited().message, { retryAfter: d.retryAfterSec });
+      throw errors.rateLimited(d.retryAfterSec);
     });
   }
 
@@ -140,7 +129,6 @@ export async function buildApp(config: Config, opts: AppOptions = {}): Promise<{
   await app.register(async (own) => registerSignInEndpoints(own, runtime));
   // Any other /oauth2/ path is ours too, and never proxied.
   app.all('/oauth2/*', async () => { throw errors.notOwnEndpoint(); });
-  app.setNotFoundHandler(async () => { throw errors.notOwnEndpoint(); });
 
   app.server.on('upgrade', (req, socket, head) => {
     socket.on('error', () => socket.destroy());
@@ -150,6 +138,47 @@ export async function buildApp(config: Config, opts: AppOptions = {}): Promise<{
   app.addHook('onClose', async () => runtime.close());
   runtime.idp.start();
   return { app, runtime };
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Where a failed sign-in came from: the error page's "sign in again" link returns there (set by the callback). */
+    retryTo: string | undefined;
+  }
+  interface FastifyContextConfig {
+    /**
+     * `oauth`: error answers add `error_description` (= `message`) and are JSON whatever Accept says —
+     * for endpoints an IdP calls (back-channel logout; see signin/endpoints.ts).
+     */
+    errorBody?: 'oauth';
+  }
+}
+
+/**
+ * Error and not-found answers for every Fastify instance Portcullis runs (the public listener's own
+ * endpoints, the metrics/admin listener, a cluster primary's): handlers throw coded errors (or
+ * Fastify throws its own: body too large, malformed JSON, wrong Content-Type), and they meet here —
+ * logged (5xx at error with the cause; 4xx at info), answered with the door's error answer: a page
+ * for browsers, else the one JSON shape, with X-Request-Id on every response. `publicUrl`: where
+ * "sign in again" links point (the public listener only).
+ */
+export function answerErrors(app: FastifyInstance, publicUrl?: string): void {
+  app.decorateRequest('retryTo', undefined);
+  app.addHook('onRequest', (request, reply, done) => {
+    reply.header('x-request-id', request.id);
+    done();
+  });
+  app.setErrorHandler((err, request, reply) => {
+    const e = asPortcullisError(err);
+    if (e.statusCode >= 500) request.log.error({ code: e.code, err: e.cause ?? err }, e.message);
+    else request.log.info({ code: e.code, detail: e.cause instanceof Error ? e.cause.message : undefined }, e.message);
+    const retryTo = request.retryTo;
+    const signInUrl = e.retrySignIn && publicUrl ? `${publicUrl}/oauth2/start${retryTo ? `?rd=${encodeURIComponent(retryTo)}` : ''}` : undefined;
+    const oauth = request.routeOptions.config?.errorBody === 'oauth';
+    const a = errorAnswer(e, { id: request.id, headers: request.headers }, oauth ? { json: true, fields: { error_description: e.message } } : { signInUrl });
+    return reply.code(a.status).headers(a.headers).send(a.body);
+  });
+  app.setNotFoundHandler(async () => { throw errors.notOwnEndpoint(); });
 }
 
 /**
@@ -172,7 +201,8 @@ export function readiness(runtime: Runtime, reply: FastifyReply): FastifyReply {
 
 /** The metrics listener: /metrics only, never on the public port. */
 export async function buildMetricsApp(metrics: Metrics): Promise<FastifyInstance> {
-  const app = Fastify({ logger: false });
+  const app = Fastify({ logger: false, genReqId: () => randomUUID() });
+  answerErrors(app);
   app.get('/metrics', async (_request, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
   return app;
 }

@@ -5,14 +5,16 @@
 // logouts between workers, and serves /metrics (aggregated over the workers), /healthz and /readyz,
 // and the admin endpoints (admin.tokenFile), each operation run by one worker.
 import cluster, { type Worker } from 'node:cluster';
+import { randomUUID } from 'node:crypto';
 import { availableParallelism } from 'node:os';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger } from 'fastify';
 import { AggregatorRegistry, Counter, Gauge, Registry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import type { Config } from './config/index.js';
 import type { Revocation } from './session/revocation.js';
 import { registerAdminRoutes, runAdminOp, type AdminOp, type AdminResult } from './session/admin.js';
 import { logDestination, loggerOptions } from './logging.js';
-import { holdSignals, startServer, type RunningServer } from './server.js';
+import { addressOf, holdSignals, startServer, type RunningServer } from './server.js';
+import { answerErrors } from './app.js';
 
 /** Messages between the primary and its workers (IPC). */
 const MSG = {
@@ -113,7 +115,9 @@ async function runPrimary(config: Config, n: number): Promise<void> {
   const admin = Fastify({
     logger: { level: config.logLevel, ...loggerOptions, ...(pretty ? { stream: pretty } : {}) },
     logController: new LogController({ disableRequestLogging: true }),
+    genReqId: () => randomUUID(),
   });
+  answerErrors(admin);
   const log: FastifyBaseLogger = admin.log;
 
   // The primary's own metrics, merged into the workers' aggregate.
@@ -214,8 +218,7 @@ async function runPrimary(config: Config, n: number): Promise<void> {
   // Admin endpoints: the same routes and token check as a single process; each operation is run by
   // one live worker (round robin, ready ones first) against its Runtime. A revoke reaches the other
   // workers as every revocation does (MSG.revoked).
-  const noWorker = (why: string): AdminResult =>
-    ({ status: 503, headers: { 'retry-after': '2' }, body: { error: 'no_worker', message: `no worker answered the admin request (${why}); retry` } });
+  const noWorker = (why: string): AdminResult => ({ error: 'ERR_ADMIN_NO_WORKER', detail: why });
   const forwardAdmin = (op: AdminOp): Promise<AdminResult> => {
     const candidates = [...up].filter((w) => w.isConnected() && !w.isDead());
     const readyOnes = candidates.filter((w) => ready.get(w) === true);
@@ -284,10 +287,4 @@ async function runPrimary(config: Config, n: number): Promise<void> {
 
   for (let i = 0; i < n; i++) fork();
   log.info({ workers: n, metrics: config.metrics ? addressOf(admin) : undefined }, 'portcullis primary started');
-}
-
-function addressOf(app: FastifyInstance): string {
-  const a = app.server.address();
-  if (a && typeof a === 'object') return `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
-  return String(a);
 }

@@ -1,71 +1,425 @@
-// Every failure Portcullis answers with is a coded error: a stable `code` (ERR_<AREA>_<WHAT>), the
-// HTTP status, a plain-words message safe to show the user, and the operator's detail in `cause`
+// Beside the pipeline, at the bottom of it: every failure Portcullis answers with is a coded error
+// from ONE registry (REGISTRY below): a stable `code`, its HTTP status, a plain-words message safe
+// to show the user, and — for docs/errors.md, generated from this table by scripts/gen-errors.ts —
+// when it happens and what the operator should check. The operator's detail rides in `cause`
 // (logged, never shown). `expose` follows oidc-provider: status < 500 messages are for the user.
+// `ErrorCode` is the registry's keys, so a misspelt code is a type error, and every code a client
+// or a dashboard can meet is documented.
+//
+// Codes are `ERR_<AREA>_<WHAT>`, except the door's three answers to "who are you / may you"
+// (`unauthenticated`, `forbidden`, `invalid_token`): API clients matched those before the registry
+// existed, and `invalid_token` is RFC 6750's own name, also sent in WWW-Authenticate.
+
+interface ErrorSpec {
+  readonly status: number;
+  /**
+   * What the user sees (the error page's text and the JSON `message`). A function when the text
+   * names the specific reason; `detail` then says what that reason is (for the docs).
+   */
+  readonly message: string | ((detail: string) => string);
+  readonly detail?: string;
+  /** Offer "sign in again" on the error page (callback and session failures). */
+  readonly retrySignIn?: boolean;
+  /** Seconds for a Retry-After header (429, 503s). */
+  readonly retryAfter?: number;
+  /** Docs: when it happens. */
+  readonly when: string;
+  /** Docs: what the operator should check (or that nothing needs doing). */
+  readonly operator: string;
+}
+
+const CLIENT_ONLY = 'Nothing on the server side: the client sent it. A burst from one address in the logs (at debug level) is worth a look.';
+
+/** The registry: one entry per code, in the order docs/errors.md lists them. */
+export const REGISTRY = {
+  // ── The request itself ────────────────────────────────────────────────────────────────────────
+  ERR_REQUEST_BAD: {
+    status: 400, message: (reason) => `This request cannot be served: ${reason}.`, detail: 'the reason',
+    when: 'The request is well-formed HTTP but cannot be served as it is: more than one Host header, or Fastify refused it (e.g. an invalid URL component).',
+    operator: CLIENT_ONLY,
+  },
+  ERR_REQUEST_BAD_PATH: {
+    status: 400, message: (reason) => `This address cannot be served: ${reason}.`, detail: 'the reason',
+    when: 'The request target does not normalise to a safe path (encoded slashes or dots that climb out, NUL, a target naming another host…); it is refused before any route is looked at.',
+    operator: CLIENT_ONLY,
+  },
+  ERR_REQUEST_MALFORMED: {
+    status: 400, message: 'The request is not valid HTTP/1.1.',
+    when: "Node's HTTP parser refused the bytes (the request is answered on the socket and the connection closed).",
+    operator: CLIENT_ONLY,
+  },
+  ERR_REQUEST_HEADERS_TOO_LARGE: {
+    status: 431, message: 'The request headers are too large.',
+    when: "The request's headers exceed Node's limit (16 KiB by default).",
+    operator: 'A browser that hits this usually carries too many cookies for this domain; the proxy in front may also add large headers. Node\'s limit is `--max-http-header-size`.',
+  },
+  ERR_REQUEST_TIMEOUT: {
+    status: 408, message: 'The request took too long to arrive.',
+    when: "The client did not send the request's headers within Node's headers timeout (60 s).",
+    operator: 'A slow or stalled client, or a load balancer holding connections open without sending.',
+  },
+  ERR_REQUEST_BODY_TOO_LARGE: {
+    status: 413, message: 'The request body is too large for this endpoint.',
+    when: 'A body sent to one of Portcullis\'s own endpoints is larger than it accepts (16 KiB for form posts such as the back-channel logout, 1 MiB otherwise). Proxied requests are streamed to the upstream and have no such limit here.',
+    operator: CLIENT_ONLY,
+  },
+  ERR_REQUEST_BODY_MALFORMED: {
+    status: 400, message: 'The request body cannot be read (it is not what its Content-Type says).',
+    when: 'A body sent to one of Portcullis\'s own endpoints does not parse (e.g. invalid JSON with `Content-Type: application/json`), is empty where one is needed, or does not match its Content-Length.',
+    operator: CLIENT_ONLY,
+  },
+  ERR_REQUEST_UNSUPPORTED_MEDIA_TYPE: {
+    status: 415, message: 'This endpoint does not accept a body of this Content-Type.',
+    when: 'A body sent to one of Portcullis\'s own endpoints has a Content-Type it does not read (the back-channel logout takes `application/x-www-form-urlencoded`, the admin endpoints JSON).',
+    operator: 'If an IdP\'s back-channel logout delivery gets this, its request is not what OpenID Back-Channel Logout 1.0 §2.5 prescribes.',
+  },
+  ERR_ROUTE_NOT_FOUND: {
+    status: 404, message: 'Nothing is served at this address.',
+    when: 'No route matches the host, path and method; or an unknown path under `/oauth2/` (Portcullis\'s own, never proxied); or an unknown path on the metrics/admin listener.',
+    operator: 'Check `routes[].match` (`portcullis explain --url …` shows which route a URL matches, after normalisation).',
+  },
+
+  // ── Who are you / may you (the door's decision) ──────────────────────────────────────────────
+  unauthenticated: {
+    status: 401, message: 'Sign-in required. Browsers are sent to sign in; API clients must send a session cookie or (on bearer routes) a token.',
+    when: 'A request that is not a browser navigation reaches a route with `auth: required` (or `/oauth2/userinfo`) without a valid session. Browser navigations are redirected to sign in instead; forward-auth answers this with `signInUrl` for the fronting proxy.',
+    operator: 'Nothing, usually. Many at once for signed-in users: sessions are being refused — look for session store outages, a changed `session.secrets` (the first key must be kept as a later one to open older cookies), or revocations.',
+  },
+  forbidden: {
+    status: 403, message: 'You are signed in but not allowed to use this route.',
+    when: "The user is signed in, but the route's `allow` rule does not admit their claims. A browser gets the access-denied page with a sign-out link; the JSON body adds `route`.",
+    operator: 'The audit log line of the decision names the rule that decided; `portcullis explain --url … --claims …` replays it.',
+  },
+  invalid_token: {
+    status: 401, message: 'The bearer token is not valid here.',
+    when: 'On a route with `bearer: true`, the `Authorization: Bearer` token failed verification: signature, issuer, audience (`oidc.bearerAudiences`), expiry, or it is not an access token (an ID or logout token; `oidc.bearerTokenType`). Answered with RFC 6750 `WWW-Authenticate: Bearer error="invalid_token"`, never a redirect.',
+    operator: 'The debug log line carries the reason. Check the token\'s `aud` against `oidc.bearerAudiences` and its `typ` against `oidc.bearerTokenType`.',
+  },
+
+  // ── Signing in (the callback from the IdP) ───────────────────────────────────────────────────
+  ERR_CALLBACK_STATE_MISSING: {
+    status: 400, retrySignIn: true,
+    message: 'The sign-in response carries no state parameter, so it cannot be matched to a sign-in you started.',
+    when: '`/oauth2/callback` was opened without `state` (a bookmarked or hand-made callback URL).',
+    operator: CLIENT_ONLY,
+  },
+  ERR_CALLBACK_STATE_MISMATCH: {
+    status: 400, retrySignIn: true,
+    message: 'This sign-in response does not match a sign-in started in this browser, or it was already used or has expired (sign-ins must finish within 10 minutes).',
+    when: "The callback's `state` matches no pending sign-in in this browser's transaction cookie: used twice (back button), older than 10 minutes, started in another browser, or a login-CSRF attempt.",
+    operator: 'Many of these: check that `publicUrl` is the address browsers use (the transaction cookie is set for it), and that the proxy in front passes cookies through.',
+  },
+  ERR_CALLBACK_IDP_ERROR: {
+    status: 400, retrySignIn: true,
+    message: (said) => `The identity provider reported an error: ${said}.`, detail: "the IdP's error (and description)",
+    when: 'The IdP came back to the callback with an OAuth `error` other than `access_denied` (e.g. `invalid_scope`, `temporarily_unavailable`).',
+    operator: 'The IdP\'s `error` and `error_description` are in the message; check the client\'s registration (scopes, redirect URI `publicUrl`/oauth2/callback).',
+  },
+  ERR_CALLBACK_ACCESS_DENIED: {
+    status: 403, retrySignIn: true,
+    message: 'The identity provider did not grant access (the sign-in was cancelled or refused).',
+    when: 'The IdP came back with `error=access_denied`: the user cancelled, or the IdP refused them (consent, a policy of the IdP).',
+    operator: 'Nothing, unless the user should have been admitted by the IdP.',
+  },
+  ERR_CALLBACK_CODE_REJECTED: {
+    status: 400, retrySignIn: true,
+    message: 'The identity provider refused the sign-in code (it may have been used already or expired).',
+    when: 'The token endpoint answered `invalid_grant` to the authorization code: used already, expired, or PKCE failed.',
+    operator: 'Occasional ones are users going back; many: check clock skew between Portcullis and the IdP.',
+  },
+  ERR_CALLBACK_CLIENT_AUTH: {
+    status: 502, retrySignIn: true,
+    message: 'Portcullis could not authenticate to the identity provider (it answered invalid_client), so the sign-in could not be completed. Operator: check oidc.clientSecret and oidc.tokenEndpointAuthMethod against the client registered at the IdP.',
+    when: 'The token endpoint answered `invalid_client` (HTTP 401): Portcullis\'s client credentials were refused.',
+    operator: 'Check `oidc.clientSecret` and `oidc.tokenEndpointAuthMethod` against the client registered at the IdP (some IdPs do not decode a form-encoded secret: try `client_secret_post`).',
+  },
+  ERR_CALLBACK_TOKEN_REQUEST_REFUSED: {
+    status: 502, retrySignIn: true,
+    message: (said) => `The identity provider refused Portcullis's token request (${said}), so the sign-in could not be completed. Operator: check the client's registration at the IdP (grant types, redirect URI, scopes).`,
+    detail: "the IdP's error code",
+    when: 'The token endpoint refused the request with another OAuth error (`unauthorized_client`, `unsupported_grant_type`, `invalid_scope`, `invalid_request`…).',
+    operator: "Check the client's registration at the IdP: grant types (authorization_code, refresh_token), redirect URI, scopes.",
+  },
+  ERR_CALLBACK_ID_TOKEN_INVALID: {
+    status: 401, retrySignIn: true,
+    message: 'The identity provider\'s ID token failed verification, so you were not signed in.',
+    when: 'The ID token failed a check: signature and algorithm (`oidc.idTokenSigningAlgs`), issuer, audience, nonce, expiry, or `iat` in the future.',
+    operator: 'The error log line carries the check that failed. Check clocks (`oidc.clockTolerance`), the IdP\'s signing algorithm, and that `oidc.issuer` is exactly the IdP\'s issuer.',
+  },
+  ERR_CALLBACK_USERINFO_MISMATCH: {
+    status: 401, retrySignIn: true,
+    message: 'The identity provider returned inconsistent user information, so you were not signed in.',
+    when: "The userinfo response names another subject than the ID token's `sub`.",
+    operator: 'An IdP bug or a misrouted userinfo endpoint: check the discovery document\'s `userinfo_endpoint`.',
+  },
+  ERR_RATE_LIMITED: {
+    status: 429, retryAfter: 60,
+    message: 'Too many sign-in attempts from your address. Please wait a minute and try again.',
+    when: 'One client IP started or completed sign-ins faster than `rateLimit.signIn` allows (`Retry-After` says when the next one is let through).',
+    operator: 'Behind a proxy, check `trustProxy` (otherwise every user shares the proxy\'s address); `portcullis_rate_limited_total` counts them.',
+  },
+  ERR_SIGN_OUT_CROSS_SITE: {
+    status: 403, message: 'Sign-out must be confirmed from this site.',
+    when: 'A sign-out POST came from a page of another site (its `Origin` or `Sec-Fetch-Site`): refused so no page can sign users out.',
+    operator: 'If your own pages post to `/oauth2/sign_out` from another host, use a link to the sign-out page instead.',
+  },
+
+  // ── The identity provider ─────────────────────────────────────────────────────────────────────
+  ERR_IDP_UNAVAILABLE: {
+    status: 503, retryAfter: 10, retrySignIn: true,
+    message: 'Sign-in is unavailable right now: the identity provider cannot be reached. Please try again in a moment.',
+    when: 'Discovery or the IdP\'s keys are not loaded yet, or a connection to the IdP failed (refused, reset, DNS).',
+    operator: 'Check that Portcullis can reach `oidc.issuer` (+ /.well-known/openid-configuration); `/readyz` says `idp: false` meanwhile.',
+  },
+  ERR_IDP_TIMEOUT: {
+    status: 504, retrySignIn: true,
+    message: 'The identity provider did not answer in time. Please try again.',
+    when: 'A request to the IdP (token, userinfo, keys) took longer than `oidc.timeout`.',
+    operator: "The IdP's health and latency from Portcullis's network.",
+  },
+  ERR_IDP_BAD_RESPONSE: {
+    status: 502, retrySignIn: true,
+    message: 'The identity provider gave an unexpected answer. Please try again.',
+    when: 'The IdP answered 5xx, or something that is not the JSON OpenID Connect prescribes.',
+    operator: "The error log line carries the IdP's answer; check the IdP's own logs.",
+  },
+
+  // ── Sessions ──────────────────────────────────────────────────────────────────────────────────
+  ERR_REFRESH_INVALID_GRANT: {
+    status: 401, retrySignIn: true,
+    message: 'Your session has ended at the identity provider; please sign in again.',
+    when: 'Renewing the tokens was refused with `invalid_grant`: the refresh token was revoked, expired, or the user signed out at the IdP. The session is ended everywhere.',
+    operator: 'Nothing, usually; many at once: the IdP\'s refresh token lifetime may be shorter than `session.idleTimeout`.',
+  },
+  ERR_REFRESH_CLAIMS_MISMATCH: {
+    status: 401, retrySignIn: true,
+    message: 'Your session could not be renewed; please sign in again.',
+    when: 'A refresh returned an ID token for another issuer, subject, audience or authorized party than the session\'s (OpenID Connect Core §12.2): the session is ended.',
+    operator: 'An IdP bug or a misconfigured client shared between apps; the log line names the claim that differed.',
+  },
+  ERR_SESSION_TOO_LARGE: {
+    status: 500,
+    message: 'Your account has too many group memberships (or other claims) to fit in a browser session cookie, so you could not be signed in. Signing in again will not help: the operator can switch to the Redis session store (session.store: redis) or have the identity provider send fewer groups or claims.',
+    when: 'With the cookie store, the session (claims and tokens, compressed and sealed) would not fit in the cookies a browser keeps.',
+    operator: 'Use `session.store: redis`, or have the IdP send fewer groups/claims; the log line names the user and the size.',
+  },
+  ERR_SESSION_STORE_UNAVAILABLE: {
+    status: 503, retryAfter: 5,
+    message: 'Your session cannot be checked right now (the session store is unreachable). Please try again in a moment.',
+    when: 'Redis did not answer while a session was being read or written. Public routes keep serving (without identity).',
+    operator: 'Check Redis (`session.redis`); `/readyz` reports `redis: false` meanwhile.',
+  },
+
+  // ── Back-channel logout (the IdP → Portcullis) ───────────────────────────────────────────────
+  ERR_LOGOUT_TOKEN_MISSING: {
+    status: 400, message: 'The back-channel logout request carries no logout_token.',
+    when: 'A POST to `/oauth2/backchannel_logout` without a `logout_token` form field (or one over 16 KiB).',
+    operator: "The IdP's back-channel logout configuration (the URI must be `publicUrl`/oauth2/backchannel_logout).",
+  },
+  ERR_LOGOUT_TOKEN_INVALID: {
+    status: 400, message: 'The logout token failed verification.',
+    when: 'The logout token failed a check of OpenID Back-Channel Logout 1.0 §2.6: signature, issuer, audience, age, the logout event, no nonce, `sid` or `sub`, `jti`.',
+    operator: 'The info log line carries the failed check; the IdP\'s logs show which session it tried to end.',
+  },
+  ERR_LOGOUT_TOKEN_REPLAYED: {
+    status: 400, message: 'The logout token was already used.',
+    when: 'A logout token whose `jti` was already accepted (shared through Redis when configured) was sent again.',
+    operator: 'An IdP retrying a delivery it thought failed is harmless; otherwise someone replays captured tokens.',
+  },
+  ERR_LOGOUT_STORE_UNAVAILABLE: {
+    status: 503, retryAfter: 5,
+    message: 'The logout could not be recorded right now (the session store is unreachable); it was not marked as used, so retrying the delivery will work.',
+    when: 'The revocation a logout token asks for could not be stored (Redis down). The sessions have ended on this process; the IdP\'s retry is served.',
+    operator: 'Check Redis; make sure the IdP retries failed back-channel deliveries.',
+  },
+
+  // ── Forwarding to the upstream ────────────────────────────────────────────────────────────────
+  ERR_UPSTREAM_UNAVAILABLE: {
+    status: 502, message: 'The application behind this address is not answering.',
+    when: 'The route\'s upstream refused or reset the connection, or sent something that is not HTTP.',
+    operator: 'Check `routes[].upstream` and the upstream itself; `portcullis_upstream_errors_total{route,kind}` counts these.',
+  },
+  ERR_UPSTREAM_TIMEOUT: {
+    status: 504, message: 'The application behind this address took too long to answer.',
+    when: "The upstream did not answer within the route's `timeout`.",
+    operator: 'The upstream\'s latency, or raise `routes[].timeout` for slow endpoints.',
+  },
+  ERR_DRAINING: {
+    status: 503, retryAfter: 1, message: 'This instance is shutting down; please try again.',
+    when: 'A new request reached an instance that is draining (SIGTERM): in-flight requests finish, new ones are sent elsewhere.',
+    operator: 'Nothing; if clients see many, the load balancer keeps sending to draining instances (it should follow `/readyz`).',
+  },
+
+  // ── WebSocket upgrades ────────────────────────────────────────────────────────────────────────
+  ERR_UPGRADE_REFUSED: {
+    status: 400, message: (reason) => reason, detail: 'the reason, e.g. "WebSocket upgrades are not enabled on this route."',
+    when: 'An upgrade that is not a WebSocket GET on a route with `websocket: true` (other methods, other protocols, Portcullis\'s own paths).',
+    operator: 'Set `websocket: true` on the route if it should accept WebSockets.',
+  },
+  ERR_UPGRADE_CROSS_ORIGIN: {
+    status: 403, message: 'This WebSocket was opened by a page of another site; it is not accepted here.',
+    when: "A browser's WebSocket upgrade came from a page whose `Origin` is neither the request's own, `publicUrl`'s, nor in `websocketOrigins` (cross-site WebSocket hijacking guard).",
+    operator: 'Add the page\'s origin to `websocketOrigins` if it should be allowed.',
+  },
+
+  // ── Forward-auth (nginx auth_request, Traefik forwardAuth) ───────────────────────────────────
+  ERR_FORWARD_AUTH_UNTRUSTED: {
+    status: 400,
+    message: 'Forward-auth answers only trusted proxies (trustProxy), since it must believe X-Forwarded-Uri; this peer is not trusted.',
+    when: '`/oauth2/auth` was asked by a peer that `trustProxy` does not trust.',
+    operator: 'Add the fronting proxy\'s address to `trustProxy`.',
+  },
+  ERR_FORWARD_AUTH_BAD_REQUEST: {
+    status: 400, message: (reason) => reason, detail: 'what is missing or wrong',
+    when: '`/oauth2/auth` was asked without `X-Forwarded-Uri` (Traefik) or an absolute `X-Original-URL` (nginx).',
+    operator: 'The fronting proxy\'s forward-auth configuration (see the README\'s nginx and Traefik snippets).',
+  },
+  ERR_FORWARD_AUTH_METHOD_MISSING: {
+    status: 400,
+    message: 'A route for this address allows only some methods: send the original method in X-Forwarded-Method (nginx: proxy_set_header X-Forwarded-Method $request_method;).',
+    when: 'A route that could match lists `methods`, and the fronting proxy did not say which method the original request had (judging it as GET would let other methods through).',
+    operator: 'nginx: `proxy_set_header X-Forwarded-Method $request_method;` in the auth location.',
+  },
+
+  // ── Admin endpoints (metrics/admin listener) ─────────────────────────────────────────────────
+  ERR_ADMIN_UNAUTHORIZED: {
+    status: 401, message: 'A valid admin bearer token is required (admin.tokenFile).',
+    when: 'An `/admin/` request without `Authorization: Bearer <token>` or with another token than `admin.tokenFile`\'s.',
+    operator: 'The warning log line names the caller\'s address; the token is in `admin.tokenFile`.',
+  },
+  ERR_ADMIN_BAD_REQUEST: {
+    status: 400, message: (what) => `Give ${what}.`, detail: 'what the endpoint needs',
+    when: '`GET /admin/sessions` without `?sub=`, or `POST /admin/sessions/revoke` without exactly one of `{"sub"}` / `{"sid"}`.',
+    operator: 'The request, as the README\'s admin section describes it.',
+  },
+  ERR_ADMIN_LIST_UNSUPPORTED: {
+    status: 501, message: "Sessions live in browsers' cookies: list is not possible; revoke by sub works through the revocation list.",
+    when: '`GET /admin/sessions` with the cookie session store: there is nothing server-side to list.',
+    operator: 'Use `session.store: redis` to list sessions; revoking works with either store.',
+  },
+  ERR_ADMIN_STORE_UNAVAILABLE: {
+    status: 503, retryAfter: 2, message: (what) => `The session store (Redis) does not answer: ${what}.`, detail: 'what did not happen',
+    when: 'Redis did not answer an admin list, or a revocation could not be stored there (it took effect in the process that ran it).',
+    operator: 'Check Redis; retry the revocation once it answers.',
+  },
+  ERR_ADMIN_NO_WORKER: {
+    status: 503, retryAfter: 2, message: (why) => `No worker answered the admin request (${why}); retry.`, detail: 'why',
+    when: 'With `workers: N`, the primary found no live worker to run the admin operation, or none answered within 10 s.',
+    operator: 'Worker crashes or restarts in the log; `portcullis_workers`.',
+  },
+
+  // ── Anything else ─────────────────────────────────────────────────────────────────────────────
+  ERR_INTERNAL: {
+    status: 500, message: 'Something went wrong inside the proxy.',
+    when: "An unexpected failure inside Portcullis (a bug). The request is answered; the process keeps serving.",
+    operator: 'The error log line with this request id carries the stack: please report it.',
+  },
+} as const satisfies Record<string, ErrorSpec>;
+
+/** Every code Portcullis answers with. */
+export type ErrorCode = keyof typeof REGISTRY;
+type Registry = typeof REGISTRY;
+/** Codes whose message names a specific reason (`detail` required). */
+type DetailedCode = { [C in ErrorCode]: Registry[C]['message'] extends string ? never : C }[ErrorCode];
+
+export const ERROR_CODES = Object.keys(REGISTRY) as ErrorCode[];
+
+export function isErrorCode(s: string): s is ErrorCode {
+  return Object.hasOwn(REGISTRY, s);
+}
+
+interface CodedOptions {
+  cause?: unknown;
+  /** Overrides the registry's Retry-After (a rate limiter knows when the next request is let through). */
+  retryAfter?: number;
+}
 
 export class PortcullisError extends Error {
-  readonly code: string;
+  readonly code: ErrorCode;
   readonly statusCode: number;
   readonly expose: boolean;
   /** Offer "sign in again" on the error page (callback and session failures). */
   readonly retrySignIn: boolean;
-  /** Seconds for a Retry-After header (503s). */
+  /** Seconds for a Retry-After header (429, 503s). */
   readonly retryAfter: number | undefined;
 
-  constructor(code: string, statusCode: number, message: string, opts: { cause?: unknown; retrySignIn?: boolean; retryAfter?: number } = {}) {
+  /** Status, message and hints come from the registry; use `coded()` (it checks `detail` per code). */
+  constructor(code: ErrorCode, opts: CodedOptions & { detail?: string } = {}) {
+    const spec: ErrorSpec = REGISTRY[code];
+    const message = typeof spec.message === 'string' ? spec.message : spec.message(opts.detail ?? 'see the log');
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = 'PortcullisError';
     this.code = code;
-    this.statusCode = statusCode;
-    this.expose = statusCode < 500;
-    this.retrySignIn = opts.retrySignIn ?? false;
-    this.retryAfter = opts.retryAfter;
+    this.statusCode = spec.status;
+    this.expose = spec.status < 500;
+    this.retrySignIn = spec.retrySignIn ?? false;
+    this.retryAfter = opts.retryAfter ?? spec.retryAfter;
   }
 }
 
-type Make = (cause?: unknown) => PortcullisError;
-const def = (code: string, status: number, message: string, extra: { retrySignIn?: boolean; retryAfter?: number } = {}): Make =>
-  (cause) => new PortcullisError(code, status, message, { ...extra, cause });
+/** A coded error from the registry; codes whose message names a reason need `detail`. */
+export function coded<C extends Exclude<ErrorCode, DetailedCode>>(code: C, opts?: CodedOptions): PortcullisError;
+export function coded<C extends DetailedCode>(code: C, opts: CodedOptions & { detail: string }): PortcullisError;
+export function coded(code: ErrorCode, opts: CodedOptions & { detail?: string } = {}): PortcullisError {
+  return new PortcullisError(code, opts);
+}
 
-/** Constructors, one per failure the user or operator can meet. */
+/** Text an IdP chose, shown in a message: printable ASCII only, and short. */
+const idpText = (s: string, max: number) => s.replace(/[^\x20-\x7e]/g, '').slice(0, max);
+
+/** Named constructors for the failures the stages meet (each one registry code). */
 export const errors = {
-  badRequest: (reason: string) => new PortcullisError('ERR_REQUEST_BAD', 400, `This request cannot be served: ${reason}.`),
-  badPath: (reason: string) => new PortcullisError('ERR_REQUEST_BAD_PATH', 400, `This address cannot be served: ${reason}.`),
-  noRoute: def('ERR_ROUTE_NOT_FOUND', 404, 'Nothing is served at this address.'),
-  notOwnEndpoint: def('ERR_ROUTE_NOT_FOUND', 404, 'Unknown Portcullis endpoint.'),
+  badRequest: (reason: string) => coded('ERR_REQUEST_BAD', { detail: reason }),
+  badPath: (reason: string) => coded('ERR_REQUEST_BAD_PATH', { detail: reason }),
+  noRoute: (cause?: unknown) => coded('ERR_ROUTE_NOT_FOUND', { cause }),
+  notOwnEndpoint: (cause?: unknown) => coded('ERR_ROUTE_NOT_FOUND', { cause }),
 
-  callbackNoState: def('ERR_CALLBACK_STATE_MISSING', 400, 'The sign-in response carries no state parameter, so it cannot be matched to a sign-in you started.', { retrySignIn: true }),
-  callbackUnknownState: def('ERR_CALLBACK_STATE_MISMATCH', 400, 'This sign-in response does not match a sign-in started in this browser, or it was already used or has expired (sign-ins must finish within 10 minutes).', { retrySignIn: true }),
-  callbackIdpError: (error: string, description: string | undefined) => new PortcullisError('ERR_CALLBACK_IDP_ERROR', error === 'access_denied' ? 403 : 400,
-    error === 'access_denied' ? 'The identity provider did not grant access (the sign-in was cancelled or refused).' : `The identity provider reported an error: ${error}${description ? ` — ${description}` : ''}.`, { retrySignIn: true }),
-  callbackCodeRejected: def('ERR_CALLBACK_CODE_REJECTED', 400, 'The identity provider refused the sign-in code (it may have been used already or expired).', { retrySignIn: true }),
-  callbackClientAuth: def('ERR_CALLBACK_CLIENT_AUTH', 502, 'Portcullis could not authenticate to the identity provider (it answered invalid_client), so the sign-in could not be completed. Operator: check oidc.clientSecret and oidc.tokenEndpointAuthMethod against the client registered at the IdP.', { retrySignIn: true }),
-  callbackTokenRefused: (error: string, cause?: unknown) => new PortcullisError('ERR_CALLBACK_TOKEN_REQUEST_REFUSED', 502,
-    `The identity provider refused Portcullis's token request (${error.replace(/[^\x20-\x7e]/g, '').slice(0, 60)}), so the sign-in could not be completed. Operator: check the client's registration at the IdP (grant types, redirect URI, scopes).`, { retrySignIn: true, cause }),
-  idTokenInvalid: def('ERR_CALLBACK_ID_TOKEN_INVALID', 401, 'The identity provider\'s ID token failed verification, so you were not signed in.', { retrySignIn: true }),
-  userinfoMismatch: def('ERR_CALLBACK_USERINFO_MISMATCH', 401, 'The identity provider returned inconsistent user information, so you were not signed in.', { retrySignIn: true }),
+  callbackNoState: (cause?: unknown) => coded('ERR_CALLBACK_STATE_MISSING', { cause }),
+  callbackUnknownState: (cause?: unknown) => coded('ERR_CALLBACK_STATE_MISMATCH', { cause }),
+  callbackIdpError: (error: string, description: string | undefined) => error === 'access_denied'
+    ? coded('ERR_CALLBACK_ACCESS_DENIED')
+    : coded('ERR_CALLBACK_IDP_ERROR', { detail: `${error}${description ? ` — ${description}` : ''}` }),
+  callbackCodeRejected: (cause?: unknown) => coded('ERR_CALLBACK_CODE_REJECTED', { cause }),
+  callbackClientAuth: (cause?: unknown) => coded('ERR_CALLBACK_CLIENT_AUTH', { cause }),
+  callbackTokenRefused: (error: string, cause?: unknown) => coded('ERR_CALLBACK_TOKEN_REQUEST_REFUSED', { detail: idpText(error, 60), cause }),
+  idTokenInvalid: (cause?: unknown) => coded('ERR_CALLBACK_ID_TOKEN_INVALID', { cause }),
+  userinfoMismatch: (cause?: unknown) => coded('ERR_CALLBACK_USERINFO_MISMATCH', { cause }),
 
-  idpUnavailable: def('ERR_IDP_UNAVAILABLE', 503, 'Sign-in is unavailable right now: the identity provider cannot be reached. Please try again in a moment.', { retryAfter: 10, retrySignIn: true }),
-  idpTimeout: def('ERR_IDP_TIMEOUT', 504, 'The identity provider did not answer in time. Please try again.', { retrySignIn: true }),
-  idpBadResponse: def('ERR_IDP_BAD_RESPONSE', 502, 'The identity provider gave an unexpected answer. Please try again.', { retrySignIn: true }),
+  idpUnavailable: (cause?: unknown) => coded('ERR_IDP_UNAVAILABLE', { cause }),
+  idpTimeout: (cause?: unknown) => coded('ERR_IDP_TIMEOUT', { cause }),
+  idpBadResponse: (cause?: unknown) => coded('ERR_IDP_BAD_RESPONSE', { cause }),
 
-  draining: def('ERR_DRAINING', 503, 'This instance is shutting down; please try again.', { retryAfter: 1 }),
-  logoutNotStored: def('ERR_LOGOUT_STORE_UNAVAILABLE', 503, 'The logout could not be recorded right now (the session store is unreachable); it was not marked as used, so retrying the delivery will work.', { retryAfter: 5 }),
-  sessionTooLarge: def('ERR_SESSION_TOO_LARGE', 500, 'Your account has too many group memberships (or other claims) to fit in a browser session cookie, so you could not be signed in. Signing in again will not help: the operator can switch to the Redis session store (session.store: redis) or have the identity provider send fewer groups or claims.'),
-  storeUnavailable: def('ERR_SESSION_STORE_UNAVAILABLE', 503, 'Your session cannot be checked right now (the session store is unreachable). Please try again in a moment.', { retryAfter: 5 }),
+  draining: (cause?: unknown) => coded('ERR_DRAINING', { cause }),
+  logoutNotStored: (cause?: unknown) => coded('ERR_LOGOUT_STORE_UNAVAILABLE', { cause }),
+  sessionTooLarge: (cause?: unknown) => coded('ERR_SESSION_TOO_LARGE', { cause }),
+  storeUnavailable: (cause?: unknown) => coded('ERR_SESSION_STORE_UNAVAILABLE', { cause }),
 
-  upstreamUnavailable: def('ERR_UPSTREAM_UNAVAILABLE', 502, 'The application behind this address is not answering.'),
-  upstreamTimeout: def('ERR_UPSTREAM_TIMEOUT', 504, 'The application behind this address took too long to answer.'),
+  upstreamUnavailable: (cause?: unknown) => coded('ERR_UPSTREAM_UNAVAILABLE', { cause }),
+  upstreamTimeout: (cause?: unknown) => coded('ERR_UPSTREAM_TIMEOUT', { cause }),
 
-  signOutCrossSite: def('ERR_SIGN_OUT_CROSS_SITE', 403, 'Sign-out must be confirmed from this site.'),
-  rateLimited: def('ERR_RATE_LIMITED', 429, 'Too many sign-in attempts from your address. Please wait a minute and try again.', { retryAfter: 60 }),
+  signOutCrossSite: (cause?: unknown) => coded('ERR_SIGN_OUT_CROSS_SITE', { cause }),
+  rateLimited: (retryAfter?: number) => coded('ERR_RATE_LIMITED', { retryAfter }),
 } as const;
+
+/**
+ * Fastify's own 4xx errors (body parsing, URL decoding; FST_ERR_*) → the registry's codes. The
+ * user-safe message is ours; Fastify's text goes to the log through `cause`.
+ */
+function fromFastify(code: string | undefined, status: number, err: unknown): PortcullisError {
+  if (status === 413) return coded('ERR_REQUEST_BODY_TOO_LARGE', { cause: err });
+  if (status === 415) return coded('ERR_REQUEST_UNSUPPORTED_MEDIA_TYPE', { cause: err });
+  if (status === 404) return coded('ERR_ROUTE_NOT_FOUND', { cause: err });
+  if (code?.startsWith('FST_ERR_CTP_') || err instanceof SyntaxError) return coded('ERR_REQUEST_BODY_MALFORMED', { cause: err });
+  return coded('ERR_REQUEST_BAD', { detail: 'it could not be understood', cause: err });
+}
 
 /** Any thrown value → a PortcullisError (unknown errors become an opaque 500, detail kept in cause). */
 export function asPortcullisError(err: unknown): PortcullisError {
   if (err instanceof PortcullisError) return err;
   const status = (err as { statusCode?: number })?.statusCode;
   if (typeof status === 'number' && status >= 400 && status < 500) {
-    return new PortcullisError((err as { code?: string }).code ?? 'ERR_REQUEST_BAD', status, 'The request could not be understood.', { cause: err });
+    const code = (err as { code?: unknown }).code;
+    return fromFastify(typeof code === 'string' ? code : undefined, status, err);
   }
-  return new PortcullisError('ERR_INTERNAL', 500, 'Something went wrong inside the proxy.', { cause: err });
+  return coded('ERR_INTERNAL', { cause: err });
 }

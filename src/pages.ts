@@ -55,9 +55,9 @@ code{background:#f3f3f3;padding:0 .2rem}</style></head>
 
 /**
  * An error answer's body: the HTML page (`html`: the client prefers it — negotiated in
- * door/respond.ts, the one caller), else the JSON shape `{ error, message, signInUrl?, requestId }`.
+ * door/respond.ts, the one caller), else the JSON shape `{ error, message, …fields, signInUrl?, requestId }`.
  */
-export function renderError(e: { statusCode: number; code: string; message: string }, html: boolean, requestId: string, signInUrl?: string): { type: string; body: string } {
+export function renderError(e: { statusCode: number; code: string; message: string }, html: boolean, requestId: string, signInUrl?: string, fields: Record<string, string> = {}): { type: string; body: string } {
   const status = Number.isInteger(e.statusCode) ? e.statusCode : 500;
   if (html) {
     return {
@@ -68,7 +68,7 @@ export function renderError(e: { statusCode: number; code: string; message: stri
   const link = typeof signInUrl === 'string' && signInUrl !== '' && signInUrl.length <= URL_MAX ? text(signInUrl) : undefined;
   return {
     type: 'application/json; charset=utf-8',
-    body: JSON.stringify({ error: clip(e.code), message: clip(e.message), ...(link ? { signInUrl: link } : {}), requestId: clip(requestId) }),
+    body: JSON.stringify({ error: clip(e.code), message: clip(e.message), ...Object.fromEntries(Object.entries(fields).map(([k, v]) => [k, clip(v)])), ...(link ? { signInUrl: link } : {}), requestId: clip(requestId) }),
   };
 }
 

@@ -6,6 +6,7 @@ import { formatIssues, loadConfigFile, type Config, type ConfigIssue, type Confi
 import { buildApp, buildMetricsApp, readiness, type AppOptions } from './app.js';
 import type { Runtime } from './runtime.js';
 import { registerSessionAdmin } from './session/admin.js';
+import { isPlainObject } from './policy/claims.js';
 
 export interface ServerOptions extends AppOptions {
   /** The config file: what reload() re-reads when given nothing (SIGHUP). */
@@ -187,11 +188,8 @@ function changedKeys(running: Config, next: Config): string[] {
   return out;
 }
 
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function addressOf(app: FastifyInstance): string {
+/** A listening instance's base URL (http://host:port, IPv6 in brackets). */
+export function addressOf(app: FastifyInstance): string {
   const a = app.server.address();
   if (a && typeof a === 'object') return `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
   return String(a);

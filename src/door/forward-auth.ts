@@ -4,7 +4,7 @@
 // 401 / 403 / 404 (never a redirect: the fronting proxy decides how to send the browser to sign in).
 // The original request is read from X-Forwarded-Method/-Proto/-Host/-Uri (Traefik) or X-Original-URL
 // (nginx), so only trusted peers are answered.
-import { PortcullisError } from '../errors.js';
+import { coded } from '../errors.js';
 import { normalizeTarget } from '../routing/normalize.js';
 import { lastEntry, type Inbound } from '../routing/origin.js';
 import type { Runtime } from '../runtime.js';
@@ -14,11 +14,9 @@ import { errorAnswer, outcomeAnswer, type Answer } from './respond.js';
 
 const one = (v: string | string[] | undefined): string | undefined => (Array.isArray(v) ? v[0] : v);
 
-const badRequest = (code: string, message: string) => new PortcullisError(code, 400, message);
-
 export async function forwardAuth(rt: Runtime, r: Inbound): Promise<Answer> {
   if (!r.trusted) {
-    return errorAnswer(badRequest('ERR_FORWARD_AUTH_UNTRUSTED', 'Forward-auth answers only trusted proxies (trustProxy), since it must believe X-Forwarded-Uri; this peer is not trusted.'), r);
+    return errorAnswer(coded('ERR_FORWARD_AUTH_UNTRUSTED'), r);
   }
   const h = r.headers;
   let uri = one(h['x-forwarded-uri']);
@@ -30,21 +28,21 @@ export async function forwardAuth(rt: Runtime, r: Inbound): Promise<Answer> {
     try {
       u = new URL(originalUrl);
     } catch {
-      return errorAnswer(badRequest('ERR_FORWARD_AUTH_BAD_REQUEST', 'X-Original-URL is not an absolute URL.'), r);
+      return errorAnswer(coded('ERR_FORWARD_AUTH_BAD_REQUEST', { detail: 'X-Original-URL is not an absolute URL.' }), r);
     }
     uri = u.pathname + u.search;
     host = u.host;
     proto = u.protocol.slice(0, -1);
   }
-  if (!uri) return errorAnswer(badRequest('ERR_FORWARD_AUTH_BAD_REQUEST', 'Send X-Forwarded-Uri (Traefik) or X-Original-URL (nginx).'), r);
+  if (!uri) return errorAnswer(coded('ERR_FORWARD_AUTH_BAD_REQUEST', { detail: 'Send X-Forwarded-Uri (Traefik) or X-Original-URL (nginx).' }), r);
   const n = normalizeTarget(uri);
   if (!n.ok || n.authority !== undefined) {
-    return errorAnswer(badRequest('ERR_REQUEST_BAD_PATH', `The original request path is not acceptable: ${n.ok ? 'not a path' : n.reason}.`), r);
+    return errorAnswer(coded('ERR_REQUEST_BAD_PATH', { detail: `the original request's path is not acceptable (${n.ok ? 'not a path' : n.reason})` }), r);
   }
   const sentMethod = one(h['x-forwarded-method']);
   const method = sentMethod ? sentMethod.toUpperCase() : methodIndependent(rt, host, n.path);
   if (method === undefined) {
-    return errorAnswer(badRequest('ERR_FORWARD_AUTH_METHOD_MISSING', 'A route for this address allows only some methods: send the original method in X-Forwarded-Method (nginx: proxy_set_header X-Forwarded-Method $request_method;).'), r);
+    return errorAnswer(coded('ERR_FORWARD_AUTH_METHOD_MISSING'), r);
   }
   const original = rt.origin.retarget(r, { method, host, proto, path: n.path, query: n.query });
   const outcome = await evaluate(rt, original);

@@ -2,12 +2,13 @@
 // 401, 403, 404, 429, 5xx — for every doorway. An `Answer` is a value (status, headers, body);
 // each doorway only writes it (to a ServerResponse, or raw to an upgrading socket). One JSON error
 // shape everywhere: `{ "error": CODE, "message": …, "requestId": … }` (plus `signInUrl` / `route`
-// where they help); an HTML page instead when the client's Accept prefers text/html.
+// where they help), codes from the one registry (src/errors.ts); an HTML page instead when the
+// client's Accept prefers text/html. Portcullis's own endpoints (Fastify) answer errors here too.
 import Negotiator from 'negotiator';
-import type { ServerResponse } from 'node:http';
+import { STATUS_CODES, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { IncomingHttpHeaders } from 'node:http';
-import { errors, type PortcullisError } from '../errors.js';
+import { coded, errors, type PortcullisError } from '../errors.js';
 import { forbiddenPage, renderError } from '../pages.js';
 import { sameAuthority } from '../routing/normalize.js';
 import type { Inbound } from '../routing/origin.js';
@@ -38,19 +39,31 @@ export function isBrowserNavigation(method: string, headers: IncomingHttpHeaders
   return prefersHtml(headers.accept);
 }
 
-/** A coded error as an answer: the error page for browsers, the JSON shape otherwise. */
-export function errorAnswer(e: PortcullisError, r: { id: string; headers: IncomingHttpHeaders }, extra: { signInUrl?: string; setCookies?: string[] } = {}): Answer {
-  const headers: Record<string, string | string[]> = { 'cache-control': 'no-store' };
-  if (e.retryAfter) headers['retry-after'] = String(e.retryAfter);
-  if (extra.setCookies?.length) headers['set-cookie'] = extra.setCookies;
-  const { type, body } = renderError(e, prefersHtml(r.headers.accept), r.id, extra.signInUrl);
-  headers['content-type'] = type;
-  return { status: e.statusCode, headers, body };
+/** What an error answer may add to the coded error. */
+export interface ErrorAnswerExtras {
+  /** A "sign in again" link (page) / `signInUrl` (JSON). */
+  signInUrl?: string;
+  setCookies?: string[];
+  /** Extra response headers (WWW-Authenticate). */
+  headers?: Record<string, string>;
+  /** Extra JSON fields after `message` (`route`, the back-channel logout's `error_description`). */
+  fields?: Record<string, string>;
+  /** JSON whatever the Accept header prefers (API-only answers: a browser gets a redirect or a page elsewhere). */
+  json?: boolean;
 }
 
-function json(status: number, headers: Record<string, string | string[]>, body: { error: string; message: string; requestId: string } & Record<string, unknown>): Answer {
-  headers['content-type'] = 'application/json; charset=utf-8';
-  return { status, headers, body: JSON.stringify(body) };
+/**
+ * A coded error as an answer: the error page for browsers, otherwise the one JSON shape
+ * `{ "error": CODE, "message": …, "requestId": … }` (docs/errors.md). Every error answer names its
+ * request id in `X-Request-Id` too, the id the log lines about it carry.
+ */
+export function errorAnswer(e: PortcullisError, r: { id: string; headers: IncomingHttpHeaders }, extra: ErrorAnswerExtras = {}): Answer {
+  const headers: Record<string, string | string[]> = { 'cache-control': 'no-store', 'x-request-id': r.id, ...extra.headers };
+  if (e.retryAfter) headers['retry-after'] = String(e.retryAfter);
+  if (extra.setCookies?.length) headers['set-cookie'] = extra.setCookies;
+  const { type, body } = renderError(e, !extra.json && prefersHtml(r.headers.accept), r.id, extra.signInUrl, extra.fields);
+  headers['content-type'] = type;
+  return { status: e.statusCode, headers, body };
 }
 
 /** Where the doorway's answers differ: a reverse proxy redirects browsers; forward-auth never does. */
@@ -62,36 +75,36 @@ export type AnswerMode = 'proxy' | 'forward-auth';
  */
 export function outcomeAnswer(rt: Runtime, r: Inbound, o: Exclude<Outcome, { kind: 'allow' }>, mode: AnswerMode, returnTo: string): Answer | Promise<Answer> {
   if (o.kind === 'no-route') return errorAnswer(errors.noRoute(), r);
-  const headers: Record<string, string | string[]> = { 'cache-control': 'no-store' };
-  if (o.setCookies.length) headers['set-cookie'] = o.setCookies;
+  const setCookies = o.setCookies;
   const signInUrl = `${rt.config.publicUrl}/oauth2/start`;
   if (o.kind === 'forbidden') {
     if (mode === 'proxy' && o.who.sid && prefersHtml(r.headers.accept)) {
       const c = o.who.claims;
       const user = String(c.email ?? c.preferred_username ?? c.sub);
-      headers['content-type'] = 'text/html; charset=utf-8';
+      const headers: Record<string, string | string[]> = { 'cache-control': 'no-store', 'x-request-id': r.id, 'content-type': 'text/html; charset=utf-8' };
+      if (setCookies.length) headers['set-cookie'] = setCookies;
       return { status: 403, headers, body: forbiddenPage({ user, route: o.route.name, signOutUrl: `${rt.config.publicUrl}/oauth2/sign_out` }) };
     }
-    return json(403, headers, { error: 'forbidden', message: 'You are signed in but not allowed to use this route.', route: o.route.name, requestId: r.id });
+    return errorAnswer(coded('forbidden'), r, { setCookies, fields: { route: o.route.name }, json: true });
   }
   // RFC 6750 §3: an invalid bearer token gets its own challenge, never a sign-in redirect.
   if (o.invalidToken) {
-    headers['www-authenticate'] = 'Bearer realm="portcullis", error="invalid_token", error_description="The access token is invalid or expired"';
-    return json(401, headers, { error: 'invalid_token', message: o.invalidToken.message, requestId: r.id });
+    const www = 'Bearer realm="portcullis", error="invalid_token", error_description="The access token is invalid or expired"';
+    return errorAnswer(o.invalidToken.code === 'invalid_token' ? o.invalidToken : coded('invalid_token', { cause: o.invalidToken }), r, { setCookies, headers: { 'www-authenticate': www }, json: true });
   }
   if (mode === 'proxy' && isBrowserNavigation(r.method, r.headers)) {
-    return signInRedirect(rt, r, returnTo).then(({ location, setCookies }) => {
-      if (setCookies.length) headers['set-cookie'] = [...((headers['set-cookie'] as string[] | undefined) ?? []), ...setCookies];
-      headers.location = location;
+    return signInRedirect(rt, r, returnTo).then(({ location, setCookies: more }) => {
+      const headers: Record<string, string | string[]> = { 'cache-control': 'no-store', location };
+      if (setCookies.length || more.length) headers['set-cookie'] = [...setCookies, ...more];
       return { status: 302, headers, body: '' };
     });
   }
-  headers['www-authenticate'] = o.route.bearer && mode === 'proxy' ? 'Bearer realm="portcullis"' : `OIDC realm="portcullis", sign_in_url="${signInUrl}"`;
-  return json(401, headers, {
-    error: 'unauthenticated',
-    message: 'Sign-in required. Browsers are sent to sign in; API clients must send a session cookie or (on bearer routes) a token.',
+  const www = o.route.bearer && mode === 'proxy' ? 'Bearer realm="portcullis"' : `OIDC realm="portcullis", sign_in_url="${signInUrl}"`;
+  return errorAnswer(coded('unauthenticated'), r, {
+    setCookies,
+    headers: { 'www-authenticate': www },
     signInUrl: mode === 'forward-auth' ? `${signInUrl}?rd=${encodeURIComponent(returnTo)}` : signInUrl,
-    requestId: r.id,
+    json: true,
   });
 }
 
@@ -110,12 +123,10 @@ export function writeAnswer(res: ServerResponse, a: Answer): void {
   res.end(a.body);
 }
 
-const STATUS_TEXT: Record<number, string> = { 302: 'Found', 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 429: 'Too Many Requests', 500: 'Internal Server Error', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout' };
-
 /** Writes an answer on a socket that asked to upgrade (no ServerResponse exists there), then closes it. */
 export function writeAnswerToSocket(socket: Duplex, a: Answer): void {
   if (!socket.writable) { socket.destroy(); return; }
-  const lines = [`HTTP/1.1 ${a.status} ${STATUS_TEXT[a.status] ?? 'Error'}`, 'Connection: close'];
+  const lines = [`HTTP/1.1 ${a.status} ${STATUS_CODES[a.status] ?? 'Error'}`, 'Connection: close'];
   for (const [k, v] of Object.entries(a.headers)) for (const one of Array.isArray(v) ? v : [v]) lines.push(`${k}: ${one}`);
   lines.push(`content-length: ${Buffer.byteLength(a.body)}`);
   socket.end(`${lines.join('\r\n')}\r\n\r\n${a.body}`);

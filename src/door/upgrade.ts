@@ -8,7 +8,7 @@
 // throw answers this socket (500) and is logged; the process keeps serving.
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { PortcullisError, asPortcullisError, errors } from '../errors.js';
+import { asPortcullisError, coded, errors } from '../errors.js';
 import { normalizeTarget } from '../routing/normalize.js';
 import { requestIdOf } from '../request-id.js';
 import type { Runtime } from '../runtime.js';
@@ -17,8 +17,8 @@ import { errorAnswer, outcomeAnswer, writeAnswerToSocket } from './respond.js';
 import { tableOf } from './route-table.js';
 import { hostCount, logFailure } from './http.js';
 
-const refused = (message: string) => new PortcullisError('ERR_UPGRADE_REFUSED', 400, message);
-const crossOrigin = (origin: unknown) => new PortcullisError('ERR_UPGRADE_CROSS_ORIGIN', 403, 'This WebSocket was opened by a page of another site; it is not accepted here.',
+const refused = (reason: string) => coded('ERR_UPGRADE_REFUSED', { detail: reason });
+const crossOrigin = (origin: unknown) => coded('ERR_UPGRADE_CROSS_ORIGIN',
   { cause: new Error(`Origin ${JSON.stringify(String(origin).slice(0, 200))} is not this site's (add it to websocketOrigins if it should be)`) });
 
 /**

@@ -6,13 +6,13 @@
 //
 // Behind `Authorization: Bearer <token>`, the token read from `admin.tokenFile` at start. Without
 // that key the routes are not registered (404). Tokens are compared as SHA-256 digests with
-// timingSafeEqual: neither the token's content nor its length leaks through timing.
+// timingSafeEqual: neither the token's content nor its length leaks through timing. Failures are
+// registry codes (ERR_ADMIN_*), thrown to the listener's error handler (app.ts answerErrors): the
+// one JSON error shape, as on the public port.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { PortcullisError, type ErrorCode } from '../errors.js';
 import type { Runtime } from '../runtime.js';
-
-export const COOKIE_STORE_LIST =
-  "sessions live in browsers' cookies: list is not possible; revoke by sub works through the revocation list";
 
 /** What the list shows of one session: ids and times, never a token. */
 export interface AdminSessionView {
@@ -35,12 +35,13 @@ export type AdminOp =
   | { kind: 'list'; query: Record<string, unknown>; ip?: string }
   | { kind: 'revoke'; body: unknown; ip?: string };
 
-/** An admin operation's answer: status, extra headers, JSON body. */
-export interface AdminResult {
-  status: number;
-  headers?: Record<string, string>;
-  body: unknown;
-}
+/**
+ * An admin operation's answer: status and JSON body, or a failure by its registry code (plain data:
+ * it crosses IPC from a worker to the primary, which answers it).
+ */
+export type AdminResult =
+  | { status: number; body: unknown }
+  | { error: Extract<ErrorCode, `ERR_ADMIN_${string}`>; detail?: string };
 
 /** Registers the admin routes on `app` when `admin.tokenFile` is configured; otherwise does nothing (404). */
 export function registerSessionAdmin(app: FastifyInstance, runtime: Runtime): void {
@@ -56,27 +57,29 @@ export function registerAdminRoutes(app: FastifyInstance, token: string | undefi
   const expected = digest(token);
   const log = logger.child({ component: 'admin' });
 
-  const authorized = (request: FastifyRequest, reply: FastifyReply): boolean => {
+  /** Throws ERR_ADMIN_UNAUTHORIZED (with its challenge) unless the request carries the admin token. */
+  const checkToken = (request: FastifyRequest, reply: FastifyReply): void => {
     const m = /^Bearer +(\S+)\s*$/i.exec(request.headers.authorization ?? '');
-    if (m && timingSafeEqual(digest(m[1]!), expected)) return true;
+    if (m && timingSafeEqual(digest(m[1]!), expected)) return;
     log.warn({ ip: request.ip, path: request.url.split('?')[0], reason: m ? 'wrong token' : 'no bearer token' }, 'admin request refused');
-    void reply.code(401).header('www-authenticate', 'Bearer realm="portcullis-admin"').header('cache-control', 'no-store')
-      .send({ error: 'unauthorized', message: 'a valid admin bearer token is required (admin.tokenFile)' });
-    return false;
+    reply.header('www-authenticate', 'Bearer realm="portcullis-admin"');
+    throw new PortcullisError('ERR_ADMIN_UNAUTHORIZED');
   };
 
   const answer = async (reply: FastifyReply, op: AdminOp) => {
     const r = await execute(op);
-    return reply.code(r.status).header('cache-control', 'no-store').headers(r.headers ?? {}).send(r.body);
+    reply.header('cache-control', 'no-store');
+    if ('error' in r) throw new PortcullisError(r.error, { detail: r.detail });
+    return reply.code(r.status).send(r.body);
   };
 
   app.get('/admin/sessions', async (request, reply) => {
-    if (!authorized(request, reply)) return reply;
+    checkToken(request, reply);
     return answer(reply, { kind: 'list', query: { ...(request.query as Record<string, unknown>) }, ip: request.ip });
   });
 
   app.post('/admin/sessions/revoke', async (request, reply) => {
-    if (!authorized(request, reply)) return reply;
+    checkToken(request, reply);
     return answer(reply, { kind: 'revoke', body: request.body ?? {}, ip: request.ip });
   });
 }
@@ -86,17 +89,15 @@ export async function runAdminOp(runtime: Runtime, op: AdminOp): Promise<AdminRe
   return op.kind === 'list' ? listSessions(runtime, op.query) : revokeSessions(runtime, op.body, op.ip);
 }
 
-const STORE_DOWN = { status: 503, headers: { 'retry-after': '2' } };
-
 async function listSessions(runtime: Runtime, query: Record<string, unknown>): Promise<AdminResult> {
   const sub = query.sub;
-  if (typeof sub !== 'string' || sub === '') return { status: 400, body: { error: 'bad_request', message: 'give the subject: ?sub=<sub>' } };
-  if (runtime.sessions.storeKind !== 'redis' || !runtime.redis) return { status: 501, body: { error: 'not_implemented', message: COOKIE_STORE_LIST } };
+  if (typeof sub !== 'string' || sub === '') return { error: 'ERR_ADMIN_BAD_REQUEST', detail: 'the subject: ?sub=<sub>' };
+  if (runtime.sessions.storeKind !== 'redis' || !runtime.redis) return { error: 'ERR_ADMIN_LIST_UNSUPPORTED' };
   let found;
   try {
     found = await runtime.redis.listBySub(sub);
   } catch {
-    return { ...STORE_DOWN, body: { error: 'store_unavailable', message: 'the session store (Redis) does not answer' } };
+    return { error: 'ERR_ADMIN_STORE_UNAVAILABLE', detail: 'the sessions could not be listed' };
   }
   const { idleTimeoutMs, absoluteTimeoutMs } = runtime.config.session;
   const iso = (ms: number) => new Date(ms).toISOString();
@@ -118,7 +119,7 @@ async function revokeSessions(runtime: Runtime, raw: unknown, ip: string | undef
   const sub = typeof body.sub === 'string' && body.sub !== '' ? body.sub : undefined;
   const sid = typeof body.sid === 'string' && body.sid !== '' ? body.sid : undefined;
   if ((sub === undefined) === (sid === undefined) || typeof raw !== 'object' || Array.isArray(raw)) {
-    return { status: 400, body: { error: 'bad_request', message: 'give exactly one of {"sub": "…"} or {"sid": "…"} (JSON)' } };
+    return { error: 'ERR_ADMIN_BAD_REQUEST', detail: 'exactly one of {"sub": "…"} or {"sid": "…"} (JSON)' };
   }
   const store = runtime.sessions.storeKind;
   const target = sid !== undefined ? { sid } : { sub: sub! };
@@ -134,7 +135,7 @@ async function revokeSessions(runtime: Runtime, raw: unknown, ip: string | undef
   } catch (err) {
     log.error({ audit: true, action: 'revoke', by: 'admin', ...target, store, ip, outcome: 'failed', err: err instanceof Error ? err.message : String(err) },
       'admin revoke: not stored everywhere (ended in this process; retry)');
-    return { ...STORE_DOWN, body: { error: 'store_unavailable', message: 'the revocation could not be stored in Redis; it took effect in this process only — retry' } };
+    return { error: 'ERR_ADMIN_STORE_UNAVAILABLE', detail: 'the revocation could not be stored; it took effect in this process only — retry' };
   }
   log.info({ audit: true, action: 'revoke', by: 'admin', ...target, store, ip, outcome: 'revoked', ...(removed !== undefined ? { sessions: removed } : {}) },
     `admin revoke: sessions of ${sid !== undefined ? 'IdP session' : 'subject'} ended`);

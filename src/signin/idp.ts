@@ -5,7 +5,7 @@
 import * as client from 'openid-client';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { createRemoteJWKSet, customFetch as joseFetch, decodeJwt, jwtVerify, type JWTPayload } from 'jose';
-import { errors, PortcullisError } from '../errors.js';
+import { coded, errors, PortcullisError } from '../errors.js';
 
 export interface IdpSettings {
   issuer: string;
@@ -324,7 +324,7 @@ export class IdentityProvider {
     } catch (err) {
       throw wrapIdpError(err, 'refresh');
     }
-    const mismatch = (why: string, cause?: unknown) => new PortcullisError('ERR_REFRESH_CLAIMS_MISMATCH', 401, 'Your session could not be renewed; please sign in again.', { retrySignIn: true, cause: cause ?? new Error(why) });
+    const mismatch = (why: string, cause?: unknown) => coded('ERR_REFRESH_CLAIMS_MISMATCH', { cause: cause ?? new Error(why) });
     const claims = tokens.claims() as Record<string, unknown> | undefined;
     if (claims) {
       this.checkIssuedAt(claims);
@@ -408,9 +408,9 @@ export class IdentityProvider {
         requiredClaims: ['iat', 'jti'],
       }));
     } catch (err) {
-      throw new PortcullisError('ERR_LOGOUT_TOKEN_INVALID', 400, 'The logout token failed verification.', { cause: err });
+      throw coded('ERR_LOGOUT_TOKEN_INVALID', { cause: err });
     }
-    const fail = (why: string) => new PortcullisError('ERR_LOGOUT_TOKEN_INVALID', 400, 'The logout token failed verification.', { cause: new Error(why) });
+    const fail = (why: string) => coded('ERR_LOGOUT_TOKEN_INVALID', { cause: new Error(why) });
     const events = payload.events as Record<string, unknown> | undefined;
     if (!events || typeof events !== 'object' || Array.isArray(events) || typeof events[BACKCHANNEL_EVENT] !== 'object' || events[BACKCHANNEL_EVENT] === null) throw fail('events claim lacks the back-channel logout event');
     if (payload.nonce !== undefined) throw fail('a logout token must not contain a nonce');
@@ -440,14 +440,14 @@ export class IdentityProvider {
         requiredClaims: ['exp', 'sub'],
       });
     } catch (err) {
-      throw new PortcullisError('ERR_BEARER_INVALID', 401, 'The bearer token is not valid here.', { cause: err });
+      throw coded('invalid_token', { cause: err });
     }
     const payload = verified.payload as Record<string, unknown>;
     const typ = verified.protectedHeader.typ;
     const why = this.settings.bearerTokenType === 'at+jwt' && String(typ ?? '').toLowerCase().replace(/^application\//, '') !== 'at+jwt'
       ? `typ ${JSON.stringify(String(typ ?? '(none)')).slice(0, 40)}, and oidc.bearerTokenType requires at+jwt`
       : notAnAccessToken(typ, payload);
-    if (why) throw new PortcullisError('ERR_BEARER_INVALID', 401, 'The bearer token is not valid here.', { cause: new Error(`not an access token: ${why}`) });
+    if (why) throw coded('invalid_token', { cause: new Error(`not an access token: ${why}`) });
     return payload;
   }
 
@@ -518,7 +518,7 @@ const UNAUTHORIZED_CLIENT_HINT = ' (RFC 6749: this client may not use this grant
 /** The code or refresh token was refused: the sign-in is retried, the session ends. */
 function grantRefused(step: 'code' | 'userinfo' | 'refresh', said: Error): PortcullisError {
   return step === 'refresh'
-    ? new PortcullisError('ERR_REFRESH_INVALID_GRANT', 401, 'Your session has ended at the identity provider; please sign in again.', { retrySignIn: true, cause: said })
+    ? coded('ERR_REFRESH_INVALID_GRANT', { cause: said })
     : errors.callbackCodeRejected(said);
 }
 
