@@ -13,6 +13,22 @@ const IDENTITY_HEADERS = ['X-Forwarded-User', 'X-Forwarded-Email', 'X-Forwarded-
 
 type Route = { name: string; headers?: Record<string, string>; match?: { host?: string } };
 
+/** examples/idps/<name>.md next to examples/idps/<name>/portcullis.yaml (Glewlwyd's page holds its config inline; LemonLDAP::NG's is its own). */
+const IDP_PAGES = ['keycloak', 'entra-id', 'google', 'dex', 'authentik', 'adfs', 'oidc-provider'] as const;
+/** The IdPs Portcullis's test suites run: their pages name tests instead of saying "not tested". */
+const IDPS_IN_THE_SUITES = new Set(['oidc-provider', 'glewlwyd']);
+/** What each IdP page covers (issue 14), by the section headings that cover it. */
+const PAGE_ITEMS: Record<string, RegExp> = {
+  'the issuer URL': /^issuer/,
+  'the client settings': /client|app registration/,
+  'tokenEndpointAuthMethod': /tokenendpointauthmethod/,
+  'token lifetimes': /token lifetimes/,
+  'groups in the ID token': /groups/,
+  'the bearer aud': /bearer/,
+  'logout': /logout/,
+  'known quirks': /quirks/,
+};
+
 function exampleConfig(path: string): { routes: Route[]; [k: string]: unknown } {
   const env = new Proxy({}, { get: () => 'placeholder-value-long-enough-for-a-session-secret' }) as Record<string, string>;
   return parseConfigText(readText(join(examplesDir, path)), env).value as { routes: Route[] };
@@ -43,7 +59,7 @@ test('examples/README.md links every example folder', () => {
 
 test('every example folder has a README and a portcullis.yaml (idps: one per provider)', () => {
   for (const f of ['grafana', 'legacy-app', 'nginx', 'traefik', 'idps']) assert.ok(existsSync(join(examplesDir, f, 'README.md')), `${f}/README.md`);
-  for (const f of ['grafana', 'legacy-app', 'nginx', 'traefik', 'idps/keycloak', 'idps/entra-id', 'idps/google', 'idps/dex']) {
+  for (const f of ['grafana', 'legacy-app', 'nginx', 'traefik', ...IDP_PAGES.map((idp) => `idps/${idp}`)]) {
     assert.ok(existsSync(join(examplesDir, f, 'portcullis.yaml')), `${f}/portcullis.yaml`);
   }
 });
@@ -102,19 +118,48 @@ test('traefik: forwardAuth to /oauth2/auth copying the identity headers, errors 
   assert.equal(config.trustProxy, true);
 });
 
-test('each IdP example uses the claim paths its README section describes', () => {
-  const expect: Record<string, string[]> = {
+test('each IdP example uses the claim paths its page describes', () => {
+  const expect: Record<(typeof IDP_PAGES)[number], string[]> = {
     keycloak: ['realm_access.roles', 'resource_access.portcullis.roles', 'groups'],
     'entra-id': ['roles', 'groups'],
     google: ['hd', 'email'],
     dex: ['groups'],
+    authentik: ['groups'],
+    adfs: ['upn'],
+    'oidc-provider': ['groups'],
   };
-  const readme = readText(join(examplesDir, 'idps', 'README.md'));
   for (const [idp, claims] of Object.entries(expect)) {
     const text = readText(join(examplesDir, 'idps', idp, 'portcullis.yaml'));
+    const page = readText(join(examplesDir, 'idps', `${idp}.md`));
     for (const c of claims) {
       assert.match(text, new RegExp(`claim: ${c.replace(/\./g, '\\.')}[,}\\s]`), `${idp} uses ${c}`);
-      assert.ok(readme.includes(`\`${c}\``), `idps/README.md mentions \`${c}\``);
+      assert.ok(page.includes(`\`${c}\``), `idps/${idp}.md mentions \`${c}\``);
     }
+  }
+});
+
+test('every IdP page covers what issue 14 asks, says what "tested" means, and marks what was not', () => {
+  for (const idp of [...IDP_PAGES, 'glewlwyd'] as const) {
+    const page = readText(join(examplesDir, 'idps', `${idp}.md`));
+    const headings = [...page.matchAll(/^#{2,3} (.+)$/gm)].map((m) => m[1]!.toLowerCase());
+    for (const [item, heading] of Object.entries(PAGE_ITEMS)) {
+      assert.ok(headings.some((h) => heading.test(h)), `idps/${idp}.md has a section on ${item} (headings: ${headings.join(' | ')})`);
+    }
+    assert.match(page, /\*\*tested\*\* (here )?means|statements marked \*\*\(tested\)\*\*|nothing on this page was tested/i, `idps/${idp}.md says what "tested" means`);
+    const tested = IDPS_IN_THE_SUITES.has(idp);
+    if (!tested) assert.match(page, /\*\*\(not tested\)\*\*/, `idps/${idp}.md marks what was not tested`);
+    else assert.match(page, /\*\*\(tested: "/, `idps/${idp}.md names the tests`);
+    if (idp !== 'glewlwyd') assert.match(page, new RegExp(`\\]\\(${idp}/portcullis\\.yaml\\)`), `idps/${idp}.md links its portcullis.yaml`);
+  }
+});
+
+test('idps/README.md is an index: it links every IdP page, and every link resolves', () => {
+  const dir = join(examplesDir, 'idps');
+  const index = readText(join(dir, 'README.md'));
+  const pages = readdirSync(dir).filter((n) => n.endsWith('.md') && n !== 'README.md');
+  for (const p of pages) assert.match(index, new RegExp(`\\]\\(${p.replace('.', '\\.')}\\)`), `idps/README.md links ${p}`);
+  for (const m of index.matchAll(/\]\(([^)#]+)/g)) {
+    if (/^https?:/.test(m[1]!)) continue;
+    assert.ok(existsSync(join(dir, m[1]!)), `broken link ${m[1]}`);
   }
 });
