@@ -139,6 +139,8 @@ class AdminApi {
 
 export interface Glewlwyd extends InteropIdp {
   readonly pid: number;
+  clientCredentialsToken: NonNullable<InteropIdp['clientCredentialsToken']>;
+  rotateKeys: NonNullable<InteropIdp['rotateKeys']>;
   /** The kid Glewlwyd signs with now. */
   currentKid(): Promise<string>;
   readonly api: string;
@@ -193,6 +195,8 @@ export async function startGlewlwyd(opts: GlewlwydOptions = {}): Promise<Glewlwy
       name: `Glewlwyd ${glewlwydVersion()}`,
       issuer, origin, api, admin, accessTokenLifetimeSec,
       pid: child.pid!,
+      users: { admin: ALICE, other: BOB },
+      backchannelLogout: true,
       registerClient: (client) => registerClient(admin, client),
       signIn: (page, who) => signIn(page, who, origin),
       confirmEndSession: (page) => confirmEndSession(page, origin),

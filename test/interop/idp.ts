@@ -1,5 +1,7 @@
-// Interop suite: the one interface every real IdP adapter implements (Glewlwyd today; a second IdP
-// such as LemonLDAP::NG goes next to it). The suite only talks to an IdP through this.
+// Interop suite: the one interface every real IdP adapter implements (Glewlwyd, LemonLDAP::NG). The
+// suite only talks to an IdP through this. Sign-in, refresh and RP-initiated sign-out every adapter
+// offers; the rest an adapter may declare unsupported (an absent method, a false flag), and the
+// suites skip what it cannot do.
 import type { Page } from 'playwright-core';
 
 export interface InteropUser {
@@ -29,7 +31,14 @@ export interface InteropIdp {
   readonly origin: string;
   /** Access token lifetime the IdP was started with, seconds. */
   readonly accessTokenLifetimeSec: number;
-  /** Registers (or replaces) a confidential client with code + refresh_token + client_credentials grants. */
+  /**
+   * The users the suite signs in as (an IdP whose users are fixed names its own): `admin` is in the
+   * group `admin` (the default routes' admin rule lets them in), `other` is not.
+   */
+  readonly users: { admin: InteropUser; other: InteropUser };
+  /** Whether ending the IdP session (confirmEndSession) sends a logout token to every client of that session. */
+  readonly backchannelLogout: boolean;
+  /** Registers (or replaces) a confidential client with code + refresh_token (+ client_credentials, when clientCredentialsToken exists) grants. */
   registerClient(client: ClientSettings): Promise<void>;
   /** Fills the IdP's own login form in this page and submits it (and any consent screen); resolves once the browser has left the IdP. */
   signIn(page: Page, who: InteropUser): Promise<void>;
@@ -39,15 +48,15 @@ export interface InteropIdp {
    * Ending the IdP session is also what triggers its back-channel logout to every client of that session.
    */
   confirmEndSession(page: Page): Promise<void>;
-  /** A client-credentials access token for this client (for bearer routes). */
-  clientCredentialsToken(client: Pick<ClientSettings, 'clientId' | 'clientSecret'>, scope: string): Promise<string>;
-  /** A new signing key at the IdP, the old one kept for verification; no restart. */
-  rotateKeys(): Promise<{ oldKid: string; newKid: string }>;
+  /** A client-credentials access token for this client (for bearer routes). Absent: unsupported. */
+  clientCredentialsToken?(client: Pick<ClientSettings, 'clientId' | 'clientSecret'>, scope: string): Promise<string>;
+  /** A new signing key at the IdP, the old one kept for verification; no restart. Absent: unsupported. */
+  rotateKeys?(): Promise<{ oldKid: string; newKid: string }>;
   /** The IdP's log so far (for failure messages). */
   log(): string;
   stop(): Promise<void>;
 }
 
-/** The two users every adapter creates. */
+/** The two users an adapter creates when its user backend can (Glewlwyd's users: { admin: ALICE, other: BOB }). */
 export const ALICE: InteropUser = { username: 'alice', password: 'alice-Passw0rd', email: 'alice@example.com', groups: ['admin', 'dev'] };
 export const BOB: InteropUser = { username: 'bob', password: 'bob-Passw0rd', email: 'bob@example.com', groups: [] };
