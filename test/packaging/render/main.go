@@ -1,5 +1,5 @@
 // Command render renders a Helm chart the way `helm template` / `helm install` do, for the chart
-// tests (test/packaging/chart-render.test.ts), on machines without helm or a Go module proxy.
+// tests (test/packaging/render/chart-render.test.ts), on machines without helm or a Go module proxy.
 //
 // It uses what Helm itself renders with — Go's text/template, sprig v3 and sigs.k8s.io/yaml, all
 // Debian packages (golang-go, golang-github-masterminds-sprig-dev, golang-k8s-sigs-yaml-dev, built
