@@ -6,6 +6,7 @@ import { after, before, describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { parseConfigText } from '../../src/config/load.js';
+import { KEY_REFRESH_COOLDOWN_MS } from '../../src/signin/idp.js';
 import { WebSocket } from 'ws';
 import type { Page } from 'playwright-core';
 import { launchChromium } from '../helpers/chromium.js';
@@ -285,11 +286,11 @@ describe('Glewlwyd interop', { skip }, () => {
     assert.equal(first.kid, oldKid);
     const rotatedAt = Date.now();
 
-    // A token signed with the new key: accepted once Portcullis refetches the JWKS for the unknown kid
-    // (at most one refetch per 30 s cooldown, so a key published seconds after the last fetch can wait that long).
+    // A token signed with the new key: accepted once Portcullis refetches the JWKS for the unknown kid —
+    // at most one refetch per KEY_REFRESH_COOLDOWN_MS (5 s) after the previous one, which was before the rotation.
     let after = await bearer();
     assert.equal(after.kid, newKid, 'Glewlwyd signs with the new key');
-    await until('a bearer token signed with the new key to be accepted', 40_000, async () => (after = await bearer()).status === 200, 100);
+    await until('a bearer token signed with the new key to be accepted', KEY_REFRESH_COOLDOWN_MS + 3_000, async () => (after = await bearer()).status === 200, 100);
     const bearerDelay = Date.now() - rotatedAt;
     t.diagnostic(`bearer token with the new kid accepted after ${bearerDelay} ms`);
     assert.equal(after.status, 200, 'a bearer token signed with the new key is accepted without a restart');
