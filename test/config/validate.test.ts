@@ -46,8 +46,8 @@ test('every problem is reported at once, each with its key path', () => {
     /^publicUrl: must be an origin only/,
     /^oidc\.issuer: "not a url" is not an absolute URL/,
     /^oidc\.tokenEndpointAuthMethod: must be one of/,
-    /^oidc\.idTokenSigningAlgs\[0\]: "none" is not an accepted/,
-    /^oidc\.idTokenSigningAlgs\[1\]: "HS256" is not an accepted/,
+    /^oidc\.idTokenSigningAlgs\[0\]: must be one of RS256, .* \(got "none"\)/,
+    /^oidc\.idTokenSigningAlgs\[1\]: must be one of RS256, .* \(got "HS256"\)/,
     /^session\.secrets\[0\]: is 5 bytes; session secrets must be at least 32 bytes/,
     /^session\.store: must be one of cookie, redis/,
     /^session\.idleTimeout: must be a duration/,
@@ -121,4 +121,53 @@ test('the shipped example config is valid', () => {
   const r = loadConfigFile('config/portcullis.yaml', { OIDC_CLIENT_SECRET: 'secret', SESSION_SECRET: SECRET });
   assert.ok(r.ok, JSON.stringify(!r.ok && r.issues));
   assert.ok(readFileSync('config/portcullis.yaml', 'utf8').includes('${SESSION_SECRET}'));
+});
+
+test('an unknown key is an error with a suggestion, at any depth: top level, nested, in a route, in allow', () => {
+  const raw = {
+    ...base(),
+    trustProxi: true,
+    session: { secrets: [SECRET], cookeName: 'x' },
+    rateLimit: { signin: 3 },
+    routes: [{
+      name: 'app',
+      upstrem: 'http://127.0.0.1:3000',
+      match: { pth: '/' },
+      assertion: { ttll: '1m' },
+      grafanaRoles: { Admn: { claim: 'groups', contains: 'admin' } },
+      preset: 'grafana',
+      allow: { all: [{ claim: 'groups', contans: 'admin' }], anyy: [] },
+    }],
+  };
+  const r = validateConfigObject(raw, {});
+  assert.ok(!r.ok);
+  const lines = r.issues.map((i) => `${i.path}: ${i.message}`);
+  for (const expected of [
+    'trustProxi: unknown key — did you mean "trustProxy"?',
+    'session.cookeName: unknown key — did you mean "cookieName"?',
+    'rateLimit.signin: unknown key — did you mean "signIn"?',
+    'routes[0].upstrem: unknown key — did you mean "upstream"?',
+    'routes[0].match.pth: unknown key — did you mean "path"?',
+    'routes[0].assertion.ttll: unknown key — did you mean "ttl"?',
+    'routes[0].grafanaRoles.Admn: unknown key — did you mean "Admin"?',
+    'routes[0].allow.all[0].contans: unknown operator "contans" — did you mean "contains"?',
+    'routes[0].allow.anyy: unknown key "anyy" — did you mean "any"?',
+  ]) assert.ok(lines.includes(expected), `missing "${expected}" in:\n${lines.join('\n')}`);
+  // The misspelt upstream leaves the route without one: that is said too, once.
+  assert.equal(lines.filter((l) => l.startsWith('routes[0].upstream')).length, 1, lines.join('\n'));
+});
+
+test('values from ${VAR} are read as the type the key takes; other types are not converted', () => {
+  const env = { PORT: '8081', WS: 'true', WORKERS: 'auto' };
+  const ok = validateConfigObject({ ...base(), listen: { port: '${PORT}' }, workers: '${WORKERS}', routes: [{ name: 'app', upstream: 'http://u', websocket: '${WS}' }] }, env);
+  assert.ok(ok.ok, JSON.stringify(!ok.ok && ok.issues));
+  assert.equal(ok.config.listen.port, 8081);
+  assert.equal(ok.config.workers, 'auto');
+  assert.equal(ok.config.routes[0]!.websocket, true);
+  const bad = validateConfigObject({ ...base(), listen: { port: true }, routes: [{ name: 'app', upstream: 'http://u', websocket: 1 }] }, {});
+  assert.ok(!bad.ok);
+  assert.deepEqual(bad.issues.map((i) => `${i.path}: ${i.message}`), [
+    'listen.port: must be a whole number from 0 to 65535 (got true)',
+    'routes[0].websocket: must be true or false (got 1)',
+  ]);
 });

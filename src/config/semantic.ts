@@ -1,0 +1,106 @@
+// Config, after the schema: the checks JSON Schema cannot express — URL parts, IP ranges, Redis
+// URLs, durations compared with each other, and rules across keys (unique route names, a route's
+// host under the cookie domain, bearer needs audiences). Pure: reads a ConfigInput, returns issues.
+// Values the schema already refused are skipped (`failed`), so nothing is reported twice.
+import { parseDuration } from './durations.js';
+import { isAddressOrCidr } from '../routing/trust.js';
+import { parseRedisUrl } from '../session/redis-store.js';
+import { childPath, type Issues } from './issues.js';
+import type { ConfigInput } from './schema.js';
+
+/** An http(s) URL without credentials, query or fragment; `originOnly`: nothing after the host. */
+export function readUrl(s: string, o: { originOnly?: boolean } = {}): { url: string } | { error: string } {
+  let u: URL;
+  try { u = new URL(s); } catch { return { error: `"${s}" is not an absolute URL` }; }
+  if (u.protocol !== 'https:' && u.protocol !== 'http:') return { error: 'must be an http(s) URL' };
+  if (u.username || u.password || u.search || u.hash || /[?#]$/.test(s)) return { error: 'must not contain credentials, a query or a fragment' };
+  if (o.originOnly) {
+    if (u.pathname !== '/') return { error: 'must be an origin only (scheme://host[:port]); Portcullis serves its endpoints under /oauth2/ at the root' };
+    return { url: u.origin };
+  }
+  return { url: s.replace(/\/+$/, '') };
+}
+
+/** `https://app.example.com[:port]`, no path and no wildcard: a browser's `Origin`. */
+export function readOrigin(s: string): string | undefined {
+  const r = s.includes('*') ? undefined : readUrl(s, { originOnly: true });
+  return r && 'url' in r ? r.url : undefined;
+}
+
+export function checkSemantics(c: ConfigInput, failed: (path: string) => boolean): Issues {
+  const issues: Issues = [];
+  const issue = (path: string, message: string) => { if (!failed(path)) issues.push({ path, message }); };
+  const url = (value: string | undefined, path: string, o: { originOnly?: boolean } = {}) => {
+    if (value === undefined || failed(path)) return;
+    const r = readUrl(value, o);
+    if ('error' in r) issue(path, r.error);
+  };
+
+  url(c.publicUrl, 'publicUrl', { originOnly: true });
+  const pubHost = hostOf(c.publicUrl);
+  if (Array.isArray(c.trustProxy)) {
+    c.trustProxy.forEach((s, i) => { if (!isAddressOrCidr(s)) issue(childPath('trustProxy', i), `"${s}" is not an IP address or CIDR range like 10.0.0.0/8`); });
+  }
+  c.websocketOrigins.forEach((o, i) => {
+    if (!readOrigin(o)) issue(childPath('websocketOrigins', i), `"${o}" is not an origin like https://app.example.com (scheme, host and port only; no path, no wildcard)`);
+  });
+  if (c.metrics && c.metrics.port === c.listen.port && c.metrics.host === c.listen.host) {
+    issue('metrics.port', 'must differ from listen.port: /metrics is never served on the public port');
+  }
+  if (c.admin.tokenFile !== undefined && c.metrics === false) {
+    issue('admin.tokenFile', 'the admin endpoints are served on the metrics listener, which metrics: false turns off');
+  }
+
+  // oidc
+  url(c.oidc.issuer, 'oidc.issuer');
+  if (c.oidc.clientSecret !== undefined && c.oidc.clientSecretFile !== undefined) issue('oidc.clientSecret', 'set clientSecret or clientSecretFile, not both');
+  else if (c.oidc.clientSecret === undefined && c.oidc.clientSecretFile === undefined) issue('oidc.clientSecret', 'is required (or oidc.clientSecretFile)');
+
+  // session
+  const s = c.session;
+  if (s.secrets !== undefined && s.secretsFile !== undefined) issue('session.secrets', 'set secrets or secretsFile, not both');
+  else if (s.secrets === undefined && s.secretsFile === undefined) {
+    issue('session.secrets', 'at least one secret of 32 bytes or more is required (e.g. `openssl rand -base64 48`)');
+  }
+  if (s.store === 'redis' && s.redis.url === undefined) issue('session.redis.url', 'required when session.store is redis');
+  if (s.redis.url !== undefined && !failed('session.redis.url')) {
+    try { parseRedisUrl(s.redis.url); } catch (err) { issue('session.redis.url', (err as Error).message); }
+  }
+  const idle = parseDuration(s.idleTimeout);
+  const absolute = parseDuration(s.absoluteTimeout);
+  if (idle !== undefined && absolute !== undefined && idle > absolute) issue('session.idleTimeout', 'must not be longer than session.absoluteTimeout');
+  const domain = s.cookieDomain?.replace(/^\./, '').toLowerCase();
+  if (domain !== undefined && pubHost !== undefined && !failed('session.cookieDomain') && pubHost !== domain && !pubHost.endsWith(`.${domain}`)) {
+    issue('session.cookieDomain', `publicUrl's host ${pubHost} is not under ${s.cookieDomain}; browsers would refuse the cookie`);
+  }
+
+  // routes
+  const names = new Set<string>();
+  c.routes.forEach((r, i) => {
+    const path = childPath('routes', i);
+    if (failed(path)) return;
+    if (names.has(r.name)) issue(`${path}.name`, `duplicate route name "${r.name}"`);
+    names.add(r.name);
+    url(r.upstream, `${path}.upstream`);
+    if (r.auth === 'public' && r.allow !== undefined) issue(`${path}.allow`, 'a public route lets everyone through; remove allow or set auth: required');
+    if (r.grafanaRoles !== undefined && r.preset !== 'grafana') issue(`${path}.grafanaRoles`, 'only with preset: grafana');
+    if (typeof r.assertion === 'object') {
+      const ttl = parseDuration(r.assertion.ttl);
+      if (ttl !== undefined && (ttl < 10_000 || ttl > 600_000)) issue(`${path}.assertion.ttl`, 'must be between 10s and 10m (a short-lived assertion)');
+    }
+    if (r.bearer && c.oidc.bearerAudiences.length === 0) {
+      issue(`${path}.bearer`, 'bearer: true needs oidc.bearerAudiences (the `aud` values API tokens must carry; never "any audience")');
+    }
+    // A route on another host only works when the session cookie reaches it: same host as
+    // publicUrl, or under session.cookieDomain. Otherwise every sign-in would loop.
+    const h = r.match.host?.toLowerCase().replace(/\.$/, '').replace(/^\*\./, '');
+    if (h && pubHost && h !== pubHost && (!domain || (h !== domain && !h.endsWith(`.${domain}`)))) {
+      issue(`${path}.match.host`, `${r.match.host} is not publicUrl's host (${pubHost}); set session.cookieDomain to a parent domain of both so the session cookie reaches it`);
+    }
+  });
+  return issues;
+}
+
+function hostOf(url: string): string | undefined {
+  try { return new URL(url).hostname.toLowerCase(); } catch { return undefined; }
+}
