@@ -11,6 +11,7 @@ import { request } from 'undici';
 import WebSocket from 'ws';
 import { startStack } from '../helpers/stack.js';
 import { loginViaHttp } from '../helpers/browserless-login.js';
+import { until } from '../helpers/wait.js';
 
 const ALICE = { user: 'alice', password: 'alice-password' };
 
@@ -145,8 +146,7 @@ test('a server-sent-event stream is cut off when its session signs out', async (
     sse.body.on('error', () => resolve('aborted'));
     sse.body.on('end', () => resolve('ended'));
   });
-  await new Promise((r) => setTimeout(r, 350));
-  assert.match(received, /data: chunk 1/);
+  await until('the first event', 5_000, () => /data: chunk 1/.test(received));
   const t0 = Date.now();
   const out = await request(`${s.url}/oauth2/sign_out`, { method: 'POST', headers: { origin: s.url, cookie: jar.header(s.url), 'content-type': 'application/x-www-form-urlencoded' }, body: '' });
   await out.body.dump();

@@ -76,8 +76,8 @@ test('IdP not listening at boot: the proxy starts, /readyz 503, sign-in gets a 5
   assert.equal((await status(`${p.url}/public/x`)).status, 200, 'public routes keep working');
   assert.equal((await status(`${p.url}/healthz`)).status, 200, 'alive');
 
-  // Let the backoff grow a little, then bring the IdP up on that port.
-  await new Promise((r) => setTimeout(r, 1500));
+  // Let the backoff grow a little (a second failed attempt: the next wait is 1–2 s), then bring the IdP up on that port.
+  await waitFor(() => p.logs.some((l) => l.includes('discovery failed') && (JSON.parse(l) as { attempt?: number }).attempt! >= 2), 10_000, 'a second failed discovery attempt');
   await devIdpOn(t, idpPort, p.url);
   const t0 = Date.now();
   await waitFor(async () => (await status(`${p.url}/readyz`)).status === 200, 5_000, 'ready after the IdP came up');

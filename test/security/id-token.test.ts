@@ -13,6 +13,7 @@ import { startTestUpstream, type EchoUpstream } from '../helpers/upstream.js';
 import { startRogueIdp, type RogueIdp, type RogueIdpOptions, type RogueMode } from '../helpers/rogue-idp.js';
 import { CookieJar, followRedirects } from '../helpers/browserless-login.js';
 import type { CleanupScope } from '../helpers/idp.js';
+import { until } from '../helpers/wait.js';
 import { NAVIGATION, issuedCookieNames } from './support.js';
 
 interface RogueStack {
@@ -165,8 +166,10 @@ test('a discovery document naming another issuer: never ready, sign-in answers 5
   assert.ok(!s.rogue.hits.includes('/authorize') && !s.rogue.hits.includes('/token'), 'the untrusted IdP was never used for a sign-in');
   assert.equal(s.upstream.requests.length, 0);
 
-  // Still not ready a moment later (the retry loop keeps refusing).
-  await new Promise((r) => setTimeout(r, 700));
+  // Still not ready after the retry loop's next attempt (refused again).
+  const attempts = () => s.rogue.hits.filter((h) => h === '/.well-known/openid-configuration').length;
+  const tried = attempts();
+  await until('another discovery attempt', 10_000, () => attempts() > tried);
   const again = await request(`${s.url}/readyz`);
   await again.body.dump();
   assert.equal(again.statusCode, 503);

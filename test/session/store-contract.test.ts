@@ -15,6 +15,7 @@ import { SessionManager } from '../../src/session/sessions.js';
 import { RevocationList } from '../../src/session/revocation.js';
 import { cookieSettings } from '../../src/session/cookies.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { until } from '../helpers/wait.js';
 
 const COOKIE = '__Host-portcullis';
 const PREFIX = 'test:';
@@ -47,14 +48,6 @@ function flipByte(sealed: string, at: number): string {
 }
 
 const isUnavailable = (err: unknown) => err instanceof PortcullisError && err.code === 'ERR_SESSION_STORE_UNAVAILABLE' && err.statusCode === 503;
-
-async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 interface StoreUnderTest {
   /** A store sealing with secrets[0] and opening with all; stores made in one test share one backend. */
@@ -245,7 +238,7 @@ storeContract('redis', async (t) => {
 async function makeRedisStore(t: TestContext, redis: TestRedis, secrets: string[], ttlMs = TTL_MS): Promise<RedisStore> {
   const store = new RedisStore(new SessionCodec(secrets), COOKIE, { url: redis.url, keyPrefix: PREFIX, ttlMs });
   t.after(() => store.close());
-  await until('the store to connect', () => store.healthy());
+  await until('the store to connect', 10_000, () => store.healthy(), 25);
   return store;
 }
 
@@ -363,7 +356,7 @@ describe('redis store', () => {
     const store = await makeRedisStore(t, redis, [NEW], 1000);
     const value = await store.save(makeRecord(), undefined);
     assert.ok(await store.open(value));
-    await until('the body to expire', async () => (await store.open(value)) === undefined, 5000);
+    await until('the body to expire', 5000, async () => (await store.open(value)) === undefined, 25);
   });
 
   test('a rewrite keeps the ticket: same Redis key, same cookie value (until the secret rotates)', async (t) => {
@@ -405,10 +398,10 @@ describe('redis store', () => {
       await assert.rejects(op(), isUnavailable);
       assert.ok(Date.now() - started < 2000, `failed after ${Date.now() - started} ms`);
     }
-    await until('healthy() to turn false', () => !store.healthy(), 2000);
+    await until('healthy() to turn false', 2000, () => !store.healthy(), 25);
 
     await redis.start(); // --save '': comes back empty
-    await until('the store to reconnect by itself', () => store.healthy(), 10_000);
+    await until('the store to reconnect by itself', 10_000, () => store.healthy(), 25);
     assert.equal(await store.open(value), undefined, 'the non-persisted session is gone');
     const fresh = await store.save(makeRecord({ claims: { sub: 'bob' } }), undefined);
     assert.equal((await store.open(fresh))?.record.claims.sub, 'bob');
@@ -424,9 +417,11 @@ describe('redis store', () => {
     const started = Date.now();
     await assert.rejects(store.save(makeRecord(), undefined), isUnavailable);
     assert.ok(Date.now() - started < 500);
-    await new Promise((r) => setTimeout(r, 1000)); // a few failed reconnect attempts
+    let reconnects = 0;
+    store.client.on('reconnecting', () => { reconnects += 1; });
+    await until('failed reconnect attempts', 10_000, () => reconnects >= 2, 25);
     await redis.start();
-    await until('the store to connect', () => store.healthy(), 10_000);
+    await until('the store to connect', 10_000, () => store.healthy(), 25);
     const value = await store.save(makeRecord(), undefined);
     assert.ok(await store.open(value));
   });
@@ -444,7 +439,7 @@ describe('redis store', () => {
     const took = Date.now() - started;
     assert.ok(took >= 1000 && took < 3000, `failed after ${took} ms`);
     process.kill(pid, 'SIGCONT');
-    await until('the store to answer again', async () => store.healthy() && (await store.open(value).then(Boolean, () => false)), 10_000);
+    await until('the store to answer again', 10_000, async () => store.healthy() && (await store.open(value).then(Boolean, () => false)), 25);
   });
 
   test('setIfAbsent (SET NX PX), exists and del, under the key prefix', async (t) => {
@@ -459,7 +454,7 @@ describe('redis store', () => {
     const pttl = await raw.pttl(`${PREFIX}lock:refresh:s1`);
     assert.ok(pttl > 0 && pttl <= 1000, `PTTL ${pttl}`);
     assert.equal(await store.exists('lock:refresh:s1'), true);
-    await until('the lock to expire', async () => !(await store.exists('lock:refresh:s1')), 5000);
+    await until('the lock to expire', 5000, async () => !(await store.exists('lock:refresh:s1')), 25);
     assert.equal(await store.setIfAbsent('lock:refresh:s1', 'replica-b', 1000), true, 'free again after the TTL');
 
     assert.equal(await store.del('lock:refresh:s1'), true);
@@ -487,7 +482,7 @@ describe('redis store', () => {
     const given = createRedisClient(redis.url);
     t.after(() => given.disconnect());
     const store = new RedisStore(new SessionCodec([NEW]), COOKIE, { url: 'redis://ignored.invalid', keyPrefix: PREFIX, ttlMs: TTL_MS, client: given });
-    await until('the given client to connect', () => store.healthy());
+    await until('the given client to connect', 10_000, () => store.healthy(), 25);
     const value = await store.save(makeRecord(), undefined);
     assert.ok(await store.open(value));
     await store.close();
@@ -500,7 +495,7 @@ describe('redis store', () => {
     const given = new Redis(redis.url, { lazyConnect: true });
     t.after(() => given.disconnect());
     const store = new RedisStore(new SessionCodec([NEW]), COOKIE, { url: redis.url, keyPrefix: PREFIX, ttlMs: TTL_MS, client: given });
-    await until('the given client to connect', () => store.healthy());
+    await until('the given client to connect', 10_000, () => store.healthy(), 25);
   });
 
   test('the TTL must be a positive integer', () => {
