@@ -143,8 +143,7 @@ function rpOptions(c: ClientSettings, accessTokenLifetimeSec: number): Record<st
     oidcRPMetaDataOptionsRedirectUris: c.redirectUris.join(' '),
     oidcRPMetaDataOptionsPostLogoutRedirectUris: (c.postLogoutRedirectUris ?? []).join(' '),
     oidcRPMetaDataOptionsRequirePKCE: 1,
-    // Refresh tokens (for the offline_access scope and, with this, for plain sign-ins too).
-    oidcRPMetaDataOptionsAllowOffline: 1,
+    // Refresh tokens bound to the LemonLDAP::NG session (Portcullis does not ask for offline_access).
     oidcRPMetaDataOptionsRefreshToken: 1,
     oidcRPMetaDataOptionsBypassConsent: 1,
     oidcRPMetaDataOptionsIDTokenSignAlg: 'RS256',
