@@ -284,6 +284,9 @@ async function clientCredentialsCheck(config: Config, idp: IdentityProvider): Pr
     if (code === 'ERR_CALLBACK_TOKEN_REQUEST_REFUSED') {
       return { name, status: 'fail', detail: `the token endpoint refused the request (${how}): ${said}`, fix: 'the client\'s registration at the IdP must allow the authorization_code grant for this client' };
     }
+    if (code === 'ERR_IDP_BAD_RESPONSE') {
+      return { name, status: 'fail', detail: `the token endpoint gave no OAuth answer (${how}): ${said}`, fix: 'the discovery document\'s token_endpoint must be the IdP\'s own (not a login portal or a proxy page in front of it)' };
+    }
     return { name, status: 'fail', detail: `the token request failed (${how}): ${said}`, fix: 'check that this host reaches the IdP\'s token endpoint' };
   }
   // Only a broken IdP redeems a code it never issued.
@@ -297,7 +300,7 @@ async function clientCredentialsCheck(config: Config, idp: IdentityProvider): Pr
  */
 async function redirectUriCheck(config: Config, idp: IdentityProvider): Promise<CheckResult> {
   const name = 'redirect uri';
-  const redirectUri = `${config.publicUrl}/oauth2/callback`;
+  const redirectUri = idp.settings.redirectUri;
   const checks = randomSignInChecks();
   const url = await idp.authorizationUrl({ state: randomBytes(16).toString('base64url'), nonce: checks.nonce, verifier: checks.verifier });
   let res: Awaited<ReturnType<typeof request>>;
@@ -311,8 +314,9 @@ async function redirectUriCheck(config: Config, idp: IdentityProvider): Promise<
   const fix = `register ${redirectUri} (publicUrl + /oauth2/callback) as a redirect URI of client ${config.oidc.clientId} at the IdP, or correct publicUrl`;
   const status = res.statusCode;
   const location = typeof res.headers.location === 'string' ? res.headers.location : undefined;
-  if (status >= 300 && status < 400 && location) {
-    const to = new URL(location, url);
+  // A Location that is not a URL is an answer we cannot read: "could not tell" below.
+  const to = location !== undefined && URL.canParse(location, url) ? new URL(location, url) : undefined;
+  if (status >= 300 && status < 400 && to) {
     if (`${to.origin}${to.pathname}` === redirectUri) {
       const error = to.searchParams.get('error');
       if (!error) return { name, status: 'ok', detail: `${redirectUri} accepted (the IdP redirected straight back to it)` };

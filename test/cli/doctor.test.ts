@@ -6,6 +6,7 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -113,6 +114,38 @@ test('IdP unreachable: ✗ discovery "cannot reach", exit 1, no crash', async ()
   assert.match(byName.get('discovery')!.detail, /cannot reach .*ECONNREFUSED/);
   assert.equal(status(byName, 'jwks'), 'fail');
   assert.equal(byName.has('clock'), false, 'no answer, no Date to compare');
+});
+
+test('a broken IdP (every endpoint but discovery answers an HTML page with terminal escapes): ✗ jwks, ✗ client credentials, ⚠ redirect uri "could not tell", nothing it sent reaches the terminal raw', async (t) => {
+  let jwksStatus = 200;
+  const server = createHttpServer((req, res) => {
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    if (req.url === '/jwks') res.statusCode = jwksStatus;
+    if (req.url === '/.well-known/openid-configuration') {
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ issuer: base, jwks_uri: `${base}/jwks`, authorization_endpoint: `${base}/auth`, token_endpoint: `${base}/token`, response_types_supported: ['code'] }));
+    } else {
+      res.setHeader('content-type', 'text/html');
+      res.end('<html>\x1b[2J\x1b[31mowned</html>');
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise<void>((resolve) => { server.close(() => resolve()); server.closeAllConnections(); }));
+  const issuer = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const r = await doctor(configFile((c) => { c.oidc.issuer = issuer; c.oidc.timeout = '1s'; }));
+  assert.equal(r.code, 1, r.out);
+  assert.match(r.out, /^✓ discovery — /m);
+  assert.match(r.out, /^✗ jwks — .*not a JWK set/m);
+  assert.match(r.out, /^✗ client credentials — the token endpoint gave no OAuth answer .*OAUTH_RESPONSE_IS_NOT_JSON/m);
+  assert.match(r.out, /^⚠ redirect uri — could not tell: the authorization request got HTTP 200/m);
+  assert.doesNotMatch(r.out, /\x1b/);
+  // Its jwks_uri answering 404: Portcullis's own IdP client does not start (as the proxy would not be ready); the checks that need it say so.
+  jwksStatus = 404;
+  const down = await doctor(configFile((c) => { c.oidc.issuer = issuer; c.oidc.timeout = '1s'; }));
+  assert.equal(down.code, 1, down.out);
+  assert.match(down.out, /^✗ jwks — .*HTTP 404/m);
+  assert.match(down.out, /^✗ client credentials — not checked: Portcullis's IdP client could not start: .*JWKS fetch failed: HTTP 404/m);
+  assert.match(down.out, /^✗ redirect uri — not checked/m);
 });
 
 test('unregistered redirect URI (publicUrl not registered at the IdP): ✗ redirect uri, exit 1', async () => {
