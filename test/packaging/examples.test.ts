@@ -13,10 +13,10 @@ const IDENTITY_HEADERS = ['X-Forwarded-User', 'X-Forwarded-Email', 'X-Forwarded-
 
 type Route = { name: string; headers?: Record<string, string>; match?: { host?: string } };
 
-/** examples/idps/<name>.md next to examples/idps/<name>/portcullis.yaml (Glewlwyd's page holds its config inline; LemonLDAP::NG's is its own). */
-const IDP_PAGES = ['keycloak', 'entra-id', 'google', 'dex', 'authentik', 'adfs', 'oidc-provider'] as const;
+/** examples/idps/<name>.md next to examples/idps/<name>/portcullis.yaml (Glewlwyd's page holds its config inline). */
+const IDP_PAGES = ['keycloak', 'entra-id', 'google', 'dex', 'authentik', 'adfs', 'oidc-provider', 'lemonldap-ng'] as const;
 /** The IdPs Portcullis's test suites run: their pages name tests instead of saying "not tested". */
-const IDPS_IN_THE_SUITES = new Set(['oidc-provider', 'glewlwyd']);
+const IDPS_IN_THE_SUITES = new Set(['oidc-provider', 'glewlwyd', 'lemonldap-ng']);
 /** What each IdP page covers (issue 14), by the section headings that cover it. */
 const PAGE_ITEMS: Record<string, RegExp> = {
   'the issuer URL': /^issuer/,
@@ -127,6 +127,7 @@ test('each IdP example uses the claim paths its page describes', () => {
     authentik: ['groups'],
     adfs: ['upn'],
     'oidc-provider': ['groups'],
+    'lemonldap-ng': ['groups'],
   };
   for (const [idp, claims] of Object.entries(expect)) {
     const text = readText(join(examplesDir, 'idps', idp, 'portcullis.yaml'));
