@@ -272,7 +272,7 @@ export const REGISTRY = {
   ERR_FORWARD_AUTH_BAD_REQUEST: {
     status: 400, message: (reason) => reason, detail: 'what is missing or wrong',
     when: '`/oauth2/auth` was asked without `X-Forwarded-Uri` (Traefik) or an absolute `X-Original-URL` (nginx).',
-    operator: 'The fronting proxy\'s forward-auth configuration (see the README\'s nginx and Traefik snippets).',
+    operator: 'The fronting proxy\'s forward-auth configuration (nginx and Traefik: docs/forward-auth.md).',
   },
   ERR_FORWARD_AUTH_METHOD_MISSING: {
     status: 400,
@@ -290,7 +290,7 @@ export const REGISTRY = {
   ERR_ADMIN_BAD_REQUEST: {
     status: 400, message: (what) => `Give ${what}.`, detail: 'what the endpoint needs',
     when: '`GET /admin/sessions` without `?sub=`, or `POST /admin/sessions/revoke` without exactly one of `{"sub"}` / `{"sid"}`.',
-    operator: 'The request, as the README\'s admin section describes it.',
+    operator: 'The request, as docs/sessions.md ("List and end a user\'s sessions") describes it.',
   },
   ERR_ADMIN_LIST_UNSUPPORTED: {
     status: 501, message: "Sessions live in browsers' cookies: list is not possible; revoke by sub works through the revocation list.",
