@@ -1,9 +1,10 @@
 // Identity stage, boot half: header templates like "{preferred_username}" or "CN={name}, O=Acme"
 // compiled once into closures that render a safe header value from the session's claims.
 import type { Issues } from '../config/issues.js';
-import { compileClaimGetter } from '../policy/claims.js';
+import { compileClaimGetter, type Claims } from '../policy/claims.js';
 
-export type Claims = Record<string, unknown>;
+/** The one claims type (policy/claims.ts), re-exported for the identity stage's modules. */
+export type { Claims };
 /** Renders the header value, or undefined when every placeholder is missing (the header is then not sent). */
 export type HeaderTemplate = (claims: Claims) => string | undefined;
 

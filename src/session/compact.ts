@@ -75,7 +75,7 @@ export function claimsToKeep(config: Pick<Config, 'routes'>): ReadonlySet<string
 export function claimCompactor(keep: ReadonlySet<string> | undefined): (claims: Claims) => Claims {
   if (!keep) return (claims) => claims;
   return (claims) => {
-    const out: Claims = {};
+    const out: Record<string, unknown> = {};
     for (const key of Object.keys(claims)) if (keep.has(key)) out[key] = claims[key];
     return out;
   };

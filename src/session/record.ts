@@ -1,7 +1,9 @@
 // Session stage, the data: what a session holds, whichever store keeps it. Its own module so the
 // stores (store.ts, redis-store.ts) and the manager (sessions.ts) depend on it, not on each other.
+import type { Claims } from '../policy/claims.js';
 
-export type Claims = Record<string, unknown>;
+/** The one claims type (policy/claims.ts), re-exported for the session stage's modules. */
+export type { Claims };
 
 /** Everything a session holds; sealed into the cookie (cookie store) or kept in Redis. */
 export interface SessionRecord {

@@ -7,7 +7,6 @@ import { coded, errors, PortcullisError } from '../errors.js';
 import { safeRedirect } from './redirects.js';
 import { signOutPage, signedOutPage } from '../pages.js';
 import { SessionManager, type SessionRecord } from '../session/sessions.js';
-import type { Cookies } from '../routing/origin.js';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { SessionCodec } from '../session/codec.js';
 import { cookieSettings, expireCookie, serializeCookie } from '../session/cookies.js';
@@ -35,15 +34,15 @@ export async function registerSignInEndpoints(app: FastifyInstance, rt: Runtime)
     done(null, Object.fromEntries(new URLSearchParams(body as string)));
   });
 
-  app.get('/oauth2/start', async (request, reply) => {
-    const rd = safeRedirect(one((request.query as Query).rd), rt.redirects);
-    const { location, setCookies } = await rt.beginSignIn(request.cookies as Cookies, rd);
+  app.get<{ Querystring: Query }>('/oauth2/start', async (request, reply) => {
+    const rd = safeRedirect(one(request.query.rd), rt.redirects);
+    const { location, setCookies } = await rt.beginSignIn(request.cookies, rd);
     return reply.code(302).header('set-cookie', setCookies).header('cache-control', 'no-store').header('location', location).send();
   });
 
-  app.get('/oauth2/callback', async (request, reply) => {
-    const q = request.query as Query;
-    const cookies = request.cookies as Cookies;
+  app.get<{ Querystring: Query }>('/oauth2/callback', async (request, reply) => {
+    const q = request.query;
+    const cookies = request.cookies;
     const found = rt.txns.finish(cookies, one(q.state));
     reply.header('cache-control', 'no-store');
     if (!found.ok) {
@@ -87,10 +86,10 @@ export async function registerSignInEndpoints(app: FastifyInstance, rt: Runtime)
     }
   });
 
-  app.get('/oauth2/sign_out', async (request, reply) => {
-    const lookup = await rt.sessions.lookup(request.cookies as Cookies);
+  app.get<{ Querystring: Query }>('/oauth2/sign_out', async (request, reply) => {
+    const lookup = await rt.sessions.lookup(request.cookies);
     const user = lookup.kind === 'valid' ? String(lookup.session.claims.email ?? lookup.session.claims.preferred_username ?? lookup.session.sub) : undefined;
-    const rd = one((request.query as Query).rd) ?? '';
+    const rd = one(request.query.rd) ?? '';
     return reply.header('cache-control', 'no-store').type('text/html; charset=utf-8').send(signOutPage({ user, action: '/oauth2/sign_out', rd }));
   });
 
@@ -101,7 +100,7 @@ export async function registerSignInEndpoints(app: FastifyInstance, rt: Runtime)
     if ((origin !== undefined && origin !== 'null' && origin !== rt.redirects.origin && origin !== rt.origin.originOf(rt.origin.inbound(request.raw, { path: '', query: '' }))) || origin === 'null' || site === 'cross-site') {
       throw errors.signOutCrossSite();
     }
-    const cookies = request.cookies as Cookies;
+    const cookies = request.cookies;
     const body = (request.body ?? {}) as Record<string, string>;
     const lookup = await rt.sessions.lookup(cookies);
     let idToken: string | undefined;
@@ -167,11 +166,11 @@ export async function registerSignInEndpoints(app: FastifyInstance, rt: Runtime)
   // Back from RP-initiated logout. Only this browser's own pending logout (sealed cookie) whose
   // state the IdP echoed redirects on, to its `rd` (checked again); a missing or foreign state, an
   // expired cookie or none at all shows the signed-out page.
-  app.get('/oauth2/signed_out', async (request, reply) => {
+  app.get<{ Querystring: Query }>('/oauth2/signed_out', async (request, reply) => {
     reply.header('cache-control', 'no-store');
-    const raw = (request.cookies as Cookies)[logoutCookie.name];
+    const raw = (request.cookies)[logoutCookie.name];
     if (raw !== undefined) reply.header('set-cookie', [expireCookie(logoutCookie.settings, logoutCookie.name)]);
-    const state = one((request.query as Query).state);
+    const state = one(request.query.state);
     const pending = raw === undefined ? undefined : logoutCodec.open<LogoutTransaction>(logoutCookie.name, raw)?.value;
     if (state && pending?.t === 'logout' && typeof pending.state === 'string' && sameString(pending.state, state)
       && rt.now() - pending.createdAt <= LOGOUT_TTL_MS && typeof pending.rd === 'string') {
@@ -183,7 +182,7 @@ export async function registerSignInEndpoints(app: FastifyInstance, rt: Runtime)
 
   app.get('/oauth2/userinfo', async (request, reply) => {
     reply.header('cache-control', 'no-store');
-    const lookup = await rt.sessions.lookup(request.cookies as Cookies);
+    const lookup = await rt.sessions.lookup(request.cookies);
     if (lookup.kind !== 'valid') {
       reply.header('www-authenticate', `OIDC realm="portcullis", sign_in_url="${rt.config.publicUrl}/oauth2/start"`);
       throw coded('unauthenticated');
