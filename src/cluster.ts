@@ -14,6 +14,7 @@ import type { Revocation } from './session/revocation.js';
 import { registerAdminRoutes, runAdminOp, type AdminOp, type AdminResult } from './session/admin.js';
 import { logDestination, loggerOptions } from './logging.js';
 import { addressOf, holdSignals, startServer, type RunningServer } from './server.js';
+import { startTracing, tracingSettingsFromEnv } from './tracing.js';
 import { answerErrors } from './app.js';
 
 /** Messages between the primary and its workers (IPC). */
@@ -59,6 +60,9 @@ export function workerCount(workers: Config['workers']): number {
  * the process then lives until a signal ends it.
  */
 export async function run(configFile: string, config: Config): Promise<void> {
+  // Tracing (OTEL_* environment, off by default) in the processes that serve requests.
+  const serves = cluster.isWorker || workerCount(config.workers) <= 1;
+  if (serves && startTracing(tracingSettingsFromEnv())) console.error('portcullis: OpenTelemetry tracing on (OTEL_EXPORTER_OTLP_*)');
   if (cluster.isWorker) return runWorker(configFile, config);
   const n = workerCount(config.workers);
   if (n <= 1) {

@@ -7,6 +7,7 @@ import { buildApp, buildMetricsApp, readiness, type AppOptions } from './app.js'
 import type { Runtime } from './runtime.js';
 import { registerSessionAdmin } from './session/admin.js';
 import { isPlainObject } from './policy/claims.js';
+import { stopTracing } from './tracing.js';
 
 export interface ServerOptions extends AppOptions {
   /** The config file: what reload() re-reads when given nothing (SIGHUP). */
@@ -225,7 +226,8 @@ export function holdSignals(): SignalGate {
   const exit = (code: number) => (o.onExit ?? ((c: number) => process.exit(c)))(code);
   const stop = (signal: string) => {
     if (!server) { exit(0); return; }
-    void server.drain(signal, o.graceMs).then(exit);
+    // The drain's last spans are sent before the process goes (nothing when tracing is off).
+    void server.drain(signal, o.graceMs).then(async (code) => { await stopTracing(); exit(code); });
   };
   const reload = () => {
     if (!server) { reloadPending = true; return; }

@@ -15,6 +15,7 @@ import { evaluate, isSession, type Outcome } from './evaluate.js';
 import { errorAnswer, outcomeAnswer, writeAnswer, type Answer } from './respond.js';
 import { forwardAuth } from './forward-auth.js';
 import { OutageLog } from '../logging.js';
+import { requestSpan, tracingEnabled, type RequestSpan } from '../tracing.js';
 
 export type ResponseObserver = (route: string, status: number, seconds: number) => void;
 
@@ -38,6 +39,16 @@ export function rewriteUrl(req: IncomingMessage): string {
 
 export function createHttpDoorway(rt: Runtime, fastify: (req: IncomingMessage, res: ServerResponse) => void, observe: ResponseObserver) {
   return function onRequest(req: IncomingMessage, res: ServerResponse): void {
+    if (!tracingEnabled()) return handle(req, res, undefined);
+    // Tracing on: the request's span is active for everything this request starts (IdP calls,
+    // refreshes) and ends when the response does.
+    const span = requestSpan('http', req.method ?? 'GET', req.url ?? '/', req.headers, rt.origin.peerTrusted(req.socket.remoteAddress), requestIdOf(req, rt.origin.peerTrusted));
+    if (!span) return handle(req, res, undefined);
+    res.once('close', () => span.end(res.statusCode, res.writableFinished ? undefined : 'connection closed before the response ended'));
+    span.run(() => handle(req, res, span));
+  };
+
+  function handle(req: IncomingMessage, res: ServerResponse, span: RequestSpan | undefined): void {
     const started = performance.now();
     let route = 'none';
     let id: string | undefined;
@@ -76,6 +87,7 @@ export function createHttpDoorway(rt: Runtime, fastify: (req: IncomingMessage, r
       }
       if (n.ok && isOwnEndpoint(n.path) && n.path !== '/oauth2/auth') {
         (req as TargetCarrier)[TARGET] = n;
+        span?.decided('portcullis', 'endpoint');
         // An upload to an own endpoint (back-channel logout…): Fastify reads the body itself.
         if (expectsContinue(req)) res.writeContinue();
         return fastify(req, res);
@@ -87,6 +99,7 @@ export function createHttpDoorway(rt: Runtime, fastify: (req: IncomingMessage, r
       }
       if (n.path === '/oauth2/auth') {
         route = 'portcullis';
+        span?.decided(route, 'forward-auth');
         const r = rt.origin.inbound(req, n);
         id = r.id;
         return settle(forwardAuth(rt, r), answer, r);
@@ -96,6 +109,7 @@ export function createHttpDoorway(rt: Runtime, fastify: (req: IncomingMessage, r
       const proceed = (o: Outcome): void => {
         rt.audit.record(r, o);
         if (o.kind !== 'no-route') route = o.route.name;
+        span?.decided(route, o.kind);
         if (o.kind !== 'allow') {
           const a = outcomeAnswer(rt, r, o, 'proxy', `${rt.origin.originOf(r)}${r.path}${r.query}`);
           return settle(a, answer, r);
@@ -106,7 +120,7 @@ export function createHttpDoorway(rt: Runtime, fastify: (req: IncomingMessage, r
         settle(assertion, (value) => forward(o, value), r);
       };
       const forward = (o: Extract<Outcome, { kind: 'allow' }>, assertion: string | undefined): void => {
-        const plan = rt.upstreamRules.plan({ inbound: r, route: o.route, identity: tableOf(o.route, rt.table).headers, who: o.who, assertion });
+        const plan = rt.upstreamRules.plan({ inbound: r, route: o.route, identity: tableOf(o.route, rt.table).headers, who: o.who, assertion, trace: span?.upstreamHeaders() });
         // The client waits for 100 Continue before sending its body: now that the request is
         // authorized it may (a denied one is answered without reading it, and the connection closed).
         if (plan.hasBody && expectsContinue(req)) res.writeContinue();
@@ -129,7 +143,7 @@ export function createHttpDoorway(rt: Runtime, fastify: (req: IncomingMessage, r
     } catch (err) {
       fail(err);
     }
-  };
+  }
 }
 
 /** How many Host header lines a request has (Node's parsed headers keep only the first). */
@@ -148,11 +162,11 @@ export function expectsContinue(req: IncomingMessage): boolean {
   return typeof e === 'string' && e.toLowerCase() === '100-continue';
 }
 
-/** 5xx are the operator's business (error level, with the cause); 4xx are the client's (debug). */
 /** Codes that mean a dependency is down, so they come by the thousand: logged as outages (OutageLog). */
 const OUTAGE_CODES: ReadonlySet<string> = new Set(['ERR_SESSION_STORE_UNAVAILABLE', 'ERR_IDP_UNAVAILABLE', 'ERR_IDP_TIMEOUT']);
 const outages = new WeakMap<Runtime, OutageLog>();
 
+/** 5xx are the operator's business (error level, with the cause); 4xx are the client's (debug); outages once (OutageLog). */
 export function logFailure(rt: Runtime, e: PortcullisError, reqId: string, route: string): void {
   if (OUTAGE_CODES.has(e.code)) {
     let o = outages.get(rt);

@@ -16,6 +16,7 @@ import { evaluate, isSession } from './evaluate.js';
 import { errorAnswer, outcomeAnswer, writeAnswerToSocket } from './respond.js';
 import { tableOf } from './route-table.js';
 import { hostCount, logFailure } from './http.js';
+import { requestSpan, tracingEnabled, type RequestSpan } from '../tracing.js';
 
 const refused = (reason: string) => coded('ERR_UPGRADE_REFUSED', { detail: reason });
 const crossOrigin = (origin: unknown) => coded('ERR_UPGRADE_CROSS_ORIGIN',
@@ -49,14 +50,24 @@ function originSet(list: readonly string[]): ReadonlySet<string> {
   return set;
 }
 
-export async function handleUpgrade(rt: Runtime, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+export function handleUpgrade(rt: Runtime, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+  if (!tracingEnabled()) return upgrade(rt, req, socket, head, undefined);
+  // Tracing on: a span for the handshake (not the socket's lifetime), active for what it starts.
+  const span = requestSpan('websocket', req.method ?? 'GET', req.url ?? '/', req.headers, rt.origin.peerTrusted(req.socket.remoteAddress), requestIdOf(req, rt.origin.peerTrusted));
+  if (!span) return upgrade(rt, req, socket, head, undefined);
+  return span.run(() => upgrade(rt, req, socket, head, span));
+}
+
+async function upgrade(rt: Runtime, req: IncomingMessage, socket: Duplex, head: Buffer, span: RequestSpan | undefined): Promise<void> {
   let id: string | undefined;
   let route = 'none';
   const fail = (err: unknown) => {
     const e = asPortcullisError(err);
     const at = { id: id ?? requestIdOf(req, rt.origin.peerTrusted), headers: req.headers };
     logFailure(rt, e, at.id, route);
-    writeAnswerToSocket(socket, errorAnswer(e, at));
+    const a = errorAnswer(e, at);
+    span?.end(a.status);
+    writeAnswerToSocket(socket, a);
   };
   try {
     const n = normalizeTarget(req.url ?? '/');
@@ -78,20 +89,27 @@ export async function handleUpgrade(rt: Runtime, req: IncomingMessage, socket: D
     if (idx >= 0 && !rt.table.routes[idx]!.websocket) return fail(refused('WebSocket upgrades are not enabled on this route.'));
     const o = await evaluate(rt, r);
     rt.audit.record(r, o, 'websocket');
-    if (o.kind !== 'allow') return writeAnswerToSocket(socket, await outcomeAnswer(rt, r, o, 'proxy', `${rt.origin.originOf(r)}${r.path}${r.query}`));
+    span?.decided(o.kind === 'no-route' ? 'none' : o.route.name, o.kind);
+    if (o.kind !== 'allow') {
+      const a = await outcomeAnswer(rt, r, o, 'proxy', `${rt.origin.originOf(r)}${r.path}${r.query}`);
+      span?.end(a.status);
+      return writeAnswerToSocket(socket, a);
+    }
     route = o.route.name;
     const assertion = o.route.assertion && o.who && rt.assertions
       ? await rt.assertions.assertion(o.route.name, o.route.assertion.audience, o.route.assertion.ttlSec, o.who)
       : undefined;
-    const plan = rt.upstreamRules.plan({ inbound: r, route: o.route, identity: tableOf(o.route, rt.table).headers, who: o.who, assertion, upgrade: true });
+    const plan = rt.upstreamRules.plan({ inbound: r, route: o.route, identity: tableOf(o.route, rt.table).headers, who: o.who, assertion, upgrade: true, trace: span?.upstreamHeaders() });
     if (isSession(o.who)) rt.connections.trackWebSocket(o.who, socket, head);
     const name = o.route.name;
     rt.forwarder.upgrade(plan, socket, head, {
       timeoutMs: o.route.timeoutMs,
       setCookies: o.setCookies,
+      upgraded: () => span?.end(101),
       fail: (e, kind, err) => {
         rt.metrics.upstreamErrors.inc({ route: name, kind });
         rt.log.warn({ reqId: r.id, route: name, err: err.message }, 'websocket upstream failed');
+        span?.end(e.statusCode, kind);
         writeAnswerToSocket(socket, errorAnswer(e, r, { setCookies: o.setCookies }));
       },
     });

@@ -58,6 +58,11 @@ export interface PlanInput {
   readonly assertion?: string | undefined;
   /** A WebSocket upgrade: `Connection: Upgrade` + `Upgrade: websocket` are set, method is GET. */
   readonly upgrade?: boolean;
+  /**
+   * Tracing on (src/tracing.ts): `traceparent`/`tracestate` naming Portcullis's span, which replace
+   * the client's. Tracing off: undefined, and the client's trace headers pass as any header.
+   */
+  readonly trace?: Readonly<Record<string, string>> | undefined;
 }
 
 export class UpstreamRequestRules {
@@ -103,6 +108,11 @@ export class UpstreamRequestRules {
     out['x-request-id'] = r.id;
     if (p.who) p.identity.inject(p.route.name, p.who, out);
     if (p.assertion) out['x-portcullis-assertion'] = p.assertion;
+    if (p.trace) {
+      delete out.traceparent;
+      delete out.tracestate;
+      Object.assign(out, p.trace);
+    }
     if (p.upgrade) {
       out.connection = 'Upgrade';
       out.upgrade = 'websocket';

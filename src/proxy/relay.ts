@@ -60,7 +60,7 @@ export class Forwarder {
    * Proxies an authorized WebSocket upgrade: opens the upgrade to the upstream and, once it answers
    * 101, pipes the two sockets.
    */
-  upgrade(plan: UpstreamPlan, socket: Duplex, head: Buffer, ctx: Pick<RelayContext, 'timeoutMs' | 'fail' | 'setCookies'>): void {
+  upgrade(plan: UpstreamPlan, socket: Duplex, head: Buffer, ctx: Pick<RelayContext, 'timeoutMs' | 'fail' | 'setCookies'> & { upgraded?: () => void }): void {
     const url = new URL(plan.upstream.origin + plan.path);
     const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
     const up = send(url, { method: plan.method, headers: plan.headers, timeout: ctx.timeoutMs });
@@ -80,6 +80,7 @@ export class Forwarder {
       // next request does not refresh again with the old one.
       for (const c of ctx.setCookies ?? []) lines.push(`Set-Cookie: ${c}`);
       socket.write(`${lines.join('\r\n')}\r\n\r\n`);
+      ctx.upgraded?.();
       if (upHead.length) socket.write(upHead);
       if (head.length) upSocket.write(head);
       upSocket.pipe(socket).pipe(upSocket);

@@ -10,6 +10,7 @@ import { LRUCache } from 'lru-cache';
 import { PortcullisError } from '../errors.js';
 import type { ActiveSession, Claims, SessionManager } from './sessions.js';
 import type { RedisStore } from './redis-store.js';
+import { withSpan } from '../tracing.js';
 
 /** Refresh this share of the token's lifetime before it expires… */
 export const REFRESH_MARGIN_SHARE = 0.2;
@@ -96,7 +97,12 @@ export class Refresher {
     if (p) return p;
     if (!this.allowed(s, now)) return undefined;
     this.notBefore.set(s.sid, now + REFRESH_MIN_INTERVAL_MS);
-    p = this.refresh(s, cookies).finally(() => this.inflight.delete(s.sid));
+    // Traced as one span (src/tracing.ts; nothing when tracing is off): its IdP token call is a child.
+    p = withSpan('session refresh', { 'portcullis.session.store': this.d.sessions.storeKind }, async (span) => {
+      const o = await this.refresh(s, cookies);
+      span?.setAttribute('portcullis.refresh.outcome', o.kind);
+      return o;
+    }).finally(() => this.inflight.delete(s.sid));
     this.inflight.set(s.sid, p);
     return p;
   }

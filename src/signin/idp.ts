@@ -4,8 +4,9 @@
 // once, into coded PortcullisErrors.
 import * as client from 'openid-client';
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { createRemoteJWKSet, customFetch as joseFetch, decodeJwt, jwtVerify, type JWTPayload } from 'jose';
+import { createLocalJWKSet, createRemoteJWKSet, customFetch as joseFetch, decodeJwt, jwtVerify, type JSONWebKeySet, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import { coded, errors, PortcullisError } from '../errors.js';
+import { withSpan } from '../tracing.js';
 
 export interface IdpSettings {
   issuer: string;
@@ -28,6 +29,8 @@ export interface IdpHooks {
   observe?: (endpoint: string, seconds: number, ok: boolean) => void;
   log?: { info: (o: object, m: string) => void; warn: (o: object, m: string) => void };
   now?: () => number;
+  /** How long the signing keys for bearer and logout tokens are cached (default KEY_CACHE_MAX_AGE_MS); tests shorten it. */
+  keyCacheMaxAgeMs?: number;
 }
 
 export interface SignInResult {
@@ -62,10 +65,12 @@ const tokenCaptures = new AsyncLocalStorage<TokenCapture>();
  * test/identity/bearer-key-rotation.test.ts.
  */
 export const KEY_REFRESH_COOLDOWN_MS = 5_000;
+/** The IdP's signing keys (for bearer and logout tokens) are fetched again once they are this old. */
+const KEY_CACHE_MAX_AGE_MS = 10 * 60_000;
 
 export class IdentityProvider {
   private config: client.Configuration | undefined;
-  private keys: ReturnType<typeof createRemoteJWKSet> | undefined;
+  private keys: JWTVerifyGetKey | undefined;
   private discovering: Promise<void> | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
   private attempt = 0;
@@ -199,18 +204,23 @@ export class IdentityProvider {
   private instrumentedFetch(): (url: string, init?: RequestInit) => Promise<Response> {
     return async (input: string, init?: RequestInit) => {
       const label = this.endpointLabel(input);
-      const t0 = performance.now();
-      let ok = false;
-      try {
-        const signal = init?.signal ?? AbortSignal.timeout(this.settings.timeoutMs);
-        const res = await fetch(input, { ...init, signal });
-        ok = res.status < 500;
-        const capture = label === 'token' ? tokenCaptures.getStore() : undefined;
-        if (capture) capture.response = { status: res.status, headers: [...res.headers], body: await res.clone().arrayBuffer() };
-        return res;
-      } finally {
-        this.hooks.observe?.(label, (performance.now() - t0) / 1000, ok);
-      }
+      // A span per IdP call when tracing is on (src/tracing.ts): the endpoint, method and status —
+      // never the URL's query or a body.
+      return withSpan(`idp ${label}`, { 'portcullis.idp.endpoint': label, 'http.request.method': init?.method ?? 'GET', 'server.address': hostOf(input) }, async (span) => {
+        const t0 = performance.now();
+        let ok = false;
+        try {
+          const signal = init?.signal ?? AbortSignal.timeout(this.settings.timeoutMs);
+          const res = await fetch(input, { ...init, signal });
+          ok = res.status < 500;
+          span?.setAttribute('http.response.status_code', res.status);
+          const capture = label === 'token' ? tokenCaptures.getStore() : undefined;
+          if (capture) capture.response = { status: res.status, headers: [...res.headers], body: await res.clone().arrayBuffer() };
+          return res;
+        } finally {
+          this.hooks.observe?.(label, (performance.now() - t0) / 1000, ok);
+        }
+      });
     };
   }
 
@@ -371,21 +381,47 @@ export class IdentityProvider {
 
   /**
    * The IdP's signing keys for tokens Portcullis verifies itself (logout tokens, bearer JWTs):
-   * cached for 10 minutes; an unknown `kid` triggers a refetch unless one succeeded less than
-   * KEY_REFRESH_COOLDOWN_MS ago (why 5 s: see there), and concurrent refetches are one request;
-   * a failed refetch for an unknown kid keeps the set it had.
+   * cached for KEY_CACHE_MAX_AGE_MS; an unknown `kid` triggers a refetch unless one succeeded less
+   * than KEY_REFRESH_COOLDOWN_MS ago (why 5 s: see there), and concurrent refetches are one request.
+   *
+   * When a refetch fails (the IdP is unreachable) the last good set goes on verifying — also once it
+   * is older than the cache age, which jose alone would not do: there, every token, even one with a
+   * known key, fails while the JWKS cannot be fetched, so an IdP outage of more than 10 minutes would
+   * refuse every API client although sessions go on. A key the IdP revoked meanwhile stays trusted
+   * until the IdP can be reached again, as with any cached verifier (go-oidc keeps its keys with no
+   * age at all). While the set is stale and the IdP down, it is asked again at most once per
+   * KEY_REFRESH_COOLDOWN_MS, not on every request.
    */
-  keySet(): ReturnType<typeof createRemoteJWKSet> {
+  keySet(): JWTVerifyGetKey {
     const config = this.requireConfig();
     if (!this.keys) {
       const uri = config.serverMetadata().jwks_uri!;
       const fetchImpl = this.instrumentedFetch();
-      this.keys = createRemoteJWKSet(new URL(uri), {
+      const remote = createRemoteJWKSet(new URL(uri), {
         cooldownDuration: KEY_REFRESH_COOLDOWN_MS,
-        cacheMaxAge: 10 * 60_000,
+        cacheMaxAge: this.hooks.keyCacheMaxAgeMs ?? KEY_CACHE_MAX_AGE_MS,
         timeoutDuration: this.settings.timeoutMs,
         [joseFetch]: fetchImpl as never,
       });
+      let failedAt = -Infinity;
+      let lastGood: { jwks: JSONWebKeySet; keys: JWTVerifyGetKey } | undefined;
+      const fromLastGood = (jwks: JSONWebKeySet): JWTVerifyGetKey => {
+        if (lastGood?.jwks !== jwks) lastGood = { jwks, keys: createLocalJWKSet(jwks) };
+        return lastGood.keys;
+      };
+      this.keys = async (protectedHeader, token) => {
+        const jwks = remote.jwks();
+        if (jwks && !remote.fresh && Date.now() - failedAt < KEY_REFRESH_COOLDOWN_MS) return fromLastGood(jwks)(protectedHeader, token);
+        try {
+          return await remote(protectedHeader, token);
+        } catch (err) {
+          // Fresh means the set was fetched (now or lately): the token itself is the problem.
+          if (!jwks || remote.fresh) throw err;
+          failedAt = Date.now();
+          this.hooks.log?.warn({ err: describeError(err) }, 'the IdP\'s signing keys could not be fetched again: verifying with the last good set');
+          return fromLastGood(jwks)(protectedHeader, token);
+        }
+      };
     }
     return this.keys;
   }
@@ -597,4 +633,9 @@ export function describeError(err: unknown): string {
   const cause = (err as { cause?: unknown }).cause;
   const c = cause instanceof Error ? `: ${cause.message}` : '';
   return `${(err as { code?: string }).code ? `${(err as { code?: string }).code} ` : ''}${err.message}${c}`;
+}
+
+/** The host of an IdP URL, for a span attribute (never the path's query). */
+function hostOf(url: string): string {
+  try { return new URL(url).host; } catch { return ''; }
 }
