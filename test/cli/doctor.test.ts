@@ -170,9 +170,9 @@ test('clock: the IdP 45 s ahead of this host is ✗ (tolerance 30 s), 20 s ahead
   const ahead = (sec: number) => ({ now: () => Date.now() - sec * 1000 });
   const far = await doctor(file, ahead(45));
   assert.equal(far.code, 1, far.out);
-  assert.match(far.out, /^✗ clock — the IdP's clock is 4[4-6] s ahead of this host \(oidc\.clockTolerance 30 s\): ID tokens will be refused/m);
+  assert.match(far.out, /^✗ clock — the IdP's clock is 4\d s ahead of this host \(oidc\.clockTolerance 30 s\): ID tokens will be refused/m);
   const behind = await checks(file, { now: () => Date.now() + 45_000 });
-  assert.match(behind.byName.get('clock')!.detail, /4[4-6] s behind this host/);
+  assert.match(behind.byName.get('clock')!.detail, /4\d s behind this host/);
   assert.equal(status(behind.byName, 'clock'), 'fail');
   const near = await doctor(file, ahead(20));
   assert.equal(near.code, 2, `warnings only: exit 2\n${near.out}`);
