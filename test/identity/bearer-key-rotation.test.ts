@@ -1,17 +1,19 @@
 // Bearer JWTs across an IdP key rotation, against the real dev IdP (oidc-provider): a token signed
 // with a freshly published key is accepted within KEY_REFRESH_COOLDOWN_MS of Portcullis's last JWKS
 // fetch, and a flood of tokens naming unknown kids costs the IdP at most one JWKS request per
-// cooldown. JWKS requests are counted at the IdP's own HTTP server (node's http.server diagnostics
-// channel), not by Portcullis's metrics.
+// cooldown; and while the IdP is unreachable, the last good keys go on verifying even once they are
+// older than the cache age. JWKS requests are counted at the IdP's own HTTP server (node's
+// http.server diagnostics channel), not by Portcullis's metrics.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
-import type { IncomingMessage, Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { importJWK, SignJWT, type JWK } from 'jose';
 import { request } from 'undici';
-import { KEY_REFRESH_COOLDOWN_MS } from '../../src/signin/idp.js';
+import { IdentityProvider, KEY_REFRESH_COOLDOWN_MS } from '../../src/signin/idp.js';
+import { listenOn } from '../../dev/devidp/net.js';
 import { startTestIdp } from '../helpers/idp.js';
 import { startStack } from '../helpers/stack.js';
 
@@ -103,4 +105,46 @@ test(`bearer JWTs: a key rotated in at the IdP is trusted within ${KEY_REFRESH_C
     assert.ok(at - previous >= KEY_REFRESH_COOLDOWN_MS - 50, `JWKS request ${i + 1} came ${at - previous} ms after the one before`);
   }
   assert.equal(await call(fresh), 200, 'the real keys still verify after the flood');
+});
+
+test('the IdP unreachable and the key set older than its cache age: known keys still verify, unknown ones do not, and the IdP is asked at most once per cooldown', { timeout: 60_000 }, async (t) => {
+  const key = rsaKey('known-key');
+  const idp = await startTestIdp(t, { keys: { keys: [key] }, redirectUris: ['http://127.0.0.1:9/oauth2/callback'] });
+  const cacheMaxAgeMs = 1_000;
+  const signIn = new IdentityProvider({
+    issuer: idp.issuer, clientId: idp.clientId, clientSecret: idp.clientSecret, tokenEndpointAuthMethod: 'client_secret_basic',
+    scopes: ['openid'], clockToleranceSec: 30, userinfo: false, idTokenSigningAlgs: ['RS256'], timeoutMs: 2_000,
+    redirectUri: 'http://127.0.0.1:9/oauth2/callback',
+  }, { keyCacheMaxAgeMs: cacheMaxAgeMs });
+  t.after(() => signIn.close());
+  signIn.start().catch(() => {});
+  await signIn.waitReady(10_000);
+  const sign = async (k: JWK) => {
+    const now = Math.floor(Date.now() / 1000);
+    return new SignJWT({ iss: idp.issuer, aud: 'urn:api', sub: 'svc-1', iat: now, exp: now + 300 })
+      .setProtectedHeader({ alg: 'RS256', kid: k.kid! }).sign(await importJWK(k, 'RS256'));
+  };
+  const token = await sign(key);
+  assert.equal((await signIn.verifyBearer(token, ['urn:api'])).sub, 'svc-1', 'verified while the IdP is up');
+
+  // The IdP goes down: in its place on the same port, a server that answers every request 503.
+  await idp.close();
+  const down: string[] = [];
+  const standIn = createServer((req, res) => { down.push(req.url ?? ''); res.writeHead(503).end(); });
+  await listenOn(standIn, '127.0.0.1', idp.port);
+  t.after(() => new Promise<void>((resolve) => { standIn.close(() => resolve()); standIn.closeAllConnections(); }));
+  await new Promise((r) => setTimeout(r, cacheMaxAgeMs + 200));
+
+  const t0 = Date.now();
+  let verified = 0;
+  while (Date.now() - t0 < KEY_REFRESH_COOLDOWN_MS + 1_500) {
+    assert.equal((await signIn.verifyBearer(token, ['urn:api'])).sub, 'svc-1', 'a token with a known key verifies with the last good set');
+    verified++;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const attempts = down.filter((u) => u.startsWith('/jwks')).length;
+  t.diagnostic(`${verified} verifications in ${Date.now() - t0} ms with the IdP down: ${attempts} JWKS requests`);
+  assert.ok(attempts >= 1, 'the IdP was asked again');
+  assert.ok(attempts <= 2, `${attempts} JWKS requests in one cooldown and a half; at most 2 allowed`);
+  await assert.rejects(signIn.verifyBearer(await sign(rsaKey('unknown-key')), ['urn:api']), (err: { statusCode?: number }) => err.statusCode === 401, 'an unknown key is still refused');
 });
