@@ -4,6 +4,7 @@
 import type { RouteConfig } from '../config/index.js';
 import { compileHeaderTemplate, encodeHeaderValue, headerSafe, type Claims, type HeaderEncoding } from './templates.js';
 import { compileClaimGetter } from '../policy/claims.js';
+import type { HeaderBag } from '../routing/origin.js';
 
 /** Who the upstream is told about: a browser session or a verified bearer token. */
 export interface Principal {
@@ -45,7 +46,8 @@ const GRAFANA_PRESET: Record<string, string> = {
   'x-webauth-name': '{name|preferred_username}',
 };
 
-export type HeaderBag = Record<string, string | string[] | undefined>;
+/** Headers are routing's type (the request as it arrived); re-exported for the identity plan's users. */
+export type { HeaderBag };
 
 type Render = (c: Claims) => string | undefined;
 

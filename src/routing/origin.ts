@@ -11,7 +11,9 @@ import proxyAddr from '@fastify/proxy-addr';
 import { parseCookie } from 'cookie';
 import { compilePeerTrust, type PeerTrust } from './trust.js';
 import { requestIdOf } from '../request-id.js';
-import type { HeaderBag } from '../identity/headers.js';
+
+/** Request or response headers as node:http gives and takes them (name → value or values). */
+export type HeaderBag = Record<string, string | string[] | undefined>;
 
 export type Cookies = Record<string, string | undefined>;
 

@@ -12,7 +12,8 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { PortcullisError, type ErrorCode } from '../errors.js';
-import type { Runtime } from '../runtime.js';
+import type { RedisStore } from './redis-store.js';
+import type { Revocation } from './revocation.js';
 
 /** What the list shows of one session: ids and times, never a token. */
 export interface AdminSessionView {
@@ -43,8 +44,24 @@ export type AdminResult =
   | { status: number; body: unknown }
   | { error: Extract<ErrorCode, `ERR_ADMIN_${string}`>; detail?: string };
 
+/**
+ * What the admin operations use of the app's state — the app's Runtime provides it. Named here as
+ * an interface so the session stage does not import the hub above it (test/structure/layers.test.ts).
+ */
+export interface AdminRuntime {
+  readonly config: {
+    readonly admin?: { readonly token: string | undefined };
+    readonly session: { readonly idleTimeoutMs: number; readonly absoluteTimeoutMs: number };
+  };
+  readonly log: FastifyBaseLogger;
+  readonly sessions: { readonly storeKind: 'cookie' | 'redis' };
+  readonly redis: Pick<RedisStore, 'listBySub'> | undefined;
+  /** Ends sessions everywhere: store entries, revocation list, cache, live connections, sibling workers. */
+  revokeSessions(r: Revocation, via: string): Promise<void>;
+}
+
 /** Registers the admin routes on `app` when `admin.tokenFile` is configured; otherwise does nothing (404). */
-export function registerSessionAdmin(app: FastifyInstance, runtime: Runtime): void {
+export function registerSessionAdmin(app: FastifyInstance, runtime: AdminRuntime): void {
   registerAdminRoutes(app, runtime.config.admin?.token, runtime.log, (op) => runAdminOp(runtime, op));
 }
 
@@ -85,11 +102,11 @@ export function registerAdminRoutes(app: FastifyInstance, token: string | undefi
 }
 
 /** Executes one admin operation against this process's Runtime (the caller has checked the token). */
-export async function runAdminOp(runtime: Runtime, op: AdminOp): Promise<AdminResult> {
+export async function runAdminOp(runtime: AdminRuntime, op: AdminOp): Promise<AdminResult> {
   return op.kind === 'list' ? listSessions(runtime, op.query) : revokeSessions(runtime, op.body, op.ip);
 }
 
-async function listSessions(runtime: Runtime, query: Record<string, unknown>): Promise<AdminResult> {
+async function listSessions(runtime: AdminRuntime, query: Record<string, unknown>): Promise<AdminResult> {
   const sub = query.sub;
   if (typeof sub !== 'string' || sub === '') return { error: 'ERR_ADMIN_BAD_REQUEST', detail: 'the subject: ?sub=<sub>' };
   if (runtime.sessions.storeKind !== 'redis' || !runtime.redis) return { error: 'ERR_ADMIN_LIST_UNSUPPORTED' };
@@ -113,7 +130,7 @@ async function listSessions(runtime: Runtime, query: Record<string, unknown>): P
   return { status: 200, body: { sub, store: 'redis', sessions } };
 }
 
-async function revokeSessions(runtime: Runtime, raw: unknown, ip: string | undefined): Promise<AdminResult> {
+async function revokeSessions(runtime: AdminRuntime, raw: unknown, ip: string | undefined): Promise<AdminResult> {
   const log = runtime.log.child({ component: 'admin' });
   const body = (typeof raw === 'object' && raw !== null ? raw : {}) as Record<string, unknown>;
   const sub = typeof body.sub === 'string' && body.sub !== '' ? body.sub : undefined;
