@@ -3,7 +3,7 @@
 // README stays short. The checker is tested on bad samples first, so a broken link cannot pass.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { brokenLinks, headingAnchorsOf, linksOf, markdownFilesUnder, reachableMarkdown } from './markdown-links.js';
@@ -85,7 +85,7 @@ test('checker: reachability follows links from page to page, and misses an orpha
 function checkedFiles(): string[] {
   return [
     join(ROOT, 'README.md'),
-    ...readdirSync(DOCS).filter((n) => n.endsWith('.md')).map((n) => join(DOCS, n)),
+    ...markdownFilesUnder(DOCS),
     join(ROOT, 'bench', 'README.md'),
     join(ROOT, 'helm', 'portcullis', 'README.md'),
     ...markdownFilesUnder(join(ROOT, 'examples')),
@@ -103,10 +103,10 @@ test('the docs/ pages the README promises exist, and every docs/ page is reachab
   // The generated pages (configuration, errors) are written by their generators; a missing one is
   // a failure here, not a skip.
   const expected = ['configuration', 'design', 'errors', 'forward-auth', 'identity', 'kubernetes', 'operations', 'security', 'sessions'];
-  const pages = readdirSync(DOCS).filter((n) => n.endsWith('.md'));
-  for (const name of expected) assert.ok(pages.includes(`${name}.md`), `docs/${name}.md is missing`);
+  const pages = markdownFilesUnder(DOCS);
+  for (const name of expected) assert.ok(pages.includes(join(DOCS, `${name}.md`)), `docs/${name}.md is missing`);
   const reachable = reachableMarkdown(join(ROOT, 'README.md'));
-  const orphans = pages.filter((n) => !reachable.has(join(DOCS, n)));
+  const orphans = pages.filter((f) => !reachable.has(f)).map((f) => relative(ROOT, f));
   assert.deepEqual(orphans, [], 'docs/ pages no link path from README.md reaches');
   for (const f of ['bench/README.md', 'helm/portcullis/README.md', 'examples/README.md']) {
     assert.ok(reachable.has(join(ROOT, f)), `${f} is not reachable from README.md`);
@@ -117,7 +117,7 @@ test('every error code the docs name is in the generated error reference (docs/e
   assert.ok(existsSync(join(DOCS, 'errors.md')), 'docs/errors.md is missing');
   const reference = readFileSync(join(DOCS, 'errors.md'), 'utf8');
   const named = new Set<string>();
-  for (const f of [join(ROOT, 'README.md'), ...readdirSync(DOCS).filter((n) => n.endsWith('.md') && n !== 'errors.md').map((n) => join(DOCS, n))]) {
+  for (const f of [join(ROOT, 'README.md'), ...markdownFilesUnder(DOCS).filter((f) => f !== join(DOCS, 'errors.md'))]) {
     for (const m of readFileSync(f, 'utf8').matchAll(/\bERR_[A-Z0-9_]+\b/g)) named.add(m[0]);
   }
   assert.ok(named.size >= 5, `expected the docs to name error codes, found ${[...named].join(', ')}`);
