@@ -19,12 +19,19 @@ import type { Operator } from '../policy/rules.js';
 /** Portcullis durations: `250ms`, `30s`, `15m`, `8h`, `7d`, combinable (`1h30m`). durations.ts parses them. */
 export const DURATION_PATTERN = '^(\\d+(ms|s|m|h|d))+$';
 
+/** An origin: scheme, host, port (the trailing slash is allowed). semantic.ts checks the rest. */
+const ORIGIN_PATTERN = '^https?://[^/?#@*\\s]+/?$';
+/** An http(s) URL without credentials, query or fragment; a base path is allowed. */
+const UPSTREAM_PATTERN = '^https?://[^/?#@\\s]+(/[^?#\\s]*)?$';
+
 /**
  * Plain words for the schema's patterns, used by validate.ts instead of ajv's "must match pattern".
  * Every pattern the schema uses has an entry (a test checks it).
  */
 export const PATTERN_MESSAGES: Readonly<Record<string, string>> = {
   [DURATION_PATTERN]: 'must be a duration like 30s, 15m, 8h or 7d',
+  [ORIGIN_PATTERN]: 'must be an origin only, like https://apps.example.com (scheme://host[:port], no path, query or credentials; Portcullis serves its endpoints under /oauth2/ at the root)',
+  [UPSTREAM_PATTERN]: 'must be an http(s) URL like http://app.internal:8080 or http://app.internal:8080/base (no credentials, query or fragment)',
   '^[A-Za-z0-9_.-]{1,64}$': 'letters, digits, _ . - only, at most 64 (it is a metrics label)',
   '^[A-Za-z0-9_-]{1,40}$': 'letters, digits, _ and - only (at most 40)',
   '^\\.?[a-z0-9-]+(\\.[a-z0-9-]+)+$': 'is not a domain like .example.com',
@@ -99,7 +106,7 @@ export const RouteSchema = section({
     path: text('Path prefix at a segment boundary: `/admin` matches `/admin` and `/admin/x`, never `/administrator`. Case-sensitive; must be written normalised (requests are matched after normalisation).', { default: '/' }),
     methods: Type.Optional(list(Type.Union(HTTP_METHODS.map((m) => Type.Literal(m))), 'Methods this route serves, e.g. `[GET, POST]`; `GET` also allows `HEAD`. Omitted: every method.', { minItems: 1 })),
   }, 'Which requests the route takes: host, path prefix, methods. First match wins, in config order; no match is a 404.', { default: {} }),
-  upstream: text('Where requests go: `http(s)://host:port[/base]` (no credentials, query or fragment).'),
+  upstream: text('Where requests go: `http(s)://host:port[/base]` (no credentials, query or fragment).', { pattern: UPSTREAM_PATTERN }),
   auth: Type.Union([Type.Literal('required'), Type.Literal('public')], {
     default: 'required',
     description: '`required`: a session is needed. `public`: proxied to anyone, with identity headers only if a valid session happens to exist.',
@@ -134,7 +141,7 @@ export const CONFIG_GROUPS = [
   {
     title: 'Listener and proxy',
     keys: {
-      publicUrl: text('External origin, e.g. `https://apps.example.com` (no path). The callback is `publicUrl + /oauth2/callback`, whatever the request\'s Host says. `http:` works for local development only (startup warning; no `Secure`/`__Host-` cookie).'),
+      publicUrl: text('External origin, e.g. `https://apps.example.com` (no path). The callback is `publicUrl + /oauth2/callback`, whatever the request\'s Host says. `http:` works for local development only (startup warning; no `Secure`/`__Host-` cookie).', { pattern: ORIGIN_PATTERN }),
       listen: section({
         host: text('Address of the public listener.', { default: '0.0.0.0' }),
         port: port(8080, 'Port of the public listener.'),
@@ -153,7 +160,7 @@ export const CONFIG_GROUPS = [
         default: 'all',
         description: 'One audit line (info) per authorization decision: `all`, only `denials` (deny and unauthenticated), or `off`.',
       }),
-      websocketOrigins: list(Type.String({ minLength: 1 }), 'Origins (`https://app.example.com`: scheme, host, port; no path or wildcard) whose pages may open WebSockets here besides the request\'s own origin and publicUrl\'s; a browser upgrade from any other `Origin` gets 403. Needs a restart.', { default: [] }),
+      websocketOrigins: list(Type.String({ pattern: ORIGIN_PATTERN }), 'Origins (`https://app.example.com`: scheme, host, port; no path or wildcard) whose pages may open WebSockets here besides the request\'s own origin and publicUrl\'s; a browser upgrade from any other `Origin` gets 403. Needs a restart.', { default: [] }),
       stripCookies: list(Type.String({ pattern: "^[!#$%&'+.^_`|~0-9A-Za-z-]+\\*?$" }), 'Cookies never passed to upstreams besides Portcullis\'s own: exact names, a trailing `*` matches a prefix. For an IdP served on the same host name as the apps, its session cookies (Glewlwyd, tested: `[GLEWLWYD2_*]`; Keycloak, not tested: `[KEYCLOAK_*, AUTH_SESSION_ID*, KC_RESTART]`) — an app could otherwise act as the user at the IdP.', { default: [] }),
     },
   },

@@ -51,36 +51,35 @@ export function checkSchema(raw: unknown): SchemaCheck {
     fail('', `the config must be a mapping of keys (got ${describe(data, false)})`);
     data = {};
   }
-  data = Value.Default(ConfigSchema, prepare(ConfigSchema, data));
   const validate = schemaValidator();
+  const inFailed = (path: string) => failedPaths.some((f) => f === '' || isAtOrUnder(path, f));
+  const report = (e: ErrorObject): void => {
+    const path = displayPath(e.instancePath);
+    if (e.keyword === 'additionalProperties') {
+      const key = String(e.params.additionalProperty);
+      const known = Object.keys((e.parentSchema as Schema).properties ?? {});
+      fail(childPath(path, key), `unknown key${suggest(key, known)}`);
+      remove(data, [...pointer(e.instancePath), key]);
+    } else if (e.keyword === 'required') {
+      const key = childPath(path, String(e.params.missingProperty));
+      if (!inFailed(key)) fail(key, 'is required');
+    } else if (!inFailed(path)) {
+      fail(path, message(e));
+      remove(data, pointer(e.instancePath));
+    }
+  };
+
+  // Pass 1, before defaults: wrong values are reported and dropped. (Defaults are not merged into
+  // a value of the wrong type — TypeBox would give `listen: [a, list]` a `port`.) Keys left out
+  // wait for pass 2: most of them have a default.
+  data = prepare(ConfigSchema, data);
+  if (!validate(data)) errorsOf(validate.errors).filter((e) => e.keyword !== 'required').forEach(report);
+  // Pass 2, defaults in place (`metrics: { prot: 1 }` has lost `prot` and gets the default host and
+  // port): what is still missing was really left out.
+  data = Value.Default(ConfigSchema, data);
   if (!validate(data)) {
-    const errors = unionsResolved(validate.errors ?? []);
-    const missing: ErrorObject[] = [];
-    // Children before parents, so a failing value is dropped only after what was inside it.
-    for (const e of errors.sort((a, b) => b.instancePath.length - a.instancePath.length)) {
-      if (RULE_NODES.has(e.parentSchema as object)) continue;
-      const path = displayPath(e.instancePath);
-      if (e.keyword === 'additionalProperties') {
-        const key = String(e.params.additionalProperty);
-        const known = Object.keys((e.parentSchema as Schema).properties ?? {});
-        fail(childPath(path, key), `unknown key${suggest(key, known)}`);
-        remove(data, [...pointer(e.instancePath), key]);
-      } else if (e.keyword === 'required') {
-        missing.push(e);
-      } else {
-        fail(path, message(e));
-        remove(data, pointer(e.instancePath));
-      }
-    }
-    // Without what was dropped, a value may now take its defaults (`metrics: { prot: 1 }` → the
-    // default host and port); what is still missing was really left out.
-    data = Value.Default(ConfigSchema, data);
-    for (const e of missing) {
-      const key = String(e.params.missingProperty);
-      const parent = pointer(e.instancePath).reduce<unknown>((n, seg) => (n as Json | undefined)?.[seg], data);
-      if (!isObject(parent) || parent[key] === undefined) fail(childPath(displayPath(e.instancePath), key), 'is required');
-    }
-    data = fillRequired(ConfigSchema, data);
+    errorsOf(validate.errors).forEach(report);
+    data = fillRequired(ConfigSchema, Value.Default(ConfigSchema, data));
   }
   return {
     input: data as ConfigInput,
@@ -156,6 +155,13 @@ function placeholder(schema: Schema): unknown {
 
 // ---------------------------------------------------------------------------------------------
 // ajv errors → issues
+
+/** The errors worth reporting, children before parents (a failing value is dropped after what was inside it). */
+function errorsOf(errors: ErrorObject[] | null | undefined): ErrorObject[] {
+  return unionsResolved(errors ?? [])
+    .filter((e) => !RULE_NODES.has(e.parentSchema as object))
+    .sort((a, b) => b.instancePath.length - a.instancePath.length);
+}
 
 /**
  * A union (`anyOf`) that failed reports every branch's complaint. Keep only the branch the value
