@@ -66,6 +66,12 @@ export function errorAnswer(e: PortcullisError, r: { id: string; headers: Incomi
   return { status: e.statusCode, headers, body };
 }
 
+// The door's decision answers, made once: they carry no cause, and building an Error (its stack)
+// on every refused request would cost the hot path for nothing.
+const UNAUTHENTICATED = coded('unauthenticated');
+const FORBIDDEN = coded('forbidden');
+const INVALID_TOKEN = coded('invalid_token');
+
 /** Where the doorway's answers differ: a reverse proxy redirects browsers; forward-auth never does. */
 export type AnswerMode = 'proxy' | 'forward-auth';
 
@@ -85,12 +91,12 @@ export function outcomeAnswer(rt: Runtime, r: Inbound, o: Exclude<Outcome, { kin
       if (setCookies.length) headers['set-cookie'] = setCookies;
       return { status: 403, headers, body: forbiddenPage({ user, route: o.route.name, signOutUrl: `${rt.config.publicUrl}/oauth2/sign_out` }) };
     }
-    return errorAnswer(coded('forbidden'), r, { setCookies, fields: { route: o.route.name }, json: true });
+    return errorAnswer(FORBIDDEN, r, { setCookies, fields: { route: o.route.name }, json: true });
   }
   // RFC 6750 §3: an invalid bearer token gets its own challenge, never a sign-in redirect.
   if (o.invalidToken) {
     const www = 'Bearer realm="portcullis", error="invalid_token", error_description="The access token is invalid or expired"';
-    return errorAnswer(o.invalidToken.code === 'invalid_token' ? o.invalidToken : coded('invalid_token', { cause: o.invalidToken }), r, { setCookies, headers: { 'www-authenticate': www }, json: true });
+    return errorAnswer(o.invalidToken.code === 'invalid_token' ? o.invalidToken : INVALID_TOKEN, r, { setCookies, headers: { 'www-authenticate': www }, json: true });
   }
   if (mode === 'proxy' && isBrowserNavigation(r.method, r.headers)) {
     return signInRedirect(rt, r, returnTo).then(({ location, setCookies: more }) => {
@@ -100,7 +106,7 @@ export function outcomeAnswer(rt: Runtime, r: Inbound, o: Exclude<Outcome, { kin
     });
   }
   const www = o.route.bearer && mode === 'proxy' ? 'Bearer realm="portcullis"' : `OIDC realm="portcullis", sign_in_url="${signInUrl}"`;
-  return errorAnswer(coded('unauthenticated'), r, {
+  return errorAnswer(UNAUTHENTICATED, r, {
     setCookies,
     headers: { 'www-authenticate': www },
     signInUrl: mode === 'forward-auth' ? `${signInUrl}?rd=${encodeURIComponent(returnTo)}` : signInUrl,
