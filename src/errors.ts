@@ -183,6 +183,12 @@ export const REGISTRY = {
     when: 'The IdP answered 5xx, or something that is not the JSON OpenID Connect prescribes.',
     operator: "The error log line carries the IdP's answer; check the IdP's own logs.",
   },
+  ERR_IDP_NO_INTROSPECTION: {
+    status: 503, retryAfter: 10,
+    message: 'API tokens cannot be checked right now.',
+    when: 'A route with `bearer: introspect` (or `jwt-then-introspect` and an opaque token) got a token, but the IdP\'s discovery document names no `introspection_endpoint`.',
+    operator: 'Enable token introspection at the IdP for this client (RFC 7662), or use `bearer: jwt` if its access tokens are JWTs.',
+  },
 
   // ── Sessions ──────────────────────────────────────────────────────────────────────────────────
   ERR_REFRESH_INVALID_GRANT: {

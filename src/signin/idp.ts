@@ -145,6 +145,7 @@ export class IdentityProvider {
     if (url.startsWith(m.userinfo_endpoint ?? '\0')) return 'userinfo';
     if (url.startsWith(m.jwks_uri ?? '\0')) return 'jwks';
     if (url.startsWith(m.revocation_endpoint ?? '\0')) return 'revocation';
+    if (url.startsWith(m.introspection_endpoint ?? '\0')) return 'introspection';
     if (url.includes('/.well-known/')) return 'discovery';
     return 'other';
   }
@@ -487,6 +488,26 @@ export class IdentityProvider {
     return payload;
   }
 
+  /**
+   * RFC 7662 introspection of an API client's token (src/signin/introspection.ts judges the answer),
+   * with the client authentication of the token endpoint (`oidc.tokenEndpointAuthMethod`). Rejects
+   * with a coded error when the IdP cannot answer: unreachable 503, too slow 504, anything but an
+   * introspection answer 502, no introspection endpoint 503 — never with a verdict on the token.
+   */
+  async introspect(token: string): Promise<Record<string, unknown>> {
+    const config = this.requireConfig();
+    if (!config.serverMetadata().introspection_endpoint) throw coded('ERR_IDP_NO_INTROSPECTION');
+    try {
+      return { ...(await client.tokenIntrospection(config, token, { token_type_hint: 'access_token' })) } as Record<string, unknown>;
+    } catch (err) {
+      const name = (err as Error)?.name;
+      const code = (err as { code?: string })?.code;
+      if (name === 'TimeoutError' || name === 'AbortError' || code === 'OAUTH_TIMEOUT' || code === 'OAUTH_ABORT') throw errors.idpTimeout(err);
+      if (err instanceof TypeError) throw errors.idpUnavailable(err);
+      throw errors.idpBadResponse(err instanceof client.ResponseBodyError ? idpSaid(err, 'introspection') : err);
+    }
+  }
+
   /** True when the IdP offers RP-initiated logout (an end_session_endpoint). */
   get hasEndSession(): boolean { return !!this.config?.serverMetadata().end_session_endpoint; }
 
@@ -608,9 +629,9 @@ export function wrapIdpError(err: unknown, step: 'code' | 'userinfo' | 'refresh'
 }
 
 /** The IdP's error answer in words for the log: endpoint, HTTP status, `error` and `error_description` (bounded, printable). */
-function idpSaid(err: client.ResponseBodyError, step: 'code' | 'userinfo' | 'refresh'): Error {
+function idpSaid(err: client.ResponseBodyError, step: 'code' | 'userinfo' | 'refresh' | 'introspection'): Error {
   const clean = (v: unknown, n: number) => String(v).replace(/[^\x20-\x7e]/g, '?').slice(0, n);
-  const endpoint = step === 'userinfo' ? 'userinfo endpoint' : `token endpoint (${step === 'code' ? 'authorization_code' : 'refresh_token'} grant)`;
+  const endpoint = step === 'userinfo' ? 'userinfo endpoint' : step === 'introspection' ? 'introspection endpoint' : `token endpoint (${step === 'code' ? 'authorization_code' : 'refresh_token'} grant)`;
   const description = err.error_description ? `: ${clean(err.error_description, 300)}` : '';
   return new Error(`the identity provider's ${endpoint} answered HTTP ${err.status} ${clean(err.error, 60)}${description}`, { cause: err });
 }
