@@ -6,8 +6,9 @@
 // with GO111MODULE=off GOPATH=/usr/share/gocode) — plus this file's own small versions of the
 // functions and objects Helm adds: include, tpl, required, fail, toYaml/fromYaml/toJson/fromJson,
 // .Values (values.yaml with -f files coalesced over it), .Release, .Chart, .Capabilities and
-// .Template. It is written for this repository's chart, not as a general Helm replacement: no
-// subcharts, no .Files, no schema validation (chart-values.test.ts does that with ajv).
+// .Template, and .Files.Get. It is written for this repository's chart, not as a general Helm
+// replacement: no subcharts, no .Files.Glob/AsConfig/AsSecrets, no .helmignore, no schema validation
+// (chart-values.test.ts does that with ajv).
 //
 // lookup is the point of it: the request says what the cluster holds, or that there is no cluster
 // (helm template, --dry-run=client, Argo CD), where Helm's lookup answers an empty map to every call.
@@ -216,6 +217,7 @@ func render(req request) (map[string]string, error) {
 			"Name": req.Release.Name, "Namespace": req.Release.Namespace, "Revision": revision,
 			"IsInstall": !req.Release.IsUpgrade, "IsUpgrade": req.Release.IsUpgrade, "Service": "Helm",
 		},
+		"Files": chartFiles{dir: req.Chart},
 		"Capabilities": map[string]interface{}{
 			"KubeVersion": map[string]interface{}{"Version": "v1.30.0", "GitVersion": "v1.30.0", "Major": "1", "Minor": "30"},
 		},
@@ -336,6 +338,25 @@ func render(req request) (map[string]string, error) {
 		out[name] = strings.ReplaceAll(b.String(), "<no value>", "")
 	}
 	return out, nil
+}
+
+// chartFiles is .Files: Get reads a file of the chart by its path from the chart's root, as Helm's
+// does. Helm's .Files holds every file but Chart.yaml, values.yaml, values.schema.json, templates/
+// and charts/ (and .helmignore'd ones); a name outside it, or missing, reads as "", as in Helm.
+type chartFiles struct{ dir string }
+
+func (f chartFiles) Get(name string) string {
+	clean := filepath.ToSlash(filepath.Clean(name))
+	top := strings.SplitN(clean, "/", 2)[0]
+	if filepath.IsAbs(name) || top == ".." || top == "templates" || top == "charts" ||
+		clean == "Chart.yaml" || clean == "values.yaml" || clean == "values.schema.json" {
+		return ""
+	}
+	data, err := os.ReadFile(filepath.Join(f.dir, clean))
+	if err != nil {
+		return ""
+	}
+	return string(data)
 }
 
 const userErrorStart, userErrorEnd = "\x00user-error:", "\x00"
