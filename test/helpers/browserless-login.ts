@@ -1,5 +1,6 @@
-// Test helper: a browser's sign-in over plain HTTP (manual redirects, a cookie jar, the IdP's login form) with undici.
+// Test helper: a browser's sign-in over plain HTTP (manual redirects, a tough-cookie jar, the IdP's login form) with undici.
 import { request } from 'undici';
+import { Cookie, CookieJar as ToughCookieJar } from 'tough-cookie';
 
 export interface Hop {
   status: number;
@@ -56,136 +57,56 @@ const BROWSER_NAVIGATION = {
   'user-agent': 'portcullis-tests/1 (browserless navigation)',
 };
 
-interface StoredCookie {
-  name: string;
-  value: string;
-  /** Lower-case host name; ports are ignored, as browsers do. */
-  domain: string;
-  hostOnly: boolean;
-  path: string;
-  expiresAt: number | undefined;
-  secure: boolean;
-  httpOnly: boolean;
-}
-
 /**
- * A browser-like cookie store, keyed by host name (not port: every 127.0.0.1 server shares cookies,
- * which is exactly the situation the proxy and the dev IdP are in). Honours Domain, Path, Max-Age,
- * Expires, Secure and the __Host-/__Secure- prefixes; loopback hosts count as secure like in Chromium.
- * SameSite is not modelled: every request is treated as a same-site top-level navigation.
+ * A browser-like cookie store: tough-cookie (RFC 6265) keyed by host name, not port — every 127.0.0.1
+ * server shares cookies, which is exactly the situation the proxy and the dev IdP are in. Loopback
+ * counts as a secure context (Secure and __Host- cookies over http://127.0.0.1), as in Chromium; a
+ * cookie breaking its __Host-/__Secure- prefix rules, or set for a foreign domain, is dropped silently,
+ * as a browser does. SameSite is not enforced: every request is a same-site top-level navigation.
+ * Expiry follows Date.now(), which some tests move (set with `now`, read by tough-cookie's Date.now()).
  */
 export class CookieJar {
-  private cookies: StoredCookie[] = [];
+  private jar = new ToughCookieJar(undefined, { allowSecureOnLocal: true });
 
   /** Stores the Set-Cookie headers of a response to `url`. */
   store(setCookie: string | string[] | undefined, url: string | URL): void {
     if (setCookie === undefined) return;
-    const target = new URL(url);
-    for (const line of Array.isArray(setCookie) ? setCookie : [setCookie]) this.storeOne(line, target);
+    for (const line of Array.isArray(setCookie) ? setCookie : [setCookie]) {
+      this.jar.setCookieSync(line, url, { now: new Date(Date.now()), ignoreError: true });
+    }
   }
 
   /** The Cookie header a browser would send to `url` ('' when none). */
   header(url: string | URL): string {
-    const target = new URL(url);
-    const now = Date.now();
-    this.cookies = this.cookies.filter((c) => c.expiresAt === undefined || c.expiresAt > now);
-    return this.cookies
-      .filter((c) => this.matches(c, target))
-      .sort((a, b) => b.path.length - a.path.length)
-      .map((c) => `${c.name}=${c.value}`)
-      .join('; ');
+    return this.jar.getCookieStringSync(url);
   }
 
   /** The value of a cookie by name; with `url`, only one that would be sent there. */
   get(name: string, url?: string | URL): string | undefined {
-    const target = url === undefined ? undefined : new URL(url);
-    const now = Date.now();
-    return this.cookies.find((c) => c.name === name
-      && (c.expiresAt === undefined || c.expiresAt > now)
-      && (target === undefined || this.matches(c, target)))?.value;
+    return this.cookies(url).find((c) => c.key === name)?.value;
   }
 
-  /**
-   * Sets a cookie by hand, e.g. a tampered session cookie. With `url`: a host-only cookie for that host,
-   * path /. Without: sent to every host.
-   */
-  set(name: string, value: string, url?: string | URL): void {
-    const domain = url === undefined ? '' : new URL(url).hostname.toLowerCase();
-    this.remove(name, domain, '/');
-    this.cookies.push({ name, value, domain, hostOnly: url !== undefined, path: '/', expiresAt: undefined, secure: false, httpOnly: false });
+  /** Sets a host-only cookie (path /) for `url`'s host by hand, e.g. a tampered session cookie. */
+  set(name: string, value: string, url: string | URL): void {
+    this.jar.setCookieSync(new Cookie({ key: name, value, path: '/' }), url, { now: new Date(Date.now()) });
   }
 
   /** Removes every cookie of that name, whatever its host or path. */
   delete(name: string): void {
-    this.cookies = this.cookies.filter((c) => c.name !== name);
+    const all = this.jar.serializeSync()!;
+    this.jar = ToughCookieJar.deserializeSync({ ...all, cookies: all.cookies.filter((c) => c.key !== name) });
   }
 
   /** Names of the stored (unexpired) cookies; with `url`, only those that would be sent there. */
   names(url?: string | URL): string[] {
-    const target = url === undefined ? undefined : new URL(url);
+    return [...new Set(this.cookies(url).map((c) => c.key))];
+  }
+
+  /** Unexpired cookies: those sent to `url`, or all of them. */
+  private cookies(url?: string | URL): Cookie[] {
     const now = Date.now();
-    return [...new Set(this.cookies
-      .filter((c) => (c.expiresAt === undefined || c.expiresAt > now) && (target === undefined || this.matches(c, target)))
-      .map((c) => c.name))];
-  }
-
-  private storeOne(line: string, target: URL): void {
-    const [pair = '', ...attributes] = line.split(';');
-    const eq = pair.indexOf('=');
-    if (eq <= 0) return;
-    const name = pair.slice(0, eq).trim();
-    const value = pair.slice(eq + 1).trim();
-    const host = target.hostname.toLowerCase();
-    let domain = host;
-    let hostOnly = true;
-    let path = defaultPath(target.pathname);
-    let maxAge: number | undefined;
-    let expires: number | undefined;
-    let secure = false;
-    let httpOnly = false;
-    for (const attribute of attributes) {
-      const i = attribute.indexOf('=');
-      const key = (i === -1 ? attribute : attribute.slice(0, i)).trim().toLowerCase();
-      const val = i === -1 ? '' : attribute.slice(i + 1).trim();
-      if (key === 'domain' && val) {
-        const d = val.replace(/^\./, '').toLowerCase();
-        if (!domainMatches(host, d)) return; // a browser rejects a cookie for a foreign domain
-        domain = d;
-        hostOnly = false;
-      } else if (key === 'path' && val.startsWith('/')) {
-        path = val;
-      } else if (key === 'max-age' && /^-?\d+$/.test(val)) {
-        maxAge = Number(val);
-      } else if (key === 'expires') {
-        const t = Date.parse(val);
-        if (!Number.isNaN(t)) expires = t;
-      } else if (key === 'secure') {
-        secure = true;
-      } else if (key === 'httponly') {
-        httpOnly = true;
-      }
-    }
-    if (secure && !isSecureContext(target)) return;
-    if (name.startsWith('__Secure-') && !secure) return;
-    if (name.startsWith('__Host-') && (!secure || !hostOnly || path !== '/')) return;
-
-    this.remove(name, domain, path);
-    const expiresAt = maxAge !== undefined ? Date.now() + maxAge * 1000 : expires;
-    if (expiresAt !== undefined && expiresAt <= Date.now()) return; // Max-Age=0 or a past Expires deletes
-    this.cookies.push({ name, value, domain, hostOnly, path, expiresAt, secure, httpOnly });
-  }
-
-  private remove(name: string, domain: string, path: string): void {
-    this.cookies = this.cookies.filter((c) => !(c.name === name && c.domain === domain && c.path === path));
-  }
-
-  private matches(c: StoredCookie, target: URL): boolean {
-    const host = target.hostname.toLowerCase();
-    if (c.domain !== '') {
-      if (c.hostOnly ? c.domain !== host : !domainMatches(host, c.domain)) return false;
-    }
-    if (c.secure && !isSecureContext(target)) return false;
-    return pathMatches(target.pathname || '/', c.path);
+    if (url !== undefined) return this.jar.getCookiesSync(url); // expiry by Date.now(), moved or not
+    return this.jar.serializeSync()!.cookies.map((c) => Cookie.fromJSON(c)!).filter((c) => c.TTL(now) > 0);
   }
 }
 
@@ -309,28 +230,4 @@ function decodeEntities(s: string): string {
 function shouldStop(stopAt: FollowInit['stopAt'], url: URL): boolean {
   if (stopAt === undefined) return false;
   return typeof stopAt === 'string' ? url.href.startsWith(stopAt) : stopAt(url);
-}
-
-function defaultPath(pathname: string): string {
-  if (!pathname.startsWith('/')) return '/';
-  const last = pathname.lastIndexOf('/');
-  return last <= 0 ? '/' : pathname.slice(0, last);
-}
-
-function pathMatches(requestPath: string, cookiePath: string): boolean {
-  if (requestPath === cookiePath) return true;
-  if (!requestPath.startsWith(cookiePath)) return false;
-  return cookiePath.endsWith('/') || requestPath[cookiePath.length] === '/';
-}
-
-function domainMatches(host: string, domain: string): boolean {
-  if (host === domain) return true;
-  // Subdomain matching only for names; an IP address matches itself alone.
-  return !/^[\d.]+$|^\[/.test(host) && host.endsWith(`.${domain}`);
-}
-
-function isSecureContext(url: URL): boolean {
-  if (url.protocol === 'https:' || url.protocol === 'wss:') return true;
-  const host = url.hostname.toLowerCase();
-  return host === 'localhost' || host.endsWith('.localhost') || /^127\.\d+\.\d+\.\d+$/.test(host) || host === '[::1]';
 }
