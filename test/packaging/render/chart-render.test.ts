@@ -116,7 +116,12 @@ function crossReferenceProblems(r: RenderResult, existingSecret: string): string
   for (const np of ofKind(r, 'NetworkPolicy')) {
     const spec = np.spec as { podSelector: { matchLabels: Labels }; ingress: Array<{ from: Array<{ podSelector: { matchLabels: Labels } }> }> };
     check(podsOf(spec.podSelector.matchLabels).length === 1, `NetworkPolicy ${np.metadata.name}: does not select one Deployment's pods`);
-    for (const from of spec.ingress.flatMap((i) => i.from)) check(isProxyOnly(podsOf(from.podSelector.matchLabels)), `NetworkPolicy ${np.metadata.name}: lets in other pods than the proxy's`);
+    for (const from of spec.ingress.flatMap((i) => i.from)) {
+      // The proxy's pods, or the `helm test` doctor Pod alone (it checks Redis from inside the cluster).
+      const doctorOnly = podsOf(from.podSelector.matchLabels).length === 0
+        && barePods.filter((p) => selects(from.podSelector.matchLabels, p.metadata.labels)).map((p) => p.metadata.labels['app.kubernetes.io/component']).join() === 'doctor';
+      check(isProxyOnly(podsOf(from.podSelector.matchLabels)) || doctorOnly, `NetworkPolicy ${np.metadata.name}: lets in other pods than the proxy's (and the doctor test Pod)`);
+    }
   }
   // Portcullis's Redis URL names a rendered Service and port.
   const [configMap] = ofKind(r, 'ConfigMap');
