@@ -169,7 +169,12 @@ export async function startLemonLdap(opts: LemonLdapOptions = {}): Promise<Lemon
 
   const lines: string[] = [];
   // --preload-app: the portal is compiled once (about a second of CPU), then the workers fork from it.
-  const child: ChildProcess = spawn(STARMAN_BIN, ['--listen', `127.0.0.1:${port}`, '--workers', '3', '--preload-app', join(dir, 'app.psgi')], {
+  // --disable-keepalive: a worker serves one connection at a time, so an idle kept-alive connection
+  // (Chromium's, or Node's fetch pool) would hold a worker; and Starman closes idle ones after 1 s,
+  // racing a client that reuses it at that moment ("fetch failed").
+  const child: ChildProcess = spawn(STARMAN_BIN, [
+    '--listen', `127.0.0.1:${port}`, '--workers', '4', '--preload-app', '--disable-keepalive', join(dir, 'app.psgi'),
+  ], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, LLNG_DEFAULTCONFFILE: join(dir, 'lemonldap-ng.ini') },
     // Its own process group (Starman's master and its workers): stopped together, by the master's PID as group id.
@@ -223,6 +228,7 @@ export async function startLemonLdap(opts: LemonLdapOptions = {}): Promise<Lemon
     // The portal reloads within checkTime: it knows the client once its token endpoint stops answering
     // invalid_client for its credentials (a token request with no grant is refused for another reason).
     await until(`LemonLDAP::NG to load configuration ${cfgNum} (client ${c.clientId})`, 15_000, async () => {
+      if (child.exitCode !== null) throw new Error(`starman exited with ${child.exitCode}\n${log()}`);
       const res = await fetch(`${origin}/oauth2/token`, {
         method: 'POST',
         headers: { 'content-type': 'application/x-www-form-urlencoded' },
