@@ -15,7 +15,7 @@ import { LRUCache } from 'lru-cache';
 import { CookieStore, type SessionStore } from './session/store.js';
 import { RedisStore } from './session/redis-store.js';
 import { TransactionCookies } from './signin/transactions.js';
-import { IdentityProvider, randomSignInChecks } from './signin/idp.js';
+import { IdentityProvider, randomSignInChecks, idpSettingsOf } from './signin/idp.js';
 import { errors } from './errors.js';
 import type { RedirectPolicy } from './signin/redirects.js';
 import type { Metrics } from './metrics.js';
@@ -104,10 +104,7 @@ export class Runtime {
       onTooLarge: (when) => metrics.sessionsTooLarge.inc({ when }),
     }, now, (s) => this.revocations.isRevoked(s), (hit) => { (hit ? hits : misses).n += 1; });
     this.txns = new TransactionCookies(codec, cookies, now);
-    this.idp = new IdentityProvider({
-      ...config.oidc,
-      redirectUri: `${config.publicUrl}/oauth2/callback`,
-    }, {
+    this.idp = new IdentityProvider(idpSettingsOf(config), {
       now,
       log,
       observe: (endpoint, seconds, ok) => metrics.idpDuration.observe({ endpoint, outcome: ok ? 'ok' : 'error' }, seconds),

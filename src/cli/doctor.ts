@@ -15,7 +15,7 @@ import { formatIssues, loadConfigFile, type Config } from '../config/index.js';
 import { PortcullisError } from '../errors.js';
 import { SessionCodec } from '../session/codec.js';
 import { RedisStore } from '../session/redis-store.js';
-import { describeError, IdentityProvider, randomSignInChecks } from '../signin/idp.js';
+import { describeError, IdentityProvider, idpSettingsOf, randomSignInChecks } from '../signin/idp.js';
 
 export type CheckStatus = 'ok' | 'warn' | 'fail';
 
@@ -129,7 +129,7 @@ async function idpChecks(config: Config, now: () => number): Promise<CheckResult
   const jwks = guarded('jwks', deadline, () => jwksCheck(config, metadata));
   // Portcullis's own client, as the running proxy builds it (runtime.ts): discovery, key priming,
   // client authentication by oidc.tokenEndpointAuthMethod.
-  const idp = new IdentityProvider({ ...config.oidc, redirectUri: `${config.publicUrl}/oauth2/callback` });
+  const idp = new IdentityProvider(idpSettingsOf(config));
   try {
     void idp.start();
     let notReady: string | undefined;

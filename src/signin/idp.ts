@@ -7,6 +7,12 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { createLocalJWKSet, createRemoteJWKSet, customFetch as joseFetch, decodeJwt, jwtVerify, type JSONWebKeySet, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import { coded, errors, PortcullisError } from '../errors.js';
 import { withSpan } from '../tracing.js';
+import type { Config } from '../config/index.js';
+
+/** The IdP client's settings from a Portcullis config: its `oidc` section and the one callback URL (publicUrl + /oauth2/callback). */
+export function idpSettingsOf(config: Pick<Config, 'oidc' | 'publicUrl'>): IdpSettings {
+  return { ...config.oidc, redirectUri: `${config.publicUrl}/oauth2/callback` };
+}
 
 export interface IdpSettings {
   issuer: string;
