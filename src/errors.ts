@@ -124,7 +124,7 @@ export const REGISTRY = {
   ERR_CALLBACK_CODE_REJECTED: {
     status: 400, retrySignIn: true,
     message: 'The identity provider refused the sign-in code (it may have been used already or expired).',
-    when: 'The token endpoint answered `invalid_grant` to the authorization code: used already, expired, or PKCE failed.',
+    when: 'The token endpoint answered `invalid_grant` (Glewlwyd: `invalid_code`, or a bare 400 with no OAuth error body) to the authorization code: used already, expired, or PKCE failed.',
     operator: 'Occasional ones are users going back; many: check clock skew between Portcullis and the IdP.',
   },
   ERR_CALLBACK_CLIENT_AUTH: {
@@ -135,10 +135,10 @@ export const REGISTRY = {
   },
   ERR_CALLBACK_TOKEN_REQUEST_REFUSED: {
     status: 502, retrySignIn: true,
-    message: (said) => `The identity provider refused Portcullis's token request (${said}), so the sign-in could not be completed. Operator: check the client's registration at the IdP (grant types, redirect URI, scopes).`,
+    message: (said) => `The identity provider refused Portcullis's token request (${said}), so the sign-in could not be completed. Operator: check the client's registration at the IdP (grant types, redirect URI, scopes) and its credentials (oidc.clientSecret, oidc.tokenEndpointAuthMethod).`,
     detail: "the IdP's error code",
     when: 'The token endpoint refused the request with another OAuth error (`unauthorized_client`, `unsupported_grant_type`, `invalid_scope`, `invalid_request`…).',
-    operator: "Check the client's registration at the IdP: grant types (authorization_code, refresh_token), redirect URI, scopes.",
+    operator: "Check the client's registration at the IdP: grant types (authorization_code, refresh_token), redirect URI, scopes — and its credentials: some IdPs (Glewlwyd) answer `unauthorized_client` for a wrong `oidc.clientSecret` or `oidc.tokenEndpointAuthMethod`.",
   },
   ERR_CALLBACK_ID_TOKEN_INVALID: {
     status: 401, retrySignIn: true,
@@ -194,7 +194,7 @@ export const REGISTRY = {
   ERR_REFRESH_INVALID_GRANT: {
     status: 401, retrySignIn: true,
     message: 'Your session has ended at the identity provider; please sign in again.',
-    when: 'Renewing the tokens was refused with `invalid_grant`: the refresh token was revoked, expired, or the user signed out at the IdP. The session is ended everywhere.',
+    when: 'Renewing the tokens was refused with `invalid_grant` (or a bare 400 with no OAuth error body, Glewlwyd\'s answer): the refresh token was revoked, expired, or the user signed out at the IdP. The session is ended everywhere.',
     operator: 'Nothing, usually; many at once: the IdP\'s refresh token lifetime may be shorter than `session.idleTimeout`.',
   },
   ERR_REFRESH_CLAIMS_MISMATCH: {
