@@ -17,109 +17,52 @@ import type { Static } from '@sinclair/typebox';
 import { AssertionSchema, type ConfigInput, type RouteInput } from './schema.js';
 
 
-export interface RouteConfig {
-  /** Stable name: used in logs, metrics labels and the 403 page. Unique. */
-  name: string;
+// The runtime types are the schema's plain types with the compiled keys replaced: a key that
+// needs no compiling reaches the stages exactly as the schema describes it (its meaning is
+// documented there, once), so adding one means writing it in schema.ts and using it.
+
+/** Route keys compile turns into their runtime form. */
+type CompiledRouteKeys = 'match' | 'allow' | 'headers' | 'assertion' | 'grafanaRoles' | 'timeout';
+
+export interface RouteConfig extends Omit<RouteInput, CompiledRouteKeys> {
+  /** Host canonicalised (lowercase, no trailing dot); path as written. */
   match: RouteMatchSpec;
-  /** Origin (and optional base path) of the upstream, http or https. */
-  upstream: string;
-  /** Proxy WebSocket upgrades on this route (default false: upgrades get 404). */
-  websocket: boolean;
-  /** `required` (default): a session is needed; `public`: proxied to anyone. */
-  auth: 'required' | 'public';
-  /** Also accept `Authorization: Bearer <JWT from the issuer>` (API clients). Default false. */
-  bearer: boolean;
   /** Compiled claim rule; undefined = any signed-in user. */
   allow: CompiledRule | undefined;
   /** Extra identity headers from claim templates, in config order. */
   headers: ReadonlyArray<{ name: string; template: HeaderTemplate }>;
-  /** X-Portcullis-Assertion, a short-lived signed JWT: undefined = off. `audience` defaults to the upstream's origin. */
+  /** X-Portcullis-Assertion: undefined = off. `audience` defaults to the upstream's origin. */
   assertion: { audience: string; ttlSec: number } | undefined;
-  /** `grafana`: Grafana auth.proxy headers (X-WEBAUTH-USER/-EMAIL/-NAME/-ROLE). */
-  preset: 'grafana' | undefined;
-  /** With preset grafana: Grafana role → rule; the first passing of Admin, Editor, Viewer is sent as X-WEBAUTH-ROLE. */
+  /** With preset grafana: role → rule, in the order Admin, Editor, Viewer (the first passing is sent). */
   grafanaRoles: ReadonlyArray<{ role: string; rule: CompiledRule }>;
-  /** Send the session's access token as X-Forwarded-Access-Token. Default false. */
-  passAccessToken: boolean;
-  /** Send the session's access token as `Authorization: Bearer …` (replacing the client's). Default false. */
-  passAuthorization: boolean;
-  /** Remove the route's path prefix before forwarding (`/app/x` → `/x`). Default false. */
-  stripPrefix: boolean;
-  /** Upstream response timeout, ms. Default 30s. */
   timeoutMs: number;
 }
 
-export interface Config {
-  listen: { host: string; port: number };
-  /**
-   * Honour X-Forwarded-* / X-Request-Id (and forward-auth's X-Forwarded-Uri) from the peer.
-   * Default false: a client could forge them. `true` trusts every peer; a list of addresses/CIDRs
-   * trusts only those (e.g. the ingress controller's pod range).
-   */
-  trustProxy: boolean | string[];
-  workers: number | 'auto';
-  /** External base URL, origin only, no trailing slash. The callback is publicUrl + /oauth2/callback. */
-  publicUrl: string;
-  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
-  /** Audit lines (info level): `all` decisions (default), only `denials` (deny + unauthenticated), or `off`. */
-  auditLog: 'all' | 'denials' | 'off';
+/** Top-level keys compile turns into their runtime form. */
+type CompiledKeys = 'shutdownGracePeriod' | 'metrics' | 'admin' | 'assertionSigning' | 'oidc' | 'session' | 'routes';
+
+export interface Config extends Omit<ConfigInput, CompiledKeys> {
   shutdownGracePeriodMs: number;
-  /** Metrics listener; `metrics: false` disables it. Never on the public port. */
+  /** null: `metrics: false`, no metrics listener. */
   metrics: { host: string; port: number } | null;
-  /** Admin endpoints (/admin/sessions) on the metrics listener, behind a bearer token read from `tokenFile` at start; no file → no endpoints (404). */
+  /** `token`: the first line of `tokenFile`, read at start; no file → no admin endpoints (404). */
   admin: { tokenFile: string | undefined; token: string | undefined };
-  oidc: {
-    issuer: string;
-    clientId: string;
+  assertionSigning: { keysFile: string | undefined; algorithm: ConfigInput['assertionSigning']['algorithm'] };
+  oidc: Omit<ConfigInput['oidc'], 'clientSecret' | 'clientSecretFile' | 'clockTolerance' | 'timeout' | 'idTokenSigningAlgs'> & {
+    /** From clientSecret or the first line of clientSecretFile. */
     clientSecret: string;
-    tokenEndpointAuthMethod: 'client_secret_basic' | 'client_secret_post';
-    /** Always contains `openid`. */
-    scopes: string[];
     clockToleranceSec: number;
-    /** Fetch userinfo at sign-in and merge its claims (its `sub` must equal the ID token's). */
-    userinfo: boolean;
-    /** ID token signature algorithms accepted; `none` and HMAC are never allowed. */
-    idTokenSigningAlgs: string[];
-    /** Timeout for each request to the IdP, ms. */
     timeoutMs: number;
-    /** Accepted `aud` values of bearer JWTs (routes with bearer: true). Never "any audience". */
-    bearerAudiences: string[];
-    /**
-     * `at+jwt`: a bearer JWT must be typed `at+jwt` (RFC 9068) — for IdPs that type their access
-     * tokens, so nothing else they sign can pass. `any` (default): `JWT`, `at+jwt` or no typ, with the
-     * claim checks that refuse ID and logout tokens (signin/idp.ts notAnAccessToken).
-     */
-    bearerTokenType: 'any' | 'at+jwt';
+    idTokenSigningAlgs: string[];
   };
-  /** All identity headers of one request together stay under this many bytes (a huge groups claim is trimmed, visibly). */
-  identityHeaderBudget: number;
-  /** Non-ASCII in identity headers: `percent` (UTF-8 percent-encoding, default) or `rfc2047` encoded words. */
-  identityHeaderEncoding: 'percent' | 'rfc2047';
-  /** Signing of X-Portcullis-Assertion. */
-  assertionSigning: { keysFile: string | undefined; algorithm: 'ES256' | 'RS256' | 'EdDSA' };
-  session: {
-    /** >= 32 bytes each. The first seals, all open (rotation). */
+  session: Omit<ConfigInput['session'], 'secrets' | 'secretsFile' | 'redis' | 'idleTimeout' | 'absoluteTimeout'> & {
+    /** From secrets or secretsFile: the first seals, all open (rotation). */
     secrets: string[];
-    store: 'cookie' | 'redis';
     /** `configured`: a URL was given — with the cookie store, Redis then shares back-channel revocations between replicas. */
     redis: { url: string; keyPrefix: string; configured: boolean };
     idleTimeoutMs: number;
     absoluteTimeoutMs: number;
-    cookieDomain: string | undefined;
-    cookieName: string;
-    /** Verified sessions kept in memory (LRU), so most requests neither decrypt nor call Redis. */
-    cacheMaxEntries: number;
   };
-  redirects: { allowedDomains: string[] };
-  /** Origins (scheme://host[:port], normalised) whose pages may open WebSockets here besides the request's own and publicUrl's. */
-  websocketOrigins: string[];
-  /**
-   * Cookies (besides Portcullis's own) never passed to upstreams — e.g. the IdP's session cookie
-   * when IdP and apps share a host name. Exact names; a trailing `*` matches a prefix.
-   */
-  stripCookies: string[];
-  /** Per client IP and minute, on /oauth2/start and on /oauth2/callback (each); 0 = off. Default 30. */
-  rateLimit: { signIn: number };
   routes: RouteConfig[];
 }
 
@@ -178,47 +121,34 @@ export function compileConfig(input: ConfigInput, opts: CompileOptions = {}): { 
 
   const routes = input.routes.map((r, i) => compileRoute(r, childPath('routes', i), issues, failed));
 
+  // Keys without a runtime form pass through as they are (see the types above).
+  const { shutdownGracePeriod, metrics, admin: _admin, assertionSigning, oidc: _oidc, session: _session, routes: _routes, ...plain } = input;
+  const { clientSecret: _secret, clientSecretFile: _secretFile, clockTolerance, timeout, ...oidcPlain } = o;
+  const { secrets: _secrets, secretsFile: _secretsFile, redis, idleTimeout, absoluteTimeout, ...sessionPlain } = s;
   const config: Config = {
-    listen: { ...input.listen },
-    trustProxy: input.trustProxy,
-    workers: input.workers,
+    ...plain,
     publicUrl: urlOf(input.publicUrl, { originOnly: true }),
-    logLevel: input.logLevel as Config['logLevel'],
-    auditLog: input.auditLog,
-    shutdownGracePeriodMs: durationMs(input.shutdownGracePeriod),
-    metrics: input.metrics === false ? null : { ...input.metrics },
-    admin: { tokenFile: input.admin.tokenFile, token: adminToken },
-    oidc: {
-      issuer: urlOf(o.issuer),
-      clientId: o.clientId,
-      clientSecret: clientSecret ?? '',
-      tokenEndpointAuthMethod: o.tokenEndpointAuthMethod,
-      scopes: o.scopes.includes('openid') ? [...o.scopes] : ['openid', ...o.scopes],
-      clockToleranceSec: Math.round(durationMs(o.clockTolerance) / 1000),
-      userinfo: o.userinfo,
-      idTokenSigningAlgs: [...o.idTokenSigningAlgs],
-      timeoutMs: durationMs(o.timeout),
-      bearerAudiences: [...o.bearerAudiences],
-      bearerTokenType: o.bearerTokenType,
-    },
-    identityHeaderBudget: input.identityHeaderBudget,
-    identityHeaderEncoding: input.identityHeaderEncoding,
-    assertionSigning: { keysFile: input.assertionSigning.keysFile, algorithm: input.assertionSigning.algorithm },
-    session: {
-      secrets,
-      store: s.store,
-      // The URL is only used when given; the default names the usual local Redis for messages.
-      redis: { url: s.redis.url ?? 'redis://127.0.0.1:6379', keyPrefix: s.redis.keyPrefix, configured: s.redis.url !== undefined },
-      idleTimeoutMs: durationMs(s.idleTimeout),
-      absoluteTimeoutMs: durationMs(s.absoluteTimeout),
-      cookieDomain: s.cookieDomain,
-      cookieName: s.cookieName,
-      cacheMaxEntries: s.cacheMaxEntries,
-    },
-    redirects: { allowedDomains: [...input.redirects.allowedDomains] },
     websocketOrigins: input.websocketOrigins.map((w) => readOrigin(w) ?? w),
-    stripCookies: [...input.stripCookies],
-    rateLimit: { signIn: input.rateLimit.signIn },
+    shutdownGracePeriodMs: durationMs(shutdownGracePeriod),
+    metrics: metrics === false ? null : metrics,
+    admin: { tokenFile: input.admin.tokenFile, token: adminToken },
+    assertionSigning: { keysFile: assertionSigning.keysFile, algorithm: assertionSigning.algorithm },
+    oidc: {
+      ...oidcPlain,
+      issuer: urlOf(o.issuer),
+      clientSecret: clientSecret ?? '',
+      scopes: o.scopes.includes('openid') ? o.scopes : ['openid', ...o.scopes],
+      clockToleranceSec: Math.round(durationMs(clockTolerance) / 1000),
+      timeoutMs: durationMs(timeout),
+    },
+    session: {
+      ...sessionPlain,
+      secrets,
+      // The URL is only used when given; the default names the usual local Redis for messages.
+      redis: { url: redis.url ?? 'redis://127.0.0.1:6379', keyPrefix: redis.keyPrefix, configured: redis.url !== undefined },
+      idleTimeoutMs: durationMs(idleTimeout),
+      absoluteTimeoutMs: durationMs(absoluteTimeout),
+    },
     routes,
   };
   if (issues.length > 0) return { issues };
@@ -247,25 +177,19 @@ function compileRoute(r: RouteInput, path: string, issues: Issues, failed: (path
   }
   const upstream = readUrl(r.upstream);
   const a = r.assertion === true ? Value.Default(AssertionSchema, {}) as Static<typeof AssertionSchema> : r.assertion === false ? undefined : r.assertion;
+  const { match: _match, allow, headers: _headers, assertion: _assertion, grafanaRoles: _roles, timeout, ...plain } = r;
   return {
-    name: r.name,
+    ...plain,
     match: match ?? { path: '/' },
     upstream: 'url' in upstream ? upstream.url : r.upstream,
-    websocket: r.websocket,
-    auth: r.auth,
-    bearer: r.bearer,
-    allow: r.allow === undefined ? undefined : rule(r.allow, at('allow')),
+    allow: allow === undefined ? undefined : rule(allow, at('allow')),
     headers,
     assertion: a && {
       audience: a.audience ?? ('url' in upstream ? new URL(upstream.url).origin : ''),
       ttlSec: Math.round(durationMs(a.ttl) / 1000),
     },
-    preset: r.preset,
     grafanaRoles,
-    passAccessToken: r.passAccessToken,
-    passAuthorization: r.passAuthorization,
-    stripPrefix: r.stripPrefix,
-    timeoutMs: durationMs(r.timeout),
+    timeoutMs: durationMs(timeout),
   };
 }
 

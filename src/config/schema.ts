@@ -155,7 +155,7 @@ export const CONFIG_GROUPS = [
         description: 'Processes serving the port; `auto` = one per CPU core (see operations.md).',
       }),
       shutdownGracePeriod: duration('25s', 'On SIGTERM: stop accepting, let in-flight requests finish for up to this long, exit 0.'),
-      logLevel: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), { default: 'info', description: 'Log level.' }),
+      logLevel: Type.Union((['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const).map((l) => Type.Literal(l)), { default: 'info', description: 'Log level.' }),
       auditLog: Type.Union([Type.Literal('all'), Type.Literal('denials'), Type.Literal('off')], {
         default: 'all',
         description: 'One audit line (info) per authorization decision: `all`, only `denials` (deny and unauthenticated), or `off`.',
@@ -180,7 +180,7 @@ export const CONFIG_GROUPS = [
         clockTolerance: duration('30s', 'Clock skew allowed for `exp`/`iat`/`nbf`; an `iat` further in the future is refused.'),
         userinfo: flag(false, 'Also fetch userinfo at sign-in and merge its claims (ID-token claims win); refused when its `sub` differs from the ID token\'s.'),
         idTokenSigningAlgs: list(
-          Type.Union(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'].map((a) => Type.Literal(a))),
+          Type.Union((['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'] as const).map((a) => Type.Literal(a))),
           'Accepted ID-token signature algorithms. `none` and HMAC are never accepted.',
           { default: ['RS256', 'PS256', 'ES256', 'EdDSA'], minItems: 1 },
         ),
