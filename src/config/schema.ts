@@ -34,8 +34,8 @@ export const PATTERN_MESSAGES: Readonly<Record<string, string>> = {
   [UPSTREAM_PATTERN]: 'must be an http(s) URL like http://app.internal:8080 or http://app.internal:8080/base (no credentials, query or fragment)',
   '^[A-Za-z0-9_.-]{1,64}$': 'letters, digits, _ . - only, at most 64 (it is a metrics label)',
   '^[A-Za-z0-9_-]{1,40}$': 'letters, digits, _ and - only (at most 40)',
-  '^\\.?[a-z0-9-]+(\\.[a-z0-9-]+)+$': 'is not a domain like .example.com',
-  '^\\.?[a-z0-9-]+(\\.[a-z0-9-]+)*$': 'is not a host name (use .example.com for a domain and its subdomains)',
+  '^\\.?[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)+$': 'is not a domain like .example.com',
+  '^\\.?[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)*$': 'is not a host name (use .example.com for a domain and its subdomains)',
   "^[!#$%&'+.^_`|~0-9A-Za-z-]+\\*?$": 'is not a cookie name (a trailing * matches names beginning with the rest)',
   '^rediss?://': 'must start with redis:// or rediss://',
 };
@@ -207,14 +207,14 @@ export const CONFIG_GROUPS = [
         idleTimeout: duration('8h', 'No request for this long → sign in again. At most `absoluteTimeout`.'),
         absoluteTimeout: duration('24h', 'At most this long after sign-in, however active.'),
         cookieDomain: Type.Optional(Type.String({
-          pattern: '^\\.?[a-z0-9-]+(\\.[a-z0-9-]+)+$',
+          pattern: '^\\.?[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)+$',
           description: 'Share the sign-in across hosts under a domain (`.example.com`); the cookie prefix is then `__Secure-`, not `__Host-`. Routes on hosts other than publicUrl\'s need it (config error otherwise: every sign-in would loop).',
         })),
         cookieName: Type.String({ pattern: '^[A-Za-z0-9_-]{1,40}$', default: 'portcullis', description: 'Base cookie name; `__Host-`/`__Secure-` prefixed on https.' }),
         cacheMaxEntries: Type.Integer({ minimum: 0, maximum: 10_000_000, default: 100_000, description: 'Verified sessions kept in memory (LRU), so most requests neither decrypt nor call Redis.' }),
       }, 'Sessions: secrets, store, lifetimes, cookie. See sessions.md.'),
       redirects: section({
-        allowedDomains: list(Type.String({ pattern: '^\\.?[a-z0-9-]+(\\.[a-z0-9-]+)*$' }), 'Where `?rd=` may send people after sign-in/out besides publicUrl\'s origin. `.example.com` = that domain and its subdomains (never `evilexample.com`); `app.example.com` = that host.', { default: [] }),
+        allowedDomains: list(Type.String({ pattern: '^\\.?[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)*$' }), 'Where `?rd=` may send people after sign-in/out besides publicUrl\'s origin. `.example.com` = that domain and its subdomains (never `evilexample.com`); `app.example.com` = that host.', { default: [] }),
       }, 'Where people may be sent after sign-in and sign-out.', { default: {} }),
     },
   },
