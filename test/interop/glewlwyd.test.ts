@@ -8,29 +8,15 @@ import { readFileSync } from 'node:fs';
 import { parseConfigText } from '../../src/config/load.js';
 import { KEY_REFRESH_COOLDOWN_MS } from '../../src/signin/idp.js';
 import { WebSocket } from 'ws';
-import type { Page } from 'playwright-core';
 import { launchChromium } from '../helpers/chromium.js';
 import { until } from '../helpers/wait.js';
 import { ALICE, BOB } from './idp.js';
 import { missingGlewlwydReason, startGlewlwyd, type Glewlwyd } from './glewlwyd.js';
 import { startInteropStack } from './portcullis.js';
+import { identityHeader, lastNavigationStatus } from './pages.js';
 
 const TEST_TIMEOUT_MS = 60_000;
 const skip = missingGlewlwydReason();
-
-/** The value the echo upstream's HTML page shows for one identity header. */
-async function identityHeader(page: Page, name: string): Promise<string> {
-  return (await page.locator('table.identity tr').filter({ has: page.locator('th', { hasText: name }) }).locator('td').innerText()).trim();
-}
-
-/** The last status of a top-level navigation (the page the browser ended on). */
-function lastNavigationStatus(page: Page): () => number | undefined {
-  let status: number | undefined;
-  page.on('response', (r) => {
-    if (r.request().isNavigationRequest() && r.frame() === page.mainFrame()) status = r.status();
-  });
-  return () => status;
-}
 
 /** A secret with every character RFC 6749 Appendix B form-encodes although encodeURIComponent keeps it. */
 const TRICKY_SECRET = 'Tricky-secret_with.dots~and-tildes';

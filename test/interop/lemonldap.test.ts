@@ -8,29 +8,15 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import type { Page } from 'playwright-core';
 import { parseConfigText } from '../../src/config/load.js';
 import { launchChromium } from '../helpers/chromium.js';
 import { until } from '../helpers/wait.js';
 import { missingLemonLdapReason, startLemonLdap, type LemonLdap } from './lemonldap.js';
 import { startInteropStack } from './portcullis.js';
+import { identityHeader, lastNavigationStatus } from './pages.js';
 
 const TEST_TIMEOUT_MS = 60_000;
 const skip = missingLemonLdapReason();
-
-/** The value the echo upstream's HTML page shows for one identity header. */
-async function identityHeader(page: Page, name: string): Promise<string> {
-  return (await page.locator('table.identity tr').filter({ has: page.locator('th', { hasText: name }) }).locator('td').innerText()).trim();
-}
-
-/** The last status of a top-level navigation (the page the browser ended on). */
-function lastNavigationStatus(page: Page): () => number | undefined {
-  let status: number | undefined;
-  page.on('response', (r) => {
-    if (r.request().isNavigationRequest() && r.frame() === page.mainFrame()) status = r.status();
-  });
-  return () => status;
-}
 
 /** The Demo backend's groups come in Perl hash order (not stable from one process to the next): compare them sorted. */
 const sorted = (csv: string): string[] => csv.split(',').filter(Boolean).sort();

@@ -1,7 +1,7 @@
 // Interop suite: LemonLDAP::NG (Debian's `lemonldap-ng`, a Perl web SSO whose portal is an OpenID
 // Provider) as a real IdP. Each start is its own Starman (PSGI server) on a free loopback port, with its
 // ini file, its configuration (lmConf-N.json, derived from the package's demo configuration) and all
-// its session storage in a fresh temp dir; stopped by PID. LemonLDAP::NG has no admin API in the
+// its session storage in a fresh temp dir; stopped through its own process group. LemonLDAP::NG has no admin API in the
 // portal (the Manager is a separate app), so clients are registered by writing a new configuration
 // number, which the portal picks up by itself (`checkTime`). Users are the Demo backend's fixed ones.
 // How this was worked out: examples/idps/lemonldap-ng.md.
