@@ -92,7 +92,8 @@ export function checkSchema(raw: unknown): SchemaCheck {
 // Before validation: what the YAML and `${VAR}` substitution produce, read as the schema means it.
 
 /**
- * Empty YAML values (`key:` = null) mean "not set", as they always have; text where the schema
+ * Empty YAML values (`key:` = null) mean "not set", as they always have (except a claim rule's:
+ * see below); text where the schema
  * wants a boolean or a whole number is read as one (`${VAR}` substitution yields text: `port:
  * ${PORT}`), and a YAML number or boolean where only text is allowed is that text (`clientId:
  * 12345`). Nothing else is converted: `port: true` stays an error. Claim rules are left alone:
@@ -120,8 +121,10 @@ function prepare(schema: Schema, value: unknown): unknown {
     const props = obj.properties as Record<string, Schema> | undefined;
     const out: Json = {};
     for (const [k, v] of Object.entries(value)) {
-      if (props && v === null) continue;
       const sub = props?.[k] ?? (obj.patternProperties ? Object.values(obj.patternProperties as Record<string, Schema>)[0] : undefined);
+      // An empty claim rule (`allow:`) is NOT "no rule" — that would let every signed-in user
+      // through; it stays null and the rule compiler refuses it.
+      if (props && v === null && sub?.$ref === undefined) continue;
       out[k] = sub ? prepare(sub, v) : v;
     }
     return out;

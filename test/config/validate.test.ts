@@ -171,3 +171,27 @@ test('values from ${VAR} are read as the type the key takes; other types are not
     'routes[0].websocket: must be true or false (got 1)',
   ]);
 });
+
+test('an empty allow (`allow:` with nothing after it) is an error, never "any signed-in user"', () => {
+  for (const allow of [null, {}]) {
+    const r = validateConfigObject({ ...base(), routes: [{ name: 'app', upstream: 'http://u', allow }] }, {});
+    assert.ok(!r.ok && r.issues.some((i) => i.path === 'routes[0].allow'), JSON.stringify(allow));
+  }
+  // Other empty values mean "not set", as before: the default applies.
+  const r = validateConfigObject({ ...base(), logLevel: null, listen: { port: null } }, {});
+  assert.ok(r.ok, JSON.stringify(!r.ok && r.issues));
+  assert.equal(r.config.listen.port, 8080);
+});
+
+test('a value of the wrong type is one problem in plain words, whatever the key accepts', () => {
+  const r = validateConfigObject({ ...base(), listen: ['a', 'list'], trustProxy: 3, metrics: 'no', workers: 'many', logLevel: 'verbose', oidc: { ...base().oidc, scopes: 'openid' } }, {});
+  assert.ok(!r.ok);
+  assert.deepEqual(r.issues.map((i) => `${i.path}: ${i.message}`), [
+    'listen: must be a mapping (got a list)',
+    'logLevel: must be one of fatal, error, warn, info, debug, trace, silent (got "verbose")',
+    'metrics: must be false, or a mapping (got "no")',
+    'oidc.scopes: must be a list (got "openid")',
+    'trustProxy: must be true or false, or a list (got 3)',
+    'workers: must be a whole number from 1 to 64, or "auto" (got "many")',
+  ]);
+});
