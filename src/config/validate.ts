@@ -92,14 +92,14 @@ export function checkSchema(raw: unknown): SchemaCheck {
 // Before validation: what the YAML and `${VAR}` substitution produce, read as the schema means it.
 
 /**
- * Empty YAML values (`key:` = null) mean "not set", as they always have (except a claim rule's:
- * see below); text where the schema
+ * Empty YAML values (`key:` = null) mean "not set" in the file's sections, as they always have
+ * (not in a route or a rule: see below); text where the schema
  * wants a boolean or a whole number is read as one (`${VAR}` substitution yields text: `port:
  * ${PORT}`), and a YAML number or boolean where only text is allowed is that text (`clientId:
  * 12345`). Nothing else is converted: `port: true` stays an error. Claim rules are left alone:
  * their values are compared type-strictly.
  */
-function prepare(schema: Schema, value: unknown): unknown {
+function prepare(schema: Schema, value: unknown, inList = false): unknown {
   if (schema.$ref !== undefined) return value;
   const branches = (schema.anyOf as Schema[] | undefined) ?? [schema];
   const types = new Set(branches.map((b) => b.type as string | undefined));
@@ -113,7 +113,7 @@ function prepare(schema: Schema, value: unknown): unknown {
   }
   if (Array.isArray(value)) {
     const arr = branches.find((b) => b.type === 'array');
-    return arr ? value.map((v) => prepare(arr.items as Schema, v)) : value;
+    return arr ? value.map((v) => prepare(arr.items as Schema, v, true)) : value;
   }
   if (isObject(value)) {
     const obj = branches.find((b) => b.type === 'object');
@@ -122,10 +122,10 @@ function prepare(schema: Schema, value: unknown): unknown {
     const out: Json = {};
     for (const [k, v] of Object.entries(value)) {
       const sub = props?.[k] ?? (obj.patternProperties ? Object.values(obj.patternProperties as Record<string, Schema>)[0] : undefined);
-      // An empty claim rule (`allow:`) is NOT "no rule" — that would let every signed-in user
-      // through; it stays null and the rule compiler refuses it.
-      if (props && v === null && sub?.$ref === undefined) continue;
-      out[k] = sub ? prepare(sub, v) : v;
+      // Inside a route, and for a claim rule anywhere, an empty value is an error, not "unset": an
+      // empty `allow:` must not mean "any signed-in user", nor an empty `match:` "every request".
+      if (props && v === null && !inList && sub?.$ref === undefined) continue;
+      out[k] = sub ? prepare(sub, v, inList) : v;
     }
     return out;
   }

@@ -195,3 +195,9 @@ test('a value of the wrong type is one problem in plain words, whatever the key 
     'workers: must be a whole number from 1 to 64, or "auto" (got "many")',
   ]);
 });
+
+test('inside a route an empty value is an error: an empty match must not take every request', () => {
+  const r = validateConfigObject({ ...base(), routes: [{ name: 'app', upstream: 'http://u', match: null, auth: null }] }, {});
+  assert.ok(!r.ok);
+  assert.deepEqual(r.issues.map((i) => i.path), ['routes[0].auth', 'routes[0].match']);
+});
