@@ -98,9 +98,12 @@ with its key path. A complete, commented example is \`config/portcullis.yaml\`.
 
 - \`\${VAR}\` and \`\${VAR:-default}\` anywhere in a value are replaced from the environment (an unset
   variable without a default is an error naming it; \`$$\` is a literal \`$\`). Substitution never
-  changes the YAML's structure: a value containing \`: \` or a newline stays one string.
+  changes the YAML's structure: a value containing \`: \` or a newline stays one string. A whole
+  number or \`true\`/\`false\` substituted into a key that takes one is read as one (\`port: \${PORT}\`).
 - Durations are \`250ms\`, \`30s\`, \`15m\`, \`8h\`, \`7d\`, combinable (\`1h30m\`).
-- **Unknown keys are errors**, with a did-you-mean suggestion. An empty value (\`key:\`) means the default.
+- **Unknown keys are errors**, with a did-you-mean suggestion. An empty value (\`key:\`) means the
+  default — except inside a route, where it is an error (an empty \`allow:\` or \`match:\` must not
+  let everyone in).
 - Secrets can be read from files (\`oidc.clientSecretFile\`, \`session.secretsFile\`, \`admin.tokenFile\`), as Kubernetes mounts them.
 
 How the settings work together is explained in [identity.md](identity.md) (claim rules, identity
