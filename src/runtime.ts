@@ -25,6 +25,7 @@ import { Forwarder } from './proxy/relay.js';
 import { LiveConnections } from './proxy/connections.js';
 import { compileRouteTable, type RouteTable } from './door/route-table.js';
 import { DecisionAudit } from './door/audit.js';
+import { Introspector } from './signin/introspection.js';
 
 export { compileRouteTable, type RouteTable };
 
@@ -56,6 +57,8 @@ export class Runtime {
   /** Logout token ids already used (replay protection). */
   readonly seenLogoutTokens = new LRUCache<string, true>({ max: 100_000, ttl: 15 * 60_000 });
   private readonly trimWarned = new LRUCache<string, true>({ max: 10_000, ttl: 3600_000 });
+  /** RFC 7662 introspection of API clients' tokens, with its cache. */
+  readonly introspector: Introspector;
   /** Signs X-Portcullis-Assertion; created at boot when a route asks for assertions. */
   assertions: AssertionSigner | undefined;
   /** Redis: the session store, or (cookie store with a Redis URL) only shared revocations. */
@@ -109,6 +112,17 @@ export class Runtime {
       log,
       observe: (endpoint, seconds, ok) => metrics.idpDuration.observe({ endpoint, outcome: ok ? 'ok' : 'error' }, seconds),
     });
+    // Bearer tokens asked about at the IdP (routes with bearer: introspect / jwt-then-introspect).
+    // Always there, so a hot reload can add such a route; it costs nothing until a token comes.
+    this.introspector = new Introspector(
+      { issuer: config.oidc.issuer, audiences: config.oidc.bearerAudiences, clockToleranceSec: config.oidc.clockToleranceSec, ...config.oidc.introspection },
+      {
+        introspect: (token) => this.idp.introspect(token),
+        now,
+        observe: (result) => metrics.introspections.inc({ result }),
+        cache: (result) => metrics.introspectionCache.inc({ result }),
+      },
+    );
     this.connections = new LiveConnections<ActiveSession>((s) => now() - s.createdAt > config.session.absoluteTimeoutMs || this.revocations.isRevoked(s));
     this.refresher = new Refresher({
       sessions: this.sessions,
@@ -206,6 +220,9 @@ export class Runtime {
     const match = (s: ActiveSession) => (r.psid !== undefined && s.sid === r.psid) || (r.sid !== undefined && s.idpSid === r.sid) || (r.sub !== undefined && s.sub === r.sub);
     this.sessions.evict(match);
     this.connections.endWhere((s) => match(s) && this.revocations.isRevoked(s));
+    // Introspected bearer tokens of that user or IdP session are asked about again (this process;
+    // other replicas within their cacheTtl).
+    if (r.sub !== undefined || r.sid !== undefined) this.introspector.purge({ sub: r.sub, sid: r.sid });
     // `peer`: another worker of this process group handled the logout and counted it.
     if (via !== 'peer') {
       this.metrics.sessionsRevoked.inc({ via });

@@ -22,7 +22,7 @@ import { AssertionSchema, type ConfigInput, type RouteInput } from './schema.js'
 // documented there, once), so adding one means writing it in schema.ts and using it.
 
 /** Route keys compile turns into their runtime form. */
-type CompiledRouteKeys = 'match' | 'allow' | 'headers' | 'assertion' | 'grafanaRoles' | 'timeout';
+type CompiledRouteKeys = 'match' | 'allow' | 'headers' | 'assertion' | 'grafanaRoles' | 'timeout' | 'bearer';
 
 export interface RouteConfig extends Omit<RouteInput, CompiledRouteKeys> {
   /** Host canonicalised (lowercase, no trailing dot); path as written. */
@@ -36,6 +36,8 @@ export interface RouteConfig extends Omit<RouteInput, CompiledRouteKeys> {
   /** With preset grafana: role → rule, in the order Admin, Editor, Viewer (the first passing is sent). */
   grafanaRoles: ReadonlyArray<{ role: string; rule: CompiledRule }>;
   timeoutMs: number;
+  /** How an API client's bearer token is checked (`true` is `jwt`); false: bearer tokens are not read. */
+  bearer: false | 'jwt' | 'introspect' | 'jwt-then-introspect';
 }
 
 /** Top-level keys compile turns into their runtime form. */
@@ -48,7 +50,8 @@ export interface Config extends Omit<ConfigInput, CompiledKeys> {
   /** `token`: the first line of `tokenFile`, read at start; no file → no admin endpoints (404). */
   admin: { tokenFile: string | undefined; token: string | undefined };
   assertionSigning: { keysFile: string | undefined; algorithm: ConfigInput['assertionSigning']['algorithm'] };
-  oidc: Omit<ConfigInput['oidc'], 'clientSecret' | 'clientSecretFile' | 'clockTolerance' | 'timeout' | 'idTokenSigningAlgs'> & {
+  oidc: Omit<ConfigInput['oidc'], 'clientSecret' | 'clientSecretFile' | 'clockTolerance' | 'timeout' | 'idTokenSigningAlgs' | 'introspection'> & {
+    introspection: { cacheTtlMs: number; negativeCacheTtlMs: number; cacheMaxEntries: number };
     /** From clientSecret or the first line of clientSecretFile. */
     clientSecret: string;
     clockToleranceSec: number;
@@ -123,7 +126,7 @@ export function compileConfig(input: ConfigInput, opts: CompileOptions = {}): { 
 
   // Keys without a runtime form pass through as they are (see the types above).
   const { shutdownGracePeriod, metrics, admin: _admin, assertionSigning, oidc: _oidc, session: _session, routes: _routes, ...plain } = input;
-  const { clientSecret: _secret, clientSecretFile: _secretFile, clockTolerance, timeout, ...oidcPlain } = o;
+  const { clientSecret: _secret, clientSecretFile: _secretFile, clockTolerance, timeout, introspection, ...oidcPlain } = o;
   const { secrets: _secrets, secretsFile: _secretsFile, redis, idleTimeout, absoluteTimeout, ...sessionPlain } = s;
   const config: Config = {
     ...plain,
@@ -140,6 +143,11 @@ export function compileConfig(input: ConfigInput, opts: CompileOptions = {}): { 
       scopes: o.scopes.includes('openid') ? o.scopes : ['openid', ...o.scopes],
       clockToleranceSec: Math.round(durationMs(clockTolerance) / 1000),
       timeoutMs: durationMs(timeout),
+      introspection: {
+        cacheTtlMs: durationMs(introspection.cacheTtl),
+        negativeCacheTtlMs: durationMs(introspection.negativeCacheTtl),
+        cacheMaxEntries: introspection.cacheMaxEntries,
+      },
     },
     session: {
       ...sessionPlain,
@@ -177,7 +185,7 @@ function compileRoute(r: RouteInput, path: string, issues: Issues, failed: (path
   }
   const upstream = readUrl(r.upstream);
   const a = r.assertion === true ? Value.Default(AssertionSchema, {}) as Static<typeof AssertionSchema> : r.assertion === false ? undefined : r.assertion;
-  const { match: _match, allow, headers: _headers, assertion: _assertion, grafanaRoles: _roles, timeout, ...plain } = r;
+  const { match: _match, allow, headers: _headers, assertion: _assertion, grafanaRoles: _roles, timeout, bearer, ...plain } = r;
   return {
     ...plain,
     match: match ?? { path: '/' },
@@ -190,6 +198,7 @@ function compileRoute(r: RouteInput, path: string, issues: Issues, failed: (path
     },
     grafanaRoles,
     timeoutMs: durationMs(timeout),
+    bearer: bearer === true ? 'jwt' : bearer,
   };
 }
 

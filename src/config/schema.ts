@@ -118,7 +118,10 @@ export const RouteSchema = section({
   websocket: flag(false, 'Proxy WebSocket upgrades (same sign-in and rules; a browser\'s `Origin` must be this site\'s, see `websocketOrigins`). Off: upgrades get 404.'),
   stripPrefix: flag(false, 'Remove `match.path` before forwarding (`/app/x` → `/x`).'),
   timeout: duration('30s', 'Upstream response timeout; past it the client gets a 504.'),
-  bearer: flag(false, 'Also accept `Authorization: Bearer <JWT from the issuer>` (API clients). Needs `oidc.bearerAudiences`.'),
+  bearer: Type.Union([Type.Boolean(), Type.Literal('jwt'), Type.Literal('introspect'), Type.Literal('jwt-then-introspect')], {
+    default: false,
+    description: 'Also accept `Authorization: Bearer <token>` from API clients (needs `oidc.bearerAudiences`). `true`/`jwt`: a JWT access token verified here (fast; valid until its `exp` even if revoked at the IdP). `introspect`: asked about at the IdP\'s introspection endpoint (RFC 7662: opaque tokens, revocation within `oidc.introspection.cacheTtl`). `jwt-then-introspect`: JWTs verified here, other tokens introspected. See identity.md.',
+  }),
   assertion: Type.Union([Type.Boolean(), AssertionSchema], {
     default: false,
     description: '`true` or `{ audience, ttl }`: send `X-Portcullis-Assertion`, a short-lived signed JWT (keys at `/oauth2/jwks.json`; see identity.md).',
@@ -185,7 +188,12 @@ export const CONFIG_GROUPS = [
           { default: ['RS256', 'PS256', 'ES256', 'EdDSA'], minItems: 1 },
         ),
         timeout: duration('10s', 'Timeout of each request to the IdP.'),
-        bearerAudiences: list(Type.String({ minLength: 1 }), 'The `aud` values a bearer JWT must carry (one of); required when a route has `bearer: true` — there is no "any audience".', { default: [] }),
+        bearerAudiences: list(Type.String({ minLength: 1 }), 'The `aud` values a bearer token must carry (one of; for an introspected token without `aud`, its `client_id`); required when a route has `bearer` — there is no "any audience".', { default: [] }),
+        introspection: section({
+          cacheTtl: duration('30s', 'How long an answer that lets a token in is reused (never past the token\'s `exp`): the longest a token revoked at the IdP keeps working on this replica.'),
+          negativeCacheTtl: duration('5s', 'How long an answer that refuses a token is reused (a client retrying a bad token does not reach the IdP each time).'),
+          cacheMaxEntries: Type.Integer({ minimum: 1, maximum: 10_000_000, default: 10_000, description: 'Most introspection answers kept (least recently used go first).' }),
+        }, 'Bearer tokens asked about at the IdP (routes with `bearer: introspect` or `jwt-then-introspect`), with the client authentication of `tokenEndpointAuthMethod`.', { default: {} }),
         bearerTokenType: Type.Union([Type.Literal('any'), Type.Literal('at+jwt')], {
           default: 'any',
           description: '`at+jwt`: a bearer JWT must be typed `at+jwt` (RFC 9068) — set it when the IdP types its access tokens (Auth0\'s RFC 9068 profile, Glewlwyd, the development IdP of `npm run demo`), so no other token it signs can pass. `any`: `JWT`, `at+jwt` or no `typ`, with the claim checks that refuse ID and logout tokens.',

@@ -13,6 +13,7 @@ import type { Outcome } from './outcome.js';
 
 export type { Outcome };
 import type { Runtime } from '../runtime.js';
+import { isJwt } from '../signin/introspection.js';
 
 const NO_ROUTE: Outcome = Object.freeze({ kind: 'no-route' });
 const NO_COOKIES: string[] = [];
@@ -62,9 +63,16 @@ export function evaluate(rt: Runtime, r: Inbound): Outcome | Promise<Outcome> {
 async function withBearer(rt: Runtime, route: RouteConfig, token: string): Promise<Outcome> {
   let claims: Record<string, unknown>;
   try {
-    claims = await rt.idp.verifyBearer(token, rt.config.oidc.bearerAudiences);
+    // `introspect`, or an opaque token on `jwt-then-introspect`: asked at the IdP (cached); else a JWT verified here.
+    claims = route.bearer === 'introspect' || (route.bearer === 'jwt-then-introspect' && !isJwt(token))
+      ? await rt.introspector.check(token)
+      : await rt.idp.verifyBearer(token, rt.config.oidc.bearerAudiences);
   } catch (err) {
-    return { kind: 'unauthenticated', route, decision: INVALID_TOKEN, setCookies: [], invalidToken: asPortcullisError(err) };
+    const e = asPortcullisError(err);
+    // The IdP could not say (unreachable, too slow, no introspection endpoint): this request gets
+    // that 5xx — never an allow, and not a 401 that would tell the client its token is bad.
+    if (e.statusCode >= 500) throw e;
+    return { kind: 'unauthenticated', route, decision: INVALID_TOKEN, setCookies: [], invalidToken: e };
   }
   return decide(route, { claims, accessToken: token }, []);
 }

@@ -156,3 +156,15 @@ export class Introspector {
     }
   }
 }
+
+/** A JWS compact serialization (three base64url parts, a JSON header naming an `alg`): `jwt-then-introspect` verifies it locally. */
+export function isJwt(token: string): boolean {
+  const dot = token.indexOf('.');
+  if (dot <= 0 || token.split('.').length !== 3 || !/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/.test(token)) return false;
+  try {
+    const header = JSON.parse(Buffer.from(token.slice(0, dot), 'base64url').toString('utf8')) as unknown;
+    return typeof header === 'object' && header !== null && typeof (header as { alg?: unknown }).alg === 'string';
+  } catch {
+    return false;
+  }
+}
