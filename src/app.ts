@@ -64,7 +64,9 @@ export async function buildApp(config: Config, opts: AppOptions = {}): Promise<{
     // Per-request access logs cost on every request; decisions are audited instead (door/audit.ts).
     logController: new LogController({ disableRequestLogging: true }),
     rewriteUrl,
-    return503OnClosing: true,
+    // While closing, Fastify's own 503 would answer in a body shape of its own: the hook below answers
+    // ERR_DRAINING in the one error shape instead.
+    return503OnClosing: false,
     bodyLimit: 1024 * 1024,
     // Requests Node cannot parse (malformed, headers too large): the one error shape, and a log line
     // that never carries the request's bytes (Fastify's default logs them, cookies included).
@@ -107,6 +109,14 @@ export async function buildApp(config: Config, opts: AppOptions = {}): Promise<{
   app.addHook('onResponse', (request, reply, done) => {
     observe('portcullis', reply.statusCode, reply.elapsedTime / 1000);
     done();
+  });
+
+  // Draining: own endpoints answer 503 ERR_DRAINING and close the connection, as the door does for
+  // proxied requests; /readyz answers its own 503 ("draining") for the load balancer.
+  app.addHook('onRequest', async (request, reply) => {
+    if (!runtime.draining || request.routeOptions.url === '/readyz') return;
+    reply.header('connection', 'close');
+    throw errors.draining();
   });
 
   // Sign-in endpoints cost an IdP round trip (callback) or a transaction cookie (start): a token

@@ -152,3 +152,18 @@ test('browsers get the error page, not JSON, with the same request id', async (t
   assert.ok(r.body.includes(String(r.headers['x-request-id'])), 'the page shows the request id');
   assert.match(r.body, /ERR_CALLBACK_STATE_MISSING/);
 });
+
+test('while draining, own endpoints answer ERR_DRAINING in the same shape; /readyz says draining', async (t) => {
+  const s = await startStack(t);
+  s.server.runtime.draining = true;
+  t.after(() => { s.server.runtime.draining = false; });
+  for (const path of ['/oauth2/userinfo', '/healthz', '/app']) {
+    const r = await call(`${s.url}${path}`);
+    assertShape(`${path} while draining`, r, 'ERR_DRAINING');
+    assert.equal(r.headers.connection, 'close', path);
+    assert.equal(r.headers['retry-after'], '1', path);
+  }
+  const ready = await call(`${s.url}/readyz`);
+  assert.equal(ready.status, 503);
+  assert.equal(JSON.parse(ready.body).status, 'draining');
+});
