@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
+import ts from 'typescript';
 
 const MAX_SLEEP_MS = 200;
 const ROOT = join(import.meta.dirname, '..');
@@ -21,47 +22,50 @@ const ALLOWED: Array<{ file: string; call: string; why: string }> = [
 
 interface Timer { file: string; line: number; call: string; ms: number; kind: 'sleep' | 'deadline' }
 
-/** The argument list of the call whose '(' is at `open`, split at top-level commas, and where it ends. */
-function callArgs(src: string, open: number): { args: string[]; end: number } {
-  const args: string[] = [];
-  let depth = 0;
-  let start = open + 1;
-  for (let i = open; i < src.length; i++) {
-    const c = src[i]!;
-    if (c === '(' || c === '[' || c === '{') depth++;
-    else if (c === ')' || c === ']' || c === '}') {
-      depth--;
-      if (depth === 0) { args.push(src.slice(start, i).trim()); return { args: args.filter(Boolean), end: i + 1 }; }
-    } else if (c === ',' && depth === 1) { args.push(src.slice(start, i).trim()); start = i + 1; }
-  }
-  return { args, end: src.length };
-}
-
 const DEADLINE_WORDS = /\b(reject|kill|destroy|terminate|abort|throw|Error|finish|cancel|SIGKILL|SIGTERM)\b|\.end\(\)/;
 
-/** Every timer with a literal duration in a source text: `setTimeout(cb, N)`, and `sleep(N)`/`delay(N)`/`setTimeout(N)` (timers/promises). */
+/** A numeric literal's value (10_000 included); undefined for anything computed. */
+function literalMs(node: ts.Node | undefined): number | undefined {
+  return node && ts.isNumericLiteral(node) ? Number(node.text) : undefined;
+}
+
+/**
+ * Every timer with a literal duration in a source text, read with the TypeScript parser:
+ * `setTimeout(cb, N)` (global or `timers.`), and `sleep(N)`, `delay(N)`, `setTimeout(N)` (timers/promises).
+ * `socket.setTimeout(ms, cb)` is an idle timeout, not a timer, and is not counted.
+ */
 function timersIn(src: string, file = '(inline)'): Timer[] {
+  const sf = ts.createSourceFile(file, src, ts.ScriptTarget.ES2022, true, ts.ScriptKind.TS);
   const found: Timer[] = [];
-  for (const m of src.matchAll(/\b(setTimeout|sleep|delay)\s*\(/g)) {
-    if (src[m.index - 1] === '.' && !src.slice(m.index - 7, m.index).endsWith('timers.')) continue; // socket.setTimeout(ms, cb): an idle timeout
-    const { args, end } = callArgs(src, m.index + m[0].length - 1);
-    const literal = (s: string | undefined) => (s !== undefined && /^\d[\d_]*$/.test(s) ? Number(s.replaceAll('_', '')) : undefined);
-    const line = src.slice(0, m.index).split('\n').length;
-    const call = src.slice(m.index, end).replace(/\s+/g, ' ');
-    if (args.length === 1 || m[1] !== 'setTimeout') {
-      const ms = literal(args[0]);
-      if (ms !== undefined) found.push({ file, line, call, ms, kind: 'sleep' });
-      continue;
+  const visit = (node: ts.Node, inRace: boolean): void => {
+    if (ts.isCallExpression(node)) {
+      const callee = node.expression;
+      const name = ts.isIdentifier(callee) ? callee.text
+        : ts.isPropertyAccessExpression(callee) && ts.isIdentifier(callee.expression) && callee.expression.text === 'timers' ? callee.name.text
+          : undefined;
+      const race = ts.isPropertyAccessExpression(callee) && callee.name.text === 'race' && callee.expression.getText(sf) === 'Promise';
+      if (name === 'setTimeout' || name === 'sleep' || name === 'delay') {
+        const [first, second] = node.arguments;
+        const line = sf.getLineAndCharacterOfPosition(node.getStart(sf)).line + 1;
+        const call = node.getText(sf).replace(/\s+/g, ' ');
+        if (name !== 'setTimeout' || node.arguments.length === 1) {
+          const ms = literalMs(first);
+          if (ms !== undefined) found.push({ file, line, call, ms, kind: 'sleep' });
+        } else {
+          const ms = literalMs(second);
+          // A bare function (a Promise's resolve) or a callback that only moves on is a sleep; one that
+          // fails the wait, or that races what is awaited, is a deadline.
+          const bare = ts.isIdentifier(first!) || ts.isPropertyAccessExpression(first!);
+          const kind = !bare && (DEADLINE_WORDS.test(first!.getText(sf)) || inRace) ? 'deadline' : 'sleep';
+          if (ms !== undefined) found.push({ file, line, call, ms, kind });
+        }
+      }
+      ts.forEachChild(node, (child) => visit(child, inRace || race));
+      return;
     }
-    const [cb, n] = args;
-    const ms = literal(n);
-    if (ms === undefined) continue;
-    // A bare function (a Promise's resolve) or a callback that only moves on is a sleep; one that fails
-    // the wait, or that races what is awaited, is a deadline.
-    const inRace = /Promise\.race\(\s*\[[^\]]*$/.test(src.slice(Math.max(0, m.index - 200), m.index));
-    const kind = !/^[\w$.]+$/.test(cb!) && (DEADLINE_WORDS.test(cb!) || inRace) ? 'deadline' : 'sleep';
-    found.push({ file, line, call, ms, kind });
-  }
+    ts.forEachChild(node, (child) => visit(child, inRace));
+  };
+  visit(sf, false);
   return found;
 }
 
