@@ -58,7 +58,7 @@ export function checkSchema(raw: unknown): SchemaCheck {
     if (e.keyword === 'additionalProperties') {
       const key = String(e.params.additionalProperty);
       const known = Object.keys((e.parentSchema as Schema).properties ?? {});
-      fail(childPath(path, key), `unknown key${suggest(key, known)}`);
+      fail(childPath(path, key), `unknown key${elsewhere(key, path) || suggest(key, known)}`);
       remove(data, [...pointer(e.instancePath), key]);
     } else if (e.keyword === 'required') {
       const key = childPath(path, String(e.params.missingProperty));
@@ -86,6 +86,29 @@ export function checkSchema(raw: unknown): SchemaCheck {
     issues,
     failed: (path, within = false) => failedPaths.some((f) => f === '' || isAtOrUnder(path, f) || (within && isAtOrUnder(f, path))),
   };
+}
+
+/** Every key path of the schema (`oidc.issuer`, `routes[].match.host`), for keys written in the wrong section. */
+const KEY_PATHS: string[] = [];
+(function collect(node: Schema, prefix: string): void {
+  if (node.type === 'array') return collect(node.items as Schema, `${prefix}[]`);
+  const obj = node.type === 'object' ? node : (node.anyOf as Schema[] | undefined)?.find((b) => b.type === 'object');
+  for (const [k, v] of Object.entries((obj?.properties ?? {}) as Record<string, Schema>)) {
+    const path = prefix ? `${prefix}.${k}` : k;
+    KEY_PATHS.push(path);
+    collect(v, path);
+  }
+})(ConfigSchema as unknown as Schema, '');
+
+/**
+ * ` — it belongs at oidc.issuer` when the key exists in another section: a route's keys are looked
+ * for in routes only, the file's sections in the sections only.
+ */
+function elsewhere(key: string, where: string): string {
+  const here = where.replace(/\[\d+\]/g, '[]');
+  const inRoute = (p: string) => p.startsWith('routes[]');
+  const found = KEY_PATHS.filter((p) => p.split('.').pop() === key && inRoute(p) === inRoute(here) && p !== (here ? `${here}.${key}` : key));
+  return found.length > 0 && found.length <= 2 ? ` — it belongs at ${found.join(' or ')}` : '';
 }
 
 // ---------------------------------------------------------------------------------------------

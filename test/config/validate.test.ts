@@ -201,3 +201,11 @@ test('inside a route an empty value is an error: an empty match must not take ev
   assert.ok(!r.ok);
   assert.deepEqual(r.issues.map((i) => i.path), ['routes[0].auth', 'routes[0].match']);
 });
+
+test('a key written in the wrong section says where it belongs', () => {
+  const r = validateConfigObject({ ...base(), issuer: 'https://idp.example.com', routes: [{ name: 'app', upstream: 'http://u', path: '/x' }] }, {});
+  assert.ok(!r.ok);
+  const lines = r.issues.map((i) => `${i.path}: ${i.message}`);
+  assert.ok(lines.includes('issuer: unknown key — it belongs at oidc.issuer'), lines.join('\n'));
+  assert.ok(lines.includes('routes[0].path: unknown key — it belongs at routes[].match.path'), lines.join('\n'));
+});
