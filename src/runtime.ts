@@ -34,6 +34,8 @@ export const REVOCATION_SYNC_MS = 2_000;
 
 export interface RuntimeOptions {
   now?: () => number;
+  /** The session cache window instead of SESSION_CACHE_WINDOW_MS (session/sessions.ts): for tests that move the clock across it. Not a config key. */
+  sessionCacheWindowMs?: number;
   store?: SessionStore;
   /** Told after this process ended sessions (sign-out, back-channel logout, refused refresh); cluster workers pass it on to their siblings. */
   onSessionsRevoked?: (r: Revocation) => void;
@@ -102,6 +104,7 @@ export class Runtime {
       idleTimeoutMs: config.session.idleTimeoutMs,
       absoluteTimeoutMs: config.session.absoluteTimeoutMs,
       cacheMaxEntries: config.session.cacheMaxEntries,
+      cacheWindowMs: opts.sessionCacheWindowMs,
       keepAccessToken: config.routes.some((r) => r.passAccessToken || r.passAuthorization),
       compactClaims: claimCompactor(claimsToKeep(config)),
       onTooLarge: (when) => metrics.sessionsTooLarge.inc({ when }),

@@ -37,6 +37,8 @@ export interface SessionTimings {
   idleTimeoutMs: number;
   absoluteTimeoutMs: number;
   cacheMaxEntries: number;
+  /** Shared (Redis) store: how long a verified session is served from memory. Default SESSION_CACHE_WINDOW_MS; tests set it (RuntimeOptions). */
+  cacheWindowMs?: number | undefined;
   /** Keep the access token in the cached view (a route has passAccessToken/passAuthorization). */
   keepAccessToken?: boolean;
   /** Keeps only the claims the configuration uses (session/compact.ts), applied to every record written. */
@@ -60,7 +62,8 @@ const NONE: SessionLookup = Object.freeze({ kind: 'none' });
  * before it is opened again: the bound on how late a change made by another replica (a refresh, a
  * rewrite) is seen here. Revocations do not wait for it (every lookup checks the revocation list).
  * Not a config key: it trades a Redis round-trip per request against staleness no operator has
- * needed to tune; tests move the injected clock past it instead of waiting.
+ * needed to tune. It runs on the injected clock, so tests move the clock past it instead of waiting,
+ * or set another window (RuntimeOptions.sessionCacheWindowMs) to keep a session cached across a jump.
  */
 export const SESSION_CACHE_WINDOW_MS = 10_000;
 /**
@@ -91,7 +94,7 @@ export class SessionManager {
     this.touchIntervalMs = Math.min(60_000, Math.max(1000, Math.floor(timings.idleTimeoutMs / 10)));
     // A shared store can be changed by another replica (refresh, sign-out): re-verify cached
     // sessions after SESSION_CACHE_WINDOW_MS. A cookie session only changes with its cookie, so it can stay cached.
-    this.cacheTtlMs = store.kind === 'redis' ? SESSION_CACHE_WINDOW_MS : 0;
+    this.cacheTtlMs = store.kind === 'redis' ? timings.cacheWindowMs ?? SESSION_CACHE_WINDOW_MS : 0;
   }
 
   private readonly cacheTtlMs: number;

@@ -21,6 +21,8 @@ export interface StackOptions {
   /** Reuse an IdP (e.g. a second proxy against the same IdP). */
   existingIdp?: TestIdp;
   now?: () => number;
+  /** The Redis store's session cache window (RuntimeOptions.sessionCacheWindowMs), for a session to stay cached across a clock jump. */
+  sessionCacheWindowMs?: number;
   /** false: no session cache (`session.cacheMaxEntries: 0`): every request opens its cookie — the door's asynchronous steps. */
   sessionCache?: boolean;
 }
@@ -73,7 +75,7 @@ export async function startStack(t: CleanupScope, opts: StackOptions = {}): Prom
   if (!r.ok) throw new Error(`test config invalid:\n${formatIssues(r.issues)}`);
   const logs: string[] = [];
   const logStream = new Writable({ write(chunk, _enc, cb) { logs.push(...String(chunk).split('\n').filter(Boolean)); cb(); } });
-  const server = await startServer(r.config, { logStream, now: opts.now });
+  const server = await startServer(r.config, { logStream, now: opts.now, sessionCacheWindowMs: opts.sessionCacheWindowMs });
   t.after(() => server.close());
   await server.runtime.idp.waitReady(10_000);
   return { idp, upstream, server, config: r.config, url, logs };
