@@ -12,12 +12,12 @@ export const ERRORS_DOC = join(dirname(fileURLToPath(import.meta.url)), '..', 'd
 
 /** What the user reads for a code: its message, with `‹detail›` where the specific reason goes. */
 function shown(code: ErrorCode): string {
-  const spec: { message: string | ((d: string) => string); detail?: string } = REGISTRY[code];
+  const spec: { status: number; message: string | ((d: string) => string); detail?: string } = REGISTRY[code];
   return typeof spec.message === 'string' ? spec.message : spec.message(`‹${spec.detail ?? 'detail'}›`);
 }
 
 function hints(code: ErrorCode): string[] {
-  const spec: { retrySignIn?: boolean; retryAfter?: number } = REGISTRY[code];
+  const spec: { status: number; retrySignIn?: boolean; retryAfter?: number } = REGISTRY[code];
   const out: string[] = [];
   if (spec.retryAfter) out.push(`\`Retry-After: ${spec.retryAfter}\``);
   if (spec.retrySignIn) out.push('"Sign in again" link');
