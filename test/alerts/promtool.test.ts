@@ -36,9 +36,10 @@ test('the rendered rules pass promtool check rules and every unit test in test/a
 test('every alert has a unit test where it fires and one where it does not', { skip: missingGoReason() }, () => {
   const alerts = renderedRules().groups.flatMap((g) => g.rules.flatMap((r) => (r.alert ? [r.alert] : [])));
   // Issue 18's list: burn rates, ID-token failures, JWKS, IdP unready, upstream errors per route,
-  // worker crash loops (and the README's latency, session-size and rate-limit examples).
+  // worker crash loops (and the README's latency, session-size and rate-limit examples, and the
+  // introspection endpoint bearer routes depend on).
   assert.deepEqual([...alerts].sort(), [
-    'PortcullisIdPLatencyHigh', 'PortcullisIdPUnready', 'PortcullisIdTokenInvalid', 'PortcullisJwksFetchFailing',
+    'PortcullisIdPLatencyHigh', 'PortcullisIdPUnready', 'PortcullisIdTokenInvalid', 'PortcullisIntrospectionFailing', 'PortcullisJwksFetchFailing',
     'PortcullisLoginErrorBudgetBurnFast', 'PortcullisLoginErrorBudgetBurnSlow', 'PortcullisSessionsTooLarge',
     'PortcullisSignInRateLimited', 'PortcullisUpstreamErrors', 'PortcullisWorkerCrashLooping',
   ]);
