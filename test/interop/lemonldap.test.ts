@@ -53,6 +53,13 @@ describe('LemonLDAP::NG interop', { skip, concurrency: 2 }, () => {
       assert.ok(cookies.some((c) => c.name === 'portcullis'), `a session cookie is set (have ${cookies.map((c) => c.name).join(', ')})`);
       const seen = String(s.upstream.requests.at(-1)?.headers.cookie ?? '');
       assert.ok(!/(^|;\s*)lemonldap=/.test(seen), `LemonLDAP::NG's cookie does not reach the upstream (different host names): ${seen}`);
+
+      // Single sign-on: without Portcullis's cookie the next request goes through LemonLDAP::NG, whose own
+      // session (its cookie is set with domain=.127.0.0.1, which Chromium keeps) sends the browser straight back.
+      await context.clearCookies({ name: 'portcullis' });
+      await page.goto(`${s.url}/again`, { waitUntil: 'domcontentloaded' });
+      assert.equal(page.url(), `${s.url}/again`, 'back without a password');
+      assert.equal(await identityHeader(page, 'x-forwarded-user'), 'dwho');
     });
 
     test('the admin rule lets dwho (group admin) in and refuses rtyler with 403; the upstream never sees rtyler on /admin', { timeout: TEST_TIMEOUT_MS }, async (t) => {

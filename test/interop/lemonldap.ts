@@ -207,6 +207,8 @@ export async function startLemonLdap(opts: LemonLdapOptions = {}): Promise<Lemon
   };
 
   let cfgNum = 1;
+  // c.tokenEndpointAuthMethods needs no setting (2.16 takes either method from every client, Basic with
+  // its quirk: examples/idps/lemonldap-ng.md); c.backchannelLogoutUri is unused (backchannelLogout: false).
   const registerClient = async (c: ClientSettings): Promise<void> => {
     const key = c.clientId;
     cfgNum++;
