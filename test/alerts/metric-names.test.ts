@@ -12,7 +12,9 @@ import { repoRoot } from '../packaging/chart.js';
 import { missingGoReason } from '../packaging/render/renderer.js';
 import { startStack } from '../helpers/stack.js';
 import { loginViaHttp } from '../helpers/browserless-login.js';
-import { dashboardFile, metricNames, renderedRules } from './rules.js';
+import { createMetrics } from '../../src/metrics.js';
+import { isErrorCode } from '../../src/errors.js';
+import { dashboardExprs, dashboardFile, metricNames, readDashboard, renderedRules } from './rules.js';
 
 /** The names /metrics text exports: each family's `# TYPE`, with a histogram's _bucket/_sum/_count. */
 function exported(text: string): Set<string> {
@@ -71,3 +73,55 @@ test('every metric the rules and the dashboard use is exported by a running Port
   const shown = new Set(metricNames(dashboard).map((n) => n.replace(/_(bucket|sum|count)$/, '')));
   assert.deepEqual(own.filter((n) => !shown.has(n)), [], 'metrics missing from the dashboard');
 });
+
+/** Labels every series has from the scrape (target labels), or a histogram bucket's bound. */
+const SCRAPE_LABELS = new Set(['namespace', 'job', 'instance', 'pod', 'le']);
+
+test('the label names the rules and the dashboard select and group by are the metrics\' own; sign-in results are success or an error code', { skip: missingGoReason() }, () => {
+  // The label names each family is declared with (prom-client's own objects, as src/metrics.ts
+  // creates them), and the route histogram's, which is not a prom-client Histogram.
+  const labels = new Map<string, Set<string>>();
+  for (const m of createMetrics({ defaultMetrics: false }).registry.getMetricsAsArray()) {
+    const declared = (m as unknown as { labelNames?: string[] }).labelNames ?? [];
+    labels.set((m as unknown as { name: string }).name, new Set(declared));
+  }
+  labels.set('portcullis_http_request_duration_seconds', new Set(['route']));
+  labels.set('portcullis_workers', new Set());
+  labels.set('portcullis_worker_restarts_total', new Set());
+  const family = (name: string): string => (labels.has(name) ? name : name.replace(/_(bucket|sum|count)$/, ''));
+
+  const exprs = [
+    ...renderedRules().groups.flatMap((g) => g.rules.map((r) => r.expr)),
+    ...dashboardExprs(readDashboard()),
+  ];
+  const problems: string[] = [];
+  let checked = 0;
+  for (const expr of exprs) {
+    const families = new Set(metricNames(expr).map(family).filter((f) => labels.has(f)));
+    for (const m of expr.matchAll(/\b(portcullis_[a-z0-9_]*[a-z0-9])\{([^}]*)\}/g)) {
+      const f = family(m[1]!);
+      const own = labels.get(f);
+      if (!own) continue; // process defaults: checked by name above
+      for (const [, label, value] of m[2]!.matchAll(/(\w+)\s*(?:=~|!~|!=|=)\s*"([^"]*)"/g)) {
+        checked += 1;
+        if (!SCRAPE_LABELS.has(label!) && !own.has(label!)) problems.push(`${m[0]}: ${f} has no label ${label}`);
+        if (f === 'portcullis_logins_total' && label === 'result') {
+          for (const v of value!.split('|')) if (v !== 'success' && !isErrorCode(v)) problems.push(`${m[0]}: ${v} is not a sign-in result`);
+        }
+      }
+    }
+    // Grouping labels, where the expression reads one family (recording-rule expressions mix several).
+    if (families.size === 1) {
+      const own = labels.get([...families][0]!)!;
+      for (const by of expr.matchAll(/\bby \(([^)]*)\)/g)) {
+        for (const label of by[1]!.split(',').map((x) => x.trim())) {
+          checked += 1;
+          if (!SCRAPE_LABELS.has(label) && !own.has(label)) problems.push(`${expr}: by ${label}`);
+        }
+      }
+    }
+  }
+  assert.ok(checked > 50, `${checked} label uses checked`);
+  assert.deepEqual(problems, []);
+});
+
