@@ -183,6 +183,13 @@ export const REGISTRY = {
     when: 'The IdP answered 5xx, or something that is not the JSON OpenID Connect prescribes.',
     operator: "The error log line carries the IdP's answer; check the IdP's own logs.",
   },
+  ERR_TOKEN_EXCHANGE_REFUSED: {
+    status: 502,
+    message: (said) => `The identity provider refused to issue a token for the application behind this address (${said}), so the request was not forwarded.`,
+    detail: "the IdP's error code",
+    when: 'A route with `tokenExchange` asked the IdP for a token for its audience (RFC 8693) and the IdP refused: the client may not exchange tokens, the audience or scope is not allowed, or the user\'s token is no longer valid.',
+    operator: 'Allow the token-exchange grant for this client at the IdP, with the route\'s `tokenExchange.audience` (and `scope`); the error log line carries the IdP\'s answer.',
+  },
   ERR_IDP_NO_INTROSPECTION: {
     status: 503, retryAfter: 10,
     message: 'API tokens cannot be checked right now.',

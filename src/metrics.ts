@@ -24,6 +24,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
     rateLimited: new Counter({ name: 'portcullis_rate_limited_total', help: 'Requests refused with 429 by the per-client-IP limit, by endpoint (start, callback).', labelNames: ['endpoint'] as const, registers: [registry] }),
     introspections: new Counter({ name: 'portcullis_introspection_requests_total', help: 'Bearer tokens asked about at the IdP\'s introspection endpoint (RFC 7662), by result: active, inactive (refused), error (the IdP could not answer). Latency: portcullis_idp_request_duration_seconds{endpoint="introspection"}.', labelNames: ['result'] as const, registers: [registry] }),
     introspectionCache: new Counter({ name: 'portcullis_introspection_cache_total', help: 'Introspected bearer tokens answered from the cache (hit) or asked about at the IdP (miss).', labelNames: ['result'] as const, registers: [registry] }),
+    tokenExchanges: new Counter({ name: 'portcullis_token_exchange_total', help: 'Per-upstream tokens (routes with tokenExchange, RFC 8693), by result: exchanged at the IdP, cached, refused by the IdP, error (the IdP could not answer).', labelNames: ['result'] as const, registers: [registry] }),
     idpReady: new Gauge({ name: 'portcullis_idp_ready', help: '1 when discovery and keys are loaded.', aggregator: 'min', registers: [registry] }), // workers: 1 only when every one is ready
   };
   return m;

@@ -26,6 +26,7 @@ import { LiveConnections } from './proxy/connections.js';
 import { compileRouteTable, type RouteTable } from './door/route-table.js';
 import { DecisionAudit } from './door/audit.js';
 import { Introspector } from './signin/introspection.js';
+import { TokenExchanger } from './signin/exchange.js';
 
 export { compileRouteTable, type RouteTable };
 
@@ -59,6 +60,8 @@ export class Runtime {
   /** Logout token ids already used (replay protection). */
   readonly seenLogoutTokens = new LRUCache<string, true>({ max: 100_000, ttl: 15 * 60_000 });
   private readonly trimWarned = new LRUCache<string, true>({ max: 10_000, ttl: 3600_000 });
+  /** RFC 8693 token exchange for routes with tokenExchange, with its cache. */
+  readonly exchanger: TokenExchanger;
   /** RFC 7662 introspection of API clients' tokens, with its cache. */
   readonly introspector: Introspector;
   /** Signs X-Portcullis-Assertion; created at boot when a route asks for assertions. */
@@ -105,7 +108,7 @@ export class Runtime {
       absoluteTimeoutMs: config.session.absoluteTimeoutMs,
       cacheMaxEntries: config.session.cacheMaxEntries,
       cacheWindowMs: opts.sessionCacheWindowMs,
-      keepAccessToken: config.routes.some((r) => r.passAccessToken || r.passAuthorization),
+      keepAccessToken: config.routes.some((r) => r.passAccessToken || r.passAuthorization || r.tokenExchange !== undefined),
       compactClaims: claimCompactor(claimsToKeep(config)),
       onTooLarge: (when) => metrics.sessionsTooLarge.inc({ when }),
     }, now, (s) => this.revocations.isRevoked(s), (hit) => { (hit ? hits : misses).n += 1; });
@@ -126,6 +129,11 @@ export class Runtime {
         cache: (result) => metrics.introspectionCache.inc({ result }),
       },
     );
+    this.exchanger = new TokenExchanger({
+      exchange: (token, audience, scope) => this.idp.exchange(token, audience, scope),
+      now,
+      count: (result) => metrics.tokenExchanges.inc({ result }),
+    });
     this.connections = new LiveConnections<ActiveSession>((s) => now() - s.createdAt > config.session.absoluteTimeoutMs || this.revocations.isRevoked(s));
     this.refresher = new Refresher({
       sessions: this.sessions,

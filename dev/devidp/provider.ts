@@ -192,6 +192,9 @@ export async function startDevIdp(opts: DevIdpOptions): Promise<DevIdp> {
     server.close();
     throw err;
   }
+  // RFC 8693 token exchange, which oidc-provider 8 does not ship: a small conformant grant (see
+  // registerTokenExchange) so Portcullis's per-upstream tokens are tested against this IdP.
+  registerTokenExchange(provider);
   providerCallback = provider.callback();
 
   provider.on('server_error', (_ctx: unknown, err: Error) => log('server_error', err));
@@ -235,7 +238,7 @@ function clientMetadata(client: DevClient): Record<string, unknown> {
     redirect_uris: client.redirect_uris,
     post_logout_redirect_uris: client.post_logout_redirect_uris ?? [],
     response_types: ['code'],
-    grant_types: ['authorization_code', 'refresh_token'],
+    grant_types: ['authorization_code', 'refresh_token', TOKEN_EXCHANGE],
     token_endpoint_auth_method: client.token_endpoint_auth_method ?? 'client_secret_basic',
   };
   if (client.backchannel_logout_uri) {
@@ -542,4 +545,48 @@ class MemoryStore {
       if (members.size === 0) this.grantMembers.delete(grantId);
     }
   }
+}
+
+/** RFC 8693's grant type. */
+export const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
+
+/**
+ * RFC 8693 token exchange for the development IdP (oidc-provider 8.8.1 has none): an authenticated
+ * client trades an access token this IdP issued to it (`subject_token`, type access_token) for a new
+ * access token for `audience` (required here; one value) with at most the subject token's scopes.
+ * Refusals are RFC 6749 errors: invalid_request (missing or other token types), invalid_grant (an
+ * unknown, expired or another client's subject token), invalid_target (an audience starting with
+ * `https://refused.`, so tests can make the IdP say no). The new token is opaque; its `aud` (the
+ * audience) shows in introspection and, in-process, through AccessToken.find.
+ */
+function registerTokenExchange(provider: Provider): void {
+  const params = ['subject_token', 'subject_token_type', 'audience', 'scope', 'requested_token_type', 'resource', 'actor_token', 'actor_token_type'];
+  provider.registerGrantType(TOKEN_EXCHANGE, async (ctx: any, next: () => Promise<void>) => {
+    const { client, params: p } = ctx.oidc;
+    const fail = (error: string, description: string, status = 400) => {
+      ctx.status = status;
+      ctx.body = { error, error_description: description };
+    };
+    if (!p.subject_token || p.subject_token_type !== ACCESS_TOKEN_TYPE) return fail('invalid_request', 'subject_token of type access_token is required');
+    if (p.requested_token_type && p.requested_token_type !== ACCESS_TOKEN_TYPE) return fail('invalid_request', 'only access tokens are issued');
+    if (!p.audience) return fail('invalid_request', 'audience is required');
+    if (String(p.audience).startsWith('https://refused.')) return fail('invalid_target', 'this audience is not served');
+    const subject = await ctx.oidc.provider.AccessToken.find(p.subject_token);
+    if (!subject || subject.isExpired || subject.clientId !== client.clientId) return fail('invalid_grant', 'subject_token is not an active access token of this client');
+    const granted = new Set(String(subject.scope ?? '').split(' ').filter(Boolean));
+    const scope = p.scope ? String(p.scope).split(' ').filter((s: string) => granted.has(s)).join(' ') : subject.scope;
+    const token = new ctx.oidc.provider.AccessToken({
+      accountId: subject.accountId,
+      client,
+      grantId: subject.grantId,
+      scope: scope || undefined,
+      gty: 'token-exchange',
+      expiresWithSession: false,
+    });
+    token.setAudience(String(p.audience));
+    const value = await token.save();
+    ctx.body = { access_token: value, issued_token_type: ACCESS_TOKEN_TYPE, token_type: 'Bearer', expires_in: token.expiration, scope: scope || undefined };
+    await next();
+  }, params);
 }

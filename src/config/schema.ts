@@ -134,6 +134,10 @@ export const RouteSchema = section({
   }, 'With `preset: grafana`: Grafana role → claim rule; the first passing of Admin, Editor, Viewer is sent as `X-WEBAUTH-ROLE`.')),
   passAccessToken: flag(false, 'Send the session\'s access token as `X-Forwarded-Access-Token`.'),
   passAuthorization: flag(false, 'Send the session\'s access token as `Authorization: Bearer …` (replacing the client\'s).'),
+  tokenExchange: Type.Optional(section({
+    audience: text('The audience the IdP issues the upstream\'s token for (RFC 8693 `audience`), e.g. the upstream API\'s identifier.', { minLength: 1 }),
+    scope: Type.Optional(text('Scopes to ask for (space-separated; at most the user\'s own). Omitted: the IdP\'s choice.', { minLength: 1 })),
+  }, 'Pass the upstream a token the IdP issued for `audience` (RFC 8693 token exchange) instead of the user\'s own, in the headers `passAccessToken`/`passAuthorization` choose (one of them is needed). Cached per session until shortly before it expires; the IdP refusing is a 502 page that says so.')),
 }, 'One route.');
 
 // ---------------------------------------------------------------------------------------------

@@ -88,6 +88,9 @@ export function checkSemantics(c: ConfigInput, failed: (path: string) => boolean
       const ttl = parseDuration(r.assertion.ttl);
       if (ttl !== undefined && (ttl < 10_000 || ttl > 600_000)) issue(`${path}.assertion.ttl`, 'must be between 10s and 10m (a short-lived assertion)');
     }
+    if (r.tokenExchange !== undefined && !r.passAccessToken && !r.passAuthorization) {
+      issue(`${path}.tokenExchange`, 'the exchanged token goes where the user\'s would: set passAuthorization (Authorization: Bearer) or passAccessToken (X-Forwarded-Access-Token)');
+    }
     if (r.bearer && c.oidc.bearerAudiences.length === 0) {
       issue(`${path}.bearer`, 'bearer: true needs oidc.bearerAudiences (the `aud` values API tokens must carry; never "any audience")');
     }

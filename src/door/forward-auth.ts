@@ -11,6 +11,7 @@ import type { Runtime } from '../runtime.js';
 import { tableOf } from './route-table.js';
 import { evaluate } from './evaluate.js';
 import { errorAnswer, outcomeAnswer, type Answer } from './respond.js';
+import { upstreamIdentity } from './upstream-identity.js';
 
 const one = (v: string | string[] | undefined): string | undefined => (Array.isArray(v) ? v[0] : v);
 
@@ -50,9 +51,13 @@ export async function forwardAuth(rt: Runtime, r: Inbound): Promise<Answer> {
   if (outcome.kind !== 'allow') return outcomeAnswer(rt, original, outcome, 'forward-auth', `${rt.origin.originOf(original)}${n.path}${n.query}`);
   const headers: Record<string, string | string[]> = { 'cache-control': 'no-store' };
   if (outcome.setCookies.length) headers['set-cookie'] = outcome.setCookies;
-  if (outcome.who) {
+  // The same identity the proxied doorways send (the exchanged token, the assertion), for the
+  // fronting proxy to copy onto its upstream request.
+  const u = await upstreamIdentity(rt, outcome);
+  if (u.who) {
     const out: Record<string, string | string[] | undefined> = {};
-    tableOf(outcome.route, rt.table).headers.inject(outcome.route.name, outcome.who, out);
+    tableOf(outcome.route, rt.table).headers.inject(outcome.route.name, u.who, out);
+    if (u.assertion) out['x-portcullis-assertion'] = u.assertion;
     for (const [k, v] of Object.entries(out)) if (v !== undefined) headers[k] = v;
   }
   return { status: 202, headers, body: '' };

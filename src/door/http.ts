@@ -14,6 +14,7 @@ import { tableOf } from './route-table.js';
 import { evaluate, isSession, type Outcome } from './evaluate.js';
 import { errorAnswer, outcomeAnswer, writeAnswer, type Answer } from './respond.js';
 import { forwardAuth } from './forward-auth.js';
+import { upstreamIdentity, type UpstreamIdentity } from './upstream-identity.js';
 import { OutageLog } from '../logging.js';
 import { requestSpan, tracingEnabled, type RequestSpan } from '../tracing.js';
 
@@ -114,13 +115,10 @@ export function createHttpDoorway(rt: Runtime, fastify: (req: IncomingMessage, r
           const a = outcomeAnswer(rt, r, o, 'proxy', `${rt.origin.originOf(r)}${r.path}${r.query}`);
           return settle(a, answer, r);
         }
-        const assertion = o.route.assertion && o.who && rt.assertions
-          ? rt.assertions.assertion(o.route.name, o.route.assertion.audience, o.route.assertion.ttlSec, o.who)
-          : undefined;
-        settle(assertion, (value) => forward(o, value), r);
+        settle(upstreamIdentity(rt, o), (u) => forward(o, u), r);
       };
-      const forward = (o: Extract<Outcome, { kind: 'allow' }>, assertion: string | undefined): void => {
-        const plan = rt.upstreamRules.plan({ inbound: r, route: o.route, identity: tableOf(o.route, rt.table).headers, who: o.who, assertion, trace: span?.upstreamHeaders() });
+      const forward = (o: Extract<Outcome, { kind: 'allow' }>, u: UpstreamIdentity): void => {
+        const plan = rt.upstreamRules.plan({ inbound: r, route: o.route, identity: tableOf(o.route, rt.table).headers, who: u.who, assertion: u.assertion, trace: span?.upstreamHeaders() });
         // The client waits for 100 Continue before sending its body: now that the request is
         // authorized it may (a denied one is answered without reading it, and the connection closed).
         if (plan.hasBody && expectsContinue(req)) res.writeContinue();

@@ -17,6 +17,7 @@ import { errorAnswer, outcomeAnswer, writeAnswerToSocket } from './respond.js';
 import { tableOf } from './route-table.js';
 import { hostCount, logFailure } from './http.js';
 import { requestSpan, tracingEnabled, type RequestSpan } from '../tracing.js';
+import { upstreamIdentity } from './upstream-identity.js';
 
 const refused = (reason: string) => coded('ERR_UPGRADE_REFUSED', { detail: reason });
 const crossOrigin = (origin: unknown) => coded('ERR_UPGRADE_CROSS_ORIGIN',
@@ -96,10 +97,8 @@ async function upgrade(rt: Runtime, req: IncomingMessage, socket: Duplex, head: 
       return writeAnswerToSocket(socket, a);
     }
     route = o.route.name;
-    const assertion = o.route.assertion && o.who && rt.assertions
-      ? await rt.assertions.assertion(o.route.name, o.route.assertion.audience, o.route.assertion.ttlSec, o.who)
-      : undefined;
-    const plan = rt.upstreamRules.plan({ inbound: r, route: o.route, identity: tableOf(o.route, rt.table).headers, who: o.who, assertion, upgrade: true, trace: span?.upstreamHeaders() });
+    const u = await upstreamIdentity(rt, o);
+    const plan = rt.upstreamRules.plan({ inbound: r, route: o.route, identity: tableOf(o.route, rt.table).headers, who: u.who, assertion: u.assertion, upgrade: true, trace: span?.upstreamHeaders() });
     if (isSession(o.who)) rt.connections.trackWebSocket(o.who, socket, head);
     const name = o.route.name;
     rt.forwarder.upgrade(plan, socket, head, {

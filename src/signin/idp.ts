@@ -514,6 +514,33 @@ export class IdentityProvider {
     }
   }
 
+  /**
+   * RFC 8693 token exchange at the token endpoint (with this client's authentication): the user's
+   * access token for one meant for `audience`. Rejects with ERR_TOKEN_EXCHANGE_REFUSED when the IdP
+   * says no, or a coded IdP error when it cannot answer.
+   */
+  async exchange(subjectToken: string, audience: string, scope: string | undefined): Promise<{ token: string; expiresInSec: number | undefined }> {
+    const config = this.requireConfig();
+    const params: Record<string, string> = {
+      subject_token: subjectToken,
+      subject_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+      requested_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+      audience,
+    };
+    if (scope) params.scope = scope;
+    try {
+      const r = await client.genericGrantRequest(config, 'urn:ietf:params:oauth:grant-type:token-exchange', params);
+      return { token: r.access_token, expiresInSec: r.expiresIn() };
+    } catch (err) {
+      if (err instanceof client.ResponseBodyError && err.status < 500) throw coded('ERR_TOKEN_EXCHANGE_REFUSED', { detail: String(err.error).replace(/[^\x20-\x7e]/g, '').slice(0, 60), cause: idpSaid(err, 'exchange') });
+      const name = (err as Error)?.name;
+      const code = (err as { code?: string })?.code;
+      if (name === 'TimeoutError' || name === 'AbortError' || code === 'OAUTH_TIMEOUT' || code === 'OAUTH_ABORT') throw errors.idpTimeout(err);
+      if (err instanceof TypeError) throw errors.idpUnavailable(err);
+      throw errors.idpBadResponse(err instanceof client.ResponseBodyError ? idpSaid(err, 'exchange') : err);
+    }
+  }
+
   /** True when the IdP offers RP-initiated logout (an end_session_endpoint). */
   get hasEndSession(): boolean { return !!this.config?.serverMetadata().end_session_endpoint; }
 
@@ -635,9 +662,10 @@ export function wrapIdpError(err: unknown, step: 'code' | 'userinfo' | 'refresh'
 }
 
 /** The IdP's error answer in words for the log: endpoint, HTTP status, `error` and `error_description` (bounded, printable). */
-function idpSaid(err: client.ResponseBodyError, step: 'code' | 'userinfo' | 'refresh' | 'introspection'): Error {
+function idpSaid(err: client.ResponseBodyError, step: 'code' | 'userinfo' | 'refresh' | 'introspection' | 'exchange'): Error {
   const clean = (v: unknown, n: number) => String(v).replace(/[^\x20-\x7e]/g, '?').slice(0, n);
-  const endpoint = step === 'userinfo' ? 'userinfo endpoint' : step === 'introspection' ? 'introspection endpoint' : `token endpoint (${step === 'code' ? 'authorization_code' : 'refresh_token'} grant)`;
+  const endpoint = step === 'userinfo' ? 'userinfo endpoint' : step === 'introspection' ? 'introspection endpoint'
+    : `token endpoint (${step === 'code' ? 'authorization_code' : step === 'exchange' ? 'token-exchange' : 'refresh_token'} grant)`;
   const description = err.error_description ? `: ${clean(err.error_description, 300)}` : '';
   return new Error(`the identity provider's ${endpoint} answered HTTP ${err.status} ${clean(err.error, 60)}${description}`, { cause: err });
 }
