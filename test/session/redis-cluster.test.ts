@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { createServer } from 'node:net';
+import { Redis } from 'ioredis';
 import { SessionCodec } from '../../src/session/codec.js';
 import { RedisStore } from '../../src/session/redis-store.js';
 import { findTool, requireTool } from '../helpers/chromium.js';
@@ -71,16 +72,16 @@ test('redis cluster: a master that dies is logged and makes healthy() (→ /read
   await until('connected', 10_000, () => store.healthy());
   for (let i = 0; i < 20; i++) assert.equal(await store.setIfAbsent(`probe:${i}`, 'x', 60_000), true, 'keys in every shard work');
   // Still healthy after the store's own CLUSTER INFO probes (counted by the nodes) while every shard is up.
+  const nodes = cluster.ports.map((port) => new Redis(port, '127.0.0.1', { maxRetriesPerRequest: 0 }).on('error', () => {}));
+  t.after(() => { for (const n of nodes) n.disconnect(); }); // gone before a node is stopped, or if the wait fails
   const infoCalls = async () => {
     let n = 0;
-    for (const port of cluster.ports) {
-      const stats = (await run(findTool('redis-cli')!, ['-p', String(port), 'info', 'commandstats'])).stdout;
-      n += Number(/cmdstat_cluster\|info:calls=(\d+)/.exec(stats)?.[1] ?? 0);
-    }
+    for (const node of nodes) n += Number(/cmdstat_cluster\|info:calls=(\d+)/.exec(await node.info('commandstats'))?.[1] ?? 0);
     return n;
   };
   const before = await infoCalls();
   await until('a cluster probe by the store', 10_000, async () => await infoCalls() > before, 100);
+  for (const n of nodes) n.disconnect();
   assert.equal(store.healthy(), true);
 
   const victim = cluster.ports[2]!;
