@@ -58,13 +58,16 @@ test('cli: sessions list / revoke against a running Portcullis (Redis store): hu
   assert.equal(parsed.sessions.length, 2);
   assert.doesNotMatch(json.out, /eyJ/, 'never a token');
 
-  const wrong = await cli(['list', '--sub', 'alice', '--url', admin, '--token-file', tokenFile('not-the-admin-token-at-all')]);
+  // Three refusals that change nothing, run side by side (each CLI run is a process start).
+  const [wrong, usage, unreachable] = await Promise.all([
+    cli(['list', '--sub', 'alice', '--url', admin, '--token-file', tokenFile('not-the-admin-token-at-all')]),
+    cli(['revoke', '--sub', 'alice', '--sid', 'x', ...flags]),
+    cli(['list', '--sub', 'alice', '--url', 'http://127.0.0.1:9', '--token-file', file]),
+  ]);
   assert.equal(wrong.code, 1);
   assert.match(wrong.err, /401/);
-  const usage = await cli(['revoke', '--sub', 'alice', '--sid', 'x', ...flags]);
   assert.equal(usage.code, 1);
   assert.match(usage.err, /exactly one of --sub or --sid/);
-  const unreachable = await cli(['list', '--sub', 'alice', '--url', 'http://127.0.0.1:9', '--token-file', file]);
   assert.equal(unreachable.code, 1);
   assert.match(unreachable.err, /cannot reach the admin endpoint/);
 
