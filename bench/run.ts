@@ -11,7 +11,8 @@
 //
 // See bench/README.md for what each column means and how to read the ratios.
 import { spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -39,7 +40,7 @@ const USAGE = `usage: npm run bench -- [options]
   --connections N     autocannon connections (default 50)
   --fixed-rate R      instead of max throughput: R req/s open loop, report p99 added over direct
   --fixed-rate-tool T paced (default: evenly spaced requests) | autocannon (overallRate; bursty)
-  --scenarios LIST    comma list of: ${['direct', 'baseline', 'public', 'auth', 'nocache', 'unauth', 'redis', 'apache', 'apache-plain'].join(', ')}
+  --scenarios LIST    comma list of: ${['direct', 'baseline', 'public', 'auth', 'nocache', 'unauth', 'redis', 'apache', 'apache-plain', 'bearer-jwt', 'bearer-introspect', 'bearer-introspect-uncached'].join(', ')}
                       (default: all but baseline and apache-plain)
   --workers W         Portcullis "workers" setting (default 1)
   --log-level L       Portcullis "logLevel" (default: not set, i.e. Portcullis's default, info)
@@ -222,7 +223,8 @@ async function main(): Promise<number> {
   log(`run directory (configs, server logs): ${runDir}`);
 
   const [upstreamPort, proxyPort, proxyMetrics, redisProxyPort, redisProxyMetrics, redisPort, apachePort, apachePlainPort, baselinePort, noCachePort, noCacheMetrics,
-    refProxyPort, refProxyMetrics, refNoCachePort, refNoCacheMetrics] = await freePorts(15);
+    refProxyPort, refProxyMetrics, refNoCachePort, refNoCacheMetrics, bearerPort, bearerMetrics, bearerUncachedPort, bearerUncachedMetrics] = await freePorts(19);
+  const bearerBase = `http://127.0.0.1:${bearerPort}`;
   const proxyBase = `http://127.0.0.1:${proxyPort}`;
   const noCacheBase = `http://127.0.0.1:${noCachePort}`;
   const redisProxyBase = `http://127.0.0.1:${redisProxyPort}`;
@@ -234,10 +236,14 @@ async function main(): Promise<number> {
   const upstream = `http://127.0.0.1:${upstreamPort}`;
   const proxyClient = { client_id: 'portcullis-bench', client_secret: randomBytes(24).toString('base64url') };
   const apacheClient = { client_id: 'apache-bench', client_secret: randomBytes(24).toString('base64url') };
+  // A signing key of our own for the IdP, so the bearer-jwt scenario can sign access tokens with it.
+  const { privateKey } = await generateKeyPair('RS256', { extractable: true });
+  const idpKey = { ...(await exportJWK(privateKey)), kid: 'bench-key', alg: 'RS256', use: 'sig' };
   idp = await startDevIdp({
     host: '127.0.0.1',
+    keys: { keys: [idpKey] },
     clients: [
-      { ...proxyClient, redirect_uris: [proxyBase, redisProxyBase, noCacheBase, `http://127.0.0.1:${refProxyPort}`, `http://127.0.0.1:${refNoCachePort}`].map((b) => `${b}/oauth2/callback`) },
+      { ...proxyClient, redirect_uris: [proxyBase, redisProxyBase, noCacheBase, bearerBase, `http://127.0.0.1:${refProxyPort}`, `http://127.0.0.1:${refNoCachePort}`].map((b) => `${b}/oauth2/callback`) },
       { ...apacheClient, redirect_uris: [`${apacheBase}/oauth2/callback`] },
     ],
   });
@@ -322,6 +328,42 @@ async function main(): Promise<number> {
         browserCookies: true, signInCookie: cookie, cookieAt: Date.now(),
         renewSession: () => signInHttp(noCacheBase),
         check: (r) => checkIdentity(r, echoed(r.body)),
+      });
+    }
+  }
+
+  // --- API clients with bearer tokens (issue 17's trade-off, measured): a JWT verified here, an opaque
+  // token introspected at the IdP with the answer cached (30 s, the default), and introspected on
+  // every request (cacheTtl 1ms: what a cache-less introspecting proxy pays — the IdP, oidc-provider
+  // in this process, answers each one).
+  if (['bearer-jwt', 'bearer-introspect', 'bearer-introspect-uncached'].some((k) => WANTED.has(k))) {
+    const bearerRoutes = [
+      { name: 'public', match: { path: '/public' }, upstream, auth: 'public' },
+      // A rule on `sub`: an introspection answer carries token metadata (sub, scope, client_id), not groups.
+      { name: 'jwt', match: { path: '/jwt' }, upstream, bearer: 'jwt', allow: { claim: 'sub', equals: 'alice' } },
+      { name: 'intro', match: { path: '/intro' }, upstream, bearer: 'introspect', allow: { claim: 'sub', equals: 'alice' } },
+      // Where the bench picks up alice's opaque access token after a browser-style sign-in.
+      { name: 'app', match: { path: '/' }, upstream, passAccessToken: true, allow: { claim: 'groups', contains: 'admin' } },
+    ];
+    const bearerConfig = (port: number, metricsPort: number, introspection: Record<string, unknown>) => {
+      const c = proxyConfig(port, metricsPort, { store: 'cookie' }) as Record<string, unknown> & { oidc: Record<string, unknown> };
+      return { ...c, oidc: { ...c.oidc, bearerAudiences: ['urn:bench', proxyClient.client_id], introspection }, routes: bearerRoutes };
+    };
+    const proxy = await startPortcullis('portcullis-bearer', bearerConfig(bearerPort, bearerMetrics, {}));
+    const cookie = await signInHttp(bearerBase);
+    const opaque = echoed((await httpGet(bearerBase + PATH, { ...API, cookie })).body)['x-forwarded-access-token'];
+    if (!opaque) throw new Error('no access token from the bearer proxy');
+    const now = Math.floor(Date.now() / 1000);
+    const jwt = await new SignJWT({ iss: idp.issuer, aud: 'urn:bench', sub: 'alice', groups: ['admin', 'dev'], client_id: 'bench-api-client', jti: randomUUID(), iat: now, exp: now + 6 * 3600 })
+      .setProtectedHeader({ alg: 'RS256', kid: 'bench-key', typ: 'at+jwt' }).sign(privateKey);
+    const bearerCheck = (r: { status: number; body: string }) => (r.status !== 200 ? `status ${r.status}` : echoed(r.body)['x-forwarded-user'] !== 'alice' ? 'no identity' : undefined);
+    add({ key: 'bearer-jwt', name: 'Portcullis bearer JWT (verified here)', proxy, url: `${bearerBase}/jwt${PATH}`, headers: { ...API, authorization: `Bearer ${jwt}` }, expect: (st) => st === 200, check: bearerCheck });
+    add({ key: 'bearer-introspect', name: 'Portcullis bearer opaque, introspected (cached 30 s)', proxy, url: `${bearerBase}/intro${PATH}`, headers: { ...API, authorization: `Bearer ${opaque}` }, expect: (st) => st === 200, check: bearerCheck });
+    if (WANTED.has('bearer-introspect-uncached')) {
+      const uncached = await startPortcullis('portcullis-bearer-uncached', bearerConfig(bearerUncachedPort, bearerUncachedMetrics, { cacheTtl: '1ms', negativeCacheTtl: '1ms' }));
+      add({
+        key: 'bearer-introspect-uncached', name: 'Portcullis bearer opaque, introspected every request', proxy: uncached,
+        url: `http://127.0.0.1:${bearerUncachedPort}/intro${PATH}`, headers: { ...API, authorization: `Bearer ${opaque}` }, expect: (st) => st === 200, check: bearerCheck,
       });
     }
   }
