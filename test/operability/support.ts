@@ -10,6 +10,8 @@ import { request } from 'undici';
 import type { CleanupScope } from '../helpers/idp.js';
 import { TEST_SESSION_SECRET } from '../helpers/stack.js';
 
+export { waitFor } from '../helpers/wait.js';
+
 export const REPO = fileURLToPath(new URL('../../', import.meta.url));
 
 export interface LogLine {
@@ -120,22 +122,6 @@ export function spawnPortcullis(t: CleanupScope, file: string, env: Record<strin
       });
     },
   };
-}
-
-/** Polls `fn` until it returns a truthy value (or rejects after `ms`). */
-export async function waitFor<T>(fn: () => Promise<T> | T, ms = 10_000, what = 'condition'): Promise<T> {
-  const t0 = Date.now();
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() - t0 > ms) throw new Error(`timed out after ${ms} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 /** GET with no keep-alive reuse: every call is a fresh connection (so cluster workers take turns). */
