@@ -50,6 +50,11 @@ const rejected: Array<[string, unknown]> = [
   ['a bad duration', { config: { session: { idleTimeout: '8 hours' } } }],
   ['an unknown log level', { config: { logLevel: 'verbose' } }],
   ['no routes', { config: { routes: [] } }],
+  ['a typo in a route', { config: { routes: [{ name: 'app', upstream: 'http://app:8080', upstrem: 'http://x' }] } }],
+  ['an unknown rule operator', { config: { routes: [{ name: 'app', upstream: 'http://app:8080', allow: { claim: 'groups', contain: 'admin' } }] } }],
+  ['a rule with two operators', { config: { routes: [{ name: 'app', upstream: 'http://app:8080', allow: { claim: 'groups', contains: 'a', equals: 'b' } }] } }],
+  ['publicUrl with a path', { config: { publicUrl: 'https://apps.example.com/sub' } }],
+  ['an unknown route method', { config: { routes: [{ name: 'app', upstream: 'http://app:8080', match: { methods: ['GTE'] } }] } }],
   ['session.store set by hand next to the bundled Redis', { redis: { enabled: true }, config: { session: { store: 'redis' } } }],
   ['an image digest that is not sha256', { image: { digest: 'latest' } }],
 ];
@@ -58,6 +63,16 @@ for (const [what, doc] of rejected) {
     assert.notDeepEqual(problems(coalesce(defaultValues(), doc)), [], JSON.stringify(doc));
   });
 }
+
+test('a full route passes: match, rule, headers, assertion, grafana preset', () => {
+  const route = {
+    name: 'grafana', match: { host: 'grafana.example.com', path: '/', methods: ['GET', 'POST'] }, upstream: 'http://grafana:3000',
+    websocket: true, timeout: '1m', assertion: { ttl: '2m' }, headers: { 'X-Team': '{team}' }, preset: 'grafana',
+    allow: { any: [{ claim: 'groups', contains: 'admin' }, { all: [{ claim: 'email', endsWith: '@example.com' }, { not: { claim: 'blocked', exists: true } }] }] },
+    grafanaRoles: { Admin: { claim: ['https://example.com/claims', 'roles'], in: ['admin', 'owner'] } },
+  };
+  assert.deepEqual(problems(coalesce(defaultValues(), { config: { routes: [route] } })), []);
+});
 
 test('values accepted with ${VAR} references where Portcullis substitutes them', () => {
   const doc = { config: { trustProxy: '${TRUST_PROXY}', shutdownGracePeriod: '${GRACE:-25s}', publicUrl: '${PUBLIC_URL}' } };
