@@ -292,3 +292,19 @@ export const ConfigSchema = Type.Object(allKeys, {
 /** The configuration as plain data: what the file says, with every default applied. */
 export type ConfigInput = Static<typeof ConfigSchema>;
 export type RouteInput = Static<typeof RouteSchema>;
+
+/**
+ * Every key path a schema describes — `oidc.issuer`, `routes[].match.host` — following lists and
+ * the mapping branch of a union (`metrics.port`). Keys refused outright (`not: {}`, as the Helm
+ * chart marks the keys it sets itself) have none below them.
+ */
+export function keyPaths(schema: unknown, prefix = ''): string[] {
+  const node = schema as Record<string, unknown>;
+  if ('not' in node) return [];
+  if (node.type === 'array') return keyPaths(node.items, `${prefix}[]`);
+  const obj = node.type === 'object' ? node : (node.anyOf as Array<Record<string, unknown>> | undefined)?.find((b) => b.type === 'object');
+  return Object.entries((obj?.properties ?? {}) as Record<string, unknown>).flatMap(([k, v]) => {
+    const path = prefix ? `${prefix}.${k}` : k;
+    return [path, ...keyPaths(v, path)];
+  });
+}

@@ -10,7 +10,7 @@
 // (policy/rules.ts) reports them instead, precisely.
 import { Ajv, type ErrorObject } from 'ajv';
 import { Value } from '@sinclair/typebox/value';
-import { CONFIG_DEFINITIONS, ConfigSchema, PATTERN_MESSAGES, type ConfigInput } from './schema.js';
+import { CONFIG_DEFINITIONS, ConfigSchema, keyPaths, PATTERN_MESSAGES, type ConfigInput } from './schema.js';
 import { childPath, suggest, type Issues } from './issues.js';
 
 type Json = Record<string, unknown>;
@@ -88,17 +88,8 @@ export function checkSchema(raw: unknown): SchemaCheck {
   };
 }
 
-/** Every key path of the schema (`oidc.issuer`, `routes[].match.host`), for keys written in the wrong section. */
-const KEY_PATHS: string[] = [];
-(function collect(node: Schema, prefix: string): void {
-  if (node.type === 'array') return collect(node.items as Schema, `${prefix}[]`);
-  const obj = node.type === 'object' ? node : (node.anyOf as Schema[] | undefined)?.find((b) => b.type === 'object');
-  for (const [k, v] of Object.entries((obj?.properties ?? {}) as Record<string, Schema>)) {
-    const path = prefix ? `${prefix}.${k}` : k;
-    KEY_PATHS.push(path);
-    collect(v, path);
-  }
-})(ConfigSchema as unknown as Schema, '');
+/** Every key path of the schema, for keys written in the wrong section. */
+const KEY_PATHS = keyPaths(ConfigSchema);
 
 /**
  * ` — it belongs at oidc.issuer` when the key exists in another section: a route's keys are looked

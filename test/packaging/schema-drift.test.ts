@@ -5,22 +5,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { ConfigSchema, CONFIG_DEFINITIONS } from '../../src/config/schema.js';
+import { ConfigSchema, CONFIG_DEFINITIONS, keyPaths } from '../../src/config/schema.js';
 import { validateConfigObject } from '../../src/config/index.js';
 
 type Node = Record<string, unknown>;
-
-/** `oidc.issuer`, `routes[].match.host`…: every key path a node describes (unions' mapping branches included). */
-function keyPaths(node: Node, prefix = ''): string[] {
-  if ('not' in node) return [];
-  const obj = node.type === 'object' ? node : (node.anyOf as Node[] | undefined)?.find((b) => b.type === 'object');
-  if (node.type === 'array') return keyPaths(node.items as Node, `${prefix}[]`);
-  if (!obj?.properties) return [];
-  return Object.entries(obj.properties as Record<string, Node>).flatMap(([k, v]) => {
-    const path = prefix ? `${prefix}.${k}` : k;
-    return [path, ...keyPaths(v, path)];
-  });
-}
 
 const schema = JSON.parse(JSON.stringify(ConfigSchema)) as Node;
 const paths = keyPaths(schema);
