@@ -3,6 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createConnection } from 'node:net';
 import { freePort } from '../../dev/devidp/net.js';
+import { until } from './wait.js';
 import { findTool, requireTool, type SkippableScope } from './chromium.js';
 
 export interface TestRedis {
@@ -64,13 +65,10 @@ export async function startRedis(t: SkippableScope): Promise<TestRedis | undefin
 
 /** Raw RESP over TCP: no client library needed just to know the server is up. */
 async function waitForPong(port: number, proc: ChildProcess): Promise<void> {
-  const deadline = Date.now() + READY_TIMEOUT_MS;
-  for (;;) {
+  await until(`a PONG from port ${port}`, READY_TIMEOUT_MS, () => {
     if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`exited with ${proc.exitCode ?? proc.signalCode}`);
-    if (await ping(port)) return;
-    if (Date.now() > deadline) throw new Error('no PONG within 10 s');
-    await new Promise((r) => setTimeout(r, 50));
-  }
+    return ping(port);
+  });
 }
 
 function ping(port: number): Promise<boolean> {

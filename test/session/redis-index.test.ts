@@ -8,6 +8,7 @@ import { SessionCodec } from '../../src/session/codec.js';
 import { RedisStore } from '../../src/session/redis-store.js';
 import type { SessionRecord } from '../../src/session/record.js';
 import { startRedis } from '../helpers/redis.js';
+import { until } from '../helpers/wait.js';
 
 const record = (sub: string, sid: string | undefined, createdAt: number): SessionRecord => ({
   v: 1, sid: `p-${createdAt}`, claims: { sub, ...(sid ? { sid } : {}) }, idToken: 'id.token.here', accessToken: 'secret-access-token', createdAt, seenAt: createdAt + 5,
@@ -20,7 +21,7 @@ async function setup(t: Parameters<typeof startRedis>[0]) {
   t.after(() => store.close());
   const raw = new Redis(redis.url);
   t.after(() => raw.disconnect());
-  for (let i = 0; i < 50 && !store.healthy(); i++) await new Promise((r) => setTimeout(r, 50));
+  await until('the store to connect', 2_500, () => store.healthy());
   return { store, raw };
 }
 
