@@ -67,6 +67,10 @@ test('a secret never appears in an error message', () => {
   const r = validateConfigObject({ ...base(), session: { secrets: ['tooshort-secret-value'] } }, {});
   assert.equal(r.ok, false);
   assert.ok(!JSON.stringify(!r.ok && r.issues).includes('tooshort-secret-value'));
+  // Nor when it has the wrong shape (a string where the list goes).
+  const shape = validateConfigObject({ ...base(), session: { secrets: 'a-long-enough-secret-value-in-the-wrong-place' } }, {});
+  assert.ok(!shape.ok && shape.issues.some((i) => i.path === 'session.secrets'));
+  assert.ok(!JSON.stringify(shape.issues).includes('wrong-place'), JSON.stringify(shape.issues));
 });
 
 test('${VAR} and ${VAR:-default} substitution, also inside flow collections, without YAML injection', () => {
