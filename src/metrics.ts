@@ -27,6 +27,14 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
     tokenExchanges: new Counter({ name: 'portcullis_token_exchange_total', help: 'Per-upstream tokens (routes with tokenExchange, RFC 8693), by result: exchanged at the IdP, cached, refused by the IdP, error (the IdP could not answer).', labelNames: ['result'] as const, registers: [registry] }),
     idpReady: new Gauge({ name: 'portcullis_idp_ready', help: '1 when discovery and keys are loaded.', aggregator: 'min', registers: [registry] }), // workers: 1 only when every one is ready
   };
+  // The series alerts and SLO ratios divide by exist from the start at 0: a labelled counter is
+  // otherwise created at its first count, whose increase() Prometheus sees as 0 (the first failure
+  // of a pod would never show in a rate). The codes are the sign-in failures an operator can cause
+  // and must see (docs/runbooks.md); others still appear when they first happen.
+  for (const result of ['success', 'ERR_CALLBACK_ID_TOKEN_INVALID', 'ERR_CALLBACK_CLIENT_AUTH', 'ERR_CALLBACK_TOKEN_REQUEST_REFUSED', 'ERR_CALLBACK_CODE_REJECTED', 'ERR_IDP_UNAVAILABLE', 'ERR_IDP_TIMEOUT', 'ERR_IDP_BAD_RESPONSE'] as const) m.logins.inc({ result }, 0);
+  for (const result of ['success', 'invalid_grant', 'rejected', 'error'] as const) m.refresh.inc({ result }, 0);
+  for (const result of ['active', 'inactive', 'error'] as const) m.introspections.inc({ result }, 0);
+  for (const result of ['exchanged', 'cached', 'refused', 'error'] as const) m.tokenExchanges.inc({ result }, 0);
   return m;
 }
 

@@ -111,17 +111,22 @@ test('a real Prometheus scraping Portcullis fires PortcullisIdTokenInvalid on an
   });
   assert.equal(firing.labels.severity, 'critical');
   assert.equal(firing.labels.job, 'portcullis');
-  // The failure series was born at 1: increase() over it says 0, which is why the rule has its second half.
-  const increase = await query('sum(increase(portcullis_logins_total{result="ERR_CALLBACK_ID_TOKEN_INVALID"}[15m]))');
-  assert.equal(Number(increase[0]?.value[1] ?? 0), 0);
-  // The login SLI: the first failure created its series at 1, so rate() has nothing to count yet (no
-  // ratio: 0 / 0) — the limitation docs/runbooks.md names. A second failure counts, and the success
-  // series has not moved since: every counted sign-in failed.
+  // The failure series exists at 0 from the start (src/metrics.ts), so increase() sees the first failure.
+  const increase = await until('the first failure in increase()', async () => {
+    const r = await query('sum(increase(portcullis_logins_total{result="ERR_CALLBACK_ID_TOKEN_INVALID"}[15m]))');
+    const v = Number(r[0]?.value[1] ?? 0);
+    return v > 0 ? v : undefined;
+  });
+  assert.ok(increase > 0);
+  // The login SLI counts it too; a second failure, and the success series has not moved since: every
+  // counted sign-in failed.
   const bobAgain = await loginViaHttp(`${s2.url}/home`, { user: 'bob', password: 'bob-password' });
   assert.equal(bobAgain.status, 401);
   const ratio = await until('the login error ratio recorded', async () => {
     const r = await query('portcullis:login_error_ratio:rate5m{job="portcullis"} > 0');
     return r.length === 1 ? Number(r[0]!.value[1]) : undefined;
   });
-  assert.equal(ratio, 1);
+  // Two failures at the second proxy, bob's one success at the first, all within the window: 2/3
+  // (rate() extrapolates each series over its own samples, so not exactly).
+  assert.ok(ratio > 0.5 && ratio < 0.8, `login error ratio ${ratio}, want about 2/3`);
 });
