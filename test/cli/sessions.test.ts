@@ -88,7 +88,7 @@ test('cli: sessions list with the cookie store exits 1 with the reason; revoke -
   const flags = ['--url', s.server.metricsUrl!, '--token-file', file];
   const list = await cli(['list', '--sub', 'alice', ...flags]);
   assert.equal(list.code, 1);
-  assert.match(list.err, /501 sessions live in browsers' cookies: list is not possible/);
+  assert.match(list.err, /501 Sessions live in browsers' cookies: list is not possible/);
   const revoke = await cli(['revoke', '--sub', 'alice', ...flags]);
   assert.equal(revoke.code, 0, revoke.err);
   assert.match(revoke.out, /revoked: sessions of subject alice\n.*absolute timeout/);
