@@ -3,6 +3,10 @@
 // the sources with tsx (`node --import tsx dev/demo.ts`), and is not part of the build or the image
 // (the IdP, oidc-provider, is a devDependency).
 import { pathToFileURL } from 'node:url';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
 import { randomBytes } from 'node:crypto';
 import { validateConfigObject, formatIssues } from '../src/config/index.js';
 import { startServer, installSignalHandlers } from '../src/server.js';
@@ -42,6 +46,12 @@ export async function runDemo(): Promise<void> {
   };
   const r = validateConfigObject(raw, {});
   if (!r.ok) throw new Error(`demo config is invalid:\n${formatIssues(r.issues)}`);
+  // The config as a file, so the demo can be checked like a real deployment (portcullis doctor).
+  // It holds the demo's secrets: readable by this user only, removed on exit.
+  const configDir = mkdtempSync(join(tmpdir(), 'portcullis-demo-'));
+  const configFile = join(configDir, 'portcullis.yaml');
+  writeFileSync(configFile, stringify(raw), { mode: 0o600 });
+  process.once('exit', () => rmSync(configDir, { recursive: true, force: true }));
   const server = await startServer(r.config);
   await server.runtime.idp.waitReady(10_000);
   const users = Object.entries(DEMO_USERS).map(([name, u]) => {
@@ -59,7 +69,9 @@ export async function runDemo(): Promise<void> {
   Demo users (embedded IdP at ${idp.issuer}):
 ${users.join('\n')}
 
-  Metrics: http://127.0.0.1:${port + 10}/metrics      Stop with Ctrl-C.
+  Metrics: http://127.0.0.1:${port + 10}/metrics
+  Check:   npx portcullis doctor --config ${configFile}
+  Stop with Ctrl-C.
 `);
   installSignalHandlers(server, 2000);
   const stopOthers = () => { void idp.close(); void upstream.close(); };

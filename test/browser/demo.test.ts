@@ -1,7 +1,8 @@
 // The demo as a person runs it: a separate process printing its banner, then a real browser signs in as alice.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../helpers/stack.js';
@@ -105,6 +106,15 @@ test('the demo starts, prints its banner, and alice signs in with a browser', { 
   assert.equal(await row('x-forwarded-preferred-username'), 'alice');
   assert.equal(await row('x-forwarded-groups'), 'admin,dev');
 
+  // The banner's check command: portcullis doctor against the demo's IdP and upstream, all ✓.
+  const configFile = /Check:\s+npx portcullis doctor --config (\S+)/.exec(banner)?.[1];
+  assert.ok(configFile, 'the banner prints the doctor command');
+  const doctor = spawnSync(process.execPath, ['--import', 'tsx', 'src/main.ts', 'doctor', '--config', configFile], { cwd: REPO, encoding: 'utf8', timeout: 60_000 });
+  assert.equal(doctor.status, 0, `doctor against the demo:\n${doctor.stdout}\n${doctor.stderr}`);
+  assert.doesNotMatch(doctor.stdout, /✗|⚠/);
+  assert.match(doctor.stdout, /✓ client credentials/);
+
   await stopByPid(child);
   assert.ok(child.exitCode !== null || child.signalCode !== null, 'the demo process is gone');
+  assert.ok(!existsSync(configFile), 'the demo removed its config file');
 });
