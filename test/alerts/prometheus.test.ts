@@ -14,6 +14,7 @@ import { freePort } from '../../dev/devidp/net.js';
 import { findTool } from '../helpers/chromium.js';
 import { startStack } from '../helpers/stack.js';
 import { loginViaHttp } from '../helpers/browserless-login.js';
+import { waitFor } from '../helpers/wait.js';
 import { missingGoReason } from '../packaging/render/renderer.js';
 import { PROMETHEUS_PACKAGE, tempDir, writeRuleFile } from './rules.js';
 
@@ -70,15 +71,10 @@ test('a real Prometheus scraping Portcullis fires PortcullisIdTokenInvalid on an
     return ((await r.body.json()) as { data: { alerts: Alert[] } }).data.alerts;
   };
   /** Polls until check() answers a value (Prometheus works in its own time: scrapes and evaluations every second). */
-  const until = async <T>(what: string, check: () => Promise<T | undefined>, ms = 60_000): Promise<T> => {
-    const end = Date.now() + ms;
-    for (;;) {
-      const v = await check().catch(() => undefined);
-      if (v !== undefined) return v;
-      if (Date.now() > end || prom.exitCode !== null) throw new Error(`${what}: not within ${ms} ms (prometheus: ${stderr.slice(-2000)})`);
-      await new Promise((r) => setTimeout(r, 250));
-    }
-  };
+  const until = <T>(what: string, check: () => Promise<T | undefined>, ms = 60_000): Promise<T> => waitFor(async () => {
+    if (prom.exitCode !== null) throw new Error('prometheus exited');
+    return check().catch(() => undefined);
+  }, ms, what, { everyMs: 250, retryErrors: false }).catch((err: Error) => { throw new Error(`${what}: ${err.message} (prometheus: ${stderr.slice(-2000)})`); }) as Promise<T>;
 
   await until('Portcullis scraped', async () => ((await query('up{job="portcullis"} == 1')).length === 1 ? true : undefined));
   const bob = await loginViaHttp(`${s.url}/home`, { user: 'bob', password: 'bob-password' });

@@ -56,7 +56,7 @@ function timersIn(src: string, file = '(inline)'): Timer[] {
           // A bare function (a Promise's resolve) or a callback that only moves on is a sleep; one that
           // fails the wait, or that races what is awaited, is a deadline.
           const bare = ts.isIdentifier(first!) || ts.isPropertyAccessExpression(first!);
-          const kind = !bare && (DEADLINE_WORDS.test(first!.getText(sf)) || inRace) ? 'deadline' : 'sleep';
+          const kind = inRace || (!bare && DEADLINE_WORDS.test(first!.getText(sf))) ? 'deadline' : 'sleep';
           if (ms !== undefined) found.push({ file, line, call, ms, kind });
         }
       }
@@ -91,6 +91,7 @@ test('the detector tells sleeps from deadlines', () => {
   assert.deepEqual(kinds('setTimeout(() => socket.destroy(), 1000);'), ['deadline 1000']);
   assert.deepEqual(kinds("setTimeout(() => signalGroup('SIGKILL'), 3_000);"), ['deadline 3000']);
   assert.deepEqual(kinds('await Promise.race([closed, new Promise((r) => setTimeout(() => r(undefined), 10_000))]);'), ['deadline 10000']);
+  assert.deepEqual(kinds('await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);'), ['deadline 10000']);
   assert.deepEqual(kinds('socket.setTimeout(1000, () => done(false)); setTimeout(r, everyMs);'), [], 'idle timeouts and computed durations are not counted');
 });
 
