@@ -16,7 +16,8 @@ export async function freePort(): Promise<number> {
   return canListenOnAny();
 }
 
-function canListen(port: number): Promise<boolean> {
+/** Whether 127.0.0.1:port can be listened on right now (the listener is closed again). */
+export function canListen(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const s = createServer();
     s.once('error', () => resolve(false));

@@ -5,7 +5,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
-import { freePort } from '../helpers/stack.js';
+import { canListen, freePort } from '../../dev/devidp/net.js';
 import { launchChromium } from '../helpers/chromium.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
@@ -16,17 +16,8 @@ async function demoPorts(): Promise<{ port: number; idpPort: number; upstreamPor
   for (;;) {
     const [port, idpPort, upstreamPort] = [await freePort(), await freePort(), await freePort()];
     if (new Set([port, idpPort, upstreamPort, port + 10]).size < 4) continue;
-    if (await isFree(port + 10)) return { port, idpPort, upstreamPort };
+    if (await canListen(port + 10)) return { port, idpPort, upstreamPort };
   }
-}
-
-async function isFree(port: number): Promise<boolean> {
-  const { createServer } = await import('node:net');
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.once('error', () => resolve(false));
-    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
-  });
 }
 
 /** Resolves with everything printed so far once `marker` shows up on stdout; rejects if the process exits first. */
