@@ -12,13 +12,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { createServer } from 'node:net';
 import { Redis } from 'ioredis';
 import { SessionCodec } from '../../src/session/codec.js';
 import { RedisStore } from '../../src/session/redis-store.js';
 import { findTool, requireTool } from '../helpers/chromium.js';
 import { until } from '../helpers/wait.js';
-import { freePort } from '../../dev/devidp/net.js';
+import { canListen, freePort } from '../../dev/devidp/net.js';
 
 const run = promisify(execFile);
 
@@ -26,11 +25,7 @@ const run = promisify(execFile);
 async function freeClusterPort(): Promise<number> {
   for (;;) {
     const port = await freePort();
-    if (port + 10000 > 65535) continue;
-    const bus = createServer().listen(port + 10000, '127.0.0.1');
-    const ok = await Promise.race([once(bus, 'listening').then(() => true), once(bus, 'error').then(() => false)]);
-    bus.close();
-    if (ok) return port;
+    if (await canListen(port + 10000)) return port;
   }
 }
 
