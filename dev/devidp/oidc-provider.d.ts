@@ -38,7 +38,30 @@ declare module 'oidc-provider' {
     find(id: string): Promise<unknown>;
   }
 
+  /** An access token as the provider stores it (the fields the tests read). */
+  export interface AccessToken {
+    readonly jti: string;
+    accountId: string;
+    clientId: string;
+    grantId?: string;
+    scope?: string;
+    aud?: string;
+    gty?: string;
+    readonly isExpired: boolean;
+    readonly expiration: number;
+    setAudience(audience: string | string[]): void;
+    save(): Promise<string>;
+  }
+
+  export interface AccessTokenModel {
+    new (properties: Record<string, unknown>): AccessToken;
+    find(value: string): Promise<AccessToken | undefined>;
+  }
+
   export default class Provider {
+    readonly AccessToken: AccessTokenModel;
+    /** A grant type of the token endpoint: handler(ctx, next), its extra parameters. */
+    registerGrantType(name: string, handler: (ctx: any, next: () => Promise<void>) => Promise<void>, params?: string | string[]): void;
     constructor(issuer: string, configuration?: Record<string, unknown>);
     readonly issuer: string;
     readonly Grant: GrantModel;

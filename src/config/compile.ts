@@ -5,6 +5,7 @@
 //
 // Rules, matches and templates are checked by the same code that compiles them (policy/rules.ts,
 // routing/match.ts, identity/templates.ts), so their problems surface here, with key paths.
+import { Value, type Static } from './typebox.js';
 import { readFileSync } from 'node:fs';
 import { compileRule, type CompiledRule } from '../policy/rules.js';
 import { validateMatchSpec, type RouteMatchSpec } from '../routing/match.js';
@@ -12,8 +13,6 @@ import { compileHeaderTemplate, isValidHeaderName, type HeaderTemplate } from '.
 import { parseDuration } from './durations.js';
 import { childPath, type Issues } from './issues.js';
 import { readOrigin, readUrl } from './semantic.js';
-import { Value } from '@sinclair/typebox/value';
-import type { Static } from '@sinclair/typebox';
 import { AssertionSchema, type ConfigInput, type RouteInput } from './schema.js';
 
 

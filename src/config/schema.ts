@@ -12,7 +12,7 @@
 // What JSON Schema cannot say (durations beyond their shape, CIDRs, URL parts, regex safety, claim
 // rules and header templates compiled, secret files, cross-field rules such as unique route names)
 // is checked in code after the schema (semantic.ts, compile.ts), with the same `{ path, message }`.
-import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { Type, type Static, type TSchema } from './typebox.js';
 import { HTTP_METHODS } from '../routing/match.js';
 import type { Operator } from '../policy/rules.js';
 

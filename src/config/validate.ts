@@ -8,8 +8,7 @@
 // what already failed here (`failed(path)`), so nothing is reported twice. Claim rules are the
 // exception: their schema errors (an anyOf over four shapes) are poor reading, so the rule compiler
 // (policy/rules.ts) reports them instead, precisely.
-import { Ajv, type ErrorObject } from 'ajv';
-import { Value } from '@sinclair/typebox/value';
+import { Ajv, Value, type ErrorObject } from './typebox.js';
 import { CONFIG_DEFINITIONS, ConfigSchema, keyPaths, PATTERN_MESSAGES, type ConfigInput } from './schema.js';
 import { childPath, suggest, type Issues } from './issues.js';
 
@@ -25,8 +24,8 @@ export interface SchemaCheck {
 }
 
 // Compiled once, on first use (a few ms at boot; none for commands that never validate).
-let compiled: ReturnType<Ajv['compile']> | undefined;
-function schemaValidator(): ReturnType<Ajv['compile']> {
+let compiled: ReturnType<InstanceType<typeof Ajv>['compile']> | undefined;
+function schemaValidator(): ReturnType<InstanceType<typeof Ajv>['compile']> {
   // strict: a misspelt keyword in schema.ts is an error at once, not a check that silently never runs.
   // verbose: errors carry the schema node and the data, for messages and for spotting rule errors.
   compiled ??= new Ajv({ allErrors: true, strict: true, allowUnionTypes: true, verbose: true }).compile(ConfigSchema);
