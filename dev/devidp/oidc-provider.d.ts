@@ -51,6 +51,7 @@ declare module 'oidc-provider' {
     readonly expiration: number;
     setAudience(audience: string | string[]): void;
     save(): Promise<string>;
+    destroy(): Promise<void>;
   }
 
   export interface AccessTokenModel {
