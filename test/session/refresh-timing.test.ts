@@ -4,23 +4,16 @@
 //
 // The dev IdP and the proxy run in this process; both read Date.now(), which the test moves by hand
 // (no sleeping), so the tokens' `exp` and the proxy's clock agree.
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'undici';
 import { startStack } from '../helpers/stack.js';
 import { CookieJar, loginViaHttp } from '../helpers/browserless-login.js';
 import { refreshMargin, REFRESH_MIN_INTERVAL_MS } from '../../src/session/refresh.js';
+import { processClock } from '../helpers/clock.js';
 
 const ALICE = { user: 'alice', password: 'alice-password' };
 
-/** Moves Date.now() for the whole process (IdP and proxy alike) by `advance(ms)`; restored after the test. */
-function processClock(t: TestContext) {
-  const real = Date.now;
-  let offset = 0;
-  Date.now = () => real() + offset;
-  t.after(() => { Date.now = real; });
-  return { now: () => Date.now(), advance: (ms: number) => { offset += ms; }, elapsed: () => offset };
-}
 
 async function get(url: string, jar: CookieJar) {
   const r = await request(url, { headers: { accept: 'application/json', cookie: jar.header(url) }, reset: true });

@@ -3,22 +3,16 @@
 // instead of refreshing again with the old cookie. Also on the upstream refusing the upgrade (502).
 //
 // The dev IdP and the proxy run in this process and both read Date.now(), which the test moves.
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { request } from 'undici';
 import { startStack } from '../helpers/stack.js';
 import { loginViaHttp } from '../helpers/browserless-login.js';
+import { processClock } from '../helpers/clock.js';
 
 const ALICE = { user: 'alice', password: 'alice-password' };
 
-function processClock(t: TestContext) {
-  const real = Date.now;
-  let offset = 0;
-  Date.now = () => real() + offset;
-  t.after(() => { Date.now = real; });
-  return { now: () => Date.now(), advance: (ms: number) => { offset += ms; } };
-}
 
 /** A raw WebSocket handshake: resolves with the status line's code and headers of the first answer. */
 function upgrade(url: string, cookie: string): Promise<{ status: number; headers: IncomingHttpHeaders }> {
