@@ -89,10 +89,22 @@ export class IdentityProvider {
 
   constructor(readonly settings: IdpSettings, private readonly hooks: IdpHooks = {}) {}
 
+  /**
+   * The discovered metadata, read once per discovery: openid-client's serverMetadata() returns a
+   * structuredClone on every call, which showed as 5 % of a bearer-token request's CPU (verifyBearer
+   * reads the issuer per token).
+   */
+  private meta: Readonly<client.ServerMetadata> | undefined;
+
+  private setConfig(config: client.Configuration): void {
+    this.config = config;
+    this.meta = Object.freeze(config.serverMetadata());
+  }
+
   /** True once discovery succeeded and the signing keys could be fetched. */
   get ready(): boolean { return this.config !== undefined; }
 
-  get metadata(): client.ServerMetadata | undefined { return this.config?.serverMetadata(); }
+  get metadata(): client.ServerMetadata | undefined { return this.meta; }
 
   /**
    * Starts discovery in the background; retries with capped exponential backoff and jitter. Called
@@ -122,7 +134,7 @@ export class IdentityProvider {
   private async discoverLoop(): Promise<void> {
     while (!this.closed && !this.config) {
       try {
-        this.config = await this.discover();
+        this.setConfig(await this.discover());
         this.attempt = 0;
         this.lastError = undefined;
         this.hooks.log?.info({ issuer: this.settings.issuer }, 'identity provider discovered');
@@ -144,7 +156,7 @@ export class IdentityProvider {
   }
 
   private endpointLabel(url: string): string {
-    const m = this.config?.serverMetadata();
+    const m = this.meta;
     // Before discovery completes only two requests are made: the document, then the JWKS priming.
     if (!m) return url.includes('/.well-known/') ? 'discovery' : 'jwks';
     if (url.startsWith(m.token_endpoint ?? '\0')) return 'token';
@@ -262,7 +274,7 @@ export class IdentityProvider {
       const next = this.configuration(config.serverMetadata(), live);
       const jwks = client.getJwksCache(replay);
       if (jwks) client.setJwksCache(next, jwks);
-      this.config = next;
+      this.setConfig(next);
       this.hooks.log?.info({ issuer: this.settings.issuer }, 'ID token signed by a key not in the cached set: signing keys fetched again');
       return result;
     }
@@ -376,7 +388,7 @@ export class IdentityProvider {
   /** Revokes a refresh token when the IdP offers revocation; failures are logged, not fatal. */
   async revoke(token: string): Promise<boolean> {
     const config = this.config;
-    if (!config?.serverMetadata().revocation_endpoint) return false;
+    if (!config || !this.meta?.revocation_endpoint) return false;
     try {
       await client.tokenRevocation(config, token, { token_type_hint: 'refresh_token' });
       return true;
@@ -443,7 +455,7 @@ export class IdentityProvider {
     let payload: JWTPayload;
     try {
       ({ payload } = await jwtVerify(token, keys, {
-        issuer: this.config!.serverMetadata().issuer,
+        issuer: this.meta!.issuer,
         audience: this.settings.clientId,
         algorithms: [...this.settings.idTokenSigningAlgs],
         clockTolerance: this.settings.clockToleranceSec,
@@ -476,7 +488,7 @@ export class IdentityProvider {
     let verified: { payload: JWTPayload; protectedHeader: { typ?: string } };
     try {
       verified = await jwtVerify(token, keys, {
-        issuer: this.config!.serverMetadata().issuer,
+        issuer: this.meta!.issuer,
         audience: [...audiences],
         algorithms: [...this.settings.idTokenSigningAlgs],
         clockTolerance: this.settings.clockToleranceSec,
@@ -502,7 +514,7 @@ export class IdentityProvider {
    */
   async introspect(token: string): Promise<Record<string, unknown>> {
     const config = this.requireConfig();
-    if (!config.serverMetadata().introspection_endpoint) throw coded('ERR_IDP_NO_INTROSPECTION');
+    if (!this.meta?.introspection_endpoint) throw coded('ERR_IDP_NO_INTROSPECTION');
     try {
       return { ...(await client.tokenIntrospection(config, token, { token_type_hint: 'access_token' })) } as Record<string, unknown>;
     } catch (err) {
@@ -542,7 +554,7 @@ export class IdentityProvider {
   }
 
   /** True when the IdP offers RP-initiated logout (an end_session_endpoint). */
-  get hasEndSession(): boolean { return !!this.config?.serverMetadata().end_session_endpoint; }
+  get hasEndSession(): boolean { return !!this.meta?.end_session_endpoint; }
 
   /**
    * RP-initiated logout URL, when the IdP offers an end_session_endpoint. `state` (RP-Initiated
@@ -550,7 +562,7 @@ export class IdentityProvider {
    */
   endSessionUrl(idTokenHint: string | undefined, postLogoutRedirectUri: string, state?: string): string | undefined {
     const config = this.config;
-    if (!config?.serverMetadata().end_session_endpoint) return undefined;
+    if (!config || !this.meta?.end_session_endpoint) return undefined;
     const params: Record<string, string> = { post_logout_redirect_uri: postLogoutRedirectUri, client_id: this.settings.clientId };
     if (idTokenHint) params.id_token_hint = idTokenHint;
     if (state) params.state = state;
