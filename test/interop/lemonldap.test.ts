@@ -156,10 +156,14 @@ describe('LemonLDAP::NG interop', { skip, concurrency: 2 }, () => {
       };
       for (const { clientId, secret, basicWorks } of cases) {
         await idp.registerClient({ clientId, clientSecret: secret, redirectUris: ['http://localhost:1/oauth2/callback'], tokenEndpointAuthMethods: ['client_secret_post'] });
-        // Every Starman worker has to pick the new configuration up (each on its own request after the
-        // reload interval; under a loaded suite one may lag): poll until the secret in the body is
-        // accepted — the guarantee — before judging the other two.
-        await until(`client_secret_post with ${secret} accepted`, 10_000, () => clientAccepted(clientId, secret, 'post'), 200);
+        // Every Starman worker (4) has to pick the new configuration up, each on its own request after
+        // the reload interval: poll until the secret in the body — the guarantee — is accepted eight
+        // times in a row (a new connection each: keep-alive is off), so no stale worker judges the rest.
+        const everyWorkerKnows = async () => {
+          for (let i = 0; i < 8; i++) if (!(await clientAccepted(clientId, secret, 'post'))) return false;
+          return true;
+        };
+        await until(`client_secret_post with ${secret} accepted by every worker`, 15_000, everyWorkerKnows, 200);
         assert.equal(await clientAccepted(clientId, `${secret}x`, 'post'), false, 'a wrong secret is refused (the probe can fail)');
         assert.equal(await clientAccepted(clientId, secret, 'basic'), basicWorks, `client_secret_basic with ${secret}`);
       }
