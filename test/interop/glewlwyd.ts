@@ -389,10 +389,18 @@ async function loginStep(page: Page, origin: string, timeoutMs = 30_000): Promis
 }
 
 async function signIn(page: Page, who: InteropUser, origin: string): Promise<void> {
-  const leave = (click: () => Promise<void>) => Promise.all([
-    page.waitForURL((u) => u.origin !== origin, { waitUntil: 'domcontentloaded', timeout: 30_000 }),
-    click(),
-  ]);
+  // Glewlwyd's page can take a click before its script is ready to act on it (seen once in a loaded
+  // full run: no navigation for 30 s). Still on Glewlwyd after 10 s: click again, up to three times.
+  const leave = async (click: () => Promise<void>) => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await Promise.all([page.waitForURL((u) => u.origin !== origin, { waitUntil: 'domcontentloaded', timeout: 10_000 }), click()]);
+        return;
+      } catch (err) {
+        if (attempt >= 3 || new URL(page.url()).origin !== origin) throw err;
+      }
+    }
+  };
   let step = await loginStep(page, origin);
   if (step === 'password') {
     await page.locator(LOGIN_SELECTORS.username).fill(who.username);
