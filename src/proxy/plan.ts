@@ -60,7 +60,8 @@ export interface PlanInput {
   readonly upgrade?: boolean;
   /**
    * Tracing on (src/tracing.ts): `traceparent`/`tracestate` naming Portcullis's span, which replace
-   * the client's. Tracing off: undefined, and the client's trace headers pass as any header.
+   * the client's (an untrusted peer's `baggage` is dropped too). Tracing off: undefined, and the
+   * client's trace headers pass as any header.
    */
   readonly trace?: Readonly<Record<string, string>> | undefined;
 }
@@ -111,6 +112,9 @@ export class UpstreamRequestRules {
     if (p.trace) {
       delete out.traceparent;
       delete out.tracestate;
+      // W3C Baggage is context services downstream read as the edge's word (`role=admin`): like the
+      // trace itself, believed from a trusted proxy only (Portcullis adds none of its own).
+      if (!r.trusted) delete out.baggage;
       Object.assign(out, p.trace);
     }
     if (p.upgrade) {

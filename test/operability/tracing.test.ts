@@ -4,49 +4,15 @@
 // W3C trace context taken from trusted peers only and handed to the upstream — and never a token,
 // a cookie, a claim value or the query string in any span. With tracing off the client's trace
 // headers reach the upstream untouched and no span is made.
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, request as httpRequest } from 'node:http';
+import { request as httpRequest } from 'node:http';
 import { request } from 'undici';
-import { startStack, freePort } from '../helpers/stack.js';
+import { startStack } from '../helpers/stack.js';
+import { otlpReceiver } from '../helpers/otlp.js';
 import { loginViaHttp } from '../helpers/browserless-login.js';
 import { until } from '../helpers/wait.js';
 import { flushTracing, startTracing, stopTracing, tracingEnabled, tracingSettingsFromEnv } from '../../src/tracing.js';
-
-interface ExportedSpan {
-  traceId: string;
-  spanId: string;
-  parentSpanId?: string;
-  name: string;
-  kind: number;
-  attributes: Record<string, unknown>;
-  status?: { code?: number };
-}
-
-/** An OTLP/HTTP (JSON) traces receiver on loopback: every span it was sent, and the raw bodies. */
-async function otlpReceiver(t: TestContext) {
-  const spans: ExportedSpan[] = [];
-  const bodies: string[] = [];
-  const server = createServer((req, res) => {
-    let body = '';
-    req.setEncoding('utf8').on('data', (c: string) => { body += c; }).on('end', () => {
-      bodies.push(body);
-      try {
-        const doc = JSON.parse(body) as { resourceSpans?: Array<{ scopeSpans?: Array<{ spans?: Array<Record<string, unknown>> }> }> };
-        for (const rs of doc.resourceSpans ?? []) for (const ss of rs.scopeSpans ?? []) for (const s of ss.spans ?? []) {
-          const attributes: Record<string, unknown> = {};
-          for (const a of (s.attributes as Array<{ key: string; value: Record<string, unknown> }> | undefined) ?? []) attributes[a.key] = Object.values(a.value)[0];
-          spans.push({ ...(s as unknown as ExportedSpan), attributes });
-        }
-      } catch { /* counted in bodies; the assertions below will show it */ }
-      res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
-    });
-  });
-  const port = await freePort();
-  await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
-  t.after(() => new Promise<void>((r) => server.close(() => r())));
-  return { url: `http://127.0.0.1:${port}`, spans, bodies };
-}
 
 const ALICE = { user: 'alice', password: 'alice-password' };
 const CLIENT_TRACE = '0af7651916cd43dd8448eb211c80319c';
