@@ -16,20 +16,14 @@
 // Tracing is per process (src/tracing.ts), so this table lives in its own file.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { generateKeyPairSync, randomUUID } from 'node:crypto';
-import { importJWK, SignJWT, type JWK } from 'jose';
-import { startStack, type Stack } from '../helpers/stack.js';
-import { loginViaHttp } from '../helpers/browserless-login.js';
+import { randomUUID } from 'node:crypto';
 import { otlpReceiver, type ExportedSpan } from '../helpers/otlp.js';
-import { exchange, toHead } from '../helpers/raw-http.js';
+import { exchange } from '../helpers/raw-http.js';
 import { until } from '../helpers/wait.js';
 import { flushTracing, startTracing, stopTracing } from '../../src/tracing.js';
-import { REFRESH_MIN_INTERVAL_MS } from '../../src/session/refresh.js';
 import { ALICE } from './support.js';
+import { DOORWAYS, doorwayHead, startDoorwayStacks } from './doorway-stacks.js';
 
-const AUDIENCE = 'urn:portcullis-trace-doorways';
-const TOKEN_TTL_S = 300;
-const C_CLOCK_AHEAD_MS = 10 * 60_000;
 const CLIENT_TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
 const CLIENT_PARENT = '00f067aa0ba902b7';
 const TRACEPARENT = `00-${CLIENT_TRACE}-${CLIENT_PARENT}-01`;
@@ -39,13 +33,6 @@ const TRUSTED = '127.0.0.1';
 const UNTRUSTED = '127.0.0.2';
 
 const ROUTES = [{ name: 'app', match: { path: '/' }, upstream: '{upstream}', websocket: true, bearer: true }];
-
-type Doorway = 'a' | 'b' | 'c' | 'd' | 'e' | 'f';
-const DOORWAYS: Array<[Doorway, string]> = [
-  ['a', '(a) plain, session cached'], ['b', '(b) plain, session not cached'], ['c', '(c) during a refresh'],
-  ['d', '(d) bearer token'], ['e', '(e) WebSocket upgrade'], ['f', '(f) forward-auth'],
-];
-
 const W3C = /^00-([0-9a-f]{32})-([0-9a-f]{16})-0[01]$/;
 
 test('tracing on: trace context from an untrusted peer is replaced on every doorway, a trusted peer\'s continues', { timeout: 120_000 }, async (t) => {
@@ -53,27 +40,8 @@ test('tracing on: trace context from an untrusted peer is replaced on every door
   assert.ok(startTracing({ url: `${receiver.url}/v1/traces`, serviceName: 'portcullis-doorways', ratio: 1 }));
   t.after(() => stopTracing());
 
-  const jwk = { ...(generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' }) as JWK), kid: 'trace-doorways', alg: 'RS256', use: 'sig' };
-  const common = (raw: Record<string, unknown>) => {
-    (raw.oidc as Record<string, unknown>).bearerAudiences = [AUDIENCE];
-    raw.trustProxy = [TRUSTED];
-  };
-  const A = await startStack(t, { routes: ROUTES, idp: { keys: { keys: [jwk] }, ttl: { AccessToken: TOKEN_TTL_S, IdToken: TOKEN_TTL_S } }, edit: common });
-  const B = await startStack(t, { routes: ROUTES, existingIdp: A.idp, edit: common, sessionCache: false });
-  let cOffset = 0;
-  const C = await startStack(t, { routes: ROUTES, existingIdp: A.idp, edit: common, now: () => Date.now() + cOffset });
-
-  const login = await loginViaHttp(`${A.url}/`, ALICE);
-  assert.equal(login.status, 200);
-  const cookie = login.jar.get('portcullis', A.url)!;
-  let cCookie = cookie;
-  cOffset = C_CLOCK_AHEAD_MS;
-  const nowS = Math.floor(Date.now() / 1000);
-  const token = await new SignJWT({ sub: 'alice', email: 'alice@example.com', preferred_username: 'alice', groups: ['admin', 'dev'] })
-    .setProtectedHeader({ alg: 'RS256', kid: jwk.kid }).setIssuer(A.idp.issuer).setAudience(AUDIENCE)
-    .setIssuedAt(nowS).setExpirationTime(nowS + 900).sign(await importJWK(jwk, 'RS256'));
-
-  const stackOf: Record<Doorway, Stack> = { a: A, b: B, c: C, d: A, e: A, f: A };
+  const st = await startDoorwayStacks(t, { routes: ROUTES, user: ALICE, edit: (raw) => { raw.trustProxy = [TRUSTED]; } });
+  const token = await st.token({ sub: 'alice', email: 'alice@example.com', preferred_username: 'alice', groups: ['admin', 'dev'] });
   const ids: Array<{ id: string; trusted: boolean; label: string }> = [];
 
   for (const [door, name] of DOORWAYS) {
@@ -81,28 +49,15 @@ test('tracing on: trace context from an untrusted peer is replaced on every door
       const trusted = from === TRUSTED;
       const label = `${name}, ${trusted ? 'trusted' : 'untrusted'} peer`;
       await t.test(label, async () => {
-        const s = stackOf[door];
+        const s = st.stackOf(door);
         const port = Number(new URL(s.url).port);
         const sentId = randomUUID();
         const trace: Array<[string, string]> = [['traceparent', TRACEPARENT], ['tracestate', TRACESTATE], ['baggage', BAGGAGE], ['X-Request-Id', sentId]];
-        const host: [string, string] = ['Host', `127.0.0.1:${port}`];
-        const session: Array<[string, string]> = door === 'd' ? [['Authorization', `Bearer ${token}`]] : [['Cookie', `portcullis=${door === 'c' ? cCookie : cookie}`]];
-        let head: string;
-        if (door === 'e') {
-          head = toHead('GET /app/trace HTTP/1.1', [host, ['Connection', 'Upgrade'], ['Upgrade', 'websocket'], ['Sec-WebSocket-Key', 'dGhlIHNhbXBsZSBub25jZQ=='], ['Sec-WebSocket-Version', '13'], ...session, ...trace]);
-        } else if (door === 'f') {
-          head = toHead('GET /oauth2/auth HTTP/1.1', [host, ['X-Forwarded-Method', 'GET'], ['X-Forwarded-Proto', 'http'], ['X-Forwarded-Host', `127.0.0.1:${port}`], ['X-Forwarded-Uri', '/app/trace'], ...session, ...trace]);
-        } else {
-          head = toHead('GET /app/trace HTTP/1.1', [host, ['Accept', 'application/json'], ...session, ...trace]);
-        }
-        if (door === 'c') cOffset += REFRESH_MIN_INTERVAL_MS;
+        const credential: Array<[string, string]> = door === 'd' ? [['Authorization', `Bearer ${token}`]] : [['Cookie', `portcullis=${st.cookie(door)}`]];
+        if (door === 'c') st.beforeC();
         const before = s.upstream.requests.length;
-        const reply = await exchange(port, head, undefined, false, 5000, from);
-        if (door === 'c') {
-          const set = reply.headers.find(([n, v]) => n === 'set-cookie' && /^portcullis=/.test(v) && !/max-age=0/i.test(v));
-          assert.ok(set, 'precondition: the session was refreshed on this request');
-          cCookie = /^portcullis=([^;]+)/.exec(set[1])![1]!;
-        }
+        const reply = await exchange(port, doorwayHead(door, port, '/app/trace', credential, trace), undefined, false, 5000, from);
+        if (door === 'c') assert.ok(st.tookC(reply.headers), 'precondition: the session was refreshed on this request');
         const answerId = reply.headers.find(([n]) => n === 'x-request-id')?.[1];
 
         if (door === 'f') {
