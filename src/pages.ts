@@ -80,11 +80,12 @@ export function errorPage(o: { status: number; title: string; message: string; c
 <p class="muted">Error <code>${show(o.code)}</code> (HTTP ${show(o.status)})${rid}</p>`);
 }
 
-export function forbiddenPage(o: { user: string; route: string; signOutUrl: string }): string {
+/** `note`: one more paragraph, e.g. why the user's groups are missing (signin/group-overage.ts). */
+export function forbiddenPage(o: { user: string; route: string; signOutUrl: string; note?: string | undefined }): string {
   const signOut = href(o.signOutUrl);
   return layout('Access denied', `<h1>You don't have access to this page</h1>
 <p>You are signed in as <strong>${show(o.user)}</strong>, but your account is not allowed to use <strong>${show(o.route)}</strong>.</p>
-<p>If you think you should have access, ask the application's owner. If you signed in with the wrong account, sign out and sign in again.</p>
+${o.note ? `<p id="groups-unavailable"><strong>${show(o.note)}</strong></p>\n` : ''}<p>If you think you should have access, ask the application's owner. If you signed in with the wrong account, sign out and sign in again.</p>
 ${signOut ? `<p><a class="button" href="${signOut}">Sign out / switch account</a></p>` : ''}`);
 }
 

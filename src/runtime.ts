@@ -117,6 +117,7 @@ export class Runtime {
       now,
       log,
       observe: (endpoint, seconds, ok) => metrics.idpDuration.observe({ endpoint, outcome: ok ? 'ok' : 'error' }, seconds),
+      countGroupOverage: (result) => metrics.groupOverage.inc({ result }),
     });
     // Bearer tokens asked about at the IdP (routes with bearer: introspect / jwt-then-introspect).
     // Always there, so a hot reload can add such a route; it costs nothing until a token comes.

@@ -142,6 +142,8 @@ export function compileConfig(input: ConfigInput, opts: CompileOptions = {}): { 
       scopes: o.scopes.includes('openid') ? o.scopes : ['openid', ...o.scopes],
       clockToleranceSec: Math.round(durationMs(clockTolerance) / 1000),
       timeoutMs: durationMs(timeout),
+      // Off unless configured; graphUrl as an origin (no trailing slash).
+      groupOverage: o.groupOverage && { ...o.groupOverage, graphUrl: urlOf(o.groupOverage.graphUrl, { originOnly: true }) },
       introspection: {
         cacheTtlMs: durationMs(introspection.cacheTtl),
         negativeCacheTtlMs: durationMs(introspection.negativeCacheTtl),

@@ -23,6 +23,8 @@ export const DURATION_PATTERN = '^(\\d+(ms|s|m|h|d))+$';
 const ORIGIN_PATTERN = '^https?://[^/?#@*\\s]+/?$';
 /** An http(s) URL without credentials, query or fragment; a base path is allowed. */
 const UPSTREAM_PATTERN = '^https?://[^/?#@\\s]+(/[^?#\\s]*)?$';
+/** Microsoft Graph's origin (oidc.groupOverage.graphUrl): like ORIGIN_PATTERN, its own message. */
+const GRAPH_PATTERN = '^https?://[^/?#@*\\s]+(/)?$';
 
 /**
  * Plain words for the schema's patterns, used by validate.ts instead of ajv's "must match pattern".
@@ -38,6 +40,7 @@ export const PATTERN_MESSAGES: Readonly<Record<string, string>> = {
   '^\\.?[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)*$': 'is not a host name (use .example.com for a domain and its subdomains)',
   "^[!#$%&'+.^_`|~0-9A-Za-z-]+\\*?$": 'is not a cookie name (a trailing * matches names beginning with the rest)',
   '^rediss?://': 'must start with redis:// or rediss://',
+  [GRAPH_PATTERN]: 'must be an origin only, like https://graph.microsoft.com (scheme://host[:port]; Portcullis adds /v1.0/me/getMemberObjects)',
 };
 
 const duration = (def: string | undefined, description: string) =>
@@ -202,6 +205,11 @@ export const CONFIG_GROUPS = [
           default: 'any',
           description: '`at+jwt`: a bearer JWT must be typed `at+jwt` (RFC 9068) — set it when the IdP types its access tokens (Auth0\'s RFC 9068 profile, Glewlwyd, the development IdP of `npm run demo`), so no other token it signs can pass. `any`: `JWT`, `at+jwt` or no `typ`, with the claim checks that refuse ID and logout tokens.',
         }),
+        groupOverage: Type.Optional(section({
+          graphUrl: text('Microsoft Graph\'s origin: `https://graph.microsoft.com`, or a national cloud\'s (`https://graph.microsoft.us`, `https://dod-graph.microsoft.us`, `https://microsoftgraph.chinacloudapi.cn`). The only place the user\'s access token is ever sent for groups; `http:` only for a loopback address (tests).', { default: 'https://graph.microsoft.com', pattern: GRAPH_PATTERN }),
+          securityEnabledOnly: flag(false, '`true`: only security groups (`getMemberObjects` with `securityEnabledOnly: true`, as a *Security groups* groups claim). `false`: every group, directory role and administrative unit the user is in, transitively.'),
+          maxGroups: Type.Integer({ minimum: 1, maximum: 11_000, default: 5000, description: 'More memberships than this (Graph answers at most 11,000) and the user is signed in **without** `groups` (fail closed, never a cut list). Keep sessions in mind: the cookie store holds a few hundred group ids (see identity.md).' }),
+        }, 'Entra ID group overage: when an ID token names its `groups` in `_claim_names` instead of carrying them (more than 200 groups), fetch them from Microsoft Graph with the user\'s access token (`POST /v1.0/me/getMemberObjects`; scope `User.Read`) at sign-in and every refresh. The token\'s `_claim_sources` URL is never called. If they cannot be fetched the user has no `groups` (fail closed; the 403 page says why). Omitted: off — no Graph call is ever made. See identity.md.')),
       }, 'The OpenID Provider and this client.', { required: ['issuer', 'clientId'] }),
     },
   },

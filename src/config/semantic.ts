@@ -55,6 +55,13 @@ export function checkSemantics(c: ConfigInput, failed: (path: string) => boolean
   url(c.oidc.issuer, 'oidc.issuer');
   if (c.oidc.clientSecret !== undefined && c.oidc.clientSecretFile !== undefined) issue('oidc.clientSecret', 'set clientSecret or clientSecretFile, not both');
   else if (c.oidc.clientSecret === undefined && c.oidc.clientSecretFile === undefined) issue('oidc.clientSecret', 'is required (or oidc.clientSecretFile)');
+  const graph = c.oidc.groupOverage?.graphUrl;
+  if (graph !== undefined && !failed('oidc.groupOverage.graphUrl')) {
+    const r = readUrl(graph, { originOnly: true });
+    if ('error' in r) issue('oidc.groupOverage.graphUrl', r.error);
+    // The user's access token goes there: never in clear text over a network.
+    else if (r.url.startsWith('http:') && !isLoopbackHost(hostOf(r.url) ?? '')) issue('oidc.groupOverage.graphUrl', 'must be https (the user\'s access token is sent to it); http: only for a loopback address');
+  }
 
   // session
   const s = c.session;
@@ -102,6 +109,11 @@ export function checkSemantics(c: ConfigInput, failed: (path: string) => boolean
     }
   });
   return issues;
+}
+
+/** 127.0.0.0/8, ::1 and localhost. */
+function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '[::1]' || /^127(\.\d{1,3}){3}$/.test(host);
 }
 
 function hostOf(url: string): string | undefined {

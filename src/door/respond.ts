@@ -14,6 +14,7 @@ import { sameAuthority } from '../routing/normalize.js';
 import type { Inbound } from '../routing/origin.js';
 import type { Runtime } from '../runtime.js';
 import type { Outcome } from './outcome.js';
+import { groupsUnavailableText } from '../signin/group-overage.js';
 
 export interface Answer {
   readonly status: number;
@@ -84,14 +85,16 @@ export function outcomeAnswer(rt: Runtime, r: Inbound, o: Exclude<Outcome, { kin
   const setCookies = o.setCookies;
   const signInUrl = `${rt.config.publicUrl}/oauth2/start`;
   if (o.kind === 'forbidden') {
+    // A session whose groups the IdP announced but could not be fetched (Entra ID group overage): say so.
+    const note = groupsUnavailableText((o.who as { groupsUnavailable?: unknown }).groupsUnavailable);
     if (mode === 'proxy' && o.who.sid && prefersHtml(r.headers.accept)) {
       const c = o.who.claims;
       const user = String(c.email ?? c.preferred_username ?? c.sub);
       const headers: Record<string, string | string[]> = { 'cache-control': 'no-store', 'x-request-id': r.id, 'content-type': 'text/html; charset=utf-8' };
       if (setCookies.length) headers['set-cookie'] = setCookies;
-      return { status: 403, headers, body: forbiddenPage({ user, route: o.route.name, signOutUrl: `${rt.config.publicUrl}/oauth2/sign_out` }) };
+      return { status: 403, headers, body: forbiddenPage({ user, route: o.route.name, signOutUrl: `${rt.config.publicUrl}/oauth2/sign_out`, note }) };
     }
-    return errorAnswer(FORBIDDEN, r, { setCookies, fields: { route: o.route.name }, json: true });
+    return errorAnswer(FORBIDDEN, r, { setCookies, fields: note ? { route: o.route.name, groupsUnavailable: note } : { route: o.route.name }, json: true });
   }
   // RFC 6750 §3: an invalid bearer token gets its own challenge, never a sign-in redirect.
   if (o.invalidToken) {

@@ -15,6 +15,9 @@ import type { Claims } from './record.js';
 export const SESSION_CLAIMS: readonly string[] = [
   'sub', 'sid', 'iss', 'aud', 'azp', 'exp', 'iat', 'auth_time', 'acr', 'amr',
   'email', 'email_verified', 'name', 'preferred_username', 'groups',
+  // Entra ID's group overage marker: a refresh without a new ID token still knows the groups come
+  // from Microsoft Graph (signin/group-overage.ts), and fetches them again.
+  '_claim_names',
 ];
 
 /** Grafana auth.proxy preset (identity/headers.ts GRAFANA_PRESET): its templates' claims. */

@@ -21,4 +21,10 @@ export interface SessionRecord {
   tokenIssuedAt?: number;
   createdAt: number;
   seenAt: number;
+  /**
+   * Entra ID group overage (signin/group-overage.ts): the ID token announced `groups` and they could
+   * not be fetched, so `claims` has none; the reason, for the 403 page. A session field, never a
+   * claim, so no rule or header template can read or be confused by it. Replaced at every refresh.
+   */
+  groupsUnavailable?: string;
 }

@@ -47,6 +47,8 @@ export interface RefreshedTokens {
   accessToken?: string | undefined;
   refreshToken?: string | undefined;
   tokenExpiresAt?: number | undefined;
+  /** Group overage: why the new claims have no `groups` (undefined when they are fine). */
+  groupsUnavailable?: string | undefined;
 }
 
 export interface RefresherDeps {
@@ -144,6 +146,7 @@ export class Refresher {
         tokenExpiresAt: r.tokenExpiresAt,
         tokenIssuedAt: r.tokenExpiresAt === undefined ? undefined : this.d.now(),
         seenAt: s.seenAt,
+        groupsUnavailable: r.groupsUnavailable,
       };
       const { session, setCookies } = await sessions.replace(s, next, cookies);
       this.d.count('success');

@@ -31,6 +31,8 @@ export interface ActiveSession {
   stale: boolean;
   /** Only kept when some route passes the access token upstream (memory: see SessionTimings). */
   readonly accessToken?: string | undefined;
+  /** Why the session has no `groups` although the IdP announced them (SessionRecord.groupsUnavailable); for the 403 page. */
+  readonly groupsUnavailable?: string | undefined;
 }
 
 export interface SessionTimings {
@@ -291,6 +293,7 @@ function activeFrom(r: SessionRecord, stale: boolean, keepAccessToken = false): 
     hasRefreshToken: typeof r.refreshToken === 'string',
     stale,
     accessToken: keepAccessToken ? r.accessToken : undefined,
+    groupsUnavailable: typeof r.groupsUnavailable === 'string' ? r.groupsUnavailable : undefined,
   };
 }
 

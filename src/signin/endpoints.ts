@@ -71,6 +71,7 @@ export async function registerSignInEndpoints(app: FastifyInstance, rt: Runtime)
         tokenIssuedAt: result.tokenExpiresAt === undefined ? undefined : now,
         createdAt: now,
         seenAt: now,
+        groupsUnavailable: result.groupsUnavailable,
       };
       const sessionCookies = await rt.sessions.create(record, cookies);
       rt.metrics.logins.inc({ result: 'success' });

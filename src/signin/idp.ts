@@ -8,6 +8,7 @@ import { createLocalJWKSet, createRemoteJWKSet, customFetch as joseFetch, decode
 import { coded, errors, PortcullisError } from '../errors.js';
 import { withSpan } from '../tracing.js';
 import type { Config } from '../config/index.js';
+import { GroupOverage, type GroupOverageSettings, type GroupsUnavailable } from './group-overage.js';
 
 /** The IdP client's settings from a Portcullis config: its `oidc` section and the one callback URL (publicUrl + /oauth2/callback). */
 export function idpSettingsOf(config: Pick<Config, 'oidc' | 'publicUrl'>): IdpSettings {
@@ -28,6 +29,8 @@ export interface IdpSettings {
   redirectUri: string;
   /** `at+jwt`: bearer JWTs must be typed at+jwt (config oidc.bearerTokenType); default `any`. */
   bearerTokenType?: 'any' | 'at+jwt';
+  /** Entra ID group overage (oidc.groupOverage): groups fetched from Graph; undefined = off. */
+  groupOverage?: Omit<GroupOverageSettings, 'timeoutMs'> | undefined;
 }
 
 export interface IdpHooks {
@@ -37,6 +40,8 @@ export interface IdpHooks {
   now?: () => number;
   /** How long the signing keys for bearer and logout tokens are cached (default KEY_CACHE_MAX_AGE_MS); tests shorten it. */
   keyCacheMaxAgeMs?: number;
+  /** Each group-overage fetch from Microsoft Graph: `ok` or why not (signin/group-overage.ts). */
+  countGroupOverage?: (result: 'ok' | GroupsUnavailable) => void;
 }
 
 export interface SignInResult {
@@ -46,6 +51,8 @@ export interface SignInResult {
   refreshToken: string | undefined;
   /** ms since epoch */
   tokenExpiresAt: number | undefined;
+  /** The ID token announced group overage and the groups could not be fetched: the claims have no `groups`, and this says why. */
+  groupsUnavailable?: GroupsUnavailable | undefined;
 }
 
 /** Fresh nonce and PKCE verifier for one sign-in (the state comes from the transaction). */
@@ -87,7 +94,13 @@ export class IdentityProvider {
   private keysRefreshedAt = 0;
   lastError: string | undefined;
 
-  constructor(readonly settings: IdpSettings, private readonly hooks: IdpHooks = {}) {}
+  /** Entra ID group overage: groups from Microsoft Graph when an ID token only points at them. */
+  private readonly groupOverage: GroupOverage;
+
+  constructor(readonly settings: IdpSettings, private readonly hooks: IdpHooks = {}) {
+    const g = settings.groupOverage;
+    this.groupOverage = new GroupOverage(g && { ...g, timeoutMs: settings.timeoutMs }, { count: hooks.countGroupOverage, log: hooks.log });
+  }
 
   /**
    * The discovered metadata, read once per discovery: openid-client's serverMetadata() returns a
@@ -325,8 +338,10 @@ export class IdentityProvider {
         throw wrapIdpError(err, 'userinfo');
       }
     }
+    const groups = await this.groupOverage.resolve(merged, tokens.access_token);
     return {
-      claims: merged,
+      claims: groups.claims,
+      groupsUnavailable: groups.groupsUnavailable,
       idToken: tokens.id_token,
       accessToken: tokens.access_token,
       refreshToken: tokens.refresh_token,
@@ -375,8 +390,12 @@ export class IdentityProvider {
         now = { ...original, ...idClaims };
       }
     }
+    // Group overage: fetched again with the new access token; on failure no `groups` (fail closed,
+    // never the previous list).
+    const groups = await this.groupOverage.resolve(now, tokens.access_token);
     return {
-      claims: now,
+      claims: groups.claims,
+      groupsUnavailable: groups.groupsUnavailable,
       idToken: tokens.id_token ?? '',
       idTokenReturned: !!tokens.id_token,
       accessToken: tokens.access_token,
