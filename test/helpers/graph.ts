@@ -38,10 +38,12 @@ export interface TestGraph {
   pageSize: number | undefined;
   /** Where `foreign-next` and `redirect` point. */
   foreignOrigin: string;
+  /** The IdP whose active access tokens are accepted; may be set after start (the proxy's config needs `url` first). */
+  idp: DevIdp | undefined;
 }
 
 export interface TestGraphOptions {
-  /** The IdP whose access tokens are accepted. Without it, `acceptToken` decides. */
+  /** The IdP whose access tokens are accepted (or set `graph.idp` later). Without one, `acceptToken` decides. */
   idp?: DevIdp;
   /** Without an IdP: the account a token stands for (undefined: refused with 401). */
   acceptToken?: (token: string) => string | undefined;
@@ -60,13 +62,14 @@ export async function startTestGraph(t: CleanupScope, opts: TestGraphOptions = {
     mode: opts.mode ?? 'ok',
     pageSize: opts.pageSize,
     foreignOrigin: opts.foreignOrigin ?? 'http://127.0.0.1:9',
+    idp: opts.idp,
   };
 
   const accountOf = async (req: IncomingMessage): Promise<string | undefined> => {
     const m = /^Bearer (\S+)$/.exec(req.headers.authorization ?? '');
     if (!m) return undefined;
-    if (!opts.idp) return opts.acceptToken?.(m[1]!);
-    const token = await opts.idp.provider.AccessToken.find(m[1]!);
+    if (!graph.idp) return opts.acceptToken?.(m[1]!);
+    const token = await graph.idp.provider.AccessToken.find(m[1]!);
     return token && !token.isExpired ? String(token.accountId) : undefined;
   };
 
