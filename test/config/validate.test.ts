@@ -121,6 +121,23 @@ test('trustProxy takes a boolean or a list of addresses/CIDRs', () => {
   assert.ok(!bad.ok && bad.issues.length === 2 && bad.issues[0]!.path === 'trustProxy[0]');
 });
 
+test('oidc.groupOverage: off when omitted; graphUrl an https origin (http only on loopback: the user\'s token goes there)', () => {
+  const off = validateConfigObject(base(), {});
+  assert.ok(off.ok && off.config.oidc.groupOverage === undefined, 'no Graph call unless configured');
+  const on = validateConfigObject({ ...base(), oidc: { ...base().oidc, groupOverage: {} } }, {});
+  assert.ok(on.ok, JSON.stringify(!on.ok && on.issues));
+  assert.deepEqual(on.config.oidc.groupOverage, { graphUrl: 'https://graph.microsoft.com', securityEnabledOnly: false, maxGroups: 5000 });
+  const sovereign = validateConfigObject({ ...base(), oidc: { ...base().oidc, groupOverage: { graphUrl: 'https://microsoftgraph.chinacloudapi.cn/' } } }, {});
+  assert.ok(sovereign.ok && sovereign.config.oidc.groupOverage!.graphUrl === 'https://microsoftgraph.chinacloudapi.cn');
+  assert.ok(validateConfigObject({ ...base(), oidc: { ...base().oidc, groupOverage: { graphUrl: 'http://127.0.0.1:8081' } } }, {}).ok);
+  for (const [graphUrl, why] of [['http://graph.internal', /must be https/], ['https://graph.microsoft.com/v1.0', /origin only/], ['https://user:pw@graph.microsoft.com', /origin only|credentials/]] as const) {
+    const bad = validateConfigObject({ ...base(), oidc: { ...base().oidc, groupOverage: { graphUrl } } }, {});
+    assert.ok(!bad.ok && bad.issues.some((i) => i.path === 'oidc.groupOverage.graphUrl' && why.test(i.message)), `${graphUrl}: ${JSON.stringify(!bad.ok && bad.issues)}`);
+  }
+  const tooMany = validateConfigObject({ ...base(), oidc: { ...base().oidc, groupOverage: { maxGroups: 20000 } } }, {});
+  assert.ok(!tooMany.ok && tooMany.issues.some((i) => i.path === 'oidc.groupOverage.maxGroups'));
+});
+
 test('the shipped example config is valid', () => {
   const r = loadConfigFile('config/portcullis.yaml', { OIDC_CLIENT_SECRET: 'secret', SESSION_SECRET: SECRET });
   assert.ok(r.ok, JSON.stringify(!r.ok && r.issues));
