@@ -90,6 +90,8 @@ const IDP_CLAIMS = {
   email: 'alice@example.com', email_verified: true, name: 'Alice', preferred_username: 'alice', groups: ['admin'],
   nonce: 'n', at_hash: 'h', c_hash: 'c', department: 'Finance', employee_id: '0042', roles: ['x'],
   realm_access: { roles: ['ops'] }, 'https://example.com/claims': { tenant: 't1' }, hasgroups: true, wids: ['w'],
+  // Entra ID group overage: the marker is kept (a refresh fetches the groups again), the source URL is not.
+  _claim_names: { groups: 'src1' }, _claim_sources: { src1: { endpoint: 'https://graph.windows.net/t/users/u/getMemberObjects' } },
 };
 
 describe('claims a session keeps', () => {
