@@ -8,7 +8,11 @@ import Provider, { errors, type Grant, type InteractionDetails } from 'oidc-prov
 
 export interface DevUser {
   password: string;
-  /** Claims released for this account: email, email_verified, name, preferred_username, groups ... (`sub` is the user name). */
+  /**
+   * Claims released for this account: email, email_verified, name, preferred_username, groups ... (`sub` is the user name).
+   * `_claim_names` + `_claim_sources` instead of `groups` make a distributed `groups` claim, as Entra ID
+   * sends past 200 groups (group overage): oidc-provider releases them with the `groups` scope.
+   */
   claims: Record<string, unknown>;
 }
 
