@@ -3,9 +3,9 @@
 // session that truly cannot fit gets a page saying why and what the operator can do — not a 502.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Page } from 'playwright-core';
 import { startStack } from '../helpers/stack.js';
-import { launchChromium } from '../helpers/chromium.js';
+import { launchChromium, signInAtDevIdp } from '../helpers/chromium.js';
+import { identityHeader } from '../interop/pages.js';
 import { adGroupNames, entraGroupIds } from '../session/ad-groups.js';
 import { SESSION_VALUE_MAX } from '../../src/session/cookies.js';
 
@@ -21,19 +21,6 @@ function carolWith(groups: string[]) {
   return { carol: { password: CAROL.password, claims: { email: 'carol@example.com', email_verified: true, name: 'Carol Example', preferred_username: 'carol', groups } } };
 }
 
-async function signInAtIdp(page: Page): Promise<void> {
-  await page.locator('input[name="login"]').fill(CAROL.user);
-  await page.locator('input[name="password"]').fill(CAROL.password);
-  await Promise.all([
-    page.waitForURL((u) => !u.pathname.startsWith('/interaction/'), { waitUntil: 'domcontentloaded' }),
-    page.getByRole('button', { name: 'Sign in' }).click(),
-  ]);
-}
-
-async function identityHeader(page: Page, name: string): Promise<string> {
-  return (await page.locator('table.identity tr').filter({ has: page.locator('th', { hasText: name }) }).locator('td').innerText()).trim();
-}
-
 test('carol, in 600 AD groups, signs in with the cookie store and the groups rule lets her in', { timeout: TEST_TIMEOUT_MS }, async (t) => {
   const context = await launchChromium(t);
   if (!context) return;
@@ -42,7 +29,7 @@ test('carol, in 600 AD groups, signs in with the cookie store and the groups rul
 
   await page.goto(`${s.url}/finance/report`, { waitUntil: 'domcontentloaded' });
   assert.equal(new URL(page.url()).origin, s.idp.issuer, 'sent to the IdP');
-  await signInAtIdp(page);
+  await signInAtDevIdp(page, CAROL);
 
   assert.equal(page.url(), `${s.url}/finance/report`, 'back at the page she asked for');
   assert.equal(await page.locator('h1').innerText(), 'Portcullis demo upstream');
@@ -69,7 +56,7 @@ test('a session that cannot fit: the browser shows a page saying why and what th
   await page.goto(`${s.url}/finance/report`, { waitUntil: 'domcontentloaded' });
   const [response] = await Promise.all([
     page.waitForResponse((r) => r.url().startsWith(`${s.url}/oauth2/callback`)),
-    signInAtIdp(page),
+    signInAtDevIdp(page, CAROL),
   ]);
   assert.equal(response.status(), 500);
   const text = await page.locator('body').innerText();

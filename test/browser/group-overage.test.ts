@@ -5,9 +5,9 @@
 // clock moved, no sleeping) the rule sees Graph's new answer; when Graph refuses, the 403 page says why.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Page } from 'playwright-core';
 import { startStack } from '../helpers/stack.js';
-import { launchChromium } from '../helpers/chromium.js';
+import { launchChromium, signInAtDevIdp } from '../helpers/chromium.js';
+import { identityHeader } from '../interop/pages.js';
 import { startTestGraph } from '../helpers/graph.js';
 import { entraGroupIds } from '../session/ad-groups.js';
 
@@ -25,19 +25,6 @@ const DORA_CLAIMS = {
   _claim_names: { groups: 'src1' },
   _claim_sources: { src1: { endpoint: 'https://graph.windows.net/00000000-0000-0000-0000-000000000000/users/dora/getMemberObjects' } },
 };
-
-async function signInAtIdp(page: Page): Promise<void> {
-  await page.locator('input[name="login"]').fill(DORA.user);
-  await page.locator('input[name="password"]').fill(DORA.password);
-  await Promise.all([
-    page.waitForURL((u) => !u.pathname.startsWith('/interaction/'), { waitUntil: 'domcontentloaded' }),
-    page.getByRole('button', { name: 'Sign in' }).click(),
-  ]);
-}
-
-async function identityHeader(page: Page, name: string): Promise<string> {
-  return (await page.locator('table.identity tr').filter({ has: page.locator('th', { hasText: name }) }).locator('td').innerText()).trim();
-}
 
 async function overageStack(t: Parameters<typeof startStack>[0], groups: string[], now?: () => number) {
   const graph = await startTestGraph(t, { groups: { dora: groups } });
@@ -61,7 +48,7 @@ test('dora, in 300 groups (overage), signs in; the group rule and X-Forwarded-Gr
 
   await page.goto(`${s.url}/finance/report`, { waitUntil: 'domcontentloaded' });
   assert.equal(new URL(page.url()).origin, s.idp.issuer, 'sent to the IdP');
-  await signInAtIdp(page);
+  await signInAtDevIdp(page, DORA);
   assert.equal(page.url(), `${s.url}/finance/report`, 'back at the page she asked for');
   assert.equal(await page.locator('h1').innerText(), 'Portcullis demo upstream');
   assert.ok((await identityHeader(page, 'x-forwarded-groups')).startsWith(`${FINANCE},${groups[1]},`), 'X-Forwarded-Groups from Graph');
@@ -90,7 +77,7 @@ test('Graph refuses the token: dora is signed in without groups, and the 403 pag
   graph.mode = 401;
   const page = await context.newPage();
   await page.goto(`${s.url}/`, { waitUntil: 'domcontentloaded' });
-  await signInAtIdp(page);
+  await signInAtDevIdp(page, DORA);
   assert.equal(page.url(), `${s.url}/`, 'signed in');
   const denied = await page.goto(`${s.url}/finance`, { waitUntil: 'domcontentloaded' });
   assert.equal(denied?.status(), 403, 'no 500');

@@ -4,28 +4,14 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Page, Response } from 'playwright-core';
 import { startStack } from '../helpers/stack.js';
-import { launchChromium } from '../helpers/chromium.js';
+import { launchChromium, signInAtDevIdp } from '../helpers/chromium.js';
+import { identityHeader } from '../interop/pages.js';
 
 const ALICE = { user: 'alice', password: 'alice-password' };
 const BOB = { user: 'bob', password: 'bob-password' };
 
 /** Every test is bounded: a hung browser or server fails the test instead of the suite timeout. */
 const TEST_TIMEOUT_MS = 30_000;
-
-/** Fills the dev IdP's login form on this page and submits it; resolves once the browser has left the form. */
-async function signInAtIdp(page: Page, who: { user: string; password: string }): Promise<void> {
-  await page.locator('input[name="login"]').fill(who.user);
-  await page.locator('input[name="password"]').fill(who.password);
-  await Promise.all([
-    page.waitForURL((u) => !u.pathname.startsWith('/interaction/'), { waitUntil: 'domcontentloaded' }),
-    page.getByRole('button', { name: 'Sign in' }).click(),
-  ]);
-}
-
-/** The value the echo upstream's HTML page shows for one identity header. */
-async function identityHeader(page: Page, name: string): Promise<string> {
-  return (await page.locator('table.identity tr').filter({ has: page.locator('th', { hasText: name }) }).locator('td').innerText()).trim();
-}
 
 /** Top-level navigation responses, in order, to see the redirects a navigation went through. */
 function recordNavigations(page: Page): Array<{ status: number; url: string }> {
@@ -46,7 +32,7 @@ test('alice signs in at the IdP\'s login page and is back at the original URL as
   assert.equal(new URL(page.url()).origin, s.idp.issuer, 'sent to the IdP');
   await assert.doesNotReject(page.locator('input[name="login"]').waitFor(), 'the IdP shows its login form');
 
-  await signInAtIdp(page, ALICE);
+  await signInAtDevIdp(page, ALICE);
 
   assert.equal(page.url(), `${s.url}/somewhere?q=1`, 'back at the original URL, query string included');
   assert.equal(await page.locator('h1').innerText(), 'Portcullis demo upstream');
@@ -72,7 +58,7 @@ test('bob gets the 403 page on /admin; its sign-out link ends the session', { ti
   const hops = recordNavigations(page);
 
   await page.goto(`${s.url}/admin`, { waitUntil: 'domcontentloaded' });
-  await signInAtIdp(page, BOB);
+  await signInAtDevIdp(page, BOB);
   assert.equal(page.url(), `${s.url}/admin`);
   assert.equal(hops.at(-1)?.status, 403);
   const body = await page.locator('body').innerText();
@@ -118,7 +104,7 @@ test('two tabs sign in at the same time and each ends at its own URL', { timeout
     tabB.goto(`${s.url}/tab-b?n=2`, { waitUntil: 'domcontentloaded' }),
   ]);
   for (const tab of [tabA, tabB]) await tab.locator('input[name="login"]').waitFor();
-  await Promise.all([signInAtIdp(tabA, ALICE), signInAtIdp(tabB, ALICE)]);
+  await Promise.all([signInAtDevIdp(tabA, ALICE), signInAtDevIdp(tabB, ALICE)]);
 
   assert.equal(tabA.url(), `${s.url}/tab-a?n=1`);
   assert.equal(tabB.url(), `${s.url}/tab-b?n=2`);

@@ -1,7 +1,7 @@
 // Test helper: a headless Debian Chromium via playwright-core, and the skip-locally/fail-in-CI rule for missing tools.
 import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
-import { chromium, type Browser, type BrowserContext } from 'playwright-core';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import type { CleanupScope } from './idp.js';
 
 export const CHROMIUM_PATH = process.env.CHROMIUM ?? '/usr/bin/chromium';
@@ -107,4 +107,14 @@ export async function launchChromium(t: SkippableScope): Promise<BrowserContext 
     releaseBrowser();
   });
   return context;
+}
+
+/** Fills the dev IdP's login form on this page and submits it; resolves once the browser has left the form. */
+export async function signInAtDevIdp(page: Page, who: { user: string; password: string }): Promise<void> {
+  await page.locator('input[name="login"]').fill(who.user);
+  await page.locator('input[name="password"]').fill(who.password);
+  await Promise.all([
+    page.waitForURL((u) => !u.pathname.startsWith('/interaction/'), { waitUntil: 'domcontentloaded' }),
+    page.getByRole('button', { name: 'Sign in' }).click(),
+  ]);
 }
