@@ -43,7 +43,7 @@ async function get(s: Stack, path: string, jar: CookieJar, accept = 'application
   return { status: r.statusCode, body: await r.body.text() };
 }
 
-async function overageStack(t: Parameters<typeof startStack>[0], o: { groups?: string[]; now?: () => number; timeout?: string; redis?: string } = {}): Promise<{ s: Stack; graph: TestGraph }> {
+async function overageStack(t: Parameters<typeof startStack>[0], o: { groups?: string[]; now?: () => number; timeout?: string; redis?: string; trustProxy?: boolean } = {}): Promise<{ s: Stack; graph: TestGraph }> {
   const graph = await startTestGraph(t, { groups: { dora: o.groups ?? [...entraGroupIds(299), FINANCE] } });
   const s = await startStack(t, {
     routes: ROUTES,
@@ -54,6 +54,7 @@ async function overageStack(t: Parameters<typeof startStack>[0], o: { groups?: s
       oidc.groupOverage = { graphUrl: graph.url };
       if (o.timeout) oidc.timeout = o.timeout;
       if (o.redis) Object.assign(raw.session as Record<string, unknown>, { store: 'redis', redis: { url: o.redis } });
+      if (o.trustProxy) raw.trustProxy = ['127.0.0.1', '::1'];
     },
   });
   graph.idp = s.idp; // Graph accepts only access tokens this IdP issued and still holds active
@@ -177,4 +178,22 @@ test('oidc.groupOverage not configured: no Graph call, no groups, and the 403 sa
   assert.equal(page.status, 403);
   assert.match(page.body, /not set up to fetch them/);
   assert.ok(s.logs.some((l) => l.includes('oidc.groupOverage is not configured')));
+});
+
+test('forward-auth judges by the same groups: 202 with X-Forwarded-Groups from Graph; without them a 403 whose JSON says why', { timeout: 60_000 }, async (t) => {
+  const { s, graph } = await overageStack(t, { groups: [FINANCE, 'other-group'], trustProxy: true });
+  const ask = async (cookie: string) => {
+    const r = await request(`${s.url}/oauth2/auth`, { headers: { cookie, 'x-forwarded-method': 'GET', 'x-forwarded-host': '127.0.0.1', 'x-forwarded-uri': '/finance/x' } });
+    return { status: r.statusCode, headers: r.headers, body: await r.body.text() };
+  };
+  const { jar } = await loginViaHttp(`${s.url}/`, DORA);
+  const ok = await ask(jar.header(s.url));
+  assert.equal(ok.status, 202);
+  assert.equal(ok.headers['x-forwarded-groups'], `${FINANCE},other-group`);
+
+  graph.mode = 401;
+  const { jar: without } = await loginViaHttp(`${s.url}/`, DORA);
+  const denied = await ask(without.header(s.url));
+  assert.equal(denied.status, 403);
+  assert.match((JSON.parse(denied.body) as { groupsUnavailable: string }).groupsUnavailable, /refused the access token/);
 });
