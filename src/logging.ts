@@ -39,8 +39,9 @@ const ONE_LEVEL_DOWN = [
   'id_token', 'access_token', 'refresh_token',
   // The session record's tokens (src/session/record.ts SessionRecord).
   'idToken', 'accessToken', 'refreshToken',
-  // The OIDC client secret (config oidc.clientSecret).
-  'clientSecret',
+  // The OIDC client secret (config oidc.clientSecret), and the private_key_jwt keys (config
+  // oidc.clientKeys, private JWKs) and the assertions signed with them (a request body's field).
+  'clientSecret', 'clientKeys', 'client_assertion',
   // The session secrets (config session.secrets): whoever has them can forge session cookies.
   'secrets',
 ];

@@ -72,6 +72,8 @@ declare module 'oidc-provider' {
     interactionResult(req: IncomingMessage, res: ServerResponse, result: InteractionResult, options?: { mergeWithLastSubmission?: boolean }): Promise<string>;
     interactionFinished(req: IncomingMessage, res: ServerResponse, result: InteractionResult, options?: { mergeWithLastSubmission?: boolean }): Promise<void>;
     on(event: string, listener: (...args: any[]) => void): this;
+    /** Koa middleware, run before oidc-provider's own. */
+    use(middleware: (ctx: any, next: () => Promise<void>) => Promise<void>): void;
   }
 
   export const errors: {

@@ -18,6 +18,7 @@ export interface DevUser {
 
 export interface DevClient {
   client_id: string;
+  /** Not used (and not registered) with private_key_jwt. */
   client_secret: string;
   redirect_uris: string[];
   post_logout_redirect_uris?: string[];
@@ -28,7 +29,13 @@ export interface DevClient {
    */
   backchannel_logout_session_required?: boolean;
   /** Default `client_secret_basic` (the registration spec's default); oidc-provider rejects any other method for the client. */
-  token_endpoint_auth_method?: 'client_secret_basic' | 'client_secret_post';
+  token_endpoint_auth_method?: 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt';
+  /** private_key_jwt: where the client's public keys are fetched (Portcullis: publicUrl + /oauth2/client-jwks.json) … */
+  jwks_uri?: string;
+  /** … or the public keys themselves (not both). */
+  jwks?: { keys: object[] };
+  /** private_key_jwt: the one algorithm its assertions must use (default: any of RS256, PS256, ES256, EdDSA). */
+  token_endpoint_auth_signing_alg?: string;
 }
 
 export interface DevIdpOptions {
@@ -53,6 +60,8 @@ export interface DevIdp {
   provider: Provider;
   /** Adds or replaces a client after start, e.g. once the proxy under test knows its port (redirect_uris). */
   registerClient(client: DevClient): Promise<void>;
+  /** Adds a Koa middleware in front of oidc-provider's own (tests record what reached an endpoint). */
+  use(middleware: (ctx: any, next: () => Promise<void>) => Promise<void>): void;
   close(): Promise<void>;
 }
 
@@ -227,6 +236,11 @@ export async function startDevIdp(opts: DevIdpOptions): Promise<DevIdp> {
     port,
     provider,
     registerClient,
+    use: (middleware) => {
+      // Koa composes its middleware when the request handler is made: make it again.
+      op.use(middleware);
+      providerCallback = op.callback();
+    },
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());
@@ -236,15 +250,19 @@ export async function startDevIdp(opts: DevIdpOptions): Promise<DevIdp> {
 }
 
 function clientMetadata(client: DevClient): Record<string, unknown> {
+  const privateKeyJwt = client.token_endpoint_auth_method === 'private_key_jwt';
   const metadata: Record<string, unknown> = {
     client_id: client.client_id,
-    client_secret: client.client_secret,
+    ...(privateKeyJwt ? {} : { client_secret: client.client_secret }),
     redirect_uris: client.redirect_uris,
     post_logout_redirect_uris: client.post_logout_redirect_uris ?? [],
     response_types: ['code'],
     grant_types: ['authorization_code', 'refresh_token', TOKEN_EXCHANGE],
     token_endpoint_auth_method: client.token_endpoint_auth_method ?? 'client_secret_basic',
   };
+  if (client.jwks_uri) metadata.jwks_uri = client.jwks_uri;
+  if (client.jwks) metadata.jwks = client.jwks;
+  if (client.token_endpoint_auth_signing_alg) metadata.token_endpoint_auth_signing_alg = client.token_endpoint_auth_signing_alg;
   if (client.backchannel_logout_uri) {
     metadata.backchannel_logout_uri = client.backchannel_logout_uri;
     metadata.backchannel_logout_session_required = client.backchannel_logout_session_required ?? true;

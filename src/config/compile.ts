@@ -14,6 +14,7 @@ import { parseDuration } from './durations.js';
 import { childPath, type Issues } from './issues.js';
 import { readOrigin, readUrl } from './semantic.js';
 import { AssertionSchema, type ConfigInput, type RouteInput } from './schema.js';
+import { parseClientKeys, type ClientKey } from '../signin/client-keys.js';
 
 
 // The runtime types are the schema's plain types with the compiled keys replaced: a key that
@@ -51,8 +52,10 @@ export interface Config extends Omit<ConfigInput, CompiledKeys> {
   assertionSigning: { keysFile: string | undefined; algorithm: ConfigInput['assertionSigning']['algorithm'] };
   oidc: Omit<ConfigInput['oidc'], 'clientSecret' | 'clientSecretFile' | 'clockTolerance' | 'timeout' | 'idTokenSigningAlgs' | 'introspection'> & {
     introspection: { cacheTtlMs: number; negativeCacheTtlMs: number; cacheMaxEntries: number };
-    /** From clientSecret or the first line of clientSecretFile. */
+    /** From clientSecret or the first line of clientSecretFile; '' with private_key_jwt. */
     clientSecret: string;
+    /** With private_key_jwt: the keys of clientKeysFile, read and checked at start (the first signs); otherwise empty. */
+    clientKeys: readonly ClientKey[];
     clockToleranceSec: number;
     timeoutMs: number;
     idTokenSigningAlgs: string[];
@@ -101,6 +104,13 @@ export function compileConfig(input: ConfigInput, opts: CompileOptions = {}): { 
 
   const o = input.oidc;
   const clientSecret = o.clientSecretFile !== undefined ? firstLine(o.clientSecretFile, 'oidc.clientSecretFile') : o.clientSecret;
+  let clientKeys: ClientKey[] = [];
+  if (o.clientKeysFile !== undefined && o.tokenEndpointAuthMethod === 'private_key_jwt') {
+    const text = readSecretFile(o.clientKeysFile, 'oidc.clientKeysFile');
+    const parsed = text === undefined ? undefined : parseClientKeys(text, o.clientKeysFile);
+    if (parsed && 'errors' in parsed) for (const e of parsed.errors) issue('oidc.clientKeysFile', e);
+    else if (parsed) clientKeys = parsed.keys;
+  }
 
   const s = input.session;
   let secretsPath = 'session.secrets';
@@ -139,6 +149,7 @@ export function compileConfig(input: ConfigInput, opts: CompileOptions = {}): { 
       ...oidcPlain,
       issuer: urlOf(o.issuer),
       clientSecret: clientSecret ?? '',
+      clientKeys,
       scopes: o.scopes.includes('openid') ? o.scopes : ['openid', ...o.scopes],
       clockToleranceSec: Math.round(durationMs(clockTolerance) / 1000),
       timeoutMs: durationMs(timeout),

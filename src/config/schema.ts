@@ -180,11 +180,16 @@ export const CONFIG_GROUPS = [
       oidc: section({
         issuer: text('Discovery at `issuer + /.well-known/openid-configuration`; the discovered `issuer` must equal it exactly.'),
         clientId: text('Client id registered at the IdP.'),
-        clientSecret: Type.Optional(text('The client secret. Set this or `clientSecretFile`, not both.', { writeOnly: true })),
+        clientSecret: Type.Optional(text('The client secret. Set this or `clientSecretFile`, not both (neither with `private_key_jwt`).', { writeOnly: true })),
         clientSecretFile: Type.Optional(text('A file whose first line is the client secret (Kubernetes secret mounts). Set this or `clientSecret`, not both.')),
-        tokenEndpointAuthMethod: Type.Union([Type.Literal('client_secret_basic'), Type.Literal('client_secret_post')], {
+        tokenEndpointAuthMethod: Type.Union([Type.Literal('client_secret_basic'), Type.Literal('client_secret_post'), Type.Literal('private_key_jwt')], {
           default: 'client_secret_basic',
-          description: 'How the client authenticates at the token endpoint. `client_secret_basic` form-encodes the secret (RFC 6749 §2.3.1); some IdPs (Glewlwyd, older ADFS) do not decode it, so a secret with characters outside `A-Z a-z 0-9 -._~` fails there with `ERR_CALLBACK_CLIENT_AUTH` — use `client_secret_post`.',
+          description: 'How the client authenticates at the token endpoint (and for refresh, revocation, introspection and token exchange). `client_secret_basic` form-encodes the secret (RFC 6749 §2.3.1); some IdPs (Glewlwyd, older ADFS) do not decode it, so a secret with characters outside `A-Z a-z 0-9 -._~` fails there with `ERR_CALLBACK_CLIENT_AUTH` — use `client_secret_post`. `private_key_jwt` (RFC 7523, OIDC Core §9): no secret; each request carries a fresh assertion signed with the first key of `clientKeysFile`, whose public keys the IdP fetches from `/oauth2/client-jwks.json` (see security.md).',
+        }),
+        clientKeysFile: Type.Optional(text('With `private_key_jwt`: a file of private keys — a JWK Set, or PEM (PKCS#8, e.g. `openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256`). RSA of 2048 bits or more (RS256, or PS256 by the key\'s `alg`) or EC P-256 (ES256); `kid` from the file or the RFC 7638 thumbprint. The first key signs; all are published (public parts only) at `/oauth2/client-jwks.json`, so a new key can be added second, fetched by the IdP, then moved first. Read at start.')),
+        clientAssertionAudience: Type.Union([Type.Literal('issuer'), Type.Literal('token_endpoint')], {
+          default: 'issuer',
+          description: 'With `private_key_jwt`: the `aud` of the client assertion. `issuer` (RFC 7523bis, the safer choice: an assertion is only good at this IdP) or `token_endpoint` (the IdP\'s token endpoint URL, for every request) for IdPs that only accept that (Entra ID and Okta document it, not tested).',
         }),
         scopes: list(Type.String({ minLength: 1 }), 'Scopes requested at sign-in; `openid` is always added.', { default: ['openid', 'email', 'profile'] }),
         clockTolerance: duration('30s', 'Clock skew allowed for `exp`/`iat`/`nbf`; an `iat` further in the future is refused.'),

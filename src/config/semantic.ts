@@ -53,8 +53,16 @@ export function checkSemantics(c: ConfigInput, failed: (path: string) => boolean
 
   // oidc
   url(c.oidc.issuer, 'oidc.issuer');
-  if (c.oidc.clientSecret !== undefined && c.oidc.clientSecretFile !== undefined) issue('oidc.clientSecret', 'set clientSecret or clientSecretFile, not both');
-  else if (c.oidc.clientSecret === undefined && c.oidc.clientSecretFile === undefined) issue('oidc.clientSecret', 'is required (or oidc.clientSecretFile)');
+  if (c.oidc.tokenEndpointAuthMethod === 'private_key_jwt') {
+    // No secret with a key: it would never be used, and a leftover secret is one more to leak.
+    if (c.oidc.clientKeysFile === undefined) issue('oidc.clientKeysFile', 'is required with tokenEndpointAuthMethod: private_key_jwt (a JWK Set or PEM file of private keys; the first signs)');
+    if (c.oidc.clientSecret !== undefined) issue('oidc.clientSecret', 'must not be set with tokenEndpointAuthMethod: private_key_jwt (the client authenticates with oidc.clientKeysFile)');
+    if (c.oidc.clientSecretFile !== undefined) issue('oidc.clientSecretFile', 'must not be set with tokenEndpointAuthMethod: private_key_jwt (the client authenticates with oidc.clientKeysFile)');
+  } else {
+    if (c.oidc.clientKeysFile !== undefined) issue('oidc.clientKeysFile', `is only used with tokenEndpointAuthMethod: private_key_jwt (not ${c.oidc.tokenEndpointAuthMethod})`);
+    if (c.oidc.clientSecret !== undefined && c.oidc.clientSecretFile !== undefined) issue('oidc.clientSecret', 'set clientSecret or clientSecretFile, not both');
+    else if (c.oidc.clientSecret === undefined && c.oidc.clientSecretFile === undefined) issue('oidc.clientSecret', 'is required (or oidc.clientSecretFile, or tokenEndpointAuthMethod: private_key_jwt with oidc.clientKeysFile)');
+  }
   const graph = c.oidc.groupOverage?.graphUrl;
   if (graph !== undefined && !failed('oidc.groupOverage.graphUrl')) {
     const r = readUrl(graph, { originOnly: true });

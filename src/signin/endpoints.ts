@@ -1,5 +1,5 @@
 // Sign-in stage, HTTP side: Portcullis's own endpoints under /oauth2/ (never proxied, on every host):
-// start, callback, sign_out, signed_out, userinfo, back-channel logout, jwks (forward-auth, also
+// start, callback, sign_out, signed_out, userinfo, back-channel logout, jwks, client-jwks (forward-auth, also
 // under /oauth2/, is a doorway of the pipeline: src/door/forward-auth.ts).
 import type { FastifyInstance } from 'fastify';
 import type { Runtime } from '../runtime.js';
@@ -10,6 +10,7 @@ import { SessionManager, type SessionRecord } from '../session/sessions.js';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { SessionCodec } from '../session/codec.js';
 import { cookieSettings, expireCookie, serializeCookie } from '../session/cookies.js';
+import { loadClientKeys } from './client-keys.js';
 
 type Query = Record<string, string | string[] | undefined>;
 const one = (v: string | string[] | undefined): string | undefined => (Array.isArray(v) ? v[0] : v);
@@ -163,6 +164,14 @@ export async function registerSignInEndpoints(app: FastifyInstance, rt: Runtime)
 
   // Public keys that verify X-Portcullis-Assertion.
   app.get('/oauth2/jwks.json', async (_request, reply) => reply.header('cache-control', 'public, max-age=300').send(rt.assertions?.jwks() ?? { keys: [] }));
+
+  // private_key_jwt: the public parts of oidc.clientKeysFile's keys, for the client's jwks_uri at the
+  // IdP (an empty set with another client authentication). The same cache lifetime as jwks.json:
+  // an IdP that honours it refetches within 5 minutes (oidc-provider: after max(60 s, max-age), or
+  // at once on an assertion whose key it lacks once that has passed).
+  const clientKeys = rt.config.oidc.clientKeys;
+  app.get('/oauth2/client-jwks.json', async (_request, reply) => reply.header('cache-control', 'public, max-age=300')
+    .send(clientKeys.length > 0 ? (await loadClientKeys(clientKeys)).jwks : { keys: [] }));
 
   // Back from RP-initiated logout. Only this browser's own pending logout (sealed cookie) whose
   // state the IdP echoed redirects on, to its `rd` (checked again); a missing or foreign state, an

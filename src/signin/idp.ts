@@ -9,6 +9,7 @@ import { coded, errors, PortcullisError } from '../errors.js';
 import { withSpan } from '../tracing.js';
 import type { Config } from '../config/index.js';
 import { GroupOverage, type GroupOverageSettings, type GroupsUnavailable } from './group-overage.js';
+import { loadClientKeys, type ClientKey } from './client-keys.js';
 
 /** The IdP client's settings from a Portcullis config: its `oidc` section and the one callback URL (publicUrl + /oauth2/callback). */
 export function idpSettingsOf(config: Pick<Config, 'oidc' | 'publicUrl'>): IdpSettings {
@@ -19,7 +20,11 @@ export interface IdpSettings {
   issuer: string;
   clientId: string;
   clientSecret: string;
-  tokenEndpointAuthMethod: 'client_secret_basic' | 'client_secret_post';
+  tokenEndpointAuthMethod: 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt';
+  /** private_key_jwt: the keys of oidc.clientKeysFile (the first signs); src/signin/client-keys.ts. */
+  clientKeys?: readonly ClientKey[];
+  /** private_key_jwt: the assertion's `aud` — the issuer (default) or the token endpoint URL. */
+  clientAssertionAudience?: 'issuer' | 'token_endpoint';
   scopes: readonly string[];
   clockToleranceSec: number;
   userinfo: boolean;
@@ -92,6 +97,8 @@ export class IdentityProvider {
   private wake: (() => void) | undefined;
   private lastAttemptAt = 0;
   private keysRefreshedAt = 0;
+  /** private_key_jwt: the signing key, imported before the first discovery (clientSetup needs it). */
+  private clientKey: { key: CryptoKey; kid: string } | undefined;
   lastError: string | undefined;
 
   /** Entra ID group overage: groups from Microsoft Graph when an ID token only points at them. */
@@ -183,9 +190,8 @@ export class IdentityProvider {
 
   private clientSetup() {
     const s = this.settings;
-    const auth = s.tokenEndpointAuthMethod === 'client_secret_post' ? client.ClientSecretPost(s.clientSecret) : client.ClientSecretBasic(s.clientSecret);
     const metadata: Partial<client.ClientMetadata> = {
-      client_secret: s.clientSecret,
+      ...(s.tokenEndpointAuthMethod === 'private_key_jwt' ? {} : { client_secret: s.clientSecret }),
       // Pin the accepted ID token algorithms (oauth4webapi accepts a list here): "none" and HMAC
       // are refused whatever the IdP advertises.
       id_token_signed_response_alg: [...s.idTokenSigningAlgs] as unknown as string,
@@ -199,7 +205,27 @@ export class IdentityProvider {
     // Plain-http issuers are for loopback development (the demo) or in-cluster IdPs; a startup
     // warning says so.
     if (s.issuer.startsWith('http:')) execute.push(client.allowInsecureRequests);
-    return { auth, metadata, execute };
+    return { auth: this.clientAuth(), metadata, execute };
+  }
+
+  /**
+   * The client authentication of every token, refresh, revocation, introspection and exchange
+   * request. private_key_jwt: openid-client signs a fresh assertion per request (jti, iat, exp in
+   * 60 s, iss = sub = client id) with the first key of oidc.clientKeysFile; `aud` is the issuer
+   * (RFC 7523bis: an assertion good only at this IdP) unless oidc.clientAssertionAudience asks for
+   * the token endpoint, which some IdPs require.
+   */
+  private clientAuth(): client.ClientAuth {
+    const s = this.settings;
+    if (s.tokenEndpointAuthMethod === 'client_secret_post') return client.ClientSecretPost(s.clientSecret);
+    if (s.tokenEndpointAuthMethod !== 'private_key_jwt') return client.ClientSecretBasic(s.clientSecret);
+    if (!this.clientKey) throw new Error('private_key_jwt: the client key is not loaded yet');
+    const toTokenEndpoint = s.clientAssertionAudience === 'token_endpoint';
+    return client.PrivateKeyJwt(this.clientKey, {
+      [client.modifyAssertion]: (_header, payload) => {
+        if (toTokenEndpoint && this.meta?.token_endpoint) payload.aud = this.meta.token_endpoint;
+      },
+    });
   }
 
   /** A client configuration for already discovered metadata (it starts with an empty JWKS cache). */
@@ -214,6 +240,7 @@ export class IdentityProvider {
 
   private async discover(): Promise<client.Configuration> {
     const s = this.settings;
+    if (s.tokenEndpointAuthMethod === 'private_key_jwt' && !this.clientKey) this.clientKey = (await loadClientKeys(s.clientKeys ?? [])).signing;
     const { auth, metadata, execute } = this.clientSetup();
     const fetchImpl = this.instrumentedFetch();
     const config = await client.discovery(new URL(s.issuer), s.clientId, metadata, auth, {

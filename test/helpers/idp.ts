@@ -12,6 +12,9 @@ export interface TestIdpOptions extends Partial<DevIdpOptions> {
   backchannelLogoutUri?: string;
   backchannelLogoutSessionRequired?: boolean;
   tokenEndpointAuthMethod?: DevClient['token_endpoint_auth_method'];
+  /** private_key_jwt: the client's jwks_uri (e.g. the proxy's /oauth2/client-jwks.json) or inline public keys. */
+  jwksUri?: string;
+  jwks?: DevClient['jwks'];
 }
 
 export interface TestIdp extends DevIdp {
@@ -25,7 +28,7 @@ export const TEST_CLIENT_ID = 'portcullis';
 export const TEST_CLIENT_SECRET = 'test-secret';
 
 export async function startTestIdp(t: CleanupScope, opts: TestIdpOptions): Promise<TestIdp> {
-  const { redirectUris, postLogoutRedirectUris, backchannelLogoutUri, backchannelLogoutSessionRequired, tokenEndpointAuthMethod, clients, ...rest } = opts;
+  const { redirectUris, postLogoutRedirectUris, backchannelLogoutUri, backchannelLogoutSessionRequired, tokenEndpointAuthMethod, jwksUri, jwks, clients, ...rest } = opts;
   const client: DevClient = {
     client_id: TEST_CLIENT_ID,
     client_secret: TEST_CLIENT_SECRET,
@@ -34,6 +37,8 @@ export async function startTestIdp(t: CleanupScope, opts: TestIdpOptions): Promi
     backchannel_logout_uri: backchannelLogoutUri,
     backchannel_logout_session_required: backchannelLogoutSessionRequired,
     token_endpoint_auth_method: tokenEndpointAuthMethod,
+    jwks_uri: jwksUri,
+    jwks,
   };
   const idp = await startDevIdp({ ...rest, clients: [client, ...(clients ?? [])] });
   t.after(() => idp.close());
