@@ -129,9 +129,9 @@ export const REGISTRY = {
   },
   ERR_CALLBACK_CLIENT_AUTH: {
     status: 502, retrySignIn: true,
-    message: 'Portcullis could not authenticate to the identity provider (it answered invalid_client), so the sign-in could not be completed. Operator: check oidc.clientSecret and oidc.tokenEndpointAuthMethod against the client registered at the IdP.',
+    message: 'Portcullis could not authenticate to the identity provider (it answered invalid_client), so the sign-in could not be completed. Operator: check oidc.clientSecret (or, with private_key_jwt, oidc.clientKeysFile) and oidc.tokenEndpointAuthMethod against the client registered at the IdP.',
     when: 'The token endpoint answered `invalid_client` (HTTP 401): Portcullis\'s client credentials were refused.',
-    operator: 'Check `oidc.clientSecret` and `oidc.tokenEndpointAuthMethod` against the client registered at the IdP (some IdPs do not decode a form-encoded secret: try `client_secret_post`).',
+    operator: 'Check `oidc.clientSecret` and `oidc.tokenEndpointAuthMethod` against the client registered at the IdP (some IdPs do not decode a form-encoded secret: try `client_secret_post`). With `private_key_jwt`: the IdP must know the signing key (the first of `oidc.clientKeysFile`) — its `jwks_uri` set to `publicUrl/oauth2/client-jwks.json` and reachable from the IdP, or the public key registered — and accept the assertion\'s `aud` (`oidc.clientAssertionAudience`); the log line has the IdP\'s own words.',
   },
   ERR_CALLBACK_TOKEN_REQUEST_REFUSED: {
     status: 502, retrySignIn: true,

@@ -279,7 +279,9 @@ async function clientCredentialsCheck(config: Config, idp: IdentityProvider): Pr
     const said = oneLine(describeError(err instanceof PortcullisError && err.cause ? err.cause : err));
     if (code === 'ERR_CALLBACK_CODE_REJECTED') return { name, status: 'ok', detail: `the token endpoint authenticated the client (${how}) and refused only the made-up code (invalid_grant)` };
     if (code === 'ERR_CALLBACK_CLIENT_AUTH') {
-      return { name, status: 'fail', detail: `the token endpoint refused the client (${how}): ${said}`, fix: 'oidc.clientSecret (or clientSecretFile) must be the client\'s current secret at the IdP, and oidc.tokenEndpointAuthMethod a method the client is registered for' };
+      return { name, status: 'fail', detail: `the token endpoint refused the client (${how}): ${said}`, fix: config.oidc.tokenEndpointAuthMethod === 'private_key_jwt'
+        ? 'the IdP must know the first key of oidc.clientKeysFile: set the client\'s jwks_uri to publicUrl + /oauth2/client-jwks.json (reachable from the IdP) or register its public key, register the client for private_key_jwt, and check oidc.clientAssertionAudience'
+        : 'oidc.clientSecret (or clientSecretFile) must be the client\'s current secret at the IdP, and oidc.tokenEndpointAuthMethod a method the client is registered for' };
     }
     if (code === 'ERR_CALLBACK_TOKEN_REQUEST_REFUSED') {
       return { name, status: 'fail', detail: `the token endpoint refused the request (${how}): ${said}`, fix: 'the client\'s registration at the IdP must allow the authorization_code grant for this client' };

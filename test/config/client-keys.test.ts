@@ -1,0 +1,92 @@
+// oidc.clientKeysFile (private_key_jwt): every unusable file or key is a config error at its key
+// path, found at start — not at the first sign-in — and nothing private is ever echoed back.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { validateConfigObject, formatIssues, type ConfigIssue } from '../../src/config/index.js';
+
+const SECRET = 'x'.repeat(40);
+const ec = (curve = 'P-256') => generateKeyPairSync('ec', { namedCurve: curve }).privateKey;
+const rsa = (bits = 2048) => generateKeyPairSync('rsa', { modulusLength: bits }).privateKey;
+const jwk = (k: ReturnType<typeof ec>, extra: Record<string, unknown> = {}) => ({ ...k.export({ format: 'jwk' }), ...extra });
+const pem = (k: ReturnType<typeof ec>) => String(k.export({ format: 'pem', type: 'pkcs8' }));
+
+function check(oidc: Record<string, unknown>, files: Record<string, string>) {
+  const readFile = (p: string) => { if (!(p in files)) throw Object.assign(new Error('nope'), { code: 'ENOENT' }); return files[p]!; };
+  return validateConfigObject({
+    publicUrl: 'https://apps.example.com',
+    oidc: { issuer: 'https://idp.example.com', clientId: 'c', ...oidc },
+    session: { secrets: [SECRET] },
+    routes: [{ name: 'app', upstream: 'http://127.0.0.1:3000' }],
+  }, {}, { readFile });
+}
+const PKJWT = { tokenEndpointAuthMethod: 'private_key_jwt', clientKeysFile: '/k/client' };
+
+function issuesOf(r: ReturnType<typeof check>): ConfigIssue[] {
+  assert.ok(!r.ok, 'refused');
+  return r.issues;
+}
+
+test('private_key_jwt with a PEM EC key or a JWK Set: valid, no client secret needed, the keys compiled in file order', () => {
+  const a = ec();
+  const b = rsa();
+  const fromPem = check(PKJWT, { '/k/client': pem(a) });
+  assert.ok(fromPem.ok, fromPem.ok ? '' : formatIssues(fromPem.issues));
+  assert.equal(fromPem.config.oidc.clientSecret, '');
+  assert.equal(fromPem.config.oidc.clientKeys.length, 1);
+  assert.equal(fromPem.config.oidc.clientKeys[0]!.alg, 'ES256');
+  assert.equal(fromPem.config.oidc.clientKeys[0]!.kid, undefined, 'PEM: kid derived later (RFC 7638)');
+  const set = check(PKJWT, { '/k/client': JSON.stringify({ keys: [jwk(b, { kid: 'one', alg: 'PS256' }), jwk(a, { kid: 'two' })] }) });
+  assert.ok(set.ok, set.ok ? '' : formatIssues(set.issues));
+  assert.deepEqual(set.config.oidc.clientKeys.map((k) => [k.kid, k.alg]), [['one', 'PS256'], ['two', 'ES256']]);
+  const twoPem = check(PKJWT, { '/k/client': `${pem(a)}\n${pem(b)}` });
+  assert.ok(twoPem.ok && twoPem.config.oidc.clientKeys.length === 2);
+});
+
+test('private_key_jwt needs clientKeysFile and takes no client secret; clientKeysFile needs private_key_jwt — each at its key path', () => {
+  const noFile = issuesOf(check({ tokenEndpointAuthMethod: 'private_key_jwt' }, {}));
+  assert.ok(noFile.some((i) => i.path === 'oidc.clientKeysFile' && /required/.test(i.message)), formatIssues(noFile));
+  assert.ok(!noFile.some((i) => i.path === 'oidc.clientSecret'), 'no secret asked for');
+  const withSecret = issuesOf(check({ ...PKJWT, clientSecret: 'leftover' }, { '/k/client': pem(ec()) }));
+  assert.ok(withSecret.some((i) => i.path === 'oidc.clientSecret' && /must not be set/.test(i.message)), formatIssues(withSecret));
+  const withSecretFile = issuesOf(check({ ...PKJWT, clientSecretFile: '/s/x' }, { '/k/client': pem(ec()), '/s/x': 'y' }));
+  assert.ok(withSecretFile.some((i) => i.path === 'oidc.clientSecretFile'), formatIssues(withSecretFile));
+  const unused = issuesOf(check({ clientSecret: 's', clientKeysFile: '/k/client' }, { '/k/client': pem(ec()) }));
+  assert.ok(unused.some((i) => i.path === 'oidc.clientKeysFile' && /only used with/.test(i.message)), formatIssues(unused));
+  const basic = issuesOf(check({}, {}));
+  assert.ok(basic.some((i) => i.path === 'oidc.clientSecret' && /required/.test(i.message)), 'the secret is still required otherwise');
+});
+
+test('unusable key files are config errors at oidc.clientKeysFile, and never echo a private value', () => {
+  const p384 = ec('P-384');
+  const rsa1024 = rsa(1024);
+  const { d: _d, ...publicEc } = jwk(ec()) as Record<string, unknown>;
+  const hmac = { kty: 'oct', k: randomBytes(32).toString('base64url') };
+  const ed = generateKeyPairSync('ed25519').privateKey;
+  const cases: Array<[string, string | undefined, RegExp]> = [
+    ['no file', undefined, /cannot read .*ENOENT/],
+    ['empty file', '', /neither a JWK Set nor PEM/],
+    ['no keys', JSON.stringify({ keys: [] }), /holds no keys/],
+    ['not JSON', '{ "keys": [', /not valid JSON/],
+    ['public JWK only', JSON.stringify({ keys: [publicEc] }), /public key only/],
+    ['public PEM only', String(generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ format: 'pem', type: 'spki' })), /public key or certificate only/],
+    ['HMAC (oct) key', JSON.stringify({ keys: [hmac] }), /shared \(oct, HMAC\) key/],
+    ['RSA 1024', pem(rsa1024), /RSA key of 1024 bits; at least 2048/],
+    ['EC P-384', JSON.stringify({ keys: [jwk(p384)] }), /curve secp384r1; only P-256/],
+    ['Ed25519', pem(ed), /ed25519 key/],
+    ['alg that does not fit', JSON.stringify({ keys: [jwk(ec(), { alg: 'RS256' })] }), /alg "RS256" with an EC P-256 key/],
+    ['use: enc', JSON.stringify({ keys: [jwk(ec(), { use: 'enc' })] }), /use is "enc"/],
+    ['repeated kid', JSON.stringify({ keys: [jwk(ec(), { kid: 'k' }), jwk(ec(), { kid: 'k' })] }), /kid "k" appears twice/],
+    ['broken PEM', '-----BEGIN PRIVATE KEY-----\nAAAA\n', /not terminated/],
+  ];
+  for (const [what, text, want] of cases) {
+    const issues = issuesOf(check(PKJWT, text === undefined ? {} : { '/k/client': text }));
+    const here = issues.filter((i) => i.path === 'oidc.clientKeysFile');
+    assert.ok(here.some((i) => want.test(i.message)), `${what}: ${formatIssues(issues)}`);
+    const dump = formatIssues(issues);
+    for (const m of ['d', 'p', 'q', 'dp', 'dq', 'qi', 'k']) {
+      const values = (text ?? '').match(new RegExp(`"${m}":"([^"]{8,})"`, 'g')) ?? [];
+      for (const v of values) assert.ok(!dump.includes(v.split('"')[3]!), `${what}: no private member ${m} in the message`);
+    }
+  }
+});
