@@ -14,7 +14,7 @@ import { parseDuration } from './durations.js';
 import { childPath, type Issues } from './issues.js';
 import { readOrigin, readUrl } from './semantic.js';
 import { AssertionSchema, type ConfigInput, type RouteInput } from './schema.js';
-import { parseClientKeys, type ClientKey } from '../signin/client-keys.js';
+import { parseClientKeys, type ClientKey } from './client-keys.js';
 
 
 // The runtime types are the schema's plain types with the compiled keys replaced: a key that
