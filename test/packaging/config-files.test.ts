@@ -3,6 +3,7 @@
 // examples/**/portcullis.yaml.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
 import { validateConfigObject } from '../../src/config/index.js';
 import { parseConfigText } from '../../src/config/load.js';
 import { chartValues, examplesDir, listFiles, readText, rel, renderedConfig, SECRETS_DIR, valueFiles } from './chart.js';
@@ -16,7 +17,9 @@ const env: Record<string, string> = {
   REDIS_PASSWORD: 'example-redis-password',
   PUBLIC_URL: 'https://apps.example.com',
 };
-const readFile = (): string => `${SECRET_48}\n`;
+// A client keys file (oidc.clientKeysFile, private_key_jwt) holds a private key, not a secret line.
+const CLIENT_KEY_PEM = String(generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'pem', type: 'pkcs8' }));
+const readFile = (path: string): string => (path.endsWith('.pem') ? CLIENT_KEY_PEM : `${SECRET_48}\n`);
 
 function issuesOf(raw: unknown): string[] {
   const r = validateConfigObject(raw, env, { readFile });
