@@ -20,7 +20,7 @@ import { describeError, IdentityProvider, idpSettingsOf, randomSignInChecks } fr
 export type CheckStatus = 'ok' | 'warn' | 'fail';
 
 export interface CheckResult {
-  /** Stable per kind of check: `discovery`, `clock`, `jwks`, `client credentials`, `redirect uri`, `redis`, `upstream <route>`, `certificate <host:port>`. */
+  /** Stable per kind of check: `discovery`, `clock`, `jwks`, `client credentials`, `redirect uri`, `redis`, `microsoft graph`, `upstream <route>`, `certificate <host:port>`. */
   name: string;
   status: CheckStatus;
   /** What was found, in one line. */
@@ -84,13 +84,14 @@ export function formatResults(results: readonly CheckResult[]): string {
 export async function runDoctor(config: Config, opts: DoctorOptions = {}): Promise<CheckResult[]> {
   const now = opts.now ?? Date.now;
   const timeoutMs = config.oidc.timeoutMs;
-  const [idp, redis, upstreams, certificates] = await Promise.all([
+  const [idp, redis, graph, upstreams, certificates] = await Promise.all([
     idpChecks(config, now),
     config.session.store === 'redis' || config.session.redis.configured ? guarded('redis', timeoutMs * 2, () => redisCheck(config)) : undefined,
+    config.oidc.groupOverage ? guarded('microsoft graph', timeoutMs * 2, () => graphCheck(config, config.oidc.groupOverage!.graphUrl)) : undefined,
     upstreamChecks(config),
     certificateChecks(config, now),
   ]);
-  return [...idp, ...(redis ? [redis] : []), ...upstreams, ...certificates];
+  return [...idp, ...(redis ? [redis] : []), ...(graph ? [graph] : []), ...upstreams, ...certificates];
 }
 
 /**
@@ -398,6 +399,31 @@ async function upstreamChecks(config: Config): Promise<CheckResult[]> {
     if (r.ok) return { name, status: 'ok', detail: `${route.upstream} answered HTTP ${r.status} (${r.ms} ms)` };
     return { name, status: 'fail', detail: `route "${route.name}": cannot reach ${route.upstream}: ${r.why}`, fix: `check routes[${i}].upstream, and that this host can reach it (DNS, network policy, the upstream running)` };
   })));
+}
+
+// ---- Microsoft Graph (oidc.groupOverage) ----
+
+/**
+ * Graph reachable from here (it is asked without a token: any HTTP answer, normally 401, proves
+ * the way there), and no scope in oidc.scopes that would make Entra issue the access token for
+ * another API — Graph refuses such a token, and users in more than 200 groups get none.
+ */
+async function graphCheck(config: Config, graphUrl: string): Promise<CheckResult> {
+  const name = 'microsoft graph';
+  const url = `${graphUrl}/v1.0/me/getMemberObjects`;
+  let status: number;
+  try {
+    const res = await request(url, { method: 'POST', body: '{"securityEnabledOnly":false}', headers: { 'content-type': 'application/json' }, signal: AbortSignal.timeout(config.oidc.timeoutMs) });
+    await res.body.dump();
+    status = res.statusCode;
+  } catch (err) {
+    return { name, status: 'fail', detail: `cannot reach ${graphUrl}: ${networkError(err)}`, fix: 'allow this host to reach oidc.groupOverage.graphUrl (egress, proxy, DNS); until it can, users in more than 200 groups are signed in without groups' };
+  }
+  const foreign = config.oidc.scopes.filter((s) => /^[a-z][a-z0-9+.-]*:\/\//i.test(s) && !s.startsWith(`${graphUrl}/`));
+  if (foreign.length > 0) {
+    return { name, status: 'warn', detail: `reachable (HTTP ${status} without a token), but oidc.scopes asks for ${foreign.map((s) => oneLine(s)).join(', ')}: Entra then issues the access token for that API, and Graph refuses it`, fix: 'request User.Read (Graph) and no scope of another API in oidc.scopes; see docs/identity.md, group overage' };
+  }
+  return { name, status: 'ok', detail: `${graphUrl} reachable (HTTP ${status} without a token)` };
 }
 
 // ---- Certificates ----

@@ -165,6 +165,24 @@ test('unreachable upstream: ✗ naming the route, the other route ✓, exit 1', 
   assert.match(r.out, /^✓ upstream app — .* answered HTTP \d{3}/m);
 });
 
+test('microsoft graph (oidc.groupOverage): reachable ✓; unreachable ✗; a scope of another API ⚠ (Graph would refuse the token); not checked when off', async () => {
+  const graph = createHttpServer((req, res) => { req.resume(); res.writeHead(401, { 'content-type': 'application/json' }).end('{"error":{"code":"InvalidAuthenticationToken"}}'); });
+  await new Promise<void>((r) => graph.listen(0, '127.0.0.1', r));
+  after(() => new Promise<void>((r) => { graph.close(() => r()); graph.closeAllConnections(); }));
+  const graphUrl = `http://127.0.0.1:${(graph.address() as AddressInfo).port}`;
+  const ok = await checks(configFile((c) => { c.oidc.groupOverage = { graphUrl }; }));
+  assert.equal(status(ok.byName, 'microsoft graph'), 'ok');
+  assert.match(ok.byName.get('microsoft graph')!.detail, /reachable \(HTTP 401 without a token\)/);
+  const foreign = await checks(configFile((c) => { c.oidc.groupOverage = { graphUrl }; c.oidc.scopes = ['openid', 'api://reports/read']; }));
+  assert.equal(status(foreign.byName, 'microsoft graph'), 'warn');
+  assert.match(foreign.byName.get('microsoft graph')!.detail, /api:\/\/reports\/read/);
+  const closed = await freePort();
+  const down = await checks(configFile((c) => { c.oidc.groupOverage = { graphUrl: `http://127.0.0.1:${closed}` }; }));
+  assert.equal(status(down.byName, 'microsoft graph'), 'fail');
+  assert.equal(down.code, 1);
+  assert.equal(ok.byName.has('microsoft graph') && !(await checks(configFile())).byName.has('microsoft graph'), true);
+});
+
 test('clock: the IdP 45 s ahead of this host is ✗ (tolerance 30 s), 20 s ahead ⚠ with exit 2, 45 s with clockTolerance 60s ✓', async () => {
   const file = configFile();
   const ahead = (sec: number) => ({ now: () => Date.now() - sec * 1000 });
