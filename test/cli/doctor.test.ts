@@ -95,6 +95,34 @@ test('wrong client secret: ✗ client credentials naming invalid_client, the res
   assert.match(r.out, /^✓ redirect uri — /m);
 });
 
+test('private_key_jwt: the key the IdP has for the client → ✓ client credentials; another key → ✗ naming invalid_client and what to check', async () => {
+  const { generateKeyPairSync } = await import('node:crypto');
+  const registered = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
+  const other = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
+  const { d: _d, ...pub } = registered.export({ format: 'jwk' });
+  // A client of its own at the shared IdP, holding the public key inline as /oauth2/client-jwks.json
+  // would publish it — kid included (oidc-provider matches the assertion's kid) — since doctor runs
+  // no server to serve that endpoint.
+  const { calculateJwkThumbprint } = await import('jose');
+  const kid = await calculateJwkThumbprint(pub as import('jose').JWK);
+  await idp.registerClient({ client_id: 'doctor-pkjwt', client_secret: '', redirect_uris: [`${PUBLIC_URL}/oauth2/callback`], token_endpoint_auth_method: 'private_key_jwt', jwks: { keys: [{ ...pub, kid, alg: 'ES256', use: 'sig' }] } });
+  const keyFile = (k: typeof registered) => {
+    const f = join(dir, `client-${Math.random().toString(36).slice(2)}.pem`);
+    writeFileSync(f, String(k.export({ format: 'pem', type: 'pkcs8' })));
+    return f;
+  };
+  const pkjwt = (k: typeof registered) => configFile((c) => {
+    delete c.oidc.clientSecret;
+    Object.assign(c.oidc, { clientId: 'doctor-pkjwt', tokenEndpointAuthMethod: 'private_key_jwt', clientKeysFile: keyFile(k) });
+  });
+  const good = await doctor(pkjwt(registered));
+  assert.match(good.out, /^✓ client credentials — the token endpoint authenticated the client \(private_key_jwt, client doctor-pkjwt\)/m, good.out);
+  const bad = await doctor(pkjwt(other));
+  assert.equal(bad.code, 1, bad.out);
+  assert.match(bad.out, /^✗ client credentials — the token endpoint refused the client \(private_key_jwt, client doctor-pkjwt\): .*invalid_client/m);
+  assert.match(bad.out, /^ {4}fix: the IdP must know the first key of oidc\.clientKeysFile/m);
+});
+
 test('wrong issuer (the IdP names itself differently from oidc.issuer): ✗ discovery naming both; the IdP-client checks are not run', async (t) => {
   // As behind an ingress under another name: the document is served at the configured URL, but names another issuer.
   const rogue = await startRogueIdp(t, { discoveryIssuer: () => 'https://idp.example.com/realms/main' });
