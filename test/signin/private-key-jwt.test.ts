@@ -76,12 +76,13 @@ async function clientJwks(url: string): Promise<{ status: number; cacheControl: 
   return { status: r.statusCode, cacheControl: r.headers['cache-control'] as string | undefined, keys: body.keys };
 }
 
-test('private_key_jwt: sign-in, refresh, sign-out revocation and introspection all authenticate with a fresh ES256 assertion', async (t) => {
+test('private_key_jwt: sign-in, refresh, token exchange, introspection and sign-out revocation all authenticate with a fresh ES256 assertion', async (t) => {
   const key = ecKey();
   const file = tempFile(t, 'client.pem', pemOf(key));
   const s = await pkjwtStack(t, file, {
     routes: [
       { name: 'api', match: { path: '/api' }, upstream: '{upstream}', bearer: 'introspect' },
+      { name: 'orders', match: { path: '/orders' }, upstream: '{upstream}', passAuthorization: true, tokenExchange: { audience: 'https://orders.example' } },
       { name: 'app', match: { path: '/' }, upstream: '{upstream}', passAccessToken: true },
     ],
     // An introspected token without `aud` is held to its client_id.
@@ -115,6 +116,13 @@ test('private_key_jwt: sign-in, refresh, sign-out revocation and introspection a
   const refreshAssertions = seen.filter((a) => a.route === 'token');
   assert.equal(refreshAssertions.length, 2, 'the refresh request carried an assertion');
   assert.notEqual(decodeJwt(refreshAssertions[1]!.assertion).jti, payload.jti, 'a fresh jti per request');
+
+  // Token exchange (RFC 8693) at the token endpoint, for the orders route's upstream.
+  const orders = await request(`${s.url}/orders/1`, { headers: { cookie: login.jar.header(s.url), accept: 'application/json' } });
+  const ordersBody = await orders.body.text();
+  assert.equal(orders.statusCode, 200, ordersBody);
+  assert.match(String(s.upstream.requests.at(-1)!.headers.authorization), /^Bearer \S+$/, 'the upstream got an exchanged token');
+  assert.equal(seen.filter((a) => a.route === 'token').length, 3, 'the exchange request carried an assertion');
 
   // Introspection of alice's (opaque) access token on a bearer route.
   await request(`${s.url}/whoami`, { headers: { cookie: login.jar.header(s.url), accept: 'application/json' } }).then((r) => r.body.dump());
