@@ -6,9 +6,10 @@
 // `ErrorCode` is the registry's keys, so a misspelt code is a type error, and every code a client
 // or a dashboard can meet is documented.
 //
-// Codes are `ERR_<AREA>_<WHAT>`, except the door's three answers to "who are you / may you"
-// (`unauthenticated`, `forbidden`, `invalid_token`): API clients matched those before the registry
-// existed, and `invalid_token` is RFC 6750's own name, also sent in WWW-Authenticate.
+// Codes are `ERR_<AREA>_<WHAT>`, except the door's answers to "who are you / may you"
+// (`unauthenticated`, `forbidden`, `invalid_token`, `insufficient_user_authentication`): API clients
+// matched the first two before the registry existed, and the last two are RFC 6750's and RFC 9470's
+// own names, also sent in WWW-Authenticate.
 
 interface ErrorSpec {
   readonly status: number;
@@ -96,6 +97,14 @@ export const REGISTRY = {
     operator: 'The debug log line carries the reason. Check the token\'s `aud` against `oidc.bearerAudiences` and its `typ` against `oidc.bearerTokenType`.',
   },
 
+  insufficient_user_authentication: {
+    status: 401,
+    message: (needed) => `This address needs ${needed}; your current sign-in does not meet that. Sign in again to continue (you stay signed in everywhere else). API clients find what is needed in WWW-Authenticate (acr_values, max_age).`,
+    detail: 'what the route asks for, e.g. "a sign-in with one of the authentication levels phr, mfa, at most 10 minutes old"',
+    when: "The user passes the route's `allow` rule, but the route's `stepUp` asks for another `acr` or a more recent `auth_time` than the session (or bearer token) carries, and the request is not a browser navigation (those are sent to the IdP with `acr_values` / `max_age` instead). Answered with RFC 9470's `WWW-Authenticate: Bearer error=\"insufficient_user_authentication\"` (bearer tokens) or the `OIDC` challenge with a `sign_in_url` that steps up (sessions, forward-auth); the JSON body adds `route`, `acr_values` and `max_age`.",
+    operator: 'Nothing, usually. If users keep arriving here after signing in, the IdP does not issue the `acr` the route lists (see `ERR_CALLBACK_ACR_NOT_REQUESTED`) or its clock is far off (`auth_time`).',
+  },
+
   // ── Signing in (the callback from the IdP) ───────────────────────────────────────────────────
   ERR_CALLBACK_STATE_MISSING: {
     status: 400, retrySignIn: true,
@@ -145,6 +154,20 @@ export const REGISTRY = {
     message: 'The identity provider\'s ID token failed verification, so you were not signed in.',
     when: 'The ID token failed a check: signature and algorithm (`oidc.idTokenSigningAlgs`), issuer, audience, nonce, expiry, or `iat` in the future.',
     operator: 'The error log line carries the check that failed. Check clocks (`oidc.clockTolerance`), the IdP\'s signing algorithm, and that `oidc.issuer` is exactly the IdP\'s issuer.',
+  },
+  ERR_CALLBACK_ACR_NOT_REQUESTED: {
+    status: 401, retrySignIn: true,
+    message: (said) => `This page needs a stronger sign-in, and the identity provider did not confirm one: ${said}. Sign in again and choose a stronger method (a security key or a one-time code, for example), or ask the application's owner which one is needed.`,
+    detail: 'which `acr` came back and which were asked for',
+    when: 'A sign-in for a route with `stepUp.acr` came back with an ID token whose `acr` is missing or not one of the values requested in `acr_values` (an IdP that ignored the request, or reused an earlier, weaker sign-in). The session is left as it was.',
+    operator: 'Check that the IdP knows the route\'s `stepUp.acr` values (its `acr_values_supported`) and is configured to step up for them (Keycloak: ACR to level-of-authentication mapping; Entra: authentication context). The page names the `acr` that came back.',
+  },
+  ERR_CALLBACK_AUTH_TIME_INVALID: {
+    status: 401, retrySignIn: true,
+    message: (said) => `This page needs a recent sign-in, and the identity provider did not confirm one: ${said}. Sign in again.`,
+    detail: 'what was wrong with `auth_time`',
+    when: 'A sign-in for a route with `stepUp.maxAge` (sent as `max_age`) came back with an ID token whose `auth_time` is missing, older than `max_age` (plus `oidc.clockTolerance`) or in the future (OIDC Core §3.1.2.1 requires it whenever `max_age` is sent).',
+    operator: 'An IdP that omits `auth_time` cannot serve `maxAge` routes; a stale one usually means the IdP reused its SSO session despite `prompt=login`, or clocks differ (check NTP on both).',
   },
   ERR_CALLBACK_USERINFO_MISMATCH: {
     status: 401, retrySignIn: true,

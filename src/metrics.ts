@@ -11,7 +11,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
     registry,
     requests: tallyCounter({ name: 'portcullis_http_requests_total', help: 'Requests answered, by route name and status class.', labelNames: ['route', 'status'] as const, registers: [registry] }),
     duration: routeHistogram(registry, 'portcullis_http_request_duration_seconds', 'Time to answer a request, by route name.', [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]),
-    decisions: tallyCounter({ name: 'portcullis_auth_decisions_total', help: 'Authorization decisions: allow, deny, unauthenticated.', labelNames: ['route', 'decision'] as const, registers: [registry] }),
+    decisions: tallyCounter({ name: 'portcullis_auth_decisions_total', help: 'Authorization decisions: allow, deny, unauthenticated, step_up.', labelNames: ['route', 'decision'] as const, registers: [registry] }),
     logins: new Counter({ name: 'portcullis_logins_total', help: 'Completed sign-in callbacks by result (success or an error code).', labelNames: ['result'] as const, registers: [registry] }),
     refresh: new Counter({ name: 'portcullis_session_refresh_total', help: 'Token refreshes by result.', labelNames: ['result'] as const, registers: [registry] }),
     cacheHits: tallyCounter({ name: 'portcullis_session_cache_hits_total', help: 'Session lookups answered from the in-memory cache.', labelNames: [] as const, registers: [registry] }),

@@ -26,6 +26,7 @@ import { LiveConnections } from './proxy/connections.js';
 import { compileRouteTable, type RouteTable } from './door/route-table.js';
 import { DecisionAudit } from './door/audit.js';
 import { Introspector } from './signin/introspection.js';
+import type { StepUpRequirement } from './policy/step-up.js';
 import { TokenExchanger } from './signin/exchange.js';
 
 export { compileRouteTable, type RouteTable };
@@ -175,15 +176,23 @@ export class Runtime {
     return this.table;
   }
 
-  /** Starts a sign-in: transaction cookie + the IdP authorization URL. */
-  async beginSignIn(cookies: Record<string, string | undefined>, returnTo: string): Promise<{ location: string; setCookies: string[] }> {
+  /**
+   * Starts a sign-in: transaction cookie + the IdP authorization URL. With `stepUp` (a route's
+   * requirement) the IdP is asked for its `acr_values` and `max_age` — recorded in the transaction,
+   * so the callback can hold the ID token to them — and `promptLogin` adds `prompt=login`.
+   */
+  async beginSignIn(cookies: Record<string, string | undefined>, returnTo: string, stepUp?: { stepUp: StepUpRequirement; promptLogin: boolean }): Promise<{ location: string; setCookies: string[] }> {
     if (!this.idp.ready) {
       this.idp.start();
       throw errors.idpUnavailable(new Error(this.idp.lastError ?? 'discovery pending'));
     }
     const checks = randomSignInChecks();
-    const { txn, setCookies } = this.txns.begin(cookies, { ...checks, returnTo });
-    const location = await this.idp.authorizationUrl({ state: txn.state, nonce: txn.nonce, verifier: txn.verifier });
+    const req = stepUp?.stepUp;
+    const { txn, setCookies } = this.txns.begin(cookies, { ...checks, returnTo, acr: req?.acr && [...req.acr], maxAge: req?.maxAgeSec });
+    const location = await this.idp.authorizationUrl({
+      state: txn.state, nonce: txn.nonce, verifier: txn.verifier,
+      acrValues: txn.acr, maxAge: txn.maxAge, prompt: stepUp?.promptLogin ? 'login' : undefined,
+    });
     return { location, setCookies };
   }
 

@@ -52,6 +52,14 @@ export interface DevIdpOptions {
   keys?: { keys: object[] };
   /** Default true: log nothing. false: one line per server error, failed grant or back-channel logout. */
   quiet?: boolean;
+  /**
+   * Authentication Context Class References this IdP offers (`acr_values_supported`), weakest
+   * first, e.g. `['pwd', 'mfa', 'phr']`. Set: the login form offers them ("Sign in with…", the
+   * strongest one requested preselected; the first otherwise), the chosen one becomes the ID
+   * token's `acr`, and the `claims` parameter is supported, so an essential acr the current IdP
+   * session lacks makes it ask to sign in again (step-up). Unset: no `acr` at all.
+   */
+  acrValues?: string[];
 }
 
 export interface DevIdp {
@@ -126,7 +134,7 @@ export async function startDevIdp(opts: DevIdpOptions): Promise<DevIdp> {
     }
     const path = (req.url ?? '/').split('?')[0]!;
     if (path.startsWith('/interaction/')) {
-      handleInteraction(provider, users, req, res, path).catch((err: unknown) => {
+      handleInteraction(provider, users, req, res, path, opts.acrValues ?? []).catch((err: unknown) => {
         log('interaction error', err);
         if (!res.headersSent) sendPage(res, 500, 'Error', '<p>Internal error in the dev IdP.</p>');
         else res.destroy();
@@ -182,8 +190,10 @@ export async function startDevIdp(opts: DevIdpOptions): Promise<DevIdp> {
       },
       // The library defaults behave the same but print a one-time console notice; quiet means quiet.
       clientBasedCORS: () => false,
+      ...(opts.acrValues?.length ? { acrValues: opts.acrValues } : {}),
       features: {
         devInteractions: { enabled: false },
+        claimsParameter: { enabled: !!opts.acrValues?.length },
         rpInitiatedLogout: { enabled: true, logoutSource, postLogoutSuccessSource },
         revocation: { enabled: true },
         introspection: {
@@ -218,7 +228,7 @@ export async function startDevIdp(opts: DevIdpOptions): Promise<DevIdp> {
 
   const op = provider; // narrowed to Provider for the closure below
   async function registerClient(client: DevClient): Promise<void> {
-    const metadata = clientMetadata(client);
+    const metadata = clientMetadata(client, opts.acrValues);
     // Clients live in the adapter, not in the static `clients` list, so they can change after start.
     await op.Client.validate(metadata);
     store.set('Client', client.client_id, metadata);
@@ -249,9 +259,14 @@ export async function startDevIdp(opts: DevIdpOptions): Promise<DevIdp> {
   };
 }
 
-function clientMetadata(client: DevClient): Record<string, unknown> {
+function clientMetadata(client: DevClient, acrValues: readonly string[] | undefined): Record<string, unknown> {
   const privateKeyJwt = client.token_endpoint_auth_method === 'private_key_jwt';
   const metadata: Record<string, unknown> = {
+    // With acrValues: oidc-provider releases `acr` only when it was asked for, so every acr it offers
+    // is the client's default (a voluntary request): every ID token says how the user signed in, as
+    // most IdPs' do.
+    // And `auth_time` in every ID token (require_auth_time), as Keycloak and Entra always send it.
+    ...(acrValues?.length ? { default_acr_values: [...acrValues], require_auth_time: true } : {}),
     client_id: client.client_id,
     ...(privateKeyJwt ? {} : { client_secret: client.client_secret }),
     redirect_uris: client.redirect_uris,
@@ -297,6 +312,7 @@ async function handleInteraction(
   req: IncomingMessage,
   res: ServerResponse,
   path: string,
+  acrValues: readonly string[],
 ): Promise<void> {
   const match = /^\/interaction\/([A-Za-z0-9_-]+)(\/login|\/abort)?$/.exec(path);
   if (!match) {
@@ -330,7 +346,7 @@ async function handleInteraction(
       sendPage(res, 400, 'Unsupported', `<p>Unsupported interaction prompt ${esc(details.prompt.name)}.</p>`);
       return;
     }
-    sendLoginForm(res, details, users, {});
+    sendLoginForm(res, details, users, {}, acrValues);
     return;
   }
   if (req.method === 'GET' && action === '/login') {
@@ -354,10 +370,16 @@ async function handleInteraction(
   const login = form.get('login') ?? '';
   const password = form.get('password') ?? '';
   if (!Object.hasOwn(users, login) || !passwordsEqual(users[login]!.password, password)) {
-    sendLoginForm(res, details, users, { login, error: 'Invalid username or password' });
+    sendLoginForm(res, details, users, { login, error: 'Invalid username or password' }, acrValues);
     return;
   }
-  await provider.interactionFinished(req, res, { login: { accountId: login } }, { mergeWithLastSubmission: false });
+  // The method chosen is the sign-in's acr (a test may choose one that was not asked for).
+  const acr = form.get('acr') ?? undefined;
+  if (acr !== undefined && !acrValues.includes(acr)) {
+    sendLoginForm(res, details, users, { login, error: 'Unknown sign-in method' }, acrValues);
+    return;
+  }
+  await provider.interactionFinished(req, res, { login: { accountId: login, ...(acr === undefined ? {} : { acr }) } }, { mergeWithLastSubmission: false });
 }
 
 async function finishConsent(provider: Provider, details: InteractionDetails, req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -384,8 +406,18 @@ function sendLoginForm(
   details: InteractionDetails,
   users: Record<string, DevUser>,
   state: { login?: string; error?: string },
+  acrValues: readonly string[],
 ): void {
   const uid = esc(details.uid);
+  // Preselected: the strongest this IdP offers of the acr values requested as essential (the
+  // claims parameter: a step-up), else the weakest it offers. Plain acr_values are not looked at:
+  // the client's default_acr_values (all of them) fill them in on every request.
+  const essential = (details.params.claims ? safeJson(String(details.params.claims)) : undefined) as { id_token?: { acr?: { values?: unknown } } } | undefined;
+  const requested = (Array.isArray(essential?.id_token?.acr?.values) ? essential.id_token.acr.values.map(String) : []).filter((a) => acrValues.includes(a));
+  const preselected = requested.length ? acrValues.filter((a) => requested.includes(a)).at(-1) : acrValues[0];
+  const acrSelect = acrValues.length
+    ? `<label>Sign in with <select name="acr">${acrValues.map((a) => `<option value="${esc(a)}"${a === preselected ? ' selected' : ''}>${esc(a)}</option>`).join('')}</select></label>`
+    : '';
   const demo = users === DEMO_USERS
     ? `<p class="hint">Demo users: ${Object.entries(DEMO_USERS).map(([name, u]) => `<code>${esc(name)}</code> / <code>${esc(u.password)}</code>`).join(', ')}</p>`
     : '';
@@ -395,6 +427,7 @@ ${state.error ? `<p class="error" role="alert">${esc(state.error)}</p>` : ''}
 <form method="post" action="/interaction/${uid}/login" autocomplete="off">
   <label>Username <input name="login" value="${esc(state.login ?? '')}" autofocus required></label>
   <label>Password <input type="password" name="password" required></label>
+  ${acrSelect}
   <button type="submit">Sign in</button>
 </form>
 <form method="post" action="/interaction/${uid}/abort"><button type="submit" class="link">Cancel</button></form>
@@ -454,6 +487,10 @@ async function readForm(req: IncomingMessage): Promise<URLSearchParams> {
     chunks.push(chunk);
   }
   return new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
+}
+
+function safeJson(text: string): unknown {
+  try { return JSON.parse(text); } catch { return undefined; }
 }
 
 function passwordsEqual(expected: string, given: string): boolean {

@@ -11,6 +11,7 @@ import { compileRule, type CompiledRule } from '../policy/rules.js';
 import { validateMatchSpec, type RouteMatchSpec } from '../routing/match.js';
 import { compileHeaderTemplate, isValidHeaderName, type HeaderTemplate } from '../identity/templates.js';
 import { parseDuration } from './durations.js';
+import { stepUpRequirement, type StepUpRequirement } from '../policy/step-up.js';
 import { childPath, type Issues } from './issues.js';
 import { readOrigin, readUrl } from './semantic.js';
 import { AssertionSchema, type ConfigInput, type RouteInput } from './schema.js';
@@ -22,7 +23,7 @@ import { parseClientKeys, type ClientKey } from './client-keys.js';
 // documented there, once), so adding one means writing it in schema.ts and using it.
 
 /** Route keys compile turns into their runtime form. */
-type CompiledRouteKeys = 'match' | 'allow' | 'headers' | 'assertion' | 'grafanaRoles' | 'timeout' | 'bearer';
+type CompiledRouteKeys = 'match' | 'allow' | 'headers' | 'assertion' | 'grafanaRoles' | 'timeout' | 'bearer' | 'stepUp';
 
 export interface RouteConfig extends Omit<RouteInput, CompiledRouteKeys> {
   /** Host canonicalised (lowercase, no trailing dot); path as written. */
@@ -38,6 +39,8 @@ export interface RouteConfig extends Omit<RouteInput, CompiledRouteKeys> {
   timeoutMs: number;
   /** How an API client's bearer token is checked (`true` is `jwt`); false: bearer tokens are not read. */
   bearer: false | 'jwt' | 'introspect' | 'jwt-then-introspect';
+  /** Step-up: the acr Set and max age compiled once (policy/step-up.ts); undefined = none. */
+  stepUp: StepUpRequirement | undefined;
 }
 
 /** Top-level keys compile turns into their runtime form. */
@@ -131,7 +134,8 @@ export function compileConfig(input: ConfigInput, opts: CompileOptions = {}): { 
     if (adminToken !== undefined && adminToken.length < 16) issue('admin.tokenFile', 'the admin token must be at least 16 characters (e.g. openssl rand -base64 32)');
   }
 
-  const routes = input.routes.map((r, i) => compileRoute(r, childPath('routes', i), issues, failed));
+  const clockToleranceMs = durationMs(o.clockTolerance);
+  const routes = input.routes.map((r, i) => compileRoute(r, childPath('routes', i), issues, failed, clockToleranceMs));
 
   // Keys without a runtime form pass through as they are (see the types above).
   const { shutdownGracePeriod, metrics, admin: _admin, assertionSigning, oidc: _oidc, session: _session, routes: _routes, ...plain } = input;
@@ -175,7 +179,7 @@ export function compileConfig(input: ConfigInput, opts: CompileOptions = {}): { 
   return { config: deepFreeze(config), issues };
 }
 
-function compileRoute(r: RouteInput, path: string, issues: Issues, failed: (path: string, within?: boolean) => boolean): RouteConfig {
+function compileRoute(r: RouteInput, path: string, issues: Issues, failed: (path: string, within?: boolean) => boolean, clockToleranceMs: number): RouteConfig {
   const skip = failed(path);
   const issuesHere: Issues = skip ? [] : issues;
   const at = (key: string) => childPath(path, key);
@@ -197,7 +201,7 @@ function compileRoute(r: RouteInput, path: string, issues: Issues, failed: (path
   }
   const upstream = readUrl(r.upstream);
   const a = r.assertion === true ? Value.Default(AssertionSchema, {}) as Static<typeof AssertionSchema> : r.assertion === false ? undefined : r.assertion;
-  const { match: _match, allow, headers: _headers, assertion: _assertion, grafanaRoles: _roles, timeout, bearer, ...plain } = r;
+  const { match: _match, allow, headers: _headers, assertion: _assertion, grafanaRoles: _roles, timeout, bearer, stepUp, ...plain } = r;
   return {
     ...plain,
     match: match ?? { path: '/' },
@@ -211,6 +215,8 @@ function compileRoute(r: RouteInput, path: string, issues: Issues, failed: (path
     grafanaRoles,
     timeoutMs: durationMs(timeout),
     bearer: bearer === true ? 'jwt' : bearer,
+    stepUp: stepUp === undefined ? undefined
+      : stepUpRequirement(stepUp.acr, stepUp.maxAge === undefined ? undefined : Math.floor(durationMs(stepUp.maxAge) / 1000), clockToleranceMs),
   };
 }
 

@@ -21,6 +21,8 @@ export const DURATION_PATTERN = '^(\\d+(ms|s|m|h|d))+$';
 
 /** An origin: scheme, host, port (the trailing slash is allowed). semantic.ts checks the rest. */
 const ORIGIN_PATTERN = '^https?://[^/?#@*\\s]+/?$';
+/** An `acr` value: printable ASCII without space, `"` or `\` (sent space-separated in `acr_values`, quoted in a challenge). */
+const ACR_PATTERN = '^[\\x21\\x23-\\x5b\\x5d-\\x7e]+$';
 /** An http(s) URL without credentials, query or fragment; a base path is allowed. */
 const UPSTREAM_PATTERN = '^https?://[^/?#@\\s]+(/[^?#\\s]*)?$';
 /** Microsoft Graph's origin (oidc.groupOverage.graphUrl): like ORIGIN_PATTERN, its own message. */
@@ -41,6 +43,7 @@ export const PATTERN_MESSAGES: Readonly<Record<string, string>> = {
   "^[!#$%&'+.^_`|~0-9A-Za-z-]+\\*?$": 'is not a cookie name (a trailing * matches names beginning with the rest)',
   '^rediss?://': 'must start with redis:// or rediss://',
   [GRAPH_PATTERN]: 'must be an origin only, like https://graph.microsoft.com (scheme://host[:port]; Portcullis adds /v1.0/me/getMemberObjects)',
+  [ACR_PATTERN]: 'printable ASCII without spaces, quotes or backslashes (acr values are sent space-separated, and quoted in WWW-Authenticate)',
 };
 
 const duration = (def: string | undefined, description: string) =>
@@ -137,6 +140,10 @@ export const RouteSchema = section({
   }, 'With `preset: grafana`: Grafana role → claim rule; the first passing of Admin, Editor, Viewer is sent as `X-WEBAUTH-ROLE`.')),
   passAccessToken: flag(false, 'Send the session\'s access token as `X-Forwarded-Access-Token`.'),
   passAuthorization: flag(false, 'Send the session\'s access token as `Authorization: Bearer …` (replacing the client\'s).'),
+  stepUp: Type.Optional(section({
+    acr: Type.Optional(list(Type.String({ minLength: 1, pattern: ACR_PATTERN }), 'The session\'s `acr` (Authentication Context Class Reference) must be one of these, e.g. `[phr, mfa]`; otherwise a browser is sent to the IdP with `acr_values` (config order), and an API client gets 401 `insufficient_user_authentication` (RFC 9470).', { minItems: 1 })),
+    maxAge: Type.Optional(duration(undefined, 'The sign-in must be at most this old (the ID token\'s `auth_time`, plus `oidc.clockTolerance`); otherwise a browser is sent to sign in again with `max_age` and `prompt=login`. At least 1m.')),
+  }, 'Step-up per route: a stronger (`acr`) and/or more recent (`maxAge`) sign-in than other routes need — at least one of them. Met by upgrading the session in place (same session, other routes unaffected); see identity.md. Not with `auth: public`.', { minProperties: 1 })),
   tokenExchange: Type.Optional(section({
     audience: text('The audience the IdP issues the upstream\'s token for (RFC 8693 `audience`), e.g. the upstream API\'s identifier.', { minLength: 1 }),
     scope: Type.Optional(text('Scopes to ask for (space-separated; at most the user\'s own). Omitted: the IdP\'s choice.', { minLength: 1 })),

@@ -106,6 +106,12 @@ export function checkSemantics(c: ConfigInput, failed: (path: string) => boolean
     if (r.tokenExchange !== undefined && !r.passAccessToken && !r.passAuthorization) {
       issue(`${path}.tokenExchange`, 'the exchanged token goes where the user\'s would: set passAuthorization (Authorization: Bearer) or passAccessToken (X-Forwarded-Access-Token)');
     }
+    if (r.stepUp !== undefined) {
+      if (r.auth === 'public') issue(`${path}.stepUp`, 'a public route lets everyone through; remove stepUp or set auth: required');
+      const maxAge = r.stepUp.maxAge === undefined ? undefined : parseDuration(r.stepUp.maxAge);
+      // Shorter, and a sign-in would be stale again by the time the browser is back (clock skew, a slow login): a loop.
+      if (maxAge !== undefined && maxAge < 60_000) issue(`${path}.stepUp.maxAge`, 'must be at least 1m');
+    }
     if (r.bearer && c.oidc.bearerAudiences.length === 0) {
       issue(`${path}.bearer`, 'bearer: true needs oidc.bearerAudiences (the `aud` values API tokens must carry; never "any audience")');
     }

@@ -5,7 +5,7 @@ import type { Metrics, Tally } from '../metrics.js';
 import type { Inbound } from '../routing/origin.js';
 import type { Outcome } from './outcome.js';
 
-type Label = 'allow' | 'deny' | 'unauthenticated';
+type Label = 'allow' | 'deny' | 'unauthenticated' | 'step_up';
 
 export interface AuditLog {
   info(o: object, msg: string): void;
@@ -24,12 +24,12 @@ export class DecisionAudit {
   /** Counts the decision and writes its audit line. `via`: the doorway, when not a plain request. */
   record(r: Inbound, o: Outcome, via?: 'websocket' | 'forward-auth'): void {
     if (o.kind === 'no-route') return;
-    const label: Label = o.kind === 'allow' ? 'allow' : o.kind === 'forbidden' ? 'deny' : 'unauthenticated';
+    const label: Label = o.kind === 'allow' ? 'allow' : o.kind === 'forbidden' ? 'deny' : o.kind === 'step-up' ? 'step_up' : 'unauthenticated';
     let t = this.tallies.get(o.route.name);
     if (!t) {
       const d = this.metrics.decisions;
       const route = o.route.name;
-      this.tallies.set(route, (t = { allow: d.tally(route, 'allow'), deny: d.tally(route, 'deny'), unauthenticated: d.tally(route, 'unauthenticated') }));
+      this.tallies.set(route, (t = { allow: d.tally(route, 'allow'), deny: d.tally(route, 'deny'), unauthenticated: d.tally(route, 'unauthenticated'), step_up: d.tally(route, 'step_up') }));
     }
     t[label].n += 1;
     if (!(label === 'allow' ? this.allows : this.denials)) return;
@@ -37,7 +37,8 @@ export class DecisionAudit {
     const c = who?.claims;
     this.log.info({
       reqId: r.id, audit: true, route: o.route.name, decision: label,
-      reason: o.kind === 'unauthenticated' && o.invalidToken ? 'invalid-token' : o.decision.reasons.join(','),
+      // A step-up names what the sign-in lacks (`step-up-acr`, `step-up-max-age`), not the rule that admitted it.
+      reason: o.kind === 'unauthenticated' && o.invalidToken ? 'invalid-token' : o.kind === 'step-up' ? `step-up-${o.shortfall}` : o.decision.reasons.join(','),
       sub: c?.sub, email: c?.email, via: who && !who.sid ? 'bearer' : via, method: r.method, ip: r.clientIp,
     }, `auth decision ${label}`);
   }

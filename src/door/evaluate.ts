@@ -5,6 +5,7 @@
 // public route) is decided synchronously, everything else asynchronously, by the same code below.
 import type { RouteConfig } from '../config/index.js';
 import { authorize, type Decision } from '../policy/decide.js';
+import { stepUpShortfall } from '../policy/step-up.js';
 import type { ActiveSession } from '../session/sessions.js';
 import { PortcullisError, asPortcullisError } from '../errors.js';
 import type { HeaderBag, Principal } from '../identity/headers.js';
@@ -31,10 +32,20 @@ function bearerToken(headers: HeaderBag): string | undefined {
   return h.slice(7).trim() || undefined;
 }
 
-/** The one place a policy decision becomes an Outcome. */
-function decide(route: RouteConfig, who: Principal | undefined, setCookies: string[]): Outcome {
+/**
+ * The one place a policy decision becomes an Outcome. A route with `stepUp` then asks whether the
+ * admitted user's sign-in is strong and recent enough (its acr Set and max age were compiled at
+ * boot; `rt.now()` is the runtime's clock, which tests move); routes without it pay one check.
+ */
+function decide(rt: Runtime, route: RouteConfig, who: Principal | undefined, setCookies: string[]): Outcome {
   const decision = authorize(route, who?.claims);
-  if (decision.allowed) return { kind: 'allow', route, who, decision, setCookies };
+  if (decision.allowed) {
+    if (route.stepUp !== undefined && who !== undefined) {
+      const shortfall = stepUpShortfall(route.stepUp, who.claims, rt.now());
+      if (shortfall !== undefined) return { kind: 'step-up', route, who, decision, setCookies, shortfall };
+    }
+    return { kind: 'allow', route, who, decision, setCookies };
+  }
   if (!who) return { kind: 'unauthenticated', route, decision, setCookies };
   return { kind: 'forbidden', route, who, decision, setCookies };
 }
@@ -53,9 +64,9 @@ export function evaluate(rt: Runtime, r: Inbound): Outcome | Promise<Outcome> {
   // A verified session in the cache with nothing due (no refresh, no re-seal): no I/O to wait for.
   const cached = rt.sessions.peek(r.cookies);
   if (cached) {
-    if (!rt.sessions.needsWrite(cached) && !rt.refresher.isDue(cached)) return decide(route, cached, NO_COOKIES);
+    if (!rt.sessions.needsWrite(cached) && !rt.refresher.isDue(cached)) return decide(rt, route, cached, NO_COOKIES);
   } else if (rt.sessions.cookieValue(r.cookies) === undefined) {
-    return decide(route, undefined, NO_COOKIES);
+    return decide(rt, route, undefined, NO_COOKIES);
   }
   return withSession(rt, route, r);
 }
@@ -74,7 +85,7 @@ async function withBearer(rt: Runtime, route: RouteConfig, token: string): Promi
     if (e.statusCode >= 500) throw e;
     return { kind: 'unauthenticated', route, decision: INVALID_TOKEN, setCookies: [], invalidToken: e };
   }
-  return decide(route, { claims, accessToken: token }, []);
+  return decide(rt, route, { claims, accessToken: token }, []);
 }
 
 /**
@@ -107,5 +118,5 @@ async function withSession(rt: Runtime, route: RouteConfig, r: Inbound): Promise
     // (served as it is; the write is retried on a later request).
     rt.log.debug({ reqId: r.id, route: route.name }, 'session store unavailable: public route served');
   }
-  return decide(route, session, setCookies);
+  return decide(rt, route, session, setCookies);
 }

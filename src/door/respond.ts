@@ -15,6 +15,8 @@ import type { Inbound } from '../routing/origin.js';
 import type { Runtime } from '../runtime.js';
 import type { Outcome } from './outcome.js';
 import { groupsUnavailableText } from '../signin/group-overage.js';
+import type { RouteConfig } from '../config/index.js';
+import { describeStepUp, signInTooOld, type StepUpRequirement } from '../policy/step-up.js';
 
 export interface Answer {
   readonly status: number;
@@ -33,7 +35,11 @@ export function prefersHtml(accept: string | string[] | undefined): boolean {
 
 /** GET/HEAD preferring HTML, sent by a navigating browser: the only requests sent to sign in by redirect. */
 export function isBrowserNavigation(method: string, headers: IncomingHttpHeaders): boolean {
-  if (method !== 'GET' && method !== 'HEAD') return false;
+  return (method === 'GET' || method === 'HEAD') && isPageRequest(headers);
+}
+
+/** A browser loading a page (any method: a form post too), not a script's request: an HTML answer is read by a person. */
+function isPageRequest(headers: IncomingHttpHeaders): boolean {
   const mode = headers['sec-fetch-mode'];
   if (mode !== undefined && mode !== 'navigate') return false;
   if (headers['x-requested-with'] !== undefined) return false;
@@ -72,6 +78,13 @@ export function errorAnswer(e: PortcullisError, r: { id: string; headers: Incomi
 const UNAUTHENTICATED = coded('unauthenticated');
 const FORBIDDEN = coded('forbidden');
 const INVALID_TOKEN = coded('invalid_token');
+/** One insufficient_user_authentication error per step-up requirement (its message names what is needed). */
+const INSUFFICIENT = new WeakMap<StepUpRequirement, PortcullisError>();
+function insufficient(req: StepUpRequirement): PortcullisError {
+  let e = INSUFFICIENT.get(req);
+  if (!e) INSUFFICIENT.set(req, (e = coded('insufficient_user_authentication', { detail: describeStepUp(req) })));
+  return e;
+}
 
 /** Where the doorway's answers differ: a reverse proxy redirects browsers; forward-auth never does. */
 export type AnswerMode = 'proxy' | 'forward-auth';
@@ -82,8 +95,11 @@ export type AnswerMode = 'proxy' | 'forward-auth';
  */
 export function outcomeAnswer(rt: Runtime, r: Inbound, o: Exclude<Outcome, { kind: 'allow' }>, mode: AnswerMode, returnTo: string): Answer | Promise<Answer> {
   if (o.kind === 'no-route') return errorAnswer(errors.noRoute(), r);
+  if (o.kind === 'step-up') return stepUpAnswer(rt, r, o, mode, returnTo);
   const setCookies = o.setCookies;
-  const signInUrl = `${rt.config.publicUrl}/oauth2/start`;
+  // A route with stepUp asks for it at the first sign-in already (acr_values, max_age), so the
+  // user signs in once, not twice; never prompt=login here: there is no session to be too old.
+  const signInUrl = startUrl(rt, o.route);
   if (o.kind === 'forbidden') {
     // A session whose groups the IdP announced but could not be fetched (Entra ID group overage): say so.
     const note = groupsUnavailableText((o.who as { groupsUnavailable?: unknown }).groupsUnavailable);
@@ -101,28 +117,63 @@ export function outcomeAnswer(rt: Runtime, r: Inbound, o: Exclude<Outcome, { kin
     const www = 'Bearer realm="portcullis", error="invalid_token", error_description="The access token is invalid or expired"';
     return errorAnswer(o.invalidToken.code === 'invalid_token' ? o.invalidToken : INVALID_TOKEN, r, { setCookies, headers: { 'www-authenticate': www }, json: true });
   }
-  if (mode === 'proxy' && isBrowserNavigation(r.method, r.headers)) {
-    return signInRedirect(rt, r, returnTo).then(({ location, setCookies: more }) => {
-      const headers: Record<string, string | string[]> = { 'cache-control': 'no-store', location };
-      if (setCookies.length || more.length) headers['set-cookie'] = [...setCookies, ...more];
-      return { status: 302, headers, body: '' };
-    });
-  }
+  if (mode === 'proxy' && isBrowserNavigation(r.method, r.headers)) return signInRedirect(rt, r, returnTo, o.route, false, setCookies);
   const www = o.route.bearer && mode === 'proxy' ? 'Bearer realm="portcullis"' : `OIDC realm="portcullis", sign_in_url="${signInUrl}"`;
   return errorAnswer(UNAUTHENTICATED, r, {
     setCookies,
     headers: { 'www-authenticate': www },
-    signInUrl: mode === 'forward-auth' ? `${signInUrl}?rd=${encodeURIComponent(returnTo)}` : signInUrl,
+    signInUrl: mode === 'forward-auth' ? withReturn(signInUrl, returnTo) : signInUrl,
     json: true,
   });
 }
 
-/** Where to send a signed-out browser: straight to the IdP on publicUrl's host, else via /oauth2/start there. */
-async function signInRedirect(rt: Runtime, r: Inbound, returnTo: string): Promise<{ location: string; setCookies: string[] }> {
-  if (sameAuthority(rt.origin.publicHost, r.host) || rt.config.session.cookieDomain) {
-    return rt.beginSignIn(r.cookies, returnTo);
-  }
-  return { location: `${rt.config.publicUrl}/oauth2/start?rd=${encodeURIComponent(returnTo)}`, setCookies: [] };
+/**
+ * A user the route admits, whose sign-in is not strong (acr) or recent (max age) enough for its
+ * `stepUp`. A navigating browser is sent to the IdP with `acr_values` and `max_age`, plus
+ * `prompt=login` when the sign-in is too old — without it an IdP may answer from its own SSO
+ * session, as old as before, and the callback would have to refuse it. Everything else (API
+ * clients, XHR, WebSocket upgrades, forward-auth) gets 401 with RFC 9470's challenge:
+ * `error="insufficient_user_authentication"`, `acr_values`, `max_age` — in the `Bearer` scheme
+ * for a bearer token, in the `OIDC` scheme with a `sign_in_url` that steps up for a session.
+ */
+function stepUpAnswer(rt: Runtime, r: Inbound, o: Extract<Outcome, { kind: 'step-up' }>, mode: AnswerMode, returnTo: string): Answer | Promise<Answer> {
+  const req = o.route.stepUp!;
+  if (mode === 'proxy' && isBrowserNavigation(r.method, r.headers)) return signInRedirect(rt, r, returnTo, o.route, signInTooOld(req, o.who.claims, rt.now()), o.setCookies);
+  const description = o.shortfall === 'acr' ? 'A different authentication level is required' : 'More recent authentication is required';
+  let params = `error="insufficient_user_authentication", error_description="${description}"`;
+  const fields: Record<string, string> = { route: o.route.name };
+  if (req.acrValues !== undefined) { params += `, acr_values="${req.acrValues}"`; fields.acr_values = req.acrValues; }
+  if (req.maxAgeSec !== undefined) { params += `, max_age="${req.maxAgeSec}"`; fields.max_age = String(req.maxAgeSec); }
+  // A page a person reads, where no redirect is possible (a form post…): it says what is needed and
+  // links to a sign-in that steps up and comes back here.
+  const html = mode === 'proxy' && isPageRequest(r.headers);
+  const start = startUrl(rt, o.route);
+  const signInUrl = mode === 'forward-auth' || html ? withReturn(start, returnTo) : start;
+  const www = o.who.sid === undefined ? `Bearer realm="portcullis", ${params}` : `OIDC realm="portcullis", ${params}, sign_in_url="${signInUrl}"`;
+  return errorAnswer(insufficient(req), r, { setCookies: o.setCookies, headers: { 'www-authenticate': www }, signInUrl: o.who.sid === undefined ? undefined : signInUrl, fields, json: !html });
+}
+
+/** `/oauth2/start`, naming the route whose step-up the sign-in must meet (`step_up`), if it has one. */
+function startUrl(rt: Runtime, route: RouteConfig): string {
+  const start = `${rt.config.publicUrl}/oauth2/start`;
+  return route.stepUp ? `${start}?step_up=${encodeURIComponent(route.name)}` : start;
+}
+
+function withReturn(url: string, returnTo: string): string {
+  return `${url}${url.includes('?') ? '&' : '?'}rd=${encodeURIComponent(returnTo)}`;
+}
+
+/**
+ * A browser sent to sign in: straight to the IdP on publicUrl's host (or under the cookie domain),
+ * else via /oauth2/start there — asking for the route's step-up either way.
+ */
+async function signInRedirect(rt: Runtime, r: Inbound, returnTo: string, route: RouteConfig, promptLogin: boolean, setCookies: string[]): Promise<Answer> {
+  const { location, setCookies: more } = sameAuthority(rt.origin.publicHost, r.host) || rt.config.session.cookieDomain
+    ? await rt.beginSignIn(r.cookies, returnTo, route.stepUp && { stepUp: route.stepUp, promptLogin })
+    : { location: withReturn(startUrl(rt, route), returnTo), setCookies: [] };
+  const headers: Record<string, string | string[]> = { 'cache-control': 'no-store', location };
+  if (setCookies.length || more.length) headers['set-cookie'] = [...setCookies, ...more];
+  return { status: 302, headers, body: '' };
 }
 
 /** Writes an answer to an HTTP response. */

@@ -222,6 +222,18 @@ export class SessionManager {
     return r && r.sid === s.sid ? r : undefined;
   }
 
+  /**
+   * The same user signed in again (a step-up): `record` — same `sid` and `createdAt` as `current`,
+   * new claims and tokens — replaces the session in place (Redis: the same entry; cookie store: a
+   * new sealed value for the same session). Unlike `replace` after a refresh, the old cookie value
+   * does not answer with the upgraded session: a copy of it keeps only what it had.
+   */
+  async upgrade(_current: ActiveSession, record: SessionRecord, cookies: Record<string, string | undefined>): Promise<string[]> {
+    const old = this.cookieValue(cookies);
+    if (old !== undefined) this.cache?.delete(cacheKey(old));
+    return this.write(record, cookies, old, 'sign_in');
+  }
+
   /** Stores a brand-new session (always a new sid: no fixation through a planted cookie). */
   async create(record: SessionRecord, cookies: Record<string, string | undefined>): Promise<string[]> {
     const old = this.cookieValue(cookies);

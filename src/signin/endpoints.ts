@@ -6,7 +6,8 @@ import type { Runtime } from '../runtime.js';
 import { coded, errors, PortcullisError } from '../errors.js';
 import { safeRedirect } from './redirects.js';
 import { signOutPage, signedOutPage } from '../pages.js';
-import { SessionManager, type SessionRecord } from '../session/sessions.js';
+import { SessionManager, type ActiveSession, type SessionRecord } from '../session/sessions.js';
+import { signInTooOld, type StepUpRequirement } from '../policy/step-up.js';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { SessionCodec } from '../session/codec.js';
 import { cookieSettings, expireCookie, serializeCookie } from '../session/cookies.js';
@@ -26,6 +27,41 @@ function sameString(a: string, b: string): boolean {
   return x.length === y.length && timingSafeEqual(x, y);
 }
 
+/**
+ * `/oauth2/start?step_up=<route>`: the sign-in asks for that route's step-up (acr_values, max_age),
+ * plus `prompt=login` when the browser's session is too old for it — the same check the door makes.
+ * Only a route's name travels in the URL, never the values: what is asked for is the configuration's.
+ * An unknown name (a route removed by a reload since the link was made) asks for nothing extra; the
+ * route, if it still exists, steps up again.
+ */
+async function stepUpFor(rt: Runtime, name: string | undefined, cookies: Record<string, string | undefined>): Promise<{ stepUp: StepUpRequirement; promptLogin: boolean } | undefined> {
+  const stepUp = name === undefined ? undefined : rt.table.routes.find((r) => r.name === name)?.stepUp;
+  if (!stepUp) return undefined;
+  let promptLogin = false;
+  if (stepUp.freshForMs !== undefined) {
+    const lookup = await rt.sessions.lookup(cookies).catch(() => undefined);
+    promptLogin = lookup?.kind === 'valid' && signInTooOld(stepUp, lookup.session.claims, rt.now());
+  }
+  return { stepUp, promptLogin };
+}
+
+/**
+ * The browser's valid session when it is the same user's as the new sign-in (same `iss` and `sub`):
+ * the new tokens and claims then replace the old ones IN that session — same Portcullis session id,
+ * so revocation, the admin listing and live WebSockets keep finding it, and the user stays signed
+ * in to every other route. Its `createdAt` is kept: `session.absoluteTimeout` bounds a session id's
+ * life however often it is upgraded (and a revocation of that id is kept as long). Another user, or
+ * no readable session, gets a brand-new session with a new id — identities are never merged, and a
+ * planted cookie cannot fix the id of someone else's session.
+ */
+async function sameUserSession(rt: Runtime, cookies: Record<string, string | undefined>, claims: Record<string, unknown>): Promise<ActiveSession | undefined> {
+  if (rt.sessions.cookieValue(cookies) === undefined) return undefined;
+  const lookup = await rt.sessions.lookup(cookies).catch(() => undefined);
+  if (lookup?.kind !== 'valid') return undefined;
+  const c = lookup.session.claims;
+  return typeof c.sub === 'string' && c.sub === claims.sub && c.iss === claims.iss ? lookup.session : undefined;
+}
+
 export async function registerSignInEndpoints(app: FastifyInstance, rt: Runtime): Promise<void> {
   // Its own key (purpose) and cookie name (`<session cookie>_logout`, stripped before upstreams).
   const logoutCodec = new SessionCodec(rt.config.session.secrets, 'portcullis logout v1');
@@ -37,7 +73,7 @@ export async function registerSignInEndpoints(app: FastifyInstance, rt: Runtime)
 
   app.get<{ Querystring: Query }>('/oauth2/start', async (request, reply) => {
     const rd = safeRedirect(one(request.query.rd), rt.redirects);
-    const { location, setCookies } = await rt.beginSignIn(request.cookies, rd);
+    const { location, setCookies } = await rt.beginSignIn(request.cookies, rd, await stepUpFor(rt, one(request.query.step_up), request.cookies));
     return reply.code(302).header('set-cookie', setCookies).header('cache-control', 'no-store').header('location', location).send();
   });
 
@@ -61,22 +97,25 @@ export async function registerSignInEndpoints(app: FastifyInstance, rt: Runtime)
     try {
       const result = await rt.idp.completeSignIn(rawQuery, txn);
       const now = rt.now();
+      // The same user signing in again (a step-up, or /oauth2/start by hand) upgrades the session
+      // they have: see sameUserSession.
+      const current = await sameUserSession(rt, cookies, result.claims);
       const record: SessionRecord = {
         v: 1,
-        sid: SessionManager.newSid(),
+        sid: current?.sid ?? SessionManager.newSid(),
         claims: result.claims,
         idToken: result.idToken,
         accessToken: result.accessToken,
         refreshToken: result.refreshToken,
         tokenExpiresAt: result.tokenExpiresAt,
         tokenIssuedAt: result.tokenExpiresAt === undefined ? undefined : now,
-        createdAt: now,
+        createdAt: current?.createdAt ?? now,
         seenAt: now,
         groupsUnavailable: result.groupsUnavailable,
       };
-      const sessionCookies = await rt.sessions.create(record, cookies);
+      const sessionCookies = current ? await rt.sessions.upgrade(current, record, cookies) : await rt.sessions.create(record, cookies);
       rt.metrics.logins.inc({ result: 'success' });
-      request.log.info({ sub: result.claims.sub, email: result.claims.email }, 'signed in');
+      request.log.info({ sub: result.claims.sub, email: result.claims.email, acr: result.claims.acr, upgraded: current !== undefined || undefined }, current ? 'signed in again: session upgraded in place' : 'signed in');
       return reply.code(302).header('set-cookie', [found.clear, ...sessionCookies])
         .header('location', safeRedirect(txn.returnTo, rt.redirects)).send();
     } catch (err) {

@@ -10,6 +10,10 @@ import { withSpan } from '../tracing.js';
 import type { Config } from '../config/index.js';
 import { GroupOverage, type GroupOverageSettings, type GroupsUnavailable } from './group-overage.js';
 import { loadClientKeys, type ClientKey } from './client-keys.js';
+import { plainDuration, stepUpRequirement, stepUpShortfall } from '../policy/step-up.js';
+
+/** Text an IdP chose, for a message: printable ASCII only, and short. */
+const idpText = (s: string, max: number) => s.replace(/[^\x20-\x7e]/g, '').slice(0, max);
 
 /** The IdP client's settings from a Portcullis config: its `oidc` section and the one callback URL (publicUrl + /oauth2/callback). */
 export function idpSettingsOf(config: Pick<Config, 'oidc' | 'publicUrl'>): IdpSettings {
@@ -64,6 +68,9 @@ export interface SignInResult {
 export function randomSignInChecks(): { nonce: string; verifier: string } {
   return { nonce: client.randomNonce(), verifier: client.randomPKCECodeVerifier() };
 }
+
+/** The sign-in's own facts, kept across refreshes when a refreshed ID token omits them. */
+const STEP_UP_CLAIMS = ['acr', 'amr', 'auth_time'] as const;
 
 const BACKCHANNEL_EVENT = 'http://schemas.openid.net/event/backchannel-logout';
 
@@ -320,8 +327,14 @@ export class IdentityProvider {
     }
   }
 
-  /** Builds the authorization request: code flow, PKCE S256, state and nonce, `openid` scope. */
-  async authorizationUrl(p: { state: string; nonce: string; verifier: string; prompt?: string }): Promise<string> {
+  /**
+   * Builds the authorization request: code flow, PKCE S256, state and nonce, `openid` scope. A
+   * step-up adds `acr_values` (space-separated, in the route's order) and `max_age` (seconds); when
+   * the IdP supports the `claims` parameter, the acr is also requested as an essential claim
+   * (OIDC Core §5.5.1.1) — `acr_values` alone is a voluntary request an IdP may satisfy from an
+   * earlier, weaker sign-in (oidc-provider and others do), which the callback would then refuse.
+   */
+  async authorizationUrl(p: { state: string; nonce: string; verifier: string; prompt?: string | undefined; acrValues?: readonly string[] | undefined; maxAge?: number | undefined }): Promise<string> {
     const config = this.requireConfig();
     const params: Record<string, string> = {
       redirect_uri: this.settings.redirectUri,
@@ -332,11 +345,21 @@ export class IdentityProvider {
       code_challenge_method: 'S256',
     };
     if (p.prompt) params.prompt = p.prompt;
+    if (p.acrValues?.length) {
+      params.acr_values = p.acrValues.join(' ');
+      if (this.meta?.claims_parameter_supported === true) params.claims = JSON.stringify({ id_token: { acr: { essential: true, values: p.acrValues } } });
+    }
+    if (p.maxAge !== undefined) params.max_age = String(p.maxAge);
     return client.buildAuthorizationUrl(config, params).href;
   }
 
-  /** Checks the authorization response and redeems the code. Throws coded errors. */
-  async completeSignIn(query: string, checks: { state: string; nonce: string; verifier: string }): Promise<SignInResult> {
+  /**
+   * Checks the authorization response and redeems the code. Throws coded errors. A step-up sign-in
+   * (`acr`, `maxAge` from its transaction) is held to what was asked: openid-client checks `auth_time`
+   * is present and within `max_age` (+ clock tolerance) of its clock, nothing about `acr`; the rest
+   * is checkStepUp's, on this runtime's clock.
+   */
+  async completeSignIn(query: string, checks: { state: string; nonce: string; verifier: string; acr?: readonly string[] | undefined; maxAge?: number | undefined }): Promise<SignInResult> {
     const currentUrl = new URL(this.settings.redirectUri);
     currentUrl.search = query;
     let tokens: client.TokenEndpointResponse & client.TokenEndpointResponseHelpers;
@@ -346,14 +369,20 @@ export class IdentityProvider {
         expectedState: checks.state,
         expectedNonce: checks.nonce,
         idTokenExpected: true,
+        ...(checks.maxAge === undefined ? {} : { maxAge: checks.maxAge }),
       }));
     } catch (err) {
+      // openid-client's auth_time checks (missing, too old) get the step-up's own code and page.
+      if (checks.maxAge !== undefined && err instanceof client.ClientError && /"auth_time"/.test(err.message)) {
+        throw coded('ERR_CALLBACK_AUTH_TIME_INVALID', { detail: /missing/.test(err.message) ? 'it did not say when you signed in' : `you signed in more than ${plainDuration(checks.maxAge)} ago`, cause: err });
+      }
       throw wrapIdpError(err, 'code');
     }
     const config = this.requireConfig();
     const claims = tokens.claims() as Record<string, unknown> | undefined;
     if (!claims || !tokens.id_token) throw errors.idTokenInvalid(new Error('no ID token in the token response'));
     this.checkIssuedAt(claims);
+    if (checks.acr !== undefined || checks.maxAge !== undefined) this.checkStepUp(claims, checks.acr, checks.maxAge);
     let merged: Record<string, unknown> = { ...claims };
     if (this.settings.userinfo && tokens.access_token) {
       try {
@@ -384,7 +413,8 @@ export class IdentityProvider {
    * ones, so a claim the IdP no longer sends (an emptied `groups` many IdPs omit) is gone: the new
    * ID token's claims (or, when none is returned, those of the session's current ID token), plus
    * userinfo when `oidc.userinfo` is on (ID token claims win, as at sign-in). The IdP session id
-   * (`sid`) is kept when a refreshed ID token omits it: back-channel logout still finds the session.
+   * (`sid`) is kept when a refreshed ID token omits it: back-channel logout still finds the session;
+   * so are `acr`, `amr` and `auth_time` (step-up routes).
    * Should userinfo fail after the grant (the new tokens are already issued), the previous claims
    * fill in what the ID token lacks until the next refresh, and a warning is logged.
    */
@@ -406,6 +436,10 @@ export class IdentityProvider {
     }
     let idClaims: Record<string, unknown> = claims ? { ...claims } : (currentIdToken && idTokenPayload(currentIdToken, original)) || original;
     if (idClaims.sid === undefined && original.sid !== undefined) idClaims = { ...idClaims, sid: original.sid };
+    // How and when the user signed in does not change with a refresh (OIDC Core §12.2: `auth_time`
+    // is the original authentication's): kept when a refreshed ID token omits them, so a step-up
+    // route (policy/step-up.ts) does not ask the user to sign in again after every refresh.
+    for (const k of STEP_UP_CLAIMS) if (idClaims[k] === undefined && original[k] !== undefined) idClaims = { ...idClaims, [k]: original[k] };
     let now: Record<string, unknown> = idClaims;
     if (this.settings.userinfo && tokens.access_token) {
       try {
@@ -613,6 +647,36 @@ export class IdentityProvider {
     if (idTokenHint) params.id_token_hint = idTokenHint;
     if (state) params.state = state;
     return client.buildEndSessionUrl(config, params).href;
+  }
+
+  /**
+   * A step-up sign-in's ID token against what was asked for, with the same check the door applies
+   * to routes (policy/step-up.ts), so a sign-in a route would refuse is never accepted: `acr` one
+   * of the values sent in `acr_values` (an IdP may ignore them, or answer from an earlier, weaker
+   * SSO session); `auth_time` present (OIDC Core §3.1.2.1 requires it whenever `max_age` is sent),
+   * within `max_age` plus the clock tolerance, and not in the future.
+   */
+  private checkStepUp(claims: Record<string, unknown>, acr: readonly string[] | undefined, maxAge: number | undefined): void {
+    const tolerance = this.settings.clockToleranceSec;
+    const now = this.hooks.now?.() ?? Date.now();
+    const shortfall = stepUpShortfall(stepUpRequirement(acr, maxAge, tolerance * 1000), claims, now);
+    const at = claims.auth_time;
+    if (shortfall === 'acr') {
+      const got = typeof claims.acr === 'string' ? `"${idpText(claims.acr, 80)}"` : 'none';
+      throw coded('ERR_CALLBACK_ACR_NOT_REQUESTED', {
+        detail: `you were signed in with authentication level ${got}, and ${acr!.length === 1 ? '' : 'one of '}${acr!.map((a) => `"${a}"`).join(', ')} is needed`,
+        cause: new Error(`ID token acr ${got} is not one of the requested acr_values ${acr!.join(' ')}`),
+      });
+    }
+    if (shortfall === 'max-age') {
+      throw coded('ERR_CALLBACK_AUTH_TIME_INVALID', {
+        detail: typeof at !== 'number' ? 'it did not say when you signed in' : `you signed in more than ${plainDuration(maxAge!)} ago`,
+        cause: new Error(`ID token auth_time ${JSON.stringify(at)?.slice(0, 40)} is missing or older than max_age ${maxAge} s (+${tolerance} s) at ${Math.floor(now / 1000)}`),
+      });
+    }
+    if (maxAge !== undefined && typeof at === 'number' && at * 1000 > now + tolerance * 1000) {
+      throw coded('ERR_CALLBACK_AUTH_TIME_INVALID', { detail: 'the sign-in time it gave is in the future', cause: new Error(`ID token auth_time ${at} is in the future (now ${Math.floor(now / 1000)})`) });
+    }
   }
 
   private checkIssuedAt(claims: Record<string, unknown>): void {

@@ -17,6 +17,10 @@ export interface Transaction {
   verifier: string;
   returnTo: string;
   createdAt: number;
+  /** Step-up: the `acr_values` sent (the ID token's `acr` must be one of them). */
+  acr?: string[];
+  /** Step-up: the `max_age` sent, in seconds (the ID token's `auth_time` must be within it). */
+  maxAge?: number;
 }
 
 export type TransactionResult =
@@ -38,12 +42,14 @@ export class TransactionCookies {
    * A new transaction and the Set-Cookie headers that store it (plus expiry of the oldest ones when
    * the cap is reached). The state carries the flow id so the callback finds its cookie.
    */
-  begin(requestCookies: Record<string, string | undefined>, values: { nonce: string; verifier: string; returnTo: string }): { txn: Transaction; setCookies: string[] } {
+  begin(requestCookies: Record<string, string | undefined>, values: { nonce: string; verifier: string; returnTo: string; acr?: string[]; maxAge?: number }): { txn: Transaction; setCookies: string[] } {
     const now = this.now();
     // Flow id: creation time (so the oldest can be found without decrypting) + randomness.
     const id = now.toString(36).padStart(9, '0') + randomBytes(6).toString('base64url');
     const state = `${id}.${randomBytes(24).toString('base64url')}`;
     const txn: Transaction = { t: 'txn', state, nonce: values.nonce, verifier: values.verifier, returnTo: values.returnTo, createdAt: now };
+    if (values.acr !== undefined) txn.acr = values.acr;
+    if (values.maxAge !== undefined) txn.maxAge = values.maxAge;
     const name = this.cookies.txnPrefix + id;
     const setCookies = [serializeCookie(this.cookies, name, this.codec.seal(name, txn), TRANSACTION_TTL_MS / 1000)];
     const existing = Object.keys(requestCookies).filter((n) => n.startsWith(this.cookies.txnPrefix)).sort();

@@ -4,8 +4,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ERROR_CODES, PortcullisError, REGISTRY, asPortcullisError, coded, errors, isErrorCode } from '../../src/errors.js';
 
-/** The door's answers API clients matched before the registry existed; every other code is ERR_<AREA>_<WHAT>. */
-const LEGACY = new Set(['unauthenticated', 'forbidden', 'invalid_token']);
+/** The door's answers API clients matched before the registry existed, and RFC 6750's / RFC 9470's own names; every other code is ERR_<AREA>_<WHAT>. */
+const LEGACY = new Set(['unauthenticated', 'forbidden', 'invalid_token', 'insufficient_user_authentication']);
 
 test('a code outside the registry, or a reason-naming code without its reason, does not compile', () => {
   // npm test typechecks first: these lines fail it the day the registry stops being closed.

@@ -165,7 +165,7 @@ export async function followRedirects(url: string | URL, jar: CookieJar, init: F
  */
 export async function loginViaHttp(
   startUrl: string,
-  opts: { user: string; password: string; jar?: CookieJar; stopAt?: FollowInit['stopAt']; maxHops?: number },
+  opts: { user: string; password: string; jar?: CookieJar; stopAt?: FollowInit['stopAt']; maxHops?: number; fields?: Record<string, string> },
 ): Promise<LoginResult> {
   const jar = opts.jar ?? new CookieJar();
   const hops: Hop[] = [];
@@ -175,6 +175,8 @@ export async function loginViaHttp(
   if (form) {
     form.fields.set('login', opts.user);
     form.fields.set('password', opts.password);
+    // Other choices on the form, e.g. the dev IdP's sign-in method (`acr`).
+    for (const [k, v] of Object.entries(opts.fields ?? {})) form.fields.set(k, v);
     result = await followRedirects(form.action, jar, {
       method: form.method,
       body: form.fields.toString(),
@@ -200,6 +202,14 @@ export function parseForms(html: string, pageUrl: string | URL): ParsedForm[] {
       if (['submit', 'button', 'image', 'reset'].includes(type)) continue;
       if ((type === 'checkbox' || type === 'radio') && a.checked === undefined) continue;
       fields.append(a.name, a.value ?? (type === 'checkbox' ? 'on' : ''));
+    }
+    // A <select> submits its selected option (the first one when none is marked), as a browser does.
+    for (const sel of (m[2] ?? '').matchAll(/<select\b([^>]*)>([\s\S]*?)<\/select>/gi)) {
+      const name = parseAttributes(sel[1] ?? '').name;
+      if (name === undefined) continue;
+      const options = [...(sel[2] ?? '').matchAll(/<option\b([^>]*)>/gi)].map((o) => parseAttributes(o[1] ?? ''));
+      const chosen = options.find((o) => o.selected !== undefined) ?? options[0];
+      if (chosen) fields.append(name, chosen.value ?? '');
     }
     forms.push({
       action: new URL(attrs.action ?? '', pageUrl),
