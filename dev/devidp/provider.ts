@@ -60,6 +60,12 @@ export interface DevIdpOptions {
    * session lacks makes it ask to sign in again (step-up). Unset: no `acr` at all.
    */
   acrValues?: string[];
+  /**
+   * Default true with `acrValues`: the `claims` parameter is supported (an essential acr is
+   * enforced). false: `acr_values` are a wish only, as OIDC allows — the IdP answers from its SSO
+   * session whatever acr it holds (for tests of a relying party that must refuse such an answer).
+   */
+  claimsParameter?: boolean;
 }
 
 export interface DevIdp {
@@ -193,7 +199,7 @@ export async function startDevIdp(opts: DevIdpOptions): Promise<DevIdp> {
       ...(opts.acrValues?.length ? { acrValues: opts.acrValues } : {}),
       features: {
         devInteractions: { enabled: false },
-        claimsParameter: { enabled: !!opts.acrValues?.length },
+        claimsParameter: { enabled: !!opts.acrValues?.length && opts.claimsParameter !== false },
         rpInitiatedLogout: { enabled: true, logoutSource, postLogoutSuccessSource },
         revocation: { enabled: true },
         introspection: {

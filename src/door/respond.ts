@@ -33,13 +33,18 @@ export function prefersHtml(accept: string | string[] | undefined): boolean {
   return new Negotiator({ headers: { accept: a } }).mediaType(MEDIA) === 'text/html';
 }
 
-/** GET/HEAD preferring HTML, sent by a navigating browser: the only requests sent to sign in by redirect. */
+/**
+ * GET/HEAD preferring HTML, sent by a navigating browser: the only requests sent to sign in by
+ * redirect. Never an upgrade (a WebSocket cannot follow one; browsers send Sec-Fetch-Mode:
+ * websocket, but a client that does not must not be redirected either).
+ */
 export function isBrowserNavigation(method: string, headers: IncomingHttpHeaders): boolean {
   return (method === 'GET' || method === 'HEAD') && isPageRequest(headers);
 }
 
-/** A browser loading a page (any method: a form post too), not a script's request: an HTML answer is read by a person. */
+/** A browser loading a page (any method: a form post too), not a script's request or an upgrade: an HTML answer is read by a person. */
 function isPageRequest(headers: IncomingHttpHeaders): boolean {
+  if (headers.upgrade !== undefined) return false;
   const mode = headers['sec-fetch-mode'];
   if (mode !== undefined && mode !== 'navigate') return false;
   if (headers['x-requested-with'] !== undefined) return false;
@@ -134,11 +139,13 @@ export function outcomeAnswer(rt: Runtime, r: Inbound, o: Exclude<Outcome, { kin
  * session, as old as before, and the callback would have to refuse it. Everything else (API
  * clients, XHR, WebSocket upgrades, forward-auth) gets 401 with RFC 9470's challenge:
  * `error="insufficient_user_authentication"`, `acr_values`, `max_age` — in the `Bearer` scheme
- * for a bearer token, in the `OIDC` scheme with a `sign_in_url` that steps up for a session.
+ * for a bearer token (never redirected: an API client), in the `OIDC` scheme with a `sign_in_url`
+ * that steps up for a session.
  */
 function stepUpAnswer(rt: Runtime, r: Inbound, o: Extract<Outcome, { kind: 'step-up' }>, mode: AnswerMode, returnTo: string): Answer | Promise<Answer> {
   const req = o.route.stepUp!;
-  if (mode === 'proxy' && isBrowserNavigation(r.method, r.headers)) return signInRedirect(rt, r, returnTo, o.route, signInTooOld(req, o.who.claims, rt.now()), o.setCookies);
+  const session = o.who.sid !== undefined;
+  if (session && mode === 'proxy' && isBrowserNavigation(r.method, r.headers)) return signInRedirect(rt, r, returnTo, o.route, signInTooOld(req, o.who.claims, rt.now()), o.setCookies);
   const description = o.shortfall === 'acr' ? 'A different authentication level is required' : 'More recent authentication is required';
   let params = `error="insufficient_user_authentication", error_description="${description}"`;
   const fields: Record<string, string> = { route: o.route.name };
@@ -146,11 +153,11 @@ function stepUpAnswer(rt: Runtime, r: Inbound, o: Extract<Outcome, { kind: 'step
   if (req.maxAgeSec !== undefined) { params += `, max_age="${req.maxAgeSec}"`; fields.max_age = String(req.maxAgeSec); }
   // A page a person reads, where no redirect is possible (a form post…): it says what is needed and
   // links to a sign-in that steps up and comes back here.
-  const html = mode === 'proxy' && isPageRequest(r.headers);
+  const html = session && mode === 'proxy' && isPageRequest(r.headers);
   const start = startUrl(rt, o.route);
   const signInUrl = mode === 'forward-auth' || html ? withReturn(start, returnTo) : start;
-  const www = o.who.sid === undefined ? `Bearer realm="portcullis", ${params}` : `OIDC realm="portcullis", ${params}, sign_in_url="${signInUrl}"`;
-  return errorAnswer(insufficient(req), r, { setCookies: o.setCookies, headers: { 'www-authenticate': www }, signInUrl: o.who.sid === undefined ? undefined : signInUrl, fields, json: !html });
+  const www = session ? `OIDC realm="portcullis", ${params}, sign_in_url="${signInUrl}"` : `Bearer realm="portcullis", ${params}`;
+  return errorAnswer(insufficient(req), r, { setCookies: o.setCookies, headers: { 'www-authenticate': www }, signInUrl: session ? signInUrl : undefined, fields, json: !html });
 }
 
 /** `/oauth2/start`, naming the route whose step-up the sign-in must meet (`step_up`), if it has one. */

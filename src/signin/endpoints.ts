@@ -8,6 +8,8 @@ import { safeRedirect } from './redirects.js';
 import { signOutPage, signedOutPage } from '../pages.js';
 import { SessionManager, type ActiveSession, type SessionRecord } from '../session/sessions.js';
 import { signInTooOld, type StepUpRequirement } from '../policy/step-up.js';
+import { normalizeTarget } from '../routing/normalize.js';
+import type { RouteConfig } from '../config/index.js';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { SessionCodec } from '../session/codec.js';
 import { cookieSettings, expireCookie, serializeCookie } from '../session/cookies.js';
@@ -28,14 +30,16 @@ function sameString(a: string, b: string): boolean {
 }
 
 /**
- * `/oauth2/start?step_up=<route>`: the sign-in asks for that route's step-up (acr_values, max_age),
- * plus `prompt=login` when the browser's session is too old for it — the same check the door makes.
- * Only a route's name travels in the URL, never the values: what is asked for is the configuration's.
- * An unknown name (a route removed by a reload since the link was made) asks for nothing extra; the
- * route, if it still exists, steps up again.
+ * What a sign-in started at `/oauth2/start` asks for: the step-up (acr_values, max_age) of the
+ * route named by `step_up`, or else of the route the return URL `rd` belongs to — so a forward-auth
+ * proxy's plain `/oauth2/start?rd=<original URL>` (nginx's `@signin`, Traefik's errors middleware)
+ * steps up for a step-up route instead of looping through plain sign-ins — plus `prompt=login` when
+ * the browser's session is too old for it (the door's own check). Only a route's name or a URL
+ * travels, never the values: what is asked for is the configuration's. An unknown name (a route
+ * removed by a reload since the link was made) asks for nothing extra.
  */
-async function stepUpFor(rt: Runtime, name: string | undefined, cookies: Record<string, string | undefined>): Promise<{ stepUp: StepUpRequirement; promptLogin: boolean } | undefined> {
-  const stepUp = name === undefined ? undefined : rt.table.routes.find((r) => r.name === name)?.stepUp;
+async function stepUpFor(rt: Runtime, name: string | undefined, rd: string, cookies: Record<string, string | undefined>): Promise<{ stepUp: StepUpRequirement; promptLogin: boolean } | undefined> {
+  const stepUp = name !== undefined ? rt.table.routes.find((r) => r.name === name)?.stepUp : routeOfReturn(rt, rd)?.stepUp;
   if (!stepUp) return undefined;
   let promptLogin = false;
   if (stepUp.freshForMs !== undefined) {
@@ -43,6 +47,16 @@ async function stepUpFor(rt: Runtime, name: string | undefined, cookies: Record<
     promptLogin = lookup?.kind === 'valid' && signInTooOld(stepUp, lookup.session.claims, rt.now());
   }
   return { stepUp, promptLogin };
+}
+
+/** The route a (checked) return URL leads to, as a navigation to it would be matched. */
+function routeOfReturn(rt: Runtime, rd: string): RouteConfig | undefined {
+  let u: URL;
+  try { u = new URL(rd); } catch { return undefined; }
+  const n = normalizeTarget(u.pathname);
+  if (!n.ok) return undefined;
+  const i = rt.table.matcher(u.host, n.path, 'GET');
+  return i < 0 ? undefined : rt.table.routes[i];
 }
 
 /**
@@ -73,7 +87,7 @@ export async function registerSignInEndpoints(app: FastifyInstance, rt: Runtime)
 
   app.get<{ Querystring: Query }>('/oauth2/start', async (request, reply) => {
     const rd = safeRedirect(one(request.query.rd), rt.redirects);
-    const { location, setCookies } = await rt.beginSignIn(request.cookies, rd, await stepUpFor(rt, one(request.query.step_up), request.cookies));
+    const { location, setCookies } = await rt.beginSignIn(request.cookies, rd, await stepUpFor(rt, one(request.query.step_up), rd, request.cookies));
     return reply.code(302).header('set-cookie', setCookies).header('cache-control', 'no-store').header('location', location).send();
   });
 

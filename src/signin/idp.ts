@@ -373,8 +373,10 @@ export class IdentityProvider {
       }));
     } catch (err) {
       // openid-client's auth_time checks (missing, too old) get the step-up's own code and page.
-      if (checks.maxAge !== undefined && err instanceof client.ClientError && /"auth_time"/.test(err.message)) {
-        throw coded('ERR_CALLBACK_AUTH_TIME_INVALID', { detail: /missing/.test(err.message) ? 'it did not say when you signed in' : `you signed in more than ${plainDuration(checks.maxAge)} ago`, cause: err });
+      // (openid-client wraps oauth4webapi's error, which names the claim, as "invalid response encountered".)
+      const said = err instanceof Error ? `${err.message} ${err.cause instanceof Error ? err.cause.message : ''}` : '';
+      if (checks.maxAge !== undefined && /"auth_time"|last End-User authentication/.test(said)) {
+        throw coded('ERR_CALLBACK_AUTH_TIME_INVALID', { detail: /missing/.test(said) ? 'it did not say when you signed in' : `you signed in more than ${plainDuration(checks.maxAge)} ago`, cause: err });
       }
       throw wrapIdpError(err, 'code');
     }

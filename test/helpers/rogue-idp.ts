@@ -59,6 +59,10 @@ export interface RogueIdp {
   hits: string[];
   /** ID tokens handed out, with the mode each was made in. */
   issued: Array<{ mode: RogueMode; idToken: string | undefined }>;
+  /** Set between tests: claims put into (or, as undefined, taken out of) the next ID tokens, e.g. an `acr` or `auth_time`. */
+  idTokenClaims: Record<string, unknown>;
+  /** The query of every authorization request, in order (what was asked for: acr_values, max_age, prompt…). */
+  authorizeRequests: URLSearchParams[];
   close(): Promise<void>;
 }
 
@@ -94,7 +98,7 @@ export async function startRogueIdp(t: CleanupScope, opts: RogueIdpOptions = {})
   const issuer = `http://127.0.0.1:${port}`;
 
   const rogue: RogueIdp = {
-    issuer, port, clientId, clientSecret, mode: 'valid', refreshMode: 'valid', userinfoSub: undefined, refreshes: 0, hits: [], issued: [],
+    issuer, port, clientId, clientSecret, mode: 'valid', refreshMode: 'valid', userinfoSub: undefined, refreshes: 0, hits: [], issued: [], idTokenClaims: {}, authorizeRequests: [],
     close: () => new Promise<void>((resolve) => { server.close(() => resolve()); server.closeAllConnections(); }),
   };
   t.after(() => rogue.close());
@@ -123,6 +127,7 @@ export async function startRogueIdp(t: CleanupScope, opts: RogueIdpOptions = {})
     }
     if (req.method === 'GET' && url.pathname === '/authorize') {
       const p = url.searchParams;
+      rogue.authorizeRequests.push(new URLSearchParams(p));
       const redirectUri = p.get('redirect_uri');
       if (p.get('client_id') !== clientId || !redirectUri || p.get('response_type') !== 'code') {
         return json(res, 400, { error: 'invalid_request' });
@@ -187,6 +192,7 @@ export async function startRogueIdp(t: CleanupScope, opts: RogueIdpOptions = {})
       email: 'rogue-user@example.com',
       preferred_username: 'rogue-user',
       ...opts.claims,
+      ...rogue.idTokenClaims,
       ...override,
     };
     if (override.nonce === undefined && pending.nonce === undefined) delete claims.nonce;

@@ -6,43 +6,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'undici';
-import { startStack, type Stack } from '../helpers/stack.js';
 import { CookieJar, followRedirects, loginViaHttp } from '../helpers/browserless-login.js';
 import { processClock } from '../helpers/clock.js';
-import type { CleanupScope } from '../helpers/idp.js';
-
-export const ACR_VALUES = ['pwd', 'mfa', 'phr'];
-const ALICE = { user: 'alice', password: 'alice-password' };
-
-export const STEP_UP_ROUTES = [
-  { name: 'console', match: { path: '/console' }, upstream: '{upstream}', websocket: true, stepUp: { acr: ['phr', 'mfa'] } },
-  // 2m, and clocks moved by 3m: tough-cookie reckons Max-Age from the real time of a cookie's last
-  // use, so a move of 10 minutes would expire the jar's 10-minute sign-in transaction cookies.
-  { name: 'recent', match: { path: '/recent' }, upstream: '{upstream}', stepUp: { maxAge: '2m' } },
-  { name: 'recent-mfa', match: { path: '/recent-mfa' }, upstream: '{upstream}', stepUp: { acr: ['mfa'], maxAge: '2m' } },
-  { name: 'both', match: { path: '/both' }, upstream: '{upstream}', stepUp: { acr: ['mfa'], maxAge: '10m' } },
-  { name: 'app', match: { path: '/' }, upstream: '{upstream}', websocket: true },
-];
-
-export async function startStepUpStack(t: CleanupScope, now?: () => number): Promise<Stack> {
-  return startStack(t, { idp: { acrValues: ACR_VALUES }, routes: STEP_UP_ROUTES, now });
-}
-
-/** The Portcullis session behind the jar's session cookie (its id, claims), as the proxy sees it. */
-export async function sessionOf(s: Stack, jar: CookieJar) {
-  const value = jar.get('portcullis', s.url);
-  const lookup = await s.server.runtime.sessions.lookup({ portcullis: value });
-  return lookup.kind === 'valid' ? lookup.session : undefined;
-}
-
-/** Signs alice in on an ordinary route, choosing the weakest method (acr `pwd`). */
-export async function signInWeakly(s: Stack, jar = new CookieJar()) {
-  const r = await loginViaHttp(`${s.url}/home`, { ...ALICE, jar, fields: { acr: 'pwd' } });
-  assert.equal(r.status, 200, `signed in on an ordinary route: ${r.body.slice(0, 300)}`);
-  const session = await sessionOf(s, jar);
-  assert.equal(session?.claims.acr, 'pwd', 'the sign-in was at acr pwd');
-  return { jar, session: session! };
-}
+import { ALICE, sessionOf, signInWeakly, startStepUpStack } from '../helpers/step-up.js';
 
 test('a weak session on an acr route is sent to the IdP with acr_values, comes back upgraded in the same session, and other routes go on working', async (t) => {
   const s = await startStepUpStack(t);
@@ -81,7 +47,7 @@ test('a weak session on an acr route is sent to the IdP with acr_values, comes b
 
 test('maxAge: a session grown older than maxAge is sent back with max_age and prompt=login and returns with a fresh auth_time', async (t) => {
   const clock = processClock(t);
-  const s = await startStepUpStack(t, clock.now);
+  const s = await startStepUpStack(t, { now: clock.now });
   const { jar, session: before } = await signInWeakly(s);
   const recent = await followRedirects(`${s.url}/recent`, jar);
   assert.deepEqual(recent.hops.map((h) => h.status), [200], 'a fresh sign-in is recent enough');
@@ -148,9 +114,9 @@ test('API and XHR requests get 401 insufficient_user_authentication with what is
   assert.equal(s.upstream.requests.filter((q) => q.url.startsWith('/console') || q.url.startsWith('/both')).length, 0, 'nothing reached the upstream');
 });
 
-test('/oauth2/start?step_up=<route> asks for that route\'s step-up (prompt=login only for a session too old); an unknown route name asks for nothing extra', async (t) => {
+test('/oauth2/start?step_up=<route> (or a return URL on a step-up route) asks for that route\'s step-up, prompt=login only for a session too old; an unknown route name asks for nothing extra', async (t) => {
   const clock = processClock(t);
-  const s = await startStepUpStack(t, clock.now);
+  const s = await startStepUpStack(t, { now: clock.now });
   const { jar } = await signInWeakly(s);
   const idpUrl = async (query: string) => new URL((await followRedirects(`${s.url}/oauth2/start?${query}`, jar, { stopAt: (u) => u.origin === s.idp.issuer })).finalUrl);
   let u = await idpUrl('step_up=recent-mfa&rd=%2Frecent-mfa');
@@ -163,4 +129,10 @@ test('/oauth2/start?step_up=<route> asks for that route\'s step-up (prompt=login
   u = await idpUrl('step_up=no-such-route');
   assert.equal(u.searchParams.get('acr_values'), null);
   assert.equal(u.searchParams.get('max_age'), null);
+  // Without step_up, the return URL's route decides: a forward-auth proxy's plain
+  // /oauth2/start?rd=<original URL> steps up for a step-up route instead of looping.
+  u = await idpUrl(`rd=${encodeURIComponent(`${s.url}/console/x/../users?q=1`)}`);
+  assert.equal(u.searchParams.get('acr_values'), 'phr mfa');
+  u = await idpUrl(`rd=${encodeURIComponent(`${s.url}/home`)}`);
+  assert.equal(u.searchParams.get('acr_values'), null);
 });
