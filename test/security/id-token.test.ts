@@ -4,49 +4,12 @@
 // (test/helpers/rogue-idp.ts) produces each one; a valid token proves the set-up itself works.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Writable } from 'node:stream';
 import { request } from 'undici';
-import { validateConfigObject, formatIssues } from '../../src/config/index.js';
-import { startServer, type RunningServer } from '../../src/server.js';
-import { freePort, TEST_SESSION_SECRET } from '../helpers/stack.js';
-import { startTestUpstream, type EchoUpstream } from '../helpers/upstream.js';
-import { startRogueIdp, type RogueIdp, type RogueIdpOptions, type RogueMode } from '../helpers/rogue-idp.js';
+import type { RogueMode } from '../helpers/rogue-idp.js';
+import { startRogueStack, type RogueStack } from '../helpers/rogue-stack.js';
 import { CookieJar, followRedirects } from '../helpers/browserless-login.js';
-import type { CleanupScope } from '../helpers/idp.js';
 import { until } from '../helpers/wait.js';
 import { NAVIGATION, issuedCookieNames } from './support.js';
-
-interface RogueStack {
-  rogue: RogueIdp;
-  upstream: EchoUpstream;
-  server: RunningServer;
-  url: string;
-  logs: string[];
-}
-
-/** Proxy + echo upstream in front of the rogue IdP. `waitReady: false` for an IdP that must never become ready. */
-async function startRogueStack(t: CleanupScope, opts: { rogue?: RogueIdpOptions; waitReady?: boolean } = {}): Promise<RogueStack> {
-  const rogue = await startRogueIdp(t, opts.rogue);
-  const upstream = await startTestUpstream(t);
-  const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
-  const r = validateConfigObject({
-    listen: { host: '127.0.0.1', port },
-    publicUrl: url,
-    metrics: false,
-    logLevel: 'debug',
-    oidc: { issuer: rogue.issuer, clientId: rogue.clientId, clientSecret: rogue.clientSecret, scopes: ['openid', 'email', 'profile'], timeout: '3s' },
-    session: { secrets: [TEST_SESSION_SECRET] },
-    routes: [{ name: 'app', match: { path: '/' }, upstream: upstream.url }],
-  }, {});
-  if (!r.ok) throw new Error(`test config invalid:\n${formatIssues(r.issues)}`);
-  const logs: string[] = [];
-  const logStream = new Writable({ write(chunk, _enc, cb) { logs.push(...String(chunk).split('\n').filter(Boolean)); cb(); } });
-  const server = await startServer(r.config, { logStream });
-  t.after(() => server.close());
-  if (opts.waitReady !== false) await server.runtime.idp.waitReady(10_000);
-  return { rogue, upstream, server, url, logs };
-}
 
 /** A browser opens a protected page; the rogue IdP answers at once with a token made in `mode`. */
 async function attempt(s: RogueStack, mode: RogueMode) {

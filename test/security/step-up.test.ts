@@ -8,14 +8,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { generateKeyPairSync } from 'node:crypto';
-import { Writable } from 'node:stream';
 import { importJWK, SignJWT, type JWK } from 'jose';
 import { request } from 'undici';
-import { validateConfigObject, formatIssues } from '../../src/config/index.js';
-import { startServer } from '../../src/server.js';
-import { freePort, startStack, TEST_SESSION_SECRET } from '../helpers/stack.js';
-import { startTestUpstream } from '../helpers/upstream.js';
-import { startRogueIdp } from '../helpers/rogue-idp.js';
+import { startStack } from '../helpers/stack.js';
+import { startRogueStack } from '../helpers/rogue-stack.js';
 import { CookieJar, followRedirects, loginViaHttp } from '../helpers/browserless-login.js';
 import type { CleanupScope } from '../helpers/idp.js';
 import { ALICE, STEP_UP_ROUTES, sessionOf, signInWeakly, startStepUpStack } from '../helpers/step-up.js';
@@ -48,29 +44,14 @@ test('the IdP answers with an acr it was not asked for: refused with a page nami
 
 /** Proxy + upstream in front of the rogue IdP, with step-up routes. */
 async function rogueStack(t: CleanupScope) {
-  const rogue = await startRogueIdp(t);
-  const upstream = await startTestUpstream(t);
-  const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
-  const r = validateConfigObject({
-    listen: { host: '127.0.0.1', port },
-    publicUrl: url,
-    metrics: false,
-    logLevel: 'debug',
-    oidc: { issuer: rogue.issuer, clientId: rogue.clientId, clientSecret: rogue.clientSecret, timeout: '3s' },
-    session: { secrets: [TEST_SESSION_SECRET] },
-    rateLimit: { signIn: 0 },
-    routes: [
-      { name: 'console', match: { path: '/console' }, upstream: upstream.url, stepUp: { acr: ['mfa'] } },
-      { name: 'recent', match: { path: '/recent' }, upstream: upstream.url, stepUp: { maxAge: '10m' } },
-      { name: 'app', match: { path: '/' }, upstream: upstream.url },
+  const { rogue, upstream, server, url, logs } = await startRogueStack(t, {
+    routes: (upstream) => [
+      { name: 'console', match: { path: '/console' }, upstream, stepUp: { acr: ['mfa'] } },
+      { name: 'recent', match: { path: '/recent' }, upstream, stepUp: { maxAge: '10m' } },
+      { name: 'app', match: { path: '/' }, upstream },
     ],
-  }, {});
-  if (!r.ok) throw new Error(formatIssues(r.issues));
-  const logs: string[] = [];
-  const server = await startServer(r.config, { logStream: new Writable({ write(c, _e, cb) { logs.push(String(c)); cb(); } }) });
-  t.after(() => server.close());
-  await server.runtime.idp.waitReady(10_000);
+    edit: (raw) => { raw.rateLimit = { signIn: 0 }; },
+  });
   /** A browser (with no session, unless `jar` has one) opens `path`; the rogue IdP answers at once with its next ID token. */
   const visit = async (path: string, jar = new CookieJar()) => {
     const before = upstream.requests.length;
