@@ -17,6 +17,7 @@
 // only the delegated `User.Read` permission. `transitiveMemberOf` (oauth2-proxy's choice) pages
 // 100 at a time and returns objects; the ids are the same. A `@odata.nextLink` is followed anyway
 // (same origin only), so a Graph that pages is read whole.
+import { withSpan } from '../tracing.js';
 
 /** Why a session has no `groups` although its ID token announced them; bounded values (a metrics label). */
 export type GroupsUnavailable =
@@ -129,7 +130,18 @@ export class GroupOverage {
     if (!this.settings) return unavailable('off', 'oidc.groupOverage is not configured');
     if (!accessToken) return unavailable('no-access-token', 'the token response had no access_token');
     try {
-      const groups = await this.fetchAll(this.settings, accessToken);
+      // One span for the whole fetch when tracing is on (src/tracing.ts): Graph's host and the result, never a group or the token.
+      const settings = this.settings;
+      const groups = await withSpan('graph getMemberObjects', { 'server.address': new URL(this.origin!).host }, async (span) => {
+        try {
+          const g = await this.fetchAll(settings, accessToken);
+          span?.setAttribute('portcullis.group_overage.result', 'ok');
+          return g;
+        } catch (err) {
+          span?.setAttribute('portcullis.group_overage.result', err instanceof Unavailable ? err.reason : classify(err));
+          throw err;
+        }
+      });
       this.hooks.count?.('ok');
       this.warned.clear();
       return { claims: { ...rest, groups } };

@@ -10,6 +10,7 @@ import { request as httpRequest } from 'node:http';
 import { request } from 'undici';
 import { startStack } from '../helpers/stack.js';
 import { otlpReceiver } from '../helpers/otlp.js';
+import { startTestGraph } from '../helpers/graph.js';
 import { loginViaHttp } from '../helpers/browserless-login.js';
 import { until } from '../helpers/wait.js';
 import { flushTracing, startTracing, stopTracing, tracingEnabled, tracingSettingsFromEnv } from '../../src/tracing.js';
@@ -142,4 +143,25 @@ test('tracing on: a refresh is a span, with its IdP token call as a child', asyn
   assert.equal(door?.attributes['url.path'], '/x', 'the refresh is a child of the request that needed it');
   const token = receiver.spans.find((x) => x.name === 'idp token' && x.parentSpanId === refresh.spanId);
   assert.ok(token, 'the refresh\'s token call is its child');
+});
+
+test('tracing on: the group-overage fetch from Graph is a span under the callback, with its result and no group or token', async (t) => {
+  const receiver = await otlpReceiver(t);
+  assert.ok(startTracing({ url: `${receiver.url}/v1/traces`, serviceName: 'portcullis-test', ratio: 1 }));
+  t.after(() => stopTracing());
+  const graph = await startTestGraph(t, { groups: { dora: ['group-secret-id-1'] } });
+  const s = await startStack(t, {
+    idp: { users: { dora: { password: 'dora-password', claims: { email: 'dora@example.com', _claim_names: { groups: 'src1' }, _claim_sources: { src1: { endpoint: 'https://graph.windows.net/x' } } } } } },
+    edit: (raw) => { (raw.oidc as Record<string, unknown>).groupOverage = { graphUrl: graph.url }; },
+  });
+  graph.idp = s.idp;
+  await loginViaHttp(`${s.url}/`, { user: 'dora', password: 'dora-password' });
+  await flushTracing();
+  await until('graph span exported', 5_000, () => receiver.spans.some((x) => x.name === 'graph getMemberObjects'));
+  const span = receiver.spans.find((x) => x.name === 'graph getMemberObjects')!;
+  assert.equal(span.attributes['portcullis.group_overage.result'], 'ok');
+  assert.equal(span.attributes['server.address'], new URL(graph.url).host);
+  const parent = receiver.spans.find((x) => x.spanId === span.parentSpanId);
+  assert.match(String(parent?.attributes['url.path']), /^\/oauth2\/callback/, 'a child of the sign-in callback');
+  assert.ok(!JSON.stringify(receiver.spans).includes('group-secret-id-1'), 'no group in any span');
 });
