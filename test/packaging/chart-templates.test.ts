@@ -128,6 +128,8 @@ test('the config helper adds exactly what the test mirror (chart.ts renderedConf
     'set $session "redis" (dict "url" (printf "redis://:${REDIS_PASSWORD}@%s:6379" (include "portcullis.redis.fullname" .)))',
   ]) assert.ok(helpers.includes(line), `_helpers.tpl no longer does: ${line}`);
   assert.equal((helpers.match(/\$_ := set /g) ?? []).length, 8, 'a set was added to or removed from portcullis.config');
+  // private_key_jwt: no clientSecretFile (the mirror skips it the same way).
+  assert.ok(helpers.includes('{{- if ne (get $oidc "tokenEndpointAuthMethod" | default "") "private_key_jwt" }}'), 'clientSecretFile is set only without private_key_jwt');
   assert.match(template('configmap.yaml'), /portcullis\.yaml: \|\s*\n\s*\{\{- include "portcullis\.config" \. \| nindent 4 \}\}/);
 });
 

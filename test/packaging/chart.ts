@@ -89,7 +89,8 @@ export function renderedConfig(values: Values): Record<string, unknown> {
   const redis = values.redis as { enabled: boolean };
   config.listen = { host: '0.0.0.0', port: ports.http };
   config.metrics = { host: '0.0.0.0', port: ports.metrics };
-  config.oidc = { ...(config.oidc as object), clientSecretFile: `${SECRETS_DIR}/client-secret` };
+  const oidc = config.oidc as Record<string, unknown>;
+  config.oidc = oidc.tokenEndpointAuthMethod === 'private_key_jwt' ? { ...oidc } : { ...oidc, clientSecretFile: `${SECRETS_DIR}/client-secret` };
   const session: Record<string, unknown> = { ...(config.session as object), secretsFile: `${SECRETS_DIR}/session-secrets` };
   if (redis.enabled) {
     session.store = 'redis';

@@ -95,7 +95,10 @@ test/packaging mirrors these additions when it validates every values file's con
 {{- $_ := set $config "listen" (dict "host" "0.0.0.0" "port" .Values.containerPorts.http) }}
 {{- $_ := set $config "metrics" (dict "host" "0.0.0.0" "port" .Values.containerPorts.metrics) }}
 {{- $oidc := get $config "oidc" | default (dict) }}
+{{- /* private_key_jwt authenticates with config.oidc.clientKeysFile (mounted through extraVolumes): no client secret. */}}
+{{- if ne (get $oidc "tokenEndpointAuthMethod" | default "") "private_key_jwt" }}
 {{- $_ := set $oidc "clientSecretFile" (printf "%s/client-secret" (include "portcullis.secretsDir" .)) }}
+{{- end }}
 {{- $_ := set $config "oidc" $oidc }}
 {{- $session := get $config "session" | default (dict) }}
 {{- $_ := set $session "secretsFile" (printf "%s/session-secrets" (include "portcullis.secretsDir" .)) }}
