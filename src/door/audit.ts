@@ -40,6 +40,8 @@ export class DecisionAudit {
       // A step-up names what the sign-in lacks (`step-up-acr`, `step-up-max-age`), not the rule that admitted it.
       reason: o.kind === 'unauthenticated' && o.invalidToken ? 'invalid-token' : o.kind === 'step-up' ? `step-up-${o.shortfall}` : o.decision.reasons.join(','),
       sub: c?.sub, email: c?.email, via: who && !who.sid ? 'bearer' : via, method: r.method, ip: r.clientIp,
+      // A denial of a session whose groups could not be fetched (Entra ID group overage) says so.
+      groupsUnavailable: label === 'deny' ? (who as { groupsUnavailable?: string } | undefined)?.groupsUnavailable : undefined,
     }, `auth decision ${label}`);
   }
 }

@@ -159,6 +159,7 @@ test('Graph failures at sign-in: signed in without groups, the group route is a 
     assert.match(body.groupsUnavailable ?? '', why);
   }
   assert.ok(s.logs.some((l) => l.includes('group overage: signed in without groups') && l.includes('User.Read')), 'the operator is told what to do');
+  assert.ok(s.logs.some((l) => l.includes('"audit":true') && l.includes('"decision":"deny"') && l.includes('"groupsUnavailable":"unauthorized"')), 'the audit line of the denial names the reason');
   assert.ok(!s.logs.some((l) => /"level":(50|60)/.test(l)), 'no error-level lines');
 });
 
