@@ -3,7 +3,7 @@
 // the sources with tsx (`node --import tsx dev/demo.ts`), and is not part of the build or the image
 // (the IdP, oidc-provider, is a devDependency).
 import { pathToFileURL } from 'node:url';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
@@ -79,7 +79,10 @@ ${users.join('\n')}
   process.once('SIGTERM', stopOthers);
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+// Run directly — also through a symlink (the test suite's compiled mirror links dev/demo.ts): a module's
+// URL is its real path.
+const entry = (() => { try { return pathToFileURL(realpathSync(process.argv[1] ?? '')).href; } catch { return undefined; } })();
+if (entry && import.meta.url === entry) {
   runDemo().catch((err: unknown) => {
     console.error(err instanceof Error ? err.message : err);
     process.exit(1);

@@ -7,6 +7,7 @@ import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { canListen, freePort } from '../../dev/devidp/net.js';
 import { launchChromium } from '../helpers/chromium.js';
+import { entryArgs } from '../helpers/entry.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const BANNER_TIMEOUT_MS = 20_000;
@@ -100,7 +101,7 @@ test('the demo starts, prints its banner, and alice signs in with a browser', { 
   // The banner's check command: portcullis doctor against the demo's IdP and upstream, all ✓.
   const configFile = /Check:\s+npx portcullis doctor --config (\S+)/.exec(banner)?.[1];
   assert.ok(configFile, 'the banner prints the doctor command');
-  const doctor = spawnSync(process.execPath, ['--import', 'tsx', 'src/main.ts', 'doctor', '--config', configFile], { cwd: REPO, encoding: 'utf8', timeout: 60_000 });
+  const doctor = spawnSync(process.execPath, [...entryArgs('src/main.ts'), 'doctor', '--config', configFile], { cwd: REPO, encoding: 'utf8', timeout: 60_000 });
   assert.equal(doctor.status, 0, `doctor against the demo:\n${doctor.stdout}\n${doctor.stderr}`);
   assert.doesNotMatch(doctor.stdout, /✗|⚠/);
   assert.match(doctor.stdout, /✓ client credentials/);

@@ -7,6 +7,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
+import { entryArgs } from '../helpers/entry.js';
 import { startStack } from '../helpers/stack.js';
 import { startRedis } from '../helpers/redis.js';
 import { loginViaHttp, CookieJar } from '../helpers/browserless-login.js';
@@ -21,7 +22,7 @@ function tokenFile(token = ADMIN_TOKEN): string {
 
 function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, ['--import', 'tsx', 'src/main.ts', 'sessions', ...args], { env: { ...process.env, PORTCULLIS_CONFIG: '' }, timeout: 30_000 }, (error, stdout, stderr) => {
+    execFile(process.execPath, [...entryArgs('src/main.ts'), 'sessions', ...args], { env: { ...process.env, PORTCULLIS_CONFIG: '' }, timeout: 30_000 }, (error, stdout, stderr) => {
       resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, out: stdout, err: stderr });
     });
   });

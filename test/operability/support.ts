@@ -1,5 +1,5 @@
-// Shared by the operability tests: Portcullis as a real process (`node --import tsx src/main.ts
-// --config FILE`) with its JSON log lines captured, config files in a temporary directory, and
+// Shared by the operability tests: Portcullis as a real process (`node src/main.js --config FILE`
+// compiled, or src/main.ts under tsx: helpers/entry.ts) with its JSON log lines captured, config files in a temporary directory, and
 // small polling helpers. Everything started here is stopped by the test's own cleanup, by PID.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
+import { entryArgs } from '../helpers/entry.js';
 import type { CleanupScope } from '../helpers/idp.js';
 import { TEST_SESSION_SECRET } from '../helpers/stack.js';
 
@@ -69,7 +70,7 @@ export function processConfig(o: {
 
 /** Starts `portcullis --config FILE` as a child process; killed (SIGKILL, by PID) in cleanup if still running. */
 export function spawnPortcullis(t: CleanupScope, file: string, env: Record<string, string> = {}): PortcullisProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', '--config', file], {
+  const child = spawn(process.execPath, [...entryArgs('src/main.ts'), '--config', file], {
     cwd: REPO,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
