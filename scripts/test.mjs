@@ -7,8 +7,10 @@
 // fixtures, docs, the chart), so paths relative to a test's import.meta.url resolve as in the sources.
 // Test processes then load plain JavaScript: tsx in every process cost ~2.5 s of CPU per file (its
 // off-thread loader hooks and transforms), about a third of the suite's time.
-import { spawnSync } from 'node:child_process';
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { generateKeyPair } from 'node:crypto';
+import { promisify } from 'node:util';
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, renameSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 
 const REPO = resolve(dirname(new URL(import.meta.url).pathname), '..');
@@ -28,6 +30,9 @@ const KNOWN_SLOW = [
   'test/operability/workers.test.ts', 'test/identity/jwks-rotation.test.ts', 'test/session/redis.test.ts',
   'test/browser/signin.test.ts', 'test/session/admin-workers.test.ts', 'test/operability/process.test.ts',
 ];
+/** Pre-generated RSA keys for the dev IdPs the tests start (test/helpers/idp.ts); kept between runs. */
+const RSA_KEYS = join(REPO, '.tmp', 'test-rsa-keys.json');
+const RSA_POOL = 64;
 const CONCURRENCY = Number(process.env.TEST_CONCURRENCY ?? 3);
 
 function collect(p, out) {
@@ -111,6 +116,20 @@ async function transpileChanged() {
   }
 }
 
+async function rsaKeyPool() {
+  try {
+    if (JSON.parse(readFileSync(RSA_KEYS, 'utf8')).length >= RSA_POOL) return;
+  } catch { /* none yet */ }
+  const generate = promisify(generateKeyPair);
+  const keys = [];
+  while (keys.length < RSA_POOL) { // one at a time: the other core is tsc's
+    const { privateKey } = await generate('rsa', { modulusLength: 2048 });
+    keys.push(privateKey.export({ format: 'jwk' }));
+  }
+  writeFileSync(`${RSA_KEYS}.${process.pid}`, JSON.stringify(keys));
+  renameSync(`${RSA_KEYS}.${process.pid}`, RSA_KEYS);
+}
+
 function order(files) {
   let times = {};
   try {
@@ -129,13 +148,15 @@ if (files.length === 0) {
 
 mkdirSync(BUILD, { recursive: true });
 if (roots.length === 0) {
-  // The whole suite: typecheck sources, tests, dev, bench and scripts, and emit them, in one tsc pass.
-  const tc = spawnSync(process.execPath, [
+  // The whole suite: typecheck sources, tests, dev, bench and scripts, and emit them, in one tsc pass;
+  // the RSA key pool is generated meanwhile on the other core, if an earlier run did not leave one.
+  const tsc = spawn(process.execPath, [
     join(REPO, 'node_modules/typescript/bin/tsc'), '-p', join(REPO, 'tsconfig.test.json'), '--noEmit', 'false', '--outDir', BUILD,
   ], { stdio: 'inherit' });
-  if (tc.status !== 0) {
+  const [status] = await Promise.all([new Promise((done) => tsc.on('close', (code) => done(code))), rsaKeyPool()]);
+  if (status !== 0) {
     console.error('typecheck failed');
-    process.exit(tc.status ?? 1);
+    process.exit(status ?? 1);
   }
 } else {
   await transpileChanged();
@@ -148,5 +169,8 @@ const r = spawnSync(process.execPath, [
   `--test-reporter=${reporter}`, '--test-reporter-destination=stdout',
   `--test-reporter=${join(REPO, 'scripts/test-times.mjs')}`, '--test-reporter-destination=stdout',
   ...order(files).map((f) => join(BUILD, f.replace(/\.ts$/, '.js'))),
-], { stdio: 'inherit', cwd: REPO, env: { ...process.env, NODE_ENV: 'test', PORTCULLIS_TEST_BUILD: BUILD, PORTCULLIS_TEST_TIMES: TIMES } });
+], { stdio: 'inherit', cwd: REPO, env: {
+    ...process.env, NODE_ENV: 'test', PORTCULLIS_TEST_BUILD: BUILD, PORTCULLIS_TEST_TIMES: TIMES,
+    ...(existsSync(RSA_KEYS) ? { PORTCULLIS_TEST_RSA_KEYS: RSA_KEYS } : {}),
+  } });
 process.exit(r.status ?? 1);

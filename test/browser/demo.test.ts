@@ -10,7 +10,9 @@ import { launchChromium } from '../helpers/chromium.js';
 import { entryArgs } from '../helpers/entry.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
-const BANNER_TIMEOUT_MS = 20_000;
+// A deadline, not a wait: the demo starts under tsx (what `npm run demo` runs), its slowest start-up, and
+// a loaded machine running the suite three files at a time took over 20 s once.
+const BANNER_TIMEOUT_MS = 60_000;
 
 /** Three free ports for proxy, IdP and upstream, plus proxy + 10 (the demo's metrics port) free too. */
 async function demoPorts(): Promise<{ port: number; idpPort: number; upstreamPort: number }> {
@@ -57,7 +59,7 @@ async function stopByPid(child: ChildProcess): Promise<void> {
   clearTimeout(timer);
 }
 
-test('the demo starts, prints its banner, and alice signs in with a browser', { timeout: 45_000 }, async (t) => {
+test('the demo starts, prints its banner, and alice signs in with a browser', { timeout: 120_000 }, async (t) => {
   const context = await launchChromium(t);
   if (!context) return;
   const { port, idpPort, upstreamPort } = await demoPorts();

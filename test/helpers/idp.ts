@@ -1,4 +1,7 @@
 // Test helper: the embedded dev OpenID Provider with one confidential client, stopped by the test's own cleanup.
+import { createHash, generateKeyPair, type JsonWebKey, type KeyObject } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { promisify } from 'node:util';
 import { startDevIdp, type DevClient, type DevIdp, type DevIdpOptions } from '../../dev/devidp/provider.js';
 
 /** Anything with node:test's `after`: a TestContext, or `{ after }` imported from node:test inside describe(). */
@@ -40,7 +43,43 @@ export async function startTestIdp(t: CleanupScope, opts: TestIdpOptions): Promi
     jwks_uri: jwksUri,
     jwks,
   };
-  const idp = await startDevIdp({ ...rest, clients: [client, ...(clients ?? [])] });
+  const keys = rest.keys ?? await pooledSigningKeys();
+  const idp = await startDevIdp({ ...rest, ...(keys ? { keys } : {}), clients: [client, ...(clients ?? [])] });
   t.after(() => idp.close());
   return { ...idp, clientId: TEST_CLIENT_ID, clientSecret: TEST_CLIENT_SECRET, client };
+}
+
+/**
+ * A 2048-bit RSA key costs 0.2–0.3 s of CPU to generate and the suite starts hundreds of IdPs, so
+ * scripts/test.mjs generates a pool of them once (PORTCULLIS_TEST_RSA_KEYS, a JSON array of private
+ * JWKs) while it typechecks. Each IdP of a test process takes the next unused one — no two IdPs in a
+ * process share a key — with a fresh ES256 key, as the dev IdP's own default (kid = RFC 7638
+ * thumbprint). Without the pool, or once it is used up: undefined, and the dev IdP generates its own.
+ */
+let rsaPool: JsonWebKey[] | undefined;
+let nextRsa = 0;
+
+async function pooledSigningKeys(): Promise<{ keys: object[] } | undefined> {
+  const file = process.env.PORTCULLIS_TEST_RSA_KEYS;
+  if (!file) return undefined;
+  try {
+    rsaPool ??= JSON.parse(readFileSync(file, 'utf8')) as JsonWebKey[];
+  } catch {
+    rsaPool = [];
+  }
+  const rsaJwk = rsaPool[nextRsa++];
+  if (!rsaJwk) return undefined;
+  const generate = promisify(generateKeyPair) as (type: string, options: object) => Promise<{ privateKey: KeyObject }>;
+  const ecJwk = (await generate('ec', { namedCurve: 'P-256' })).privateKey.export({ format: 'jwk' });
+  return {
+    keys: [
+      { ...rsaJwk, kid: thumbprint({ e: rsaJwk.e, kty: 'RSA', n: rsaJwk.n }), use: 'sig', alg: 'RS256' },
+      { ...ecJwk, kid: thumbprint({ crv: ecJwk.crv, kty: ecJwk.kty, x: ecJwk.x, y: ecJwk.y }), use: 'sig', alg: 'ES256' },
+    ],
+  };
+}
+
+/** RFC 7638: SHA-256 over the required members, in lexicographic order. */
+function thumbprint(required: Record<string, unknown>): string {
+  return createHash('sha256').update(JSON.stringify(required)).digest('base64url');
 }

@@ -7,6 +7,7 @@ import WebSocket from 'ws';
 import { request } from 'undici';
 import { freePort, startStack, type Stack } from '../helpers/stack.js';
 import { loginViaHttp } from '../helpers/browserless-login.js';
+import { until } from '../helpers/wait.js';
 import { ALICE, API, NAVIGATION } from './support.js';
 
 async function failingStack(t: Parameters<typeof startStack>[0]): Promise<Stack> {
@@ -97,7 +98,8 @@ test('an upstream that never answers → 504 after the route timeout (1 s), not 
 test('hanging upstream requests do not hold up other requests', async (t) => {
   const s = await failingStack(t);
   const hangs = Array.from({ length: 8 }, () => timed(`${s.url}/__hang`, API));
-  await new Promise((r) => setTimeout(r, 100));
+  // All eight are pending at the upstream before the check (a fixed 100 ms wait let some arrive during it on a loaded machine).
+  await until('the 8 hanging requests at the upstream', 5_000, () => s.upstream.requests.filter((r) => r.url === '/__hang').length === 8, 10);
   const t0 = performance.now();
   await assertStillServing(s);
   assert.ok(performance.now() - t0 < 900, 'served while the hangs were pending');
