@@ -8,7 +8,7 @@ import { freePort } from '../helpers/stack.js';
 import { startTestIdp } from '../helpers/idp.js';
 import { startTestUpstream } from '../helpers/upstream.js';
 import { followRedirects, loginViaHttp, parseForms } from '../helpers/browserless-login.js';
-import { alive, configFile, get, processConfig, spawnPortcullis, waitFor, type LogLine } from './support.js';
+import { alive, configFile, get, processConfig, spawnPortcullis, PROCESS_START_MS, waitFor, type LogLine } from './support.js';
 
 const ALICE = { user: 'alice', password: 'alice-password' };
 
@@ -39,7 +39,7 @@ test('workers: 2 share the port, are restarted after a crash, aggregate their me
   const p = spawnPortcullis(t, file.path);
   const workerPids = () => listeningPids(p.logs);
   t.after(() => { for (const pid of workerPids()) if (alive(pid)) process.kill(pid, 'SIGKILL'); });
-  await waitFor(() => workerPids().size === 2, 20_000, 'two workers listening');
+  await waitFor(() => workerPids().size === 2, PROCESS_START_MS, 'two workers listening');
   const admin = `http://127.0.0.1:${metricsPort}`;
   await waitFor(async () => (await get(`${admin}/readyz`)).status === 200, 15_000, 'the primary to report ready');
   const first = [...workerPids()];

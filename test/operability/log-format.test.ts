@@ -6,7 +6,7 @@ import { logDestination } from '../../src/logging.js';
 import { freePort } from '../helpers/stack.js';
 import { startTestIdp } from '../helpers/idp.js';
 import { startTestUpstream } from '../helpers/upstream.js';
-import { configFile, processConfig, spawnPortcullis, waitFor } from './support.js';
+import { configFile, processConfig, spawnPortcullis, PROCESS_START_MS, waitFor } from './support.js';
 
 test('the format follows the terminal, and PORTCULLIS_LOG_FORMAT overrides it', () => {
   assert.equal(logDestination({}, { isTTY: false }), undefined, 'not a terminal: JSON (pino\'s own stdout)');
@@ -23,7 +23,7 @@ test('a process with PORTCULLIS_LOG_FORMAT=pretty writes readable lines, not JSO
   const upstream = await startTestUpstream(t);
   const file = configFile(t, processConfig({ port, metricsPort, issuer: idp.issuer, routes: [{ name: 'app', match: { path: '/' }, upstream: upstream.url }] }));
   const p = spawnPortcullis(t, file.path, { PORTCULLIS_LOG_FORMAT: 'pretty' });
-  const listening = await p.waitForLog((l) => typeof l.msg === 'string' && l.msg.includes('portcullis listening'), 20_000);
+  const listening = await p.waitForLog((l) => typeof l.msg === 'string' && l.msg.includes('portcullis listening'), PROCESS_START_MS);
   assert.match(String(listening.msg), /INFO/, 'level in words');
   assert.doesNotMatch(String(listening.msg), /^\{/, 'not a JSON line');
   // A request with credentials that the proxy logs at debug: the secret does not reach the terminal.

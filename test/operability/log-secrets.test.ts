@@ -22,7 +22,7 @@ import WebSocket from 'ws';
 import { DEFAULT_ROUTES, freePort, startStack, TEST_SESSION_SECRET } from '../helpers/stack.js';
 import { startTestIdp, TEST_CLIENT_SECRET } from '../helpers/idp.js';
 import { startTestUpstream } from '../helpers/upstream.js';
-import { alive, configFile, get, processConfig, spawnPortcullis, waitFor } from './support.js';
+import { alive, configFile, get, processConfig, spawnPortcullis, PROCESS_START_MS, waitFor } from './support.js';
 import { loginViaHttp } from '../helpers/browserless-login.js';
 import type { ActiveSession } from '../../src/session/sessions.js';
 import { findSecretsInLogs } from '../helpers/log-scan.js';
@@ -227,7 +227,7 @@ test('workers: 2 at logLevel trace: unparsable requests with credentials to the 
   const p = spawnPortcullis(t, file.path);
   const workers = () => new Set(p.logs.filter((l) => l.msg === 'portcullis listening').map((l) => l.pid!));
   t.after(() => { for (const pid of workers()) if (alive(pid)) process.kill(pid, 'SIGKILL'); });
-  await waitFor(() => workers().size === 2, 20_000, 'two workers listening');
+  await waitFor(() => workers().size === 2, PROCESS_START_MS, 'two workers listening');
   await waitFor(async () => (await get(`http://127.0.0.1:${metricsPort}/readyz`)).status === 200, 15_000, 'the primary to report ready');
   const cookie = 'portcullis=sealed-session-cookie-0123456789abcdefghijklmnop';
   const bearer = 'client-sent-credential-0123456789abcdef';

@@ -10,7 +10,7 @@ import { freePort } from '../helpers/stack.js';
 import { startTestIdp } from '../helpers/idp.js';
 import { startTestUpstream } from '../helpers/upstream.js';
 import { holdSignals, type RunningServer } from '../../src/server.js';
-import { alive, configFile, get, processConfig, spawnPortcullis, waitFor, type LogLine } from './support.js';
+import { alive, configFile, get, processConfig, spawnPortcullis, PROCESS_START_MS, waitFor, type LogLine } from './support.js';
 
 const listeningPids = (logs: LogLine[]) => new Set(logs.filter((l) => l.msg === 'portcullis listening').map((l) => l.pid!));
 
@@ -40,7 +40,7 @@ test('workers: 2 — SIGHUPs to the primary while its workers start: no worker d
     sent += 1;
     await new Promise((r) => setTimeout(r, 25));
   }
-  await waitFor(() => listeningPids(p.logs).size === 2, 20_000, 'two workers listening');
+  await waitFor(() => listeningPids(p.logs).size === 2, PROCESS_START_MS, 'two workers listening');
   assert.equal(p.logs.filter((l) => l.msg === 'worker exited unexpectedly; starting a new one').length, 0, 'no worker died');
 
   await waitFor(() => p.logs.filter((l) => l.msg === 'SIGHUP held while the worker was starting: sent now').length === 2, 10_000, 'the held SIGHUP sent to each worker once it was up');

@@ -15,6 +15,13 @@ export { waitFor } from '../helpers/wait.js';
 
 export const REPO = fileURLToPath(new URL('../../', import.meta.url));
 
+/**
+ * How long a spawned Portcullis (and its workers) may take to start and log: a deadline, not a wait —
+ * generous because on a loaded machine (the suite three files at a time, other work beside it) a
+ * start took over 20 s of wall time for about 1.5 s of CPU.
+ */
+export const PROCESS_START_MS = 60_000;
+
 export interface LogLine {
   level?: number;
   msg?: string;
@@ -110,7 +117,7 @@ export function spawnPortcullis(t: CleanupScope, file: string, env: Record<strin
     stderr,
     exited,
     signal: (sig) => { process.kill(child.pid!, sig); },
-    waitForLog(match, ms = 15_000) {
+    waitForLog(match, ms = PROCESS_START_MS) {
       const found = logs.find(match);
       if (found) return Promise.resolve(found);
       return new Promise((resolve, reject) => {

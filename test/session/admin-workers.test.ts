@@ -11,7 +11,7 @@ import { startTestIdp } from '../helpers/idp.js';
 import { startTestUpstream } from '../helpers/upstream.js';
 import { startRedis } from '../helpers/redis.js';
 import { CookieJar, loginViaHttp } from '../helpers/browserless-login.js';
-import { alive, configFile, get, processConfig, spawnPortcullis, waitFor, type LogLine } from '../operability/support.js';
+import { alive, configFile, get, processConfig, spawnPortcullis, PROCESS_START_MS, waitFor, type LogLine } from '../operability/support.js';
 import { adminRequest } from '../helpers/admin.js';
 
 const ALICE = { user: 'alice', password: 'alice-password' };
@@ -47,7 +47,7 @@ test('admin with workers: 2 — the primary lists alice\'s session and revokes i
   const p = spawnPortcullis(t, file.path);
   const workerPids = () => listeningPids(p.logs);
   t.after(() => { for (const pid of workerPids()) if (alive(pid)) process.kill(pid, 'SIGKILL'); });
-  await waitFor(() => workerPids().size === 2, 20_000, 'two workers listening');
+  await waitFor(() => workerPids().size === 2, PROCESS_START_MS, 'two workers listening');
   await waitFor(async () => (await get(`${adminBase}/readyz`)).status === 200, 15_000, 'the primary to report ready');
   const workers = [...workerPids()];
 

@@ -11,7 +11,7 @@ import { startTestIdp } from '../helpers/idp.js';
 import { startTestUpstream } from '../helpers/upstream.js';
 import { CookieJar, loginViaHttp } from '../helpers/browserless-login.js';
 import type { ActiveSession } from '../../src/session/sessions.js';
-import { alive, configFile, get as rawGet, processConfig, spawnPortcullis, waitFor, type LogLine } from '../operability/support.js';
+import { alive, configFile, get as rawGet, processConfig, spawnPortcullis, PROCESS_START_MS, waitFor, type LogLine } from '../operability/support.js';
 import { until } from '../helpers/wait.js';
 
 const ALICE = { user: 'alice', password: 'alice-password' };
@@ -125,7 +125,7 @@ test('workers: 2 — a sign-out handled by one worker is refused by every worker
   const p = spawnPortcullis(t, file.path);
   const workerPids = () => new Set(p.logs.filter((l: LogLine) => l.msg === 'portcullis listening').map((l) => l.pid!));
   t.after(() => { for (const pid of workerPids()) if (alive(pid)) process.kill(pid, 'SIGKILL'); });
-  await waitFor(() => workerPids().size === 2, 20_000, 'two workers listening');
+  await waitFor(() => workerPids().size === 2, PROCESS_START_MS, 'two workers listening');
 
   const { jar } = await loginViaHttp(`${base}/`, ALICE);
   const copy = jar.header(base);

@@ -14,7 +14,7 @@ const ROOT = join(import.meta.dirname, '..');
 /** Timers longer than MAX_SLEEP_MS that stay, each with why it is not a sleep. File and call text. */
 const ALLOWED: Array<{ file: string; call: string; why: string }> = [
   {
-    file: 'security/doorways.test.ts',
+    file: 'helpers/raw-http.ts',
     call: 'setTimeout(sendBody, 1000)',
     why: 'the Expect: 100-continue client fallback (send the body if the server says nothing for 1 s, as curl does): a 100 or a final answer clears it, so it only runs against a doorway that stays silent',
   },
