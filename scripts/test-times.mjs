@@ -1,28 +1,38 @@
-// node:test reporter (scripts/test.mjs adds it): how long each test file took, from the moment the runner
-// started it to its last event, merged into PORTCULLIS_TEST_TIMES — the next run starts the longest
-// files first. Writes nothing to its own destination.
+// node:test reporter (scripts/test.mjs adds it): how long each test file's tests took — the sum of its
+// top-level tests' durations (what runs in a file is sequential), or the file's own when it failed as a
+// whole — merged into PORTCULLIS_TEST_TIMES, seconds per file; the next run starts the longest first.
+// Writes nothing to its own destination.
 import { readFileSync, writeFileSync } from 'node:fs';
-import { relative } from 'node:path';
+import { relative, resolve } from 'node:path';
+
+const out = process.env.PORTCULLIS_TEST_TIMES;
+const build = process.env.PORTCULLIS_TEST_BUILD;
+
+/** The test's .ts, relative to the repository: events name the compiled file, or (source maps) the source. */
+function sourceOf(file) {
+  const inBuild = relative(build ?? '', file);
+  return (inBuild.startsWith('..') ? relative(resolve(build ?? '', '../..'), file) : inBuild).replace(/\.js$/, '.ts');
+}
 
 export default async function* times(source) {
-  const started = new Map();
-  const last = new Map();
+  const sums = new Map();
   for await (const event of source) {
-    const file = event.data?.file;
-    if (!file) continue;
-    if (event.type === 'test:dequeue' && event.data.nesting === 0 && event.data.name === file) started.set(file, Date.now());
-    else last.set(file, Date.now());
+    if ((event.type !== 'test:pass' && event.type !== 'test:fail') || event.data.nesting !== 0 || !event.data.file) continue;
+    const { file, name } = event.data;
+    const ms = event.data.details?.duration_ms ?? 0;
+    const key = sourceOf(file);
+    const entry = sums.get(key) ?? { tests: 0, self: 0 };
+    if (name === file) entry.self = ms;
+    else entry.tests += ms;
+    sums.set(key, entry);
   }
-  const out = process.env.PORTCULLIS_TEST_TIMES;
-  const build = process.env.PORTCULLIS_TEST_BUILD;
   if (!out || !build) return;
   let times = {};
   try {
     times = JSON.parse(readFileSync(out, 'utf8'));
   } catch { /* the first run */ }
-  for (const [file, t0] of started) {
-    const t1 = last.get(file);
-    if (t1 !== undefined) times[relative(build, file).replace(/\.js$/, '.ts')] = Math.round((t1 - t0) / 100) / 10;
+  for (const [file, { tests, self }] of sums) {
+    times[file] = Math.round((tests || self) / 100) / 10;
   }
   writeFileSync(out, `${JSON.stringify(times, Object.keys(times).sort(), 2)}\n`);
 }

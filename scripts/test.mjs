@@ -5,15 +5,16 @@
 // tsc compiles sources, tests and bench once (the typecheck is the same pass) into BUILD, a mirror of
 // the repository: the emitted .js next to a symlink for every other file (the .ts sources themselves,
 // fixtures, docs, the chart), so paths relative to a test's import.meta.url resolve as in the sources.
-// Test processes then load plain JavaScript: tsx in every process cost ~2.5 s of CPU per file (its
-// off-thread loader hooks and transforms), about a third of the suite's time.
+// Test processes then load plain JavaScript: tsx in every process cost ~2.5 s of CPU per process (its
+// off-thread loader hooks and transforms) — about a third of the suite's CPU time.
 import { spawn, spawnSync } from 'node:child_process';
 import { generateKeyPair } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, renameSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 
-const REPO = resolve(dirname(new URL(import.meta.url).pathname), '..');
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const BUILD = join(REPO, '.tmp', 'test-build');
 /** The folders tsconfig.test.json compiles. */
 const COMPILED = ['src', 'dev', 'test', 'bench', 'scripts'];
@@ -23,16 +24,22 @@ const UNLINKED = new Set(['.git', '.tmp', 'node_modules', 'dist', ...COMPILED]);
 const TIMES = join(REPO, '.tmp', 'test-times.json');
 /**
  * When no earlier run's durations are known (a fresh clone, CI): these start first, longest first, so
- * that no long file begins at the end of the run. Measured on a 2-core machine (seconds, one file alone).
+ * that no long file begins at the end of the run (the longest in a full run on 2 cores, 2026-11-28).
  */
 const KNOWN_SLOW = [
-  'test/interop/glewlwyd.test.ts', 'test/interop/lemonldap.test.ts', 'test/alerts/promtool.test.ts',
-  'test/operability/workers.test.ts', 'test/identity/jwks-rotation.test.ts', 'test/session/redis.test.ts',
-  'test/browser/signin.test.ts', 'test/session/admin-workers.test.ts', 'test/operability/process.test.ts',
+  'test/interop/glewlwyd.test.ts', 'test/interop/lemonldap.test.ts', 'test/identity/bearer-key-rotation.test.ts',
+  'test/session/sign-out-everywhere.test.ts', 'test/alerts/prometheus.test.ts', 'test/operability/log-secrets.test.ts',
+  'test/cli/sessions.test.ts', 'test/operability/cluster.test.ts', 'test/alerts/promtool.test.ts',
+  'test/session/redis-cluster.test.ts', 'test/security/upstream-failures.test.ts', 'test/browser/demo.test.ts',
+  'test/operability/shutdown.test.ts', 'test/operability/faults.test.ts', 'test/session/admin-workers.test.ts',
 ];
 /** Pre-generated RSA keys for the dev IdPs the tests start (test/helpers/idp.ts); kept between runs. */
 const RSA_KEYS = join(REPO, '.tmp', 'test-rsa-keys.json');
 const RSA_POOL = 64;
+/**
+ * Files at a time. 3 on 2 cores: most files spend part of their time waiting (IdP round trips, Chromium,
+ * Redis, process start-ups), which a third lane fills. TEST_CONCURRENCY=N overrides.
+ */
 const CONCURRENCY = Number(process.env.TEST_CONCURRENCY ?? 3);
 
 function collect(p, out) {
