@@ -29,7 +29,7 @@ export type RogueMode =
   | 'no-id-token';
 
 /** What the next refresh_token grant answers. */
-export type RefreshMode = 'valid' | 'other-sub' | 'other-aud' | 'new-azp' | 'invalid_grant' | 'server-error';
+export type RefreshMode = 'valid' | 'other-sub' | 'other-aud' | 'new-azp' | 'invalid_grant' | 'server-error' | 'no-id-token';
 
 export interface RogueIdpOptions {
   clientId?: string;
@@ -153,8 +153,8 @@ export async function startRogueIdp(t: CleanupScope, opts: RogueIdpOptions = {})
         if (m === 'server-error') return json(res, 500, { error: 'server_error' });
         const base = { clientId, redirectUri: '', nonce: undefined, codeChallenge: undefined };
         const over: Record<string, unknown> = m === 'other-sub' ? { sub: 'someone-else' } : m === 'other-aud' ? { aud: 'another-client' } : m === 'new-azp' ? { aud: [clientId], azp: 'another-client' } : {};
-        const idToken = await mint('valid', base, over);
-        return json(res, 200, { access_token: randomBytes(16).toString('base64url'), token_type: 'Bearer', expires_in: 3600, id_token: idToken, refresh_token: randomBytes(16).toString('base64url') });
+        const idToken = m === 'no-id-token' ? undefined : await mint('valid', base, over);
+        return json(res, 200, { access_token: randomBytes(16).toString('base64url'), token_type: 'Bearer', expires_in: 3600, ...(idToken === undefined ? {} : { id_token: idToken }), refresh_token: randomBytes(16).toString('base64url') });
       }
       const code = form.get('code') ?? '';
       const pending = codes.get(code);

@@ -11,6 +11,9 @@ import { CookieJar, loginViaHttp } from '../helpers/browserless-login.js';
 import { startTestGraph, type TestGraph } from '../helpers/graph.js';
 import { entraGroupIds } from '../session/ad-groups.js';
 import { startRedis } from '../helpers/redis.js';
+import { startRogueStack } from '../helpers/rogue-stack.js';
+import { processClock } from '../helpers/clock.js';
+import { followRedirects } from '../helpers/browserless-login.js';
 import type { DevUser } from '../../dev/devidp/provider.js';
 
 const FINANCE = '22222222-2222-2222-2222-222222222222';
@@ -197,4 +200,29 @@ test('forward-auth judges by the same groups: 202 with X-Forwarded-Groups from G
   const denied = await ask(without.header(s.url));
   assert.equal(denied.status, 403);
   assert.match((JSON.parse(denied.body) as { groupsUnavailable: string }).groupsUnavailable, /refused the access token/);
+});
+
+test('a refresh that returns no new ID token fetches the groups again too (the session kept _claim_names), with the new access token', { timeout: 60_000 }, async (t) => {
+  const clock = processClock(t); // before the proxy starts: it reads Date.now as its clock
+  const tokens: string[] = [];
+  const graph = await startTestGraph(t, { acceptToken: (token) => { tokens.push(token); return 'user'; }, groups: { user: [FINANCE] } });
+  const s = await startRogueStack(t, {
+    rogue: { claims: { _claim_names: { groups: 'src1' }, _claim_sources: { src1: { endpoint: 'https://graph.windows.net/t/users/u/getMemberObjects' } } } },
+    routes: (upstream) => ROUTES.map((r) => ({ ...r, upstream })),
+    edit: (raw) => { (raw.oidc as Record<string, unknown>).groupOverage = { graphUrl: graph.url }; },
+  });
+  s.rogue.refreshMode = 'no-id-token';
+  const jar = new CookieJar();
+  assert.equal((await followRedirects(`${s.url}/finance`, jar)).status, 200);
+  assert.equal(tokens.length, 1);
+
+  graph.groups.set('user', ['another-group']);
+  clock.advance(2 * 3600_000);
+  const r = await request(`${s.url}/finance`, { headers: { accept: 'application/json', cookie: jar.header(s.url) } });
+  jar.store(r.headers['set-cookie'], s.url);
+  await r.body.dump();
+  assert.equal(s.rogue.refreshes, 1, 'refreshed, without an ID token');
+  assert.equal(r.statusCode, 403, 'Graph\'s new answer counts');
+  assert.equal(tokens.length, 2, 'fetched again');
+  assert.notEqual(tokens[1], tokens[0], 'with the refreshed access token');
 });
