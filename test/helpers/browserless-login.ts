@@ -72,7 +72,16 @@ export class CookieJar {
   store(setCookie: string | string[] | undefined, url: string | URL): void {
     if (setCookie === undefined) return;
     for (const line of Array.isArray(setCookie) ? setCookie : [setCookie]) {
-      this.jar.setCookieSync(line, url, { now: new Date(Date.now()), ignoreError: true });
+      // Max-Age becomes an expiry time on arrival, as in a browser: tough-cookie reckons it from the
+      // cookie's last use, which it stamps with the real time, so a moved Date.now() would expire a
+      // 10-minute cookie at once after a move of more than 10 minutes.
+      const now = new Date(Date.now());
+      const cookie = Cookie.parse(line);
+      if (cookie && typeof cookie.maxAge === 'number') {
+        cookie.expires = cookie.maxAge <= 0 ? new Date(0) : new Date(now.getTime() + cookie.maxAge * 1000);
+        cookie.maxAge = null;
+      }
+      this.jar.setCookieSync(cookie ?? line, url, { now, ignoreError: true });
     }
   }
 

@@ -11,8 +11,6 @@ export const BOB = { user: 'bob', password: 'bob-password' };
 export const ACR_VALUES = ['pwd', 'mfa', 'phr'];
 export const STEP_UP_ROUTES = [
   { name: 'console', match: { path: '/console' }, upstream: '{upstream}', websocket: true, stepUp: { acr: ['phr', 'mfa'] } },
-  // 2m, and clocks moved by 3m: tough-cookie reckons Max-Age from the real time of a cookie's last
-  // use, so a move of 10 minutes would expire the jar's 10-minute sign-in transaction cookies.
   { name: 'recent', match: { path: '/recent' }, upstream: '{upstream}', stepUp: { maxAge: '2m' } },
   { name: 'recent-mfa', match: { path: '/recent-mfa' }, upstream: '{upstream}', stepUp: { acr: ['mfa'], maxAge: '2m' } },
   { name: 'both', match: { path: '/both' }, upstream: '{upstream}', stepUp: { acr: ['mfa'], maxAge: '10m' } },
