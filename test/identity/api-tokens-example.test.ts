@@ -2,11 +2,9 @@
 // development IdP, whose access tokens are opaque: what the example's README walks through.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
-import { loadConfigFile, formatIssues } from '../../src/config/index.js';
-import { startServer } from '../../src/server.js';
+import { startExample } from '../helpers/example.js';
 import { freePort, TEST_SESSION_SECRET } from '../helpers/stack.js';
 import { startTestIdp, TEST_CLIENT_ID, TEST_CLIENT_SECRET } from '../helpers/idp.js';
 import { startTestUpstream } from '../helpers/upstream.js';
@@ -20,16 +18,11 @@ test('examples/api-tokens: an opaque token passes the introspected API route, is
   const idp = await startTestIdp(t, { redirectUris: [`${publicUrl}/oauth2/callback`] });
   const api = await startTestUpstream(t);
   const ui = await startTestUpstream(t);
-  const r = loadConfigFile(FILE, {
+  let offset = 0;
+  await startExample(t, FILE, {
     PUBLIC_URL: publicUrl, OIDC_ISSUER: idp.issuer, OIDC_CLIENT_ID: TEST_CLIENT_ID, OIDC_CLIENT_SECRET: TEST_CLIENT_SECRET,
     SESSION_SECRET: TEST_SESSION_SECRET, ORDERS_API: api.url, ORDERS_UI: ui.url,
-  });
-  assert.ok(r.ok, r.ok ? '' : formatIssues(r.issues));
-  const config = { ...r.config, listen: { host: '127.0.0.1', port }, metrics: null, logLevel: 'warn' as const, rateLimit: { ...r.config.rateLimit, signIn: 0 } };
-  let offset = 0;
-  const server = await startServer(config, { logStream: new Writable({ write(_c, _e, cb) { cb(); } }), now: () => Date.now() + offset });
-  t.after(() => server.close());
-  await server.runtime.idp.waitReady(10_000);
+  }, port, { now: () => Date.now() + offset });
 
   // A browser signs in; the UI route passes it a token for orders-api, not the user's own.
   await loginViaHttp(`${publicUrl}/orders/list`, { user: 'alice', password: 'alice-password' });

@@ -2,11 +2,9 @@
 // development IdP offering the acr values pwd, mfa and phr: what the example's README walks through.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
-import { loadConfigFile, formatIssues } from '../../src/config/index.js';
-import { startServer } from '../../src/server.js';
+import { startExample } from '../helpers/example.js';
 import { freePort, TEST_SESSION_SECRET } from '../helpers/stack.js';
 import { startTestIdp, TEST_CLIENT_ID, TEST_CLIENT_SECRET } from '../helpers/idp.js';
 import { startTestUpstream } from '../helpers/upstream.js';
@@ -23,15 +21,10 @@ test('examples/step-up: the console steps a password sign-in up to mfa/phr in th
   const idp = await startTestIdp(t, { redirectUris: [`${publicUrl}/oauth2/callback`], acrValues: ACR_VALUES });
   const admin = await startTestUpstream(t);
   const app = await startTestUpstream(t);
-  const r = loadConfigFile(FILE, {
+  const server = await startExample(t, FILE, {
     PUBLIC_URL: publicUrl, OIDC_ISSUER: idp.issuer, OIDC_CLIENT_ID: TEST_CLIENT_ID, OIDC_CLIENT_SECRET: TEST_CLIENT_SECRET,
     SESSION_SECRET: TEST_SESSION_SECRET, ADMIN_UPSTREAM: admin.url, APP_UPSTREAM: app.url,
-  });
-  assert.ok(r.ok, r.ok ? '' : formatIssues(r.issues));
-  const config = { ...r.config, listen: { host: '127.0.0.1', port }, metrics: null, logLevel: 'warn' as const, rateLimit: { ...r.config.rateLimit, signIn: 0 } };
-  const server = await startServer(config, { logStream: new Writable({ write(_c, _e, cb) { cb(); } }), now: clock.now });
-  t.after(() => server.close());
-  await server.runtime.idp.waitReady(10_000);
+  }, port, { now: clock.now });
   const sessionOf = async (jar: CookieJar) => {
     const lookup = await server.runtime.sessions.lookup({ portcullis: jar.get('portcullis', publicUrl) });
     return lookup.kind === 'valid' ? lookup.session : undefined;
