@@ -5,6 +5,8 @@
 //   npm run fuzz                                        # 2,000 requests, random seed (printed)
 //   npm run fuzz -- --seed 42 --requests 500            # a fixed run
 //   npm run fuzz -- --seed 42 --minutes 30              # a long run: as many requests as fit in 30 min
+//                                                       # (before a release: --minutes 60, and once more
+//                                                       # with --no-session-cache; a new seed each time)
 //   npm run fuzz -- --seed 42 --minutes 60 --concurrency 16 --max-print 1
 //   npm run fuzz -- --seed 42 --only 1234               # replay one request (or --only 3,17,99), verbose
 //   npm run fuzz -- --seed 42 --no-session-cache        # every request opens its cookie (cache-miss doorway)
@@ -15,9 +17,19 @@
 // stack did not start or failed its sanity check.
 //
 // Routes (FUZZ_ROUTES): public `/public` (methods [GET], auth public) · `/api` [GET, POST] any
-// signed-in user · `/api` any other method, admin only · `/admin` admin only · `/s` stripPrefix onto
-// the upstream's `/s-base` · catch-all `/` (signed in, websocket). Clients: bob (signed in, not in
-// `admin`), a tampered copy of bob's cookie, no cookie.
+// signed-in user · `/api` any other method, admin only · `/admin` admin only (the three `/api` and
+// `/admin` routes take bearer tokens) · `/s` stripPrefix onto the upstream's `/s-base` · catch-all
+// `/` (signed in, websocket). Clients: bob's session cookie (not in `admin`), a tampered copy, no
+// cookie; and Authorization headers (TOKEN_KINDS) — bob's and alice's (in `admin`) valid tokens,
+// and alice's expired, not-yet-valid, for another audience or issuer, an ID token, a logout token,
+// `alg: none`, HS256 keyed with the public key, an unknown key, a swapped payload, garbage, Basic —
+// sometimes two headers (Node keeps the first).
+//
+// Doorways and connections: plain requests and upgrades; forward-auth checks (GET /oauth2/auth
+// describing a request in X-Forwarded-Method/-Host/-Uri or X-Original-URL, mostly from the trusted
+// peer); requests from the untrusted peer 127.0.0.1 or the stack's trustProxy 127.0.0.2 (a
+// loopback alias), or the same request from both ("twins"); HTTP/1.1 pipelines of 2–4 requests on
+// one connection, often a refused one (with an unread body, or a request hidden in it) first.
 //
 // Invariants (each violation is printed with seed, request index and the raw request):
 //   5xx            no 5xx from Portcullis (nothing fails upstream here), no crash, still serving at the end
@@ -37,12 +49,28 @@
 //   method         the upstream sees the method sent
 //   one            each request reaches the upstream at most once, and nothing reaches it that was not
 //                  sent as a request (a smuggled request inside a body)
+//   bearer         the reference judges who a request is per route: on a bearer route its (first)
+//                  token's user — nobody for a token that must not verify — else its cookie's; the
+//                  upstream's identity headers are that user's
+//   trust          from the trusted peer, its forwarding headers pass with this hop appended
+//                  (X-Forwarded-For/Forwarded end with 127.0.0.2); identity headers never; twins get
+//                  the same decision and the same upstream request but for forwarding headers
+//   forward-auth   the check itself never reaches the upstream; an untrusted peer never gets a 2xx; a
+//                  202 only for a request every reading of the described raw path allows for that user
+//                  (for every method when X-Forwarded-Method is missing), with that user's identity
+//                  and nothing the client forged
+//   pipeline       answers come in order (an upstream answer names its own request), and no request
+//                  reaches the upstream whose answer never came (one behind an answer that closed
+//                  the connection)
 import { connect } from 'node:net';
+import { createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { pathToFileURL } from 'node:url';
+import { importJWK, SignJWT, type JWK } from 'jose';
 import { startStack, type Stack } from '../test/helpers/stack.js';
 import { loginViaHttp } from '../test/helpers/browserless-login.js';
 import type { CleanupScope } from '../test/helpers/idp.js';
 import type { RecordedRequest } from '../dev/devidp/upstream.js';
+import { responseEnd } from '../test/helpers/raw-http.js';
 
 // ---------------------------------------------------------------------------------------------
 // Seeded PRNG
@@ -110,15 +138,26 @@ const ADMIN_ONLY = { claim: 'groups', contains: 'admin' };
 
 export const FUZZ_ROUTES: Array<Record<string, unknown>> = [
   { name: 'public', match: { path: '/public', methods: ['GET'] }, upstream: '{upstream}', auth: 'public' },
-  { name: 'api', match: { path: '/api', methods: ['GET', 'POST'] }, upstream: '{upstream}' },
-  { name: 'api-other', match: { path: '/api' }, upstream: '{upstream}', allow: ADMIN_ONLY },
-  { name: 'admin', match: { path: '/admin' }, upstream: '{upstream}', allow: ADMIN_ONLY },
+  { name: 'api', match: { path: '/api', methods: ['GET', 'POST'] }, upstream: '{upstream}', bearer: true },
+  { name: 'api-other', match: { path: '/api' }, upstream: '{upstream}', allow: ADMIN_ONLY, bearer: true },
+  { name: 'admin', match: { path: '/admin' }, upstream: '{upstream}', allow: ADMIN_ONLY, bearer: true },
   { name: 'strip', match: { path: '/s' }, upstream: '{upstream}/s-base', stripPrefix: true },
   { name: 'app', match: { path: '/' }, upstream: '{upstream}', websocket: true },
 ];
 
 type Access = 'public' | 'user' | 'admin';
-export type Who = 'bob' | 'anonymous';
+/** Who a credential proves: bob (signed in, not in `admin`), alice (in `admin`: only ever by bearer token), nobody. */
+export type Who = 'bob' | 'alice' | 'anonymous';
+
+/**
+ * A request's credentials as the reference reads them: the session cookie's user, and — when the
+ * (first) Authorization header carries a bearer token — who that token proves ('anonymous' for
+ * one that must not verify). On a `bearer` route a token decides and the cookie is not read.
+ */
+export interface Principal {
+  cookie: Who;
+  bearer?: Who | undefined;
+}
 
 export interface RefRoute {
   name: string;
@@ -127,16 +166,17 @@ export interface RefRoute {
   methods?: string[];
   access: Access;
   websocket: boolean;
+  bearer: boolean;
 }
 
 /** What FUZZ_ROUTES mean, written out by hand (first match wins; prefix at a segment boundary). */
 export const REF_ROUTES: RefRoute[] = [
-  { name: 'public', prefix: ['public'], methods: ['GET', 'HEAD'], access: 'public', websocket: false },
-  { name: 'api', prefix: ['api'], methods: ['GET', 'HEAD', 'POST'], access: 'user', websocket: false },
-  { name: 'api-other', prefix: ['api'], access: 'admin', websocket: false },
-  { name: 'admin', prefix: ['admin'], access: 'admin', websocket: false },
-  { name: 'strip', prefix: ['s'], access: 'user', websocket: false },
-  { name: 'app', prefix: [], access: 'user', websocket: true },
+  { name: 'public', prefix: ['public'], methods: ['GET', 'HEAD'], access: 'public', websocket: false, bearer: false },
+  { name: 'api', prefix: ['api'], methods: ['GET', 'HEAD', 'POST'], access: 'user', websocket: false, bearer: true },
+  { name: 'api-other', prefix: ['api'], access: 'admin', websocket: false, bearer: true },
+  { name: 'admin', prefix: ['admin'], access: 'admin', websocket: false, bearer: true },
+  { name: 'strip', prefix: ['s'], access: 'user', websocket: false, bearer: false },
+  { name: 'app', prefix: [], access: 'user', websocket: true, bearer: false },
 ];
 /** Where the strip route's requests land on the upstream. */
 const STRIP_BASE = ['s-base'];
@@ -151,10 +191,17 @@ function routeFor(segments: string[], method: string): RefRoute {
   return REF_ROUTES[REF_ROUTES.length - 1]!;
 }
 
-function allows(route: RefRoute, who: Who): boolean {
+/** Who a request is on `route`: its bearer token's user on a bearer route that got one, else its cookie's. */
+export function whoOn(route: RefRoute, p: Principal | Who): Who {
+  if (typeof p === 'string') return p;
+  return route.bearer && p.bearer !== undefined ? p.bearer : p.cookie;
+}
+
+function allows(route: RefRoute, p: Principal | Who): boolean {
+  const who = whoOn(route, p);
   if (route.access === 'public') return true;
-  if (route.access === 'user') return who === 'bob';
-  return false; // nobody in the fuzz is in `admin`
+  if (route.access === 'user') return who !== 'anonymous';
+  return who === 'alice';
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -252,7 +299,7 @@ export interface Judgement {
  * reference judge). `viaUpstream`: the target is what the upstream received, where `/s-base/…` may
  * also be the strip route's `/s/…`.
  */
-export function forbiddenReading(target: string, method: string, who: Who, overlong = false, viaUpstream = false): Judgement | undefined {
+export function forbiddenReading(target: string, method: string, who: Who | Principal, overlong = false, viaUpstream = false): Judgement | undefined {
   for (const [reading, segs] of readings(target, overlong)) {
     const route = routeFor(segs, method);
     if (allows(route, who)) continue;
@@ -312,12 +359,14 @@ export const IDENTITY_FAMILY = [
 ];
 const FAMILY = new Set([...FORWARDING_FAMILY, ...IDENTITY_FAMILY].map((n) => n.toLowerCase()));
 /** Family members Portcullis itself sets (hyphen, lower case), each checked by value. */
-const BOB_IDENTITY: Record<string, string> = {
-  'x-forwarded-user': 'bob',
-  'x-forwarded-email': 'bob@example.com',
-  'x-forwarded-preferred-username': 'bob',
-  'x-forwarded-groups': '',
+/** Family members Portcullis itself sets (hyphen, lower case), each checked by value: the identity of each user. */
+const IDENTITY_OF: Record<'bob' | 'alice', Record<string, string>> = {
+  bob: { 'x-forwarded-user': 'bob', 'x-forwarded-email': 'bob@example.com', 'x-forwarded-preferred-username': 'bob', 'x-forwarded-groups': '' },
+  alice: { 'x-forwarded-user': 'alice', 'x-forwarded-email': 'alice@example.com', 'x-forwarded-preferred-username': 'alice', 'x-forwarded-groups': 'admin,dev' },
 };
+const BOB_IDENTITY = IDENTITY_OF.bob;
+/** Forwarding-family members, and the routing overrides, a trusted proxy may send (hyphen, lower case). */
+const FORWARDING_LOWER = new Set(FORWARDING_FAMILY.map((n) => n.toLowerCase()));
 const PORTCULLIS_SETS = new Set(['forwarded', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'x-forwarded-port', 'x-real-ip', 'x-request-id', ...Object.keys(BOB_IDENTITY)]);
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'http2-settings', 'expect']);
 const FORGED = /fzforged|6\.6\.6\.6|7\.7\.7\.7/i;
@@ -358,6 +407,20 @@ export interface FuzzContext {
   port: number;
   /** bob's session cookie value. */
   bob: string;
+  /** Bearer tokens by kind (TOKEN_KINDS), minted once per run. */
+  tokens: Record<string, string>;
+}
+
+/** Where a request comes from: 127.0.0.1, an untrusted client; 127.0.0.2, the stack's trustProxy. */
+export type Peer = 'untrusted' | 'trusted';
+export const PEER_ADDRESS: Record<Peer, string> = { untrusted: '127.0.0.1', trusted: '127.0.0.2' };
+
+/** The original request a forward-auth check describes (X-Forwarded-Method/-Uri or X-Original-URL). */
+export interface Described {
+  /** undefined: no X-Forwarded-Method sent. */
+  method: string | undefined;
+  /** The path (and query) as the fronting proxy would forward it, raw. */
+  path: string;
 }
 
 export interface FuzzRequest {
@@ -381,6 +444,99 @@ export interface FuzzRequest {
   /** A request Portcullis may legitimately wait on (a body shorter than its Content-Length). */
   mayHang: boolean;
   head: string;
+  /** Who the first Authorization header's bearer token proves (undefined: no bearer token). */
+  bearer?: Who | undefined;
+  /** The kinds of Authorization headers sent, in order (TOKEN_KINDS names). */
+  auth?: string[];
+  /** Sent from this peer (default untrusted). */
+  peer?: Peer;
+  /** Also sent from the trusted peer, as `<id>-t`, and both compared. */
+  twin?: boolean;
+  /** This is the trusted copy of that request id. */
+  twinOf?: string;
+  /** One of a pipeline's requests. */
+  inPipeline?: boolean;
+  /** A forward-auth check (GET /oauth2/auth) describing this request. */
+  described?: Described | undefined;
+  /** Several requests written at once on one connection (HTTP/1.1 pipelining); this one only carries them. */
+  pipeline?: FuzzRequest[];
+}
+
+/**
+ * Authorization headers: [weight, kind, who a verifying Portcullis may take it for]. Only
+ * `valid-*` tokens verify; every `*-alice` is signed or shaped like alice's (in `admin`) to try
+ * the rule it must fail: expired, not yet valid, another audience or issuer, an ID token (for the
+ * client, or for a bearer audience but with a nonce), a logout token, `alg: none`, HS256 keyed
+ * with the public key, a key the IdP does not publish, a payload swapped under bob's signature.
+ * `basic` and `bearer-empty` carry no bearer token (the cookie decides).
+ */
+export const TOKEN_KINDS: ReadonlyArray<readonly [number, string, Who | undefined]> = [
+  [10, 'valid-bob', 'bob'], [8, 'valid-alice', 'alice'], [5, 'expired-alice', 'anonymous'], [3, 'nbf-future-alice', 'anonymous'],
+  [4, 'wrong-aud-alice', 'anonymous'], [3, 'wrong-iss-alice', 'anonymous'], [4, 'id-token-alice', 'anonymous'],
+  [4, 'id-token-aud-alice', 'anonymous'], [2, 'logout-token-alice', 'anonymous'], [3, 'alg-none-alice', 'anonymous'],
+  [3, 'hs256-alice', 'anonymous'], [3, 'unknown-key-alice', 'anonymous'], [4, 'tampered-alice', 'anonymous'],
+  [6, 'garbage', 'anonymous'], [3, 'session-cookie', 'anonymous'], [4, 'basic', undefined], [2, 'bearer-empty', undefined],
+];
+const TOKEN_WEIGHTS = TOKEN_KINDS.map(([w, kind]) => [w, kind] as const);
+const PROVES = new Map(TOKEN_KINDS.map(([, kind, who]) => [kind, who]));
+
+/** The Authorization header value for a token kind. */
+function authorizationValue(rng: Rng, kind: string, ctx: FuzzContext): string {
+  const scheme = rng.pick(['Bearer', 'Bearer', 'Bearer', 'bearer', 'BEARER']);
+  switch (kind) {
+    case 'basic': return `Basic ${Buffer.from(rng.pick(['bob:bob-password', 'alice:x', ':'])).toString('base64')}`;
+    case 'bearer-empty': return rng.pick(['Bearer', 'Bearer ', 'Bearer    ']);
+    case 'session-cookie': return `${scheme} ${ctx.bob}`;
+    case 'garbage': return `${scheme} ${rng.pick(['not.a.jwt', 'x', 'a.b.c', 'eyJhbGciOiJub25lIn0..', 'e30.e30.e30', '%00', `${'A'.repeat(rng.range(100, 5000))}`, 'garbage-token'])}`;
+    default: return `${scheme} ${ctx.tokens[kind]}`;
+  }
+}
+
+/** `oidc.bearerAudiences` of the fuzz stack. */
+const FUZZ_AUDIENCE = 'urn:portcullis-fuzz';
+
+/** Every TOKEN_KINDS token that is a JWT, signed (or not) as its kind says. */
+async function mintTokens(idpJwk: JWK, issuer: string, clientId: string): Promise<Record<string, string>> {
+  const key = await importJWK(idpJwk, 'RS256');
+  const now = Math.floor(Date.now() / 1000);
+  const bob = { sub: 'bob', email: 'bob@example.com', preferred_username: 'bob', groups: [] as string[] };
+  const alice = { sub: 'alice', email: 'alice@example.com', preferred_username: 'alice', groups: ['admin', 'dev'] };
+  const sign = (claims: Record<string, unknown>, o: { aud?: string; iss?: string; iat?: number; exp?: number; nbf?: number } = {}, signWith: { key: Parameters<SignJWT['sign']>[0]; alg: string; kid: string } = { key, alg: 'RS256', kid: idpJwk.kid! }) => {
+    const j = new SignJWT(claims).setProtectedHeader({ alg: signWith.alg, kid: signWith.kid, typ: 'JWT' }).setIssuer(o.iss ?? issuer)
+      .setAudience(o.aud ?? FUZZ_AUDIENCE).setIssuedAt(o.iat ?? now).setExpirationTime(o.exp ?? now + 6 * 3600);
+    if (o.nbf !== undefined) j.setNotBefore(o.nbf);
+    return j.sign(signWith.key);
+  };
+  const b64 = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const validBob = await sign(bob);
+  const other = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
+  const publicPem = createPublicKeyPem(idpJwk);
+  return {
+    'valid-bob': validBob,
+    'valid-alice': await sign(alice),
+    'expired-alice': await sign(alice, { iat: now - 7200, exp: now - 3600 }),
+    'nbf-future-alice': await sign(alice, { nbf: now + 3600 }),
+    'wrong-aud-alice': await sign(alice, { aud: 'urn:portcullis-fuzz-other' }),
+    'wrong-iss-alice': await sign(alice, { iss: 'http://fzforged.example/' }),
+    'id-token-alice': await sign({ ...alice, nonce: 'fz-nonce', at_hash: 'fz-at-hash', azp: clientId }, { aud: clientId }),
+    'id-token-aud-alice': await sign({ ...alice, nonce: 'fz-nonce', at_hash: 'fz-at-hash' }),
+    'logout-token-alice': await sign({ sub: 'alice', groups: alice.groups, sid: 'fz-sid', jti: 'fz-jti', events: { 'http://schemas.openid.net/event/backchannel-logout': {} } }),
+    'alg-none-alice': `${b64({ alg: 'none', typ: 'JWT' })}.${b64({ ...alice, iss: issuer, aud: FUZZ_AUDIENCE, iat: now, exp: now + 6 * 3600 })}.`,
+    'hs256-alice': await sign(alice, {}, { key: new TextEncoder().encode(publicPem), alg: 'HS256', kid: idpJwk.kid! }),
+    'unknown-key-alice': await sign(alice, {}, { key: other, alg: 'RS256', kid: idpJwk.kid! }),
+    'tampered-alice': `${validBob.split('.')[0]}.${b64({ ...alice, iss: issuer, aud: FUZZ_AUDIENCE, iat: now, exp: now + 6 * 3600 })}.${validBob.split('.')[2]}`,
+  };
+}
+
+/** The IdP's public key as PEM: what an "HMAC keyed with the public key" forgery uses as its secret. */
+function createPublicKeyPem(jwk: JWK): string {
+  const { d: _d, p: _p, q: _q, dp: _dp, dq: _dq, qi: _qi, ...pub } = jwk;
+  return createPublicKey({ key: pub as import('node:crypto').JsonWebKey, format: 'jwk' }).export({ type: 'spki', format: 'pem' }).toString();
+}
+
+/** Who a request's credentials prove, as the reference judges them (Node keeps the first Authorization header). */
+function bearerOf(auth: string[]): Who | undefined {
+  return auth.length ? PROVES.get(auth[0]!) : undefined;
 }
 
 const METHODS: ReadonlyArray<readonly [number, string]> = [
@@ -522,15 +678,102 @@ function tamper(rng: Rng, value: string): string {
 
 const SMUGGLE_ROUTES = ['/admin', '/api', '/public'];
 
-/** Request `index` of run `seed`, a pure function of (seed, index, ctx). */
+/**
+ * Request `index` of run `seed`, a pure function of (seed, index, ctx): most are one request (from
+ * the untrusted peer, the trusted one, or both in turn); some are forward-auth checks; some are a
+ * pipeline of several requests on one connection.
+ */
 export function generate(seed: number, index: number, ctx: FuzzContext): FuzzRequest {
   const rng = new Rng(requestSeed(seed, index));
   const id = `${seed}-${index}`;
+  const shape = rng.weighted([[86, 'single'], [8, 'forward-auth'], [6, 'pipeline']] as const);
+  // Forward-auth answers trusted peers: most checks come from there (the others must all be refused).
+  const peer = rng.weighted(shape === 'forward-auth' ? [[25, 'untrusted'], [60, 'trusted'], [15, 'twin']] as const : [[72, 'untrusted'], [13, 'trusted'], [15, 'twin']] as const);
+  if (shape === 'pipeline') return pipeline(rng, index, id, ctx, peer === 'trusted' ? 'trusted' : 'untrusted');
+  const req = build(rng, index, id, ctx, { forwardAuth: shape === 'forward-auth' });
+  req.peer = peer === 'trusted' ? 'trusted' : 'untrusted';
+  req.twin = peer === 'twin';
+  return req;
+}
+
+/** The same request from the trusted peer, as `<id>-t`. */
+export function twinOf(req: FuzzRequest): FuzzRequest {
+  const id = `${req.id}-t`;
+  return { ...req, id, peer: 'trusted', twin: false, twinOf: req.id, head: req.head.replace(`\r\nX-Fuzz-Id: ${req.id}\r\n`, `\r\nX-Fuzz-Id: ${id}\r\n`) };
+}
+
+/** A plain well-formed request (sanity checks, the designed members of a pipeline). */
+function simpleRequest(index: number, id: string, ctx: FuzzContext, method: string, target: string, cookie: boolean, o: { token?: string; body?: string; contentType?: string; extra?: string[] } = {}): FuzzRequest {
+  const body = o.body ?? '';
+  const auth = o.token ? [o.token] : [];
+  const lines = [
+    `Host: 127.0.0.1:${ctx.port}`, `X-Fuzz-Id: ${id}`, 'Accept: application/json', ...(cookie ? [`Cookie: ${SESSION_COOKIE}=${ctx.bob}`] : []),
+    ...(o.token ? [`Authorization: Bearer ${ctx.tokens[o.token]}`] : []), ...(o.extra ?? []), ...(body ? [`Content-Type: ${o.contentType ?? 'text/plain'}`, `Content-Length: ${Buffer.byteLength(body)}`] : []),
+  ];
+  return {
+    index, id, method, target, lines, body, expectContinue: false, who: cookie ? 'bob' : 'anonymous', cookieKind: cookie ? 'bob' : 'none',
+    connectionListed: [], hosts: [`127.0.0.1:${ctx.port}`], upgrade: 'none', requestId: undefined, mayHang: false,
+    head: `${method} ${target} HTTP/1.1\r\n${lines.join('\r\n')}\r\n\r\n`, auth, bearer: bearerOf(auth),
+  };
+}
+
+/**
+ * Several requests on one connection, written at once (HTTP/1.1 pipelining): well-framed tame
+ * ones, often led by a refused request (with or without an unread body — or one carrying a
+ * request in its body) followed by an allowed one. Each must get its own answer, in order, and
+ * the upstream exactly what the rules allow for each.
+ */
+function pipeline(rng: Rng, index: number, id: string, ctx: FuzzContext, peer: Peer): FuzzRequest {
+  const subs: FuzzRequest[] = [];
+  const n = rng.range(2, 4);
+  const sub = () => `${id}.${subs.length}`;
+  if (rng.chance(0.5)) {
+    const smuggled = `GET /admin/fz HTTP/1.1\r\nHost: 127.0.0.1:${ctx.port}\r\nX-Fuzz-Id: ${id}.0-smuggled\r\nCookie: ${SESSION_COOKIE}=${ctx.bob}\r\n\r\n`;
+    const refused = rng.pick([
+      () => simpleRequest(index, sub(), ctx, 'GET', '/admin/x', true),
+      () => simpleRequest(index, sub(), ctx, 'DELETE', '/api/x', true),
+      () => simpleRequest(index, sub(), ctx, 'POST', '/api/x', false, { body: '{"a":1}', contentType: 'application/json' }),
+      () => simpleRequest(index, sub(), ctx, 'POST', '/admin/x', true, { body: smuggled }),
+      () => simpleRequest(index, sub(), ctx, 'GET', '/admin/x', false, { token: 'expired-alice' }),
+    ]);
+    subs.push(refused());
+    const allowed = rng.pick([
+      () => simpleRequest(index, sub(), ctx, 'GET', '/api/y', true),
+      () => simpleRequest(index, sub(), ctx, 'GET', '/public/z', false),
+      () => simpleRequest(index, sub(), ctx, 'GET', '/admin/ok', false, { token: 'valid-alice' }),
+    ]);
+    subs.push(allowed());
+  }
+  while (subs.length < n) subs.push(build(new Rng(rng.int(2 ** 32)), index, sub(), ctx, { pipelined: true }));
+  for (const r of subs) { r.peer = peer; r.inPipeline = true; }
+  const head = subs.map((r) => r.head + r.body).join('');
+  return {
+    index, id, method: 'PIPELINE', target: subs.map((r) => r.target).join(' '), lines: [], body: '', expectContinue: false,
+    who: 'anonymous', cookieKind: 'none', connectionListed: [], hosts: [], upgrade: 'none', requestId: undefined,
+    mayHang: false, head, peer, pipeline: subs,
+  };
+}
+
+const TAME_FA_METHODS = ['GET', 'GET', 'GET', 'POST', 'PUT', 'DELETE', 'HEAD', 'PATCH', 'PROPFIND', 'OPTIONS'];
+
+/** One request; `forwardAuth`: a check of the request it describes; `pipelined`: well-framed, to share a connection. */
+function build(rng: Rng, index: number, id: string, ctx: FuzzContext, mode: { forwardAuth?: boolean; pipelined?: boolean }): FuzzRequest {
   // Tame requests are well-formed HTTP with paths the proxy should resolve and forward (so the
   // header invariants see many forwarded requests); wild ones also try what must be refused.
-  const tame = rng.chance(0.5);
+  const tame = mode.pipelined ? true : rng.chance(0.5);
   let method = rng.weighted(tame ? TAME_METHODS : METHODS);
   let target = genTarget(rng, ctx, tame);
+  let described: Described | undefined;
+  if (mode.forwardAuth) {
+    method = rng.weighted([[85, 'GET'], [5, 'HEAD'], [5, 'POST'], [5, 'PUT']] as const);
+    target = rng.weighted([[90, '/oauth2/auth'], [4, '/oauth2/auth?x=1'], [3, '/oauth2/%61uth'], [3, '/oauth2//auth']] as const);
+    const dMethod = rng.weighted([[72, 'tame'], [10, 'missing'], [6, 'lower'], [4, 'odd'], [8, 'any']] as const);
+    described = {
+      method: dMethod === 'missing' ? undefined : dMethod === 'tame' ? rng.pick(TAME_FA_METHODS)
+        : dMethod === 'lower' ? rng.pick(TAME_FA_METHODS).toLowerCase() : dMethod === 'odd' ? rng.pick(['G3T', 'GET, DELETE', ' GET', 'FOO', 'Get']) : rng.weighted(METHODS).trim(),
+      path: rng.chance(0.3) ? rng.pick(['/api/x', '/public/x', '/admin/x', '/s/x', '/x', '/api']) : genPath(rng, rng.chance(0.7)),
+    };
+  }
   let version = 'HTTP/1.1';
   const lines: string[] = [];
   const connectionListed: string[] = [];
@@ -589,8 +832,8 @@ export function generate(seed: number, index: number, ctx: FuzzContext): FuzzReq
   }
   const who: Who = cookieKind === 'bob' ? 'bob' : 'anonymous';
 
-  // Forwarding family and routing overrides
-  for (let i = rng.weighted([[40, 0], [25, 1], [20, 2], [15, 4]] as const); i > 0; i--) {
+  // Forwarding family and routing overrides (on a forward-auth check they are the fronting proxy's: below)
+  for (let i = mode.forwardAuth ? 0 : rng.weighted([[40, 0], [25, 1], [20, 2], [15, 4]] as const); i > 0; i--) {
     const name = rng.pick(FORWARDING_FAMILY);
     add(spell(rng, name), forgedValue(rng, name));
   }
@@ -604,7 +847,16 @@ export function generate(seed: number, index: number, ctx: FuzzContext): FuzzReq
     requestId = rng.pick(['fzforged-request-id', '0123456789abcdef0123456789abcdef', 'fz\u0001id']);
     add(spell(rng, 'X-Request-Id', false), requestId);
   }
-  if (rng.chance(0.05)) add('Authorization', rng.pick(['Bearer not.a.jwt', `Bearer ${ctx.bob}`, 'Basic Ym9iOmJvYi1wYXNzd29yZA==']));
+  // Authorization: bearer tokens of every kind, sometimes two headers (Node keeps the first).
+  const authLines = new Map<string, string>();
+  if (rng.chance(0.28)) {
+    for (let i = rng.chance(0.2) ? 2 : 1; i > 0; i--) {
+      const kind = rng.weighted(TOKEN_WEIGHTS);
+      const line = `${spell(rng, 'Authorization', false)}: ${authorizationValue(rng, kind, ctx)}`;
+      authLines.set(line, kind);
+      lines.push(line);
+    }
+  }
 
   // Hop-by-hop, any case
   for (let i = rng.weighted([[45, 0], [30, 1], [15, 2], [10, 3]] as const); i > 0; i--) {
@@ -631,7 +883,7 @@ export function generate(seed: number, index: number, ctx: FuzzContext): FuzzReq
   // Upgrades
   let upgrade: FuzzRequest['upgrade'] = 'none';
   if (lines.some((l) => /^upgrade:/i.test(l))) upgrade = 'no-connection';
-  if (rng.chance(0.1)) {
+  if (!mode.pipelined && rng.chance(0.1)) {
     const kind = tame ? rng.weighted([[70, 'websocket'], [30, 'no-connection']] as const)
       : rng.weighted([[55, 'websocket'], [15, 'h2c'], [10, 'other'], [20, 'no-connection']] as const);
     upgrade = kind;
@@ -700,7 +952,7 @@ export function generate(seed: number, index: number, ctx: FuzzContext): FuzzReq
         mayHang = true;
       }
   }
-  const expectContinue = rng.chance(0.07);
+  const expectContinue = !mode.pipelined && rng.chance(0.07);
   if (expectContinue) add(spell(rng, 'Expect', false), rng.chance(0.9) ? '100-continue' : '100-Continue');
   else if (!tame && rng.chance(0.01)) add('Expect', 'fzexpect');
 
@@ -717,14 +969,30 @@ export function generate(seed: number, index: number, ctx: FuzzContext): FuzzReq
       default: lines.push(`X-Forwarded-User:\tfzforged-admin`); break;
     }
   }
-  if (method === 'CONNECT' && rng.chance(0.5)) target = `127.0.0.1:${ctx.port}`;
+  if (method === 'CONNECT' && rng.chance(0.5) && !mode.forwardAuth) target = `127.0.0.1:${ctx.port}`;
+
+  // The original request, as nginx (X-Original-URL) or Traefik (X-Forwarded-*) describes it.
+  if (described) {
+    const style = rng.weighted([[65, 'traefik'], [30, 'nginx'], [5, 'none']] as const);
+    const host = rng.chance(0.9) ? ours : 'fzforged.example';
+    if (described.method !== undefined) add(spell(rng, 'X-Forwarded-Method', false), described.method);
+    if (style === 'traefik') {
+      add(spell(rng, 'X-Forwarded-Proto', false), 'http');
+      add(spell(rng, 'X-Forwarded-Host', false), host);
+      add(spell(rng, 'X-Forwarded-Uri', false), described.path);
+    } else if (style === 'nginx') {
+      add(spell(rng, 'X-Original-URL', false), rng.chance(0.95) ? `http://${host}${described.path}` : rng.pick(['not a url', described.path, 'http://[::1']));
+    }
+  }
 
   // Request line first, X-Fuzz-Id where it is; the other headers in a seeded order.
   rng.shuffle(lines);
   const head = `${method} ${target} ${version}\r\n${lines.join('\r\n')}\r\n\r\n`;
+  // The Authorization headers in the order sent (the first is the one that counts).
+  const auth = lines.filter((l) => authLines.has(l)).map((l) => authLines.get(l)!);
   return {
     index, id, method, target, lines, body, expectContinue, who, cookieKind, connectionListed, hosts, upgrade,
-    requestId, mayHang, head,
+    requestId, mayHang, head, auth, bearer: bearerOf(auth), described,
   };
 }
 
@@ -749,7 +1017,7 @@ export interface Exchange {
 export function exchange(port: number, req: FuzzRequest, timeoutMs: number): Promise<Exchange> {
   const started = Date.now();
   return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1');
+    const socket = connect({ port, host: '127.0.0.1', localAddress: PEER_ADDRESS[req.peer ?? 'untrusted'] });
     socket.setNoDelay(true);
     let buf = '';
     let pos = 0;
@@ -827,6 +1095,55 @@ export function exchange(port: number, req: FuzzRequest, timeoutMs: number): Pro
   });
 }
 
+/**
+ * HTTP/1.1 pipelining: every request of `reqs` written at once on one connection, then the answers
+ * read in order — one Exchange per request (status 0 for one never answered).
+ */
+export function exchangePipeline(port: number, reqs: FuzzRequest[], peer: Peer, timeoutMs: number): Promise<Exchange[]> {
+  const started = Date.now();
+  return new Promise((resolve) => {
+    const socket = connect({ port, host: '127.0.0.1', localAddress: PEER_ADDRESS[peer] });
+    socket.setNoDelay(true);
+    let buf = '';
+    let pos = 0;
+    let timedOut = false;
+    let error: string | undefined;
+    let done = false;
+    const out: Exchange[] = [];
+    const finish = (): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      socket.destroy();
+      // A response with no request left to answer is garbage on the connection: reported on the last.
+      if (pos < buf.length && out.length === reqs.length) out[out.length - 1]!.error = `extra bytes after the last answer: ${buf.slice(pos, pos + 200)}`;
+      while (out.length < reqs.length) out.push({ status: 0, statusLine: '', response: buf.slice(pos, pos + 2000), timedOut, error, ms: Date.now() - started, ids: [], continued: false });
+      resolve(out);
+    };
+    const parse = (closed: boolean): void => {
+      while (out.length < reqs.length) {
+        const r = responseEnd(buf, pos, reqs[out.length]!.method, closed);
+        if (r === undefined) return;
+        if (r === 'garbage') {
+          out.push({ status: -1, statusLine: buf.slice(pos).split('\r\n')[0] ?? '', response: buf.slice(pos, pos + 2000), timedOut, error, ms: Date.now() - started, ids: [], continued: false });
+          pos = buf.length;
+          return finish();
+        }
+        const text = buf.slice(pos, r.end);
+        const ids = [...new Set(text.slice(0, 65_536).match(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi) ?? [])].slice(0, 4);
+        out.push({ status: r.status, statusLine: r.statusLine, response: text.slice(0, 2000), timedOut: false, error: undefined, ms: Date.now() - started, ids, continued: false });
+        pos = r.end;
+      }
+      if (out.length === reqs.length) finish();
+    };
+    const timer = setTimeout(() => { timedOut = true; finish(); }, timeoutMs);
+    socket.on('connect', () => { socket.write(reqs.map((r) => r.head + r.body).join(''), 'latin1'); });
+    socket.on('data', (d: Buffer) => { buf += d.toString('latin1'); parse(false); });
+    socket.on('error', (e: NodeJS.ErrnoException) => { error = e.code ?? e.message; });
+    socket.on('close', () => { parse(true); finish(); });
+  });
+}
+
 // ---------------------------------------------------------------------------------------------
 // Invariants on what the upstream received
 
@@ -865,9 +1182,61 @@ interface Check {
   variant?: string;
 }
 
+/** Header name/value pairs of a response head. */
+function responseHeaders(response: string): Array<[string, string]> {
+  const head = response.slice(0, Math.max(0, response.indexOf('\r\n\r\n')));
+  return head.split('\r\n').slice(1).map((l): [string, string] => [l.slice(0, l.indexOf(':')).trim().toLowerCase(), l.slice(l.indexOf(':') + 1).trim()]);
+}
+
+/** The entries of a comma-separated forwarding header, trimmed. */
+const entries = (v: string): string[] => v.split(',').map((x) => x.trim()).filter(Boolean);
+
+/** Methods a forward-auth check without X-Forwarded-Method must be right for. */
+const ANY_METHOD = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'PROPFIND', 'MKCOL', 'FOO'];
+
+/** A forward-auth check: nothing proxied; an untrusted peer refused; a 202 only for what the rules allow, with that user's identity. */
+function checkForwardAuth(req: FuzzRequest, res: Exchange, records: RecordedRequest[], principal: Principal, overlong: boolean): Check[] {
+  const out: Check[] = [];
+  const d = req.described!;
+  if (records.length > 0) out.push({ cls: 'forward-auth: the check itself reached the upstream', detail: records.map((r) => `${r.method} ${r.url}`).join(' | ') });
+  if (req.peer !== 'trusted' && res.status >= 200 && res.status < 300) {
+    out.push({ cls: `forward-auth: an untrusted peer got ${res.status}`, detail: oneLine(res.response, 300) });
+  }
+  if (req.peer !== 'trusted' || res.status !== 202) return out;
+  // The fronting proxy forwards the original request as it came: every reading of its raw path must allow it.
+  // A header value's surrounding whitespace is not part of it (any HTTP parser drops it).
+  for (const m of d.method !== undefined ? [d.method.trim()] : ANY_METHOD) {
+    const j = forbiddenReading(d.path, m, principal, overlong, false);
+    if (j) {
+      out.push({
+        cls: `forward-auth: 202 for a request the rules forbid (${whoOn(j.route, principal)}${req.bearer !== undefined ? ', bearer' : ''} → route ${j.route.name}, ${j.reading} reading${d.method === undefined ? ', no X-Forwarded-Method' : ''}) trick=${trickOf(d.path)}`,
+        variant: d.method ?? '(no method)',
+        detail: `described ${d.method ?? '(no X-Forwarded-Method)'} ${d.path} — ${j.reading} reads /${j.segments.join('/')} → ${j.route.name}; judged as ${m}`,
+      });
+      break;
+    }
+  }
+  const route = routeFor(readTomcat(targetPath(d.path) ?? '/'), d.method?.trim() ?? 'GET');
+  const who = whoOn(route, principal);
+  const want: Record<string, string> = who === 'anonymous' ? {} : IDENTITY_OF[who];
+  const seen = new Set<string>();
+  for (const [name, value] of responseHeaders(res.response)) {
+    if (FORGED.test(value)) out.push({ cls: `forward-auth: the 202 carries a client's forged value in ${name}`, detail: `${name}: ${value}` });
+    if (!(FAMILY.has(name) || name.startsWith('x-forwarded-'))) continue;
+    if (seen.has(name)) out.push({ cls: `forward-auth: ${name} twice in the 202`, detail: `${name}: ${value}` });
+    seen.add(name);
+    if (name in BOB_IDENTITY && value !== want[name]) {
+      out.push({ cls: `forward-auth: ${name} is not ${who}'s`, detail: `${name}: ${value} (want ${JSON.stringify(want[name] ?? '(none)')}; route ${route.name})` });
+    }
+  }
+  return out;
+}
+
 /** Every invariant for one request: its exchange and what the upstream recorded for it. */
 function check(req: FuzzRequest, res: Exchange, records: RecordedRequest[], opts: { bob: string; overlong: boolean; late: boolean; errorLogs: string[] }): Check[] {
   const out: Check[] = [];
+  const principal: Principal = { cookie: req.who, bearer: req.bearer };
+  const trusted = req.peer === 'trusted';
   const code = /"error":"([\w.-]+)"/.exec(res.response)?.[1];
   const logged = opts.errorLogs[0];
   if (res.status >= 500) out.push({ cls: `5xx: ${res.status} — ${logged ? `logged: ${logged}` : code ?? 'no error line tied to it (HEAD/HTML: replay with --only)'}`, detail: oneLine(res.response, 400) });
@@ -876,29 +1245,34 @@ function check(req: FuzzRequest, res: Exchange, records: RecordedRequest[], opts
     out.push({ cls: '100 Continue sent before a refusal or redirect (the spec: only once the request is authorized)', detail: oneLine(res.response, 300), advisory: true, variant: `${res.status}` });
   }
   if (res.timedOut && !req.mayHang) out.push({ cls: 'no complete response in time (hang)', detail: `got: ${res.response.slice(0, 300) || '(nothing)'}`, advisory: true });
+  if (req.described) return [...out, ...checkForwardAuth(req, res, records, principal, opts.overlong)];
   if (records.length > 0 && req.lines.filter((l) => /^host:/i.test(l)).length > 1) {
     out.push({ cls: 'duplicate Host header accepted and forwarded (RFC 9112 §3.2: 400)', detail: `upstream got host ${String(records[0]!.headers.host)}, x-forwarded-host ${String(records[0]!.headers['x-forwarded-host'])}`, advisory: true });
   }
   if (records.length > 1) out.push({ cls: 'one: request reached the upstream more than once', detail: records.map((r) => `${r.method} ${r.url}`).join(' | ') });
   if (opts.late && records.length > 0) out.push({ cls: 'one: request reached the upstream after the client had its response', detail: `${records[0]!.method} ${records[0]!.url}; client got ${res.status}` });
   let forbidden = false;
+  const client = `${req.who}${req.bearer !== undefined ? ` bearer:${req.auth![0]}` : ''}`;
   for (const rec of records) {
     const doorway = rec.headers.upgrade !== undefined && /upgrade/i.test(String(rec.headers.connection ?? '')) ? 'upgrade' : 'http';
     if (rec.method !== req.method) out.push({ cls: `method: upstream saw ${rec.method} for ${req.method}`, detail: `upstream got ${rec.method} ${rec.url}` });
 
     // Forbidden: the upstream's path and method, read as a server behind the proxy would.
-    const j = forbiddenReading(rec.url, rec.method, req.who, opts.overlong, true);
+    const j = forbiddenReading(rec.url, rec.method, principal, opts.overlong, true);
     if (j) {
       forbidden = true;
-      const methodDependent = allows(routeFor(j.segments, 'GET'), req.who);
+      const methodDependent = allows(routeFor(j.segments, 'GET'), principal);
       // Under Tomcat's reading the client's trick got through; under the others, what the proxy forwarded as is.
       const trick = j.reading === 'tomcat' ? trickOf(req.target) : `${readingTrick(j.reading, rec.url)} forwarded as is`;
       out.push({
-        cls: `forbidden: ${req.who} reached route ${j.route.name}${methodDependent ? ' with a method the path\'s own route does not list' : ''} — ${j.reading} reading, trick=${trick}`,
-        variant: methodDependent ? rec.method : `${req.cookieKind} cookie`,
-        detail: `upstream got ${rec.method} ${rec.url} — ${j.reading} reads /${j.segments.join('/')} → route ${j.route.name} (${j.route.access}); client is ${req.who} (${req.cookieKind} cookie)`,
+        cls: `forbidden: ${whoOn(j.route, principal)}${j.route.bearer && req.bearer !== undefined ? ' (bearer)' : ''} reached route ${j.route.name}${methodDependent ? ' with a method the path\'s own route does not list' : ''} — ${j.reading} reading, trick=${trick}`,
+        variant: methodDependent ? rec.method : `${req.cookieKind} cookie${req.bearer !== undefined ? `, ${req.auth![0]}` : ''}`,
+        detail: `upstream got ${rec.method} ${rec.url} — ${j.reading} reads /${j.segments.join('/')} → route ${j.route.name} (${j.route.access}); client is ${client} (${req.cookieKind} cookie)`,
       });
     }
+    // Whose identity the upstream may see: the user of the route Portcullis served it on.
+    const served = routeFor(readTomcat(targetPath(rec.url) ?? '/'), rec.method);
+    const who = whoOn(served, principal);
 
     // Headers
     const pairs = headerPairs(rec);
@@ -910,31 +1284,41 @@ function check(req: FuzzRequest, res: Exchange, records: RecordedRequest[], opts
     const flag = (cls: string, detail: string, spelling = ''): void => {
       if (seen.has(cls)) return;
       seen.add(cls);
-      out.push({ cls, detail, variant: `${doorway}/${req.who}${spelling}` });
+      out.push({ cls, detail, variant: `${doorway}/${req.peer ?? 'untrusted'}/${client}${spelling}` });
     };
     const clientSentSession = new Set(req.lines.filter((l) => opts.bob.length > 40 && l.includes(opts.bob.slice(0, 40))).map((l) => l.slice(0, l.indexOf(':')).trim().toLowerCase()));
+    const sent = (name: string): string[] => req.lines.filter((l) => l.slice(0, l.indexOf(':')).trim().toLowerCase() === name).map((l) => l.slice(l.indexOf(':') + 1).trim());
     for (const [name, value] of pairs) {
       const lower = name.toLowerCase();
       const canon = lower.replace(/_/g, '-');
       if (FAMILY.has(canon) || canon === 'x-request-id') {
-        const kind = FORWARDING_FAMILY.some((n) => n.toLowerCase() === canon) ? 'forwarding' : canon === 'x-request-id' ? 'request-id' : 'identity';
+        const kind = FORWARDING_LOWER.has(canon) ? 'forwarding' : canon === 'x-request-id' ? 'request-id' : 'identity';
         if (lower !== canon) { flag(`headers: client ${kind} header reached upstream: ${canon}`, `${name}: ${value}`, '/underscore'); continue; }
-        if (!PORTCULLIS_SETS.has(canon)) { flag(`headers: client ${kind} header reached upstream: ${canon}`, `${name}: ${value}`); continue; }
+        // A trusted proxy's own forwarding headers and request id pass (Portcullis's hop appended, checked below).
+        const trustedSays = trusted && kind !== 'identity';
+        if (!PORTCULLIS_SETS.has(canon)) { if (!trustedSays) flag(`headers: client ${kind} header reached upstream: ${canon}`, `${name}: ${value}`); continue; }
         if ((counts.get(lower) ?? 0) > 1) flag(`headers: ${canon} sent twice to the upstream`, pairs.filter(([n]) => n.toLowerCase() === lower).map(([n, v]) => `${n}: ${v}`).join(' | '));
         let ok = true;
         let want = '';
-        if (canon === 'x-forwarded-for' || canon === 'x-real-ip') { want = '127.0.0.1'; ok = value === want; }
+        const peer = PEER_ADDRESS[req.peer ?? 'untrusted'];
+        if (trustedSays) {
+          // This hop appended to the proxy's chain; host/proto/port from its last entries.
+          if (canon === 'x-forwarded-for') { want = `…, ${peer}`; ok = entries(value).at(-1) === peer; }
+          else if (canon === 'forwarded') { want = `…, for=${peer};…`; ok = new RegExp(`(^|,)\\s*for="?${peer.replace(/\./g, '\\.')}"?;[^,]*$`).test(value); }
+          else if (canon === 'x-real-ip') { want = 'an address of the chain'; ok = [...sent('x-forwarded-for').flatMap(entries), peer].includes(value); }
+          else if (canon === 'x-request-id') { want = 'an id'; ok = /^[\w.:-]{1,128}$/.test(value); }
+        } else if (canon === 'x-forwarded-for' || canon === 'x-real-ip') { want = peer; ok = value === want; }
         else if (canon === 'x-forwarded-proto') { want = 'http'; ok = value === want; }
         else if (canon === 'x-forwarded-port') { want = 'digits, not the client\'s'; ok = /^\d+$/.test(value) && value !== '6666'; }
         else if (canon === 'x-forwarded-host') { want = `one of the client's Host values (${req.hosts.join(', ') || 'none'})`; ok = req.hosts.some((h) => h.toLowerCase() === value.toLowerCase()) && !FORGED.test(value) || (req.hosts.length === 0 && !FORGED.test(value)); }
-        else if (canon === 'forwarded') { want = 'for=127.0.0.1 and nothing the client sent'; ok = !FORGED.test(value) && /for="?127\.0\.0\.1/i.test(value); }
+        else if (canon === 'forwarded') { want = `for=${peer} and nothing the client sent`; ok = !FORGED.test(value) && new RegExp(`for="?${peer.replace(/\./g, '\\.')}`, 'i').test(value); }
         else if (canon === 'x-request-id') { want = 'an id of Portcullis\'s'; ok = req.requestId === undefined || value !== req.requestId; }
         else if (canon in BOB_IDENTITY) {
-          if (req.who !== 'bob') { flag(`headers: identity header for an anonymous client (${req.cookieKind} cookie): ${canon}`, `${name}: ${value}`); continue; }
-          want = JSON.stringify(BOB_IDENTITY[canon]);
-          ok = value === BOB_IDENTITY[canon];
+          if (who === 'anonymous') { flag(`headers: identity header for an anonymous client (${req.cookieKind} cookie${req.bearer !== undefined ? `, ${req.auth![0]}` : ''}): ${canon}`, `${name}: ${value}`); continue; }
+          want = JSON.stringify(IDENTITY_OF[who][canon]);
+          ok = value === IDENTITY_OF[who][canon];
         }
-        if (!ok) flag(`headers: ${canon} is not Portcullis's value`, `${name}: ${value} (want ${want})`);
+        if (!ok) flag(`headers: ${canon} is not Portcullis's value${trustedSays ? ' (trusted peer)' : ''}`, `${name}: ${value} (want ${want})`);
         continue;
       }
       if (HOP_BY_HOP.has(lower)) {
@@ -960,14 +1344,60 @@ function check(req: FuzzRequest, res: Exchange, records: RecordedRequest[], opts
 
   // The client's own request, judged the same way: forbidden → nothing at the upstream.
   if (!forbidden && records.length > 0) {
-    const j = forbiddenReading(req.target, req.method, req.who, opts.overlong, false);
+    const j = forbiddenReading(req.target, req.method, principal, opts.overlong, false);
     if (j && j.reading === 'tomcat') {
       out.push({
-        cls: `forbidden: ${req.who} request for route ${j.route.name} reached the upstream as another path (tomcat reading) trick=${trickOf(req.target)}`,
+        cls: `forbidden: ${whoOn(j.route, principal)} request for route ${j.route.name} reached the upstream as another path (tomcat reading) trick=${trickOf(req.target)}`,
         detail: `client sent ${req.method} ${req.target} (reads /${j.segments.join('/')} → ${j.route.name}); upstream got ${records.map((r) => `${r.method} ${r.url}`).join(' | ')}`,
       });
     }
   }
+  return out;
+}
+
+/** Headers that say who and where the client is: a trusted proxy's are believed, so they may differ between the twins. */
+const PER_PEER = (canon: string): boolean => FORWARDING_LOWER.has(canon) || canon === 'x-request-id' || canon === 'x-fuzz-id'
+  // Body framing belongs to each hop (a body already read whole may go with a length, one still coming chunked).
+  || canon === 'content-length' || canon === 'transfer-encoding';
+
+/** The upstream's view of a request, minus what may rightly differ between an untrusted and a trusted peer. */
+function peerFreeView(rec: RecordedRequest): string {
+  const lines = headerPairs(rec).filter(([n]) => !PER_PEER(n.toLowerCase().replace(/_/g, '-'))).map(([n, v]) => `${n.toLowerCase()}: ${v}`).sort();
+  return [`${rec.method} ${rec.url}`, ...lines].join('\n');
+}
+
+/**
+ * The same request from an untrusted and a trusted peer: the same decision, and the upstream the
+ * same request but for the forwarding headers (and request id) a trusted proxy may state.
+ */
+function checkTwins(a: { req: FuzzRequest; res: Exchange; records: RecordedRequest[] }, b: { req: FuzzRequest; res: Exchange; records: RecordedRequest[] }): Check[] {
+  // Forward-auth answers trusted peers only: there the twins must differ (checked in checkForwardAuth).
+  if (a.res.status <= 0 || b.res.status <= 0 || a.req.mayHang || a.req.described) return [];
+  const out: Check[] = [];
+  const refused = (x: number) => x >= 300;
+  if (refused(a.res.status) !== refused(b.res.status) || a.records.length !== b.records.length) {
+    out.push({ cls: 'trust: an untrusted and a trusted peer got different decisions for the same request', detail: `untrusted ${a.res.status} (${a.records.length} upstream), trusted ${b.res.status} (${b.records.length} upstream)` });
+  } else if (a.records.length === 1) {
+    const va = peerFreeView(a.records[0]!);
+    const vb = peerFreeView(b.records[0]!);
+    if (va !== vb) {
+      const la = va.split('\n');
+      const lb = vb.split('\n');
+      out.push({ cls: 'trust: the upstream saw the same request differently from a trusted peer (beyond forwarding headers)', detail: `only untrusted: ${la.filter((l) => !lb.includes(l)).join(' | ')} — only trusted: ${lb.filter((l) => !la.includes(l)).join(' | ')}` });
+    }
+  }
+  return out;
+}
+
+/** Pipelined answers come in order: an answer from the upstream names its own request's id. */
+function checkPipelineOrder(container: FuzzRequest, results: Exchange[]): Check[] {
+  const out: Check[] = [];
+  results.forEach((res, i) => {
+    const ids = [...new Set(res.response.match(new RegExp(`${container.id.replace(/[-.]/g, '\\$&')}\\.\\d+(-smuggled)?`, 'g')) ?? [])];
+    const own = container.pipeline![i]!.id;
+    const others = ids.filter((x) => x !== own);
+    if (others.length) out.push({ cls: 'pipeline: an answer belongs to another request (out of order)', detail: `answer ${i} (for ${own}) names ${others.join(', ')}: ${oneLine(res.response, 200)}` });
+  });
   return out;
 }
 
@@ -1016,6 +1446,8 @@ export interface FuzzReport {
   sent: number;
   reachedUpstream: number;
   statuses: Record<string, number>;
+  /** How many requests exercised each doorway and client kind (bearer, forward-auth, trusted peer, twins, pipelining). */
+  coverage: Record<string, number>;
   violationCount: number;
   classes: ViolationClass[];
   /** Findings outside the invariants (hangs, a duplicate Host forwarded): reported, never counted. */
@@ -1041,34 +1473,43 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzReport> {
   const deadline = opts.minutes !== undefined ? started + opts.minutes * 60_000 : Number.POSITIVE_INFINITY;
   const concurrency = opts.only ? 1 : Math.max(1, opts.concurrency ?? 8);
 
+  // The dev IdP signs with a key of ours, so the run can mint bearer tokens of every kind.
+  const jwk = { ...(generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' }) as JWK), kid: 'fuzz-idp', alg: 'RS256', use: 'sig' };
   const s: Stack = await startStack(opts.scope, {
     routes: FUZZ_ROUTES,
+    idp: { keys: { keys: [jwk] } },
     edit: (raw) => {
       raw.logLevel = 'warn';
+      raw.trustProxy = [PEER_ADDRESS.trusted];
+      (raw.oidc as Record<string, unknown>).bearerAudiences = [FUZZ_AUDIENCE];
       if (opts.sessionCache === false) (raw.session as Record<string, unknown>).cacheMaxEntries = 0;
     },
   });
   const bobLogin = await loginViaHttp(`${s.url}/`, { user: 'bob', password: 'bob-password' });
   const bob = bobLogin.jar.get(SESSION_COOKIE, s.url);
   if (bobLogin.status !== 200 || !bob) throw new Error(`bob could not sign in (status ${bobLogin.status} at ${bobLogin.finalUrl})`);
-  const ctx: FuzzContext = { port: Number(new URL(s.url).port), bob };
+  const ctx: FuzzContext = { port: Number(new URL(s.url).port), bob, tokens: await mintTokens(jwk, s.idp.issuer, s.idp.clientId) };
   /** For reading: bob's cookie named, other long tokens (tampered copies, long paths) shortened. `--only` replays the exact bytes. */
   const redact = (raw: string): string => raw.split(bob).join('<bob-session>').replace(/[A-Za-z0-9_\-.~]{160,}/g, (m) => `<${m.length} chars: ${m.slice(0, 24)}…>`);
 
   // Sanity: the stack does what the reference says for plain requests, before any fuzzing.
-  const sanity = async (method: string, path: string, cookie: boolean, want: number): Promise<void> => {
-    const req: FuzzRequest = {
-      index: -1, id: `sanity-${path}`, method, target: path, lines: [], body: '', expectContinue: false, who: cookie ? 'bob' : 'anonymous',
-      cookieKind: cookie ? 'bob' : 'none', connectionListed: [], hosts: [], upgrade: 'none', requestId: undefined, mayHang: false,
-      head: `${method} ${path} HTTP/1.1\r\nHost: 127.0.0.1:${ctx.port}\r\nAccept: application/json\r\n${cookie ? `Cookie: ${SESSION_COOKIE}=${bob}\r\n` : ''}\r\n`,
-    };
+  const sanity = async (method: string, path: string, cookie: boolean, want: number, o: { token?: string; extra?: string[]; peer?: Peer } = {}): Promise<void> => {
+    const req = simpleRequest(-1, `sanity-${path}`, ctx, method, path, cookie, o);
+    req.peer = o.peer;
     const r = await exchange(ctx.port, req, timeoutMs);
-    if (r.status !== want) throw new Error(`sanity check: ${method} ${path} (${cookie ? 'bob' : 'anonymous'}) answered ${r.status}, want ${want}:\n${r.response.slice(0, 500)}`);
+    if (r.status !== want) throw new Error(`sanity check: ${method} ${path} (${cookie ? 'bob' : 'anonymous'}${o.token ? `, ${o.token}` : ''}, ${o.peer ?? 'untrusted'} peer) answered ${r.status}, want ${want}:\n${r.response.slice(0, 500)}`);
   };
   await sanity('GET', '/public', false, 200);
   await sanity('GET', '/api/x', true, 200);
   await sanity('GET', '/admin', true, 403);
   await sanity('GET', '/x', false, 401);
+  await sanity('GET', '/admin/x', false, 200, { token: 'valid-alice' });
+  await sanity('GET', '/admin/x', true, 403, { token: 'valid-bob' });
+  for (const bad of TOKEN_KINDS.filter(([, k, who]) => who === 'anonymous' && k in ctx.tokens)) await sanity('GET', '/admin/x', false, 401, { token: bad[1] });
+  await sanity('GET', '/public', false, 200, { peer: 'trusted' });
+  const described = ['X-Forwarded-Method: GET', 'X-Forwarded-Uri: /api/x', `X-Forwarded-Host: 127.0.0.1:${ctx.port}`];
+  await sanity('GET', '/oauth2/auth', true, 202, { extra: described, peer: 'trusted' });
+  await sanity('GET', '/oauth2/auth', true, 400, { extra: described });
   s.upstream.requests.splice(0);
   s.logs.splice(0);
 
@@ -1078,6 +1519,7 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzReport> {
   const statuses: Record<string, number> = {};
   let sent = 0;
   let reachedUpstream = 0;
+  const coverage: Record<string, number> = {};
   const inFlight = new Set<number>();
   const record = (v: Violation, advisory = false, variant?: string): void => {
     const map = advisory ? advisories : classes;
@@ -1141,6 +1583,16 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzReport> {
   };
   const evaluate = (req: FuzzRequest, res: Exchange, records: RecordedRequest[], late: boolean): void => {
     if (records.length > 0 && !late) reachedUpstream += 1;
+    if (!late) {
+      const count = (k: string, yes: boolean) => { if (yes) coverage[k] = (coverage[k] ?? 0) + 1; };
+      count('bearer token reached the upstream', req.bearer !== undefined && req.bearer !== 'anonymous' && records.length > 0);
+      count('bad bearer token refused', req.bearer === 'anonymous' && res.status === 401);
+      count('forward-auth 202', req.described !== undefined && res.status === 202);
+      count('forward-auth refused', req.described !== undefined && res.status >= 400);
+      count('from the trusted peer', req.peer === 'trusted' && res.status > 0);
+      count('twins compared', req.twinOf !== undefined);
+      count('pipelined', req.inPipeline === true && res.status > 0);
+    }
     const logged: string[] = [];
     for (const id of res.ids) {
       const e = errorLogs.get(id);
@@ -1153,10 +1605,22 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzReport> {
       if (errorLogs.delete(e.key)) logged.push(e.msg);
     }
     soleLogs.delete(req.index);
-    for (const c of check(req, res, records, { bob, overlong, late, errorLogs: logged })) {
+    const found = check(req, res, records, { bob, overlong, late, errorLogs: logged });
+    if (req.inPipeline && res.status === 0 && records.length > 0) {
+      found.push({ cls: 'pipeline: a request reached the upstream but its answer never came', detail: `upstream got ${records.map((r) => `${r.method} ${r.url}`).join(' | ')}; the connection ended first` });
+    }
+    // The twins: compared once the trusted copy (sent second) is judged.
+    if (req.twin && !late) twins.set(req.id, { req, res, records });
+    const first = req.twinOf !== undefined && !late ? twins.get(req.twinOf) : undefined;
+    if (first) {
+      twins.delete(req.twinOf!);
+      found.push(...checkTwins(first, { req, res, records }));
+    }
+    for (const c of found) {
       record({ cls: c.cls, seed, index: req.index, detail: c.detail, raw: redact(req.head + req.body) }, c.advisory, c.variant);
     }
   };
+  const twins = new Map<string, { req: FuzzRequest; res: Exchange; records: RecordedRequest[] }>();
   const settle = (all: boolean): void => {
     drain();
     const now = Date.now();
@@ -1188,14 +1652,27 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzReport> {
       const index = opts.only ? opts.only[k]! : k;
       const req = generate(seed, index, ctx);
       inFlight.add(index);
-      const res = await exchange(ctx.port, req, timeoutMs);
+      const done: Array<{ req: FuzzRequest; res: Exchange }> = [];
+      if (req.pipeline) {
+        const results = await exchangePipeline(ctx.port, req.pipeline, req.peer ?? 'untrusted', timeoutMs);
+        req.pipeline.forEach((sub, i) => done.push({ req: sub, res: results[i]! }));
+        for (const c of checkPipelineOrder(req, results)) record({ cls: c.cls, seed, index, detail: c.detail, raw: redact(req.head) });
+      } else {
+        done.push({ req, res: await exchange(ctx.port, req, timeoutMs) });
+        if (req.twin) {
+          const t = twinOf(req);
+          done.push({ req: t, res: await exchange(ctx.port, t, timeoutMs) });
+        }
+      }
       drain(); // while this request still counts as in flight: its error lines are tied to it
       inFlight.delete(index);
-      sent += 1;
-      const key = res.status > 0 ? String(res.status) : res.timedOut ? 'timeout' : res.status === -1 ? 'garbage' : 'closed';
-      if (res.timedOut && timedOut.length < 50) timedOut.push(index);
-      statuses[key] = (statuses[key] ?? 0) + 1;
-      pending.push({ req, res, at: Date.now() });
+      for (const { req: r, res } of done) {
+        sent += 1;
+        const key = res.status > 0 ? String(res.status) : res.timedOut ? 'timeout' : res.status === -1 ? 'garbage' : 'closed';
+        if (res.timedOut && timedOut.length < 50) timedOut.push(index);
+        statuses[key] = (statuses[key] ?? 0) + 1;
+        pending.push({ req: r, res, at: Date.now() });
+      }
       settle(false);
       if (Date.now() - lastProgress > 10_000) {
         lastProgress = Date.now();
@@ -1265,7 +1742,7 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzReport> {
     process.off('unhandledRejection', onCrash);
   }
   return {
-    seed, sent, reachedUpstream, statuses, violationCount,
+    seed, sent, reachedUpstream, statuses, coverage, violationCount,
     classes: [...classes.values()].sort((a, b) => b.count - a.count),
     advisories: [...advisories.values()].sort((a, b) => b.count - a.count),
     ms: Date.now() - started,
@@ -1276,6 +1753,7 @@ export function formatReport(r: FuzzReport): string {
   const lines = [
     `seed ${r.seed}: ${r.sent} requests in ${(r.ms / 1000).toFixed(1)} s, ${r.reachedUpstream} reached the upstream`,
     `statuses: ${Object.entries(r.statuses).sort().map(([k, v]) => `${k}×${v}`).join(' ')}`,
+    `coverage: ${Object.entries(r.coverage).sort().map(([k, v]) => `${k} ×${v}`).join(', ')}`,
     `${r.violationCount} violation(s) in ${r.classes.length} class(es); ${r.advisories.length} advisory class(es)`,
   ];
   const show = (list: ViolationClass[], title: string): void => {

@@ -307,7 +307,7 @@ export const REGISTRY = {
   },
   ERR_FORWARD_AUTH_BAD_REQUEST: {
     status: 400, message: (reason) => reason, detail: 'what is missing or wrong',
-    when: '`/oauth2/auth` was asked without `X-Forwarded-Uri` (Traefik) or an absolute `X-Original-URL` (nginx).',
+    when: '`/oauth2/auth` was asked without `X-Forwarded-Uri` (Traefik) or an absolute `X-Original-URL` (nginx), or with an `X-Forwarded-Method` that is not a method Portcullis serves (names are case-sensitive: `get` is not `GET`).',
     operator: 'The fronting proxy\'s forward-auth configuration (nginx and Traefik: docs/forward-auth.md).',
   },
   ERR_FORWARD_AUTH_METHOD_MISSING: {

@@ -4,6 +4,7 @@
 // 401 / 403 / 404 (never a redirect: the fronting proxy decides how to send the browser to sign in).
 // The original request is read from X-Forwarded-Method/-Proto/-Host/-Uri (Traefik) or X-Original-URL
 // (nginx), so only trusted peers are answered.
+import { METHODS as HTTP_METHODS } from 'node:http';
 import { coded } from '../errors.js';
 import { normalizeTarget } from '../routing/normalize.js';
 import { lastEntry, type Inbound } from '../routing/origin.js';
@@ -14,6 +15,8 @@ import { errorAnswer, outcomeAnswer, type Answer } from './respond.js';
 import { upstreamIdentity } from './upstream-identity.js';
 
 const one = (v: string | string[] | undefined): string | undefined => (Array.isArray(v) ? v[0] : v);
+/** The methods node:http parses on a request line: what the plain doorway can be asked. */
+const METHODS: ReadonlySet<string> = new Set(HTTP_METHODS);
 
 export async function forwardAuth(rt: Runtime, r: Inbound): Promise<Answer> {
   if (!r.trusted) {
@@ -41,7 +44,13 @@ export async function forwardAuth(rt: Runtime, r: Inbound): Promise<Answer> {
     return errorAnswer(coded('ERR_REQUEST_BAD_PATH', { detail: `the original request's path is not acceptable (${n.ok ? 'not a path' : n.reason})` }), r);
   }
   const sentMethod = one(h['x-forwarded-method']);
-  const method = sentMethod ? sentMethod.toUpperCase() : methodIndependent(rt, host, n.path);
+  // Judged as the plain doorway would judge that request line: method names are case-sensitive
+  // (RFC 9110 §9.1), and node:http answers 400 to a method it does not know (`get`, `FOO`), so
+  // forward-auth does too — never `get` read as GET, nor `delete` as a token no `methods` list names.
+  if (sentMethod && !METHODS.has(sentMethod)) {
+    return errorAnswer(coded('ERR_FORWARD_AUTH_BAD_REQUEST', { detail: `X-Forwarded-Method ${JSON.stringify(sentMethod.slice(0, 40))} is not a method Portcullis serves (names are case-sensitive).` }), r);
+  }
+  const method = sentMethod || methodIndependent(rt, host, n.path);
   if (method === undefined) {
     return errorAnswer(coded('ERR_FORWARD_AUTH_METHOD_MISSING'), r);
   }

@@ -5,6 +5,7 @@
 // Any throw, synchronous or not, answers that one request (500 with its request id, logged at
 // error level); the process keeps serving.
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { asPortcullisError, errors, type PortcullisError } from '../errors.js';
 import { normalizeTarget, sameAuthority, type NormalizedTarget } from '../routing/normalize.js';
 import type { Inbound } from '../routing/origin.js';
@@ -38,8 +39,44 @@ export function rewriteUrl(req: IncomingMessage): string {
   return t && t.ok ? t.path + t.query : '/oauth2/';
 }
 
+/**
+ * HTTP/1.1 pipelining: node:http hands over every request a client sent on one connection without
+ * waiting, all at once. They are handled one at a time, in order — each once the answer before it
+ * is complete, so an upstream sees them in the order sent — and when that answer closed the
+ * connection (a refused upload whose body was not read, the client's own `Connection: close`,
+ * draining), the requests behind it are not handled at all (RFC 9112 §9.6): no upstream acts on a
+ * request whose answer can no longer reach the client, who would send it again.
+ */
+const waitingOn = new WeakMap<Socket, Array<[IncomingMessage, ServerResponse]>>();
+/** Connections an answer has closed: node:http may still parse (and hand over) requests already read from them. */
+const closing = new WeakSet<Socket>();
+
+function inOrder(serve: (req: IncomingMessage, res: ServerResponse) => void): (req: IncomingMessage, res: ServerResponse) => void {
+  const start = (req: IncomingMessage, res: ServerResponse): void => {
+    const socket = req.socket;
+    res.once('close', () => {
+      if (!res.shouldKeepAlive || !socket.writable) {
+        closing.add(socket);
+        waitingOn.delete(socket);
+        return;
+      }
+      const next = waitingOn.get(socket)?.shift();
+      if (next === undefined) waitingOn.delete(socket); else start(next[0], next[1]);
+    });
+    serve(req, res);
+  };
+  return (req, res) => {
+    const socket = req.socket;
+    if (closing.has(socket) || !socket.writable) return; // never answered: the connection is closing
+    const queue = waitingOn.get(socket);
+    if (queue !== undefined) { queue.push([req, res]); return; }
+    waitingOn.set(socket, []);
+    start(req, res);
+  };
+}
+
 export function createHttpDoorway(rt: Runtime, fastify: (req: IncomingMessage, res: ServerResponse) => void, observe: ResponseObserver) {
-  return function onRequest(req: IncomingMessage, res: ServerResponse): void {
+  return inOrder(function onRequest(req: IncomingMessage, res: ServerResponse): void {
     if (!tracingEnabled()) return handle(req, res, undefined);
     // Tracing on: the request's span is active for everything this request starts (IdP calls,
     // refreshes) and ends when the response does.
@@ -47,7 +84,7 @@ export function createHttpDoorway(rt: Runtime, fastify: (req: IncomingMessage, r
     if (!span) return handle(req, res, undefined);
     res.once('close', () => span.end(res.statusCode, res.writableFinished ? undefined : 'connection closed before the response ended'));
     span.run(() => handle(req, res, span));
-  };
+  });
 
   function handle(req: IncomingMessage, res: ServerResponse, span: RequestSpan | undefined): void {
     const started = performance.now();

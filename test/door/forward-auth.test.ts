@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { request } from 'undici';
 import { startStack } from '../helpers/stack.js';
 import { loginViaHttp } from '../helpers/browserless-login.js';
+import { exchange, toHead } from '../helpers/raw-http.js';
 
 const trusted = (raw: Record<string, unknown>) => { raw.trustProxy = ['127.0.0.1', '::1']; };
 
@@ -75,4 +76,23 @@ test('an untrusted client cannot steer routing with X-Forwarded-Host or X-Forwar
     assert.equal(seen2.headers[h], undefined, `${h} from an untrusted client is not passed to the upstream`);
   }
   assert.equal(seen.headers['x-forwarded-for'], '127.0.0.1', 'a client-sent X-Forwarded-For is replaced, not appended to');
+});
+
+test('forward-auth judges X-Forwarded-Method as the plain doorway judges that request line: case-sensitive, unknown methods refused', async (t) => {
+  const s = await startStack(t, {
+    routes: [
+      { name: 'public', match: { path: '/public', methods: ['GET'] }, upstream: '{upstream}', auth: 'public' },
+      { name: 'app', match: { path: '/' }, upstream: '{upstream}' },
+    ],
+    edit: trusted,
+  });
+  const port = Number(new URL(s.url).port);
+  const host = `127.0.0.1:${port}`;
+  // `get` read as GET would open the GET-only public route to any method spelling an app upper-cases.
+  for (const [method, plainStatus, faStatus] of [['GET', 200, 202], ['get', 400, 400], ['Get', 400, 400], ['FOO', 400, 400], ['PROPFIND', 401, 401], ['DELETE', 401, 401]] as const) {
+    const plain = await exchange(port, toHead(`${method} /public/x HTTP/1.1`, [['Host', host], ['Accept', 'application/json']]), undefined, false);
+    assert.equal(plain.status, plainStatus, `plain ${method}`);
+    const r = await auth(s.url, { 'x-forwarded-method': method, 'x-forwarded-uri': '/public/x', 'x-forwarded-host': host, accept: 'application/json' });
+    assert.equal(r.status, faStatus, `forward-auth, X-Forwarded-Method: ${method}: ${r.body}`);
+  }
 });

@@ -112,3 +112,65 @@ function dechunk(b: Buffer): string | undefined {
 
 /** A request head: the request line and the header lines exactly as given, then the empty line. */
 export const toHead = (requestLine: string, headers: Array<[string, string]>) => `${[requestLine, ...headers.map(([k, v]) => `${k}: ${v}`)].join('\r\n')}\r\n\r\n`;
+
+/** Where the response starting at `pos` ends ('garbage': not a response; undefined: not all here yet). */
+export function responseEnd(buf: string, pos: number, method: string, closed: boolean): { status: number; statusLine: string; end: number } | 'garbage' | undefined {
+  for (;;) {
+    const headEnd = buf.indexOf('\r\n\r\n', pos);
+    if (headEnd === -1) return undefined;
+    const head = buf.slice(pos, headEnd);
+    const m = /^HTTP\/\d\.\d (\d{3})/.exec(head);
+    if (!m) return 'garbage';
+    const status = Number(m[1]);
+    const statusLine = head.split('\r\n')[0] ?? '';
+    const bodyStart = headEnd + 4;
+    if (status >= 100 && status < 200 && status !== 101) { pos = bodyStart; continue; }
+    if (status === 101 || status === 204 || status === 304 || method === 'HEAD') return { status, statusLine, end: bodyStart };
+    const cl = /\r\ncontent-length:\s*(\d+)/i.exec(head);
+    if (cl) return buf.length - bodyStart >= Number(cl[1]) ? { status, statusLine, end: bodyStart + Number(cl[1]) } : undefined;
+    if (/\r\ntransfer-encoding:[^\r]*chunked/i.test(head)) {
+      let at = bodyStart;
+      for (;;) {
+        const eol = buf.indexOf('\r\n', at);
+        if (eol === -1) return undefined;
+        const size = parseInt(buf.slice(at, eol), 16);
+        if (Number.isNaN(size)) return 'garbage';
+        if (size === 0) {
+          const trailerEnd = buf.indexOf('\r\n\r\n', eol - 2);
+          return trailerEnd === -1 ? undefined : { status, statusLine, end: trailerEnd + 4 };
+        }
+        at = eol + 2 + size + 2;
+        if (at > buf.length) return undefined;
+      }
+    }
+    return closed ? { status, statusLine, end: buf.length } : undefined;
+  }
+}
+
+/**
+ * HTTP/1.1 pipelining: writes `requests` (heads and bodies) at once on one connection and reads the
+ * answers in order — as many as came before the connection closed (or `ms` passed).
+ */
+export function pipelined(port: number, requests: Array<{ method: string; raw: string }>, ms = 5000): Promise<Array<{ status: number; text: string }>> {
+  return new Promise((resolve) => {
+    const socket = connect({ port, host: '127.0.0.1' });
+    let buf = '';
+    let pos = 0;
+    const out: Array<{ status: number; text: string }> = [];
+    const finish = () => { clearTimeout(timer); socket.destroy(); resolve(out); };
+    const parse = (closed: boolean) => {
+      while (out.length < requests.length) {
+        const r = responseEnd(buf, pos, requests[out.length]!.method, closed);
+        if (r === undefined || r === 'garbage') return;
+        out.push({ status: r.status, text: buf.slice(pos, r.end) });
+        pos = r.end;
+      }
+      finish();
+    };
+    const timer = setTimeout(finish, ms);
+    socket.on('connect', () => socket.write(requests.map((r) => r.raw).join(''), 'latin1'));
+    socket.on('data', (d: Buffer) => { buf += d.toString('latin1'); parse(false); });
+    socket.on('error', () => {});
+    socket.on('close', () => { parse(true); finish(); });
+  });
+}
