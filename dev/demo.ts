@@ -53,7 +53,7 @@ export async function runDemo(): Promise<void> {
   writeFileSync(configFile, stringify(raw), { mode: 0o600 });
   process.once('exit', () => rmSync(configDir, { recursive: true, force: true }));
   const server = await startServer(r.config);
-  await server.runtime.idp.waitReady(10_000);
+  await server.runtime.providers.waitReady(10_000);
   const users = Object.entries(DEMO_USERS).map(([name, u]) => {
     const groups = (u.claims.groups as string[] | undefined) ?? [];
     return `    ${name.padEnd(6)} password ${u.password.padEnd(16)} groups: ${groups.length ? groups.join(', ') : '(none)'}`;

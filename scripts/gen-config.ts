@@ -53,6 +53,13 @@ function constrained(s: Json): boolean {
 function forHelm(s: Json, path: string, acceptRef = true): Json {
   if (CHART_OWNED[path] !== undefined) return { not: {}, description: CHART_OWNED[path] };
   if (s.$ref !== undefined) return s;
+  // The chart mounts ONE client secret (secrets.clientSecret) and points oidc.clientSecretFile at
+  // it: it takes the mapping form of `oidc` (one provider) only. Several providers need a secret
+  // file each, which the chart does not mount (docs/providers.md).
+  if (path === 'oidc' && s.anyOf) {
+    const one = (s.anyOf as Json[]).find((b) => b.type === 'object')!;
+    return forHelm({ ...one, description: `${String(s.description)} The chart takes the mapping form (one provider).` }, path, acceptRef);
+  }
   const out: Json = { ...s };
   if (s.type === 'object' && s.properties) {
     const props = s.properties as Record<string, Json>;

@@ -146,7 +146,7 @@ export async function buildApp(config: Config, opts: AppOptions = {}): Promise<{
   });
   app.addHook('preClose', async () => { runtime.draining = true; });
   app.addHook('onClose', async () => runtime.close());
-  runtime.idp.start();
+  runtime.providers.start();
   return { app, runtime };
 }
 
@@ -192,14 +192,13 @@ export function answerErrors(app: FastifyInstance, publicUrl?: string): void {
 }
 
 /**
- * /readyz: 200 once the IdP's discovery and keys are loaded and — Redis configured — Redis answers
- * and the shared revocation list has been pulled once; 503 before that and while draining.
+ * /readyz: 200 once every provider's discovery and keys are loaded and — Redis configured — Redis
+ * answers and the shared revocation list has been pulled once; 503 before that and while draining.
  */
 export function readiness(runtime: Runtime, reply: FastifyReply): FastifyReply {
-  const idp = runtime.idp.ready;
-  runtime.metrics.idpReady.set(idp ? 1 : 0);
-  // A probe while the IdP is down is a cue to retry discovery now rather than at the end of the backoff.
-  if (!idp) runtime.idp.start();
+  runtime.reportIdpReady();
+  // A probe while an IdP is down is a cue to retry its discovery now rather than at the end of the backoff.
+  if (!runtime.providers.ready) runtime.providers.start();
   const r = runtime.ready;
   const ok = r.ok && !runtime.draining;
   return reply.code(ok ? 200 : 503).header('cache-control', 'no-store').send({

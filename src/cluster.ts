@@ -88,7 +88,7 @@ async function runWorker(configFile: string, config: Config): Promise<void> {
     if (!isMessage(m)) return;
     if (m.type === MSG.revoked) void runtime.revokeSessions(m.r, 'peer');
     else if (m.type === MSG.metricsRequest) {
-      runtime.metrics.idpReady.set(runtime.idp.ready ? 1 : 0);
+      runtime.reportIdpReady();
       runtime.metrics.registry.getMetricsAsJSON().then(
         (metrics) => send({ type: MSG.metricsResponse, id: m.id, metrics }),
         (err: unknown) => runtime.log.warn({ err }, 'metrics for the primary failed'),

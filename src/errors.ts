@@ -118,6 +118,12 @@ export const REGISTRY = {
     when: "The callback's `state` matches no pending sign-in in this browser's transaction cookie: used twice (back button), older than 10 minutes, started in another browser, or a login-CSRF attempt.",
     operator: 'Many of these: check that `publicUrl` is the address browsers use (the transaction cookie is set for it), and that the proxy in front passes cookies through.',
   },
+  ERR_PROVIDER_UNKNOWN: {
+    status: 400,
+    message: (id) => `There is no identity provider ${id} to sign in with here.`, detail: 'the id asked for, quoted (or "of that name" when it is not an id)',
+    when: '`/oauth2/start?provider=ID` names no provider of the `oidc` list (a stale bookmark, a typo, a provider removed from the configuration).',
+    operator: 'If a link of yours says `provider=`, check its id against `oidc[].id`.',
+  },
   ERR_CALLBACK_IDP_ERROR: {
     status: 400, retrySignIn: true,
     message: (said) => `The identity provider reported an error: ${said}.`, detail: "the IdP's error (and description)",
@@ -421,6 +427,9 @@ export const errors = {
   idTokenInvalid: (cause?: unknown) => coded('ERR_CALLBACK_ID_TOKEN_INVALID', { cause }),
   userinfoMismatch: (cause?: unknown) => coded('ERR_CALLBACK_USERINFO_MISMATCH', { cause }),
 
+  providerUnknown: (id: string) => coded('ERR_PROVIDER_UNKNOWN', { detail: /^[A-Za-z0-9_-]{1,40}$/.test(id) ? `"${id}"` : 'of that name' }),
+  /** A session of a provider no longer configured: nothing can refresh it, so it ends as a refused refresh does. */
+  providerGone: (id: string) => coded('ERR_REFRESH_INVALID_GRANT', { cause: new Error(`the session's provider "${id}" is no longer configured`) }),
   idpUnavailable: (cause?: unknown) => coded('ERR_IDP_UNAVAILABLE', { cause }),
   idpTimeout: (cause?: unknown) => coded('ERR_IDP_TIMEOUT', { cause }),
   idpBadResponse: (cause?: unknown) => coded('ERR_IDP_BAD_RESPONSE', { cause }),

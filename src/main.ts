@@ -8,7 +8,7 @@ import { explain } from './cli/explain.js';
 const USAGE = `usage:
   portcullis [run] [--config FILE]        run the proxy (default config: $PORTCULLIS_CONFIG or config/portcullis.yaml)
   portcullis check [--config FILE]        validate the config; exit 0 when OK, 1 with every problem
-  portcullis explain [--config FILE] --url URL [--method M] [--claims FILE.json]
+  portcullis explain [--config FILE] --url URL [--method M] [--claims FILE.json] [--provider ID]
                                           which route, which rule, allow or deny (exit 0 allow, 3 deny, 1 error)
   portcullis doctor [--config FILE] [--json]
                                           live checks: IdP, keys, client secret, redirect URI, clock, Redis, upstreams,
@@ -22,7 +22,7 @@ export async function main(argv: string[]): Promise<number> {
   if (argv[0] === 'sessions') return (await import('./cli/sessions.js')).sessionsCommand(argv.slice(1));
   const command = argv[0] && !argv[0].startsWith('-') ? argv[0] : 'run';
   const rest = command === argv[0] ? argv.slice(1) : argv;
-  let values: { config?: string; url?: string; method?: string; claims?: string; json?: boolean; help?: boolean };
+  let values: { config?: string; url?: string; method?: string; claims?: string; provider?: string; json?: boolean; help?: boolean };
   try {
     ({ values } = parseArgs({
       args: rest,
@@ -31,6 +31,7 @@ export async function main(argv: string[]): Promise<number> {
         url: { type: 'string' },
         method: { type: 'string' },
         claims: { type: 'string' },
+        provider: { type: 'string' },
         json: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -74,7 +75,7 @@ export async function main(argv: string[]): Promise<number> {
           return 1;
         }
       }
-      const out = explain(r.config, values.url, values.method ?? 'GET', claims);
+      const out = explain(r.config, values.url, values.method ?? 'GET', claims, values.provider);
       (out.exitCode === 1 ? console.error : console.log)(out.text);
       return out.exitCode;
     }

@@ -11,12 +11,12 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
     registry,
     requests: tallyCounter({ name: 'portcullis_http_requests_total', help: 'Requests answered, by route name and status class.', labelNames: ['route', 'status'] as const, registers: [registry] }),
     duration: routeHistogram(registry, 'portcullis_http_request_duration_seconds', 'Time to answer a request, by route name.', [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]),
-    decisions: tallyCounter({ name: 'portcullis_auth_decisions_total', help: 'Authorization decisions: allow, deny, unauthenticated, step_up.', labelNames: ['route', 'decision'] as const, registers: [registry] }),
-    logins: new Counter({ name: 'portcullis_logins_total', help: 'Completed sign-in callbacks by result (success or an error code).', labelNames: ['result'] as const, registers: [registry] }),
-    refresh: new Counter({ name: 'portcullis_session_refresh_total', help: 'Token refreshes by result.', labelNames: ['result'] as const, registers: [registry] }),
+    decisions: tallyCounter({ name: 'portcullis_auth_decisions_total', help: 'Authorization decisions: allow, deny, unauthenticated, step_up; by route and provider (the identity\'s `oidc` id, empty without one).', labelNames: ['route', 'decision', 'provider'] as const, registers: [registry] }),
+    logins: new Counter({ name: 'portcullis_logins_total', help: 'Completed sign-in callbacks by result (success or an error code) and provider (its `oidc` id; empty when the callback named no known transaction).', labelNames: ['result', 'provider'] as const, registers: [registry] }),
+    refresh: new Counter({ name: 'portcullis_session_refresh_total', help: 'Token refreshes by result and provider.', labelNames: ['result', 'provider'] as const, registers: [registry] }),
     cacheHits: tallyCounter({ name: 'portcullis_session_cache_hits_total', help: 'Session lookups answered from the in-memory cache.', labelNames: [] as const, registers: [registry] }),
     cacheMisses: tallyCounter({ name: 'portcullis_session_cache_misses_total', help: 'Session lookups that had to open the cookie or ask the store.', labelNames: [] as const, registers: [registry] }),
-    idpDuration: new Histogram({ name: 'portcullis_idp_request_duration_seconds', help: 'Requests to the identity provider, by endpoint (discovery, jwks, token, userinfo, revocation, introspection).', labelNames: ['endpoint', 'outcome'] as const, buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: [registry] }),
+    idpDuration: new Histogram({ name: 'portcullis_idp_request_duration_seconds', help: 'Requests to the identity provider, by endpoint (discovery, jwks, token, userinfo, revocation, introspection).', labelNames: ['endpoint', 'outcome', 'provider'] as const, buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: [registry] }),
     upstreamErrors: new Counter({ name: 'portcullis_upstream_errors_total', help: 'Upstream failures (refused, reset, timeout), by route.', labelNames: ['route', 'kind'] as const, registers: [registry] }),
     transactionsRejected: new Counter({ name: 'portcullis_transaction_cookies_rejected_total', help: 'Callbacks whose transaction cookie was missing, foreign, expired or replayed.', labelNames: ['reason'] as const, registers: [registry] }),
     sessionsTooLarge: new Counter({ name: 'portcullis_sessions_too_large_total', help: 'Sessions that did not fit the cookie store even compacted and compressed (sign-in refused with ERR_SESSION_TOO_LARGE, or a refresh kept the old session), by when (sign_in, refresh).', labelNames: ['when'] as const, registers: [registry] }),
@@ -26,17 +26,26 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
     introspectionCache: new Counter({ name: 'portcullis_introspection_cache_total', help: 'Introspected bearer tokens answered from the cache (hit) or asked about at the IdP (miss).', labelNames: ['result'] as const, registers: [registry] }),
     groupOverage: new Counter({ name: 'portcullis_group_overage_fetches_total', help: 'Entra ID group overage: group lists fetched from Microsoft Graph (oidc.groupOverage) at sign-in and refresh, by result: ok, or why the user got no groups (unauthorized, forbidden, unreachable, timeout, graph-error, bad-answer, too-many, foreign-link, no-access-token).', labelNames: ['result'] as const, registers: [registry] }),
     tokenExchanges: new Counter({ name: 'portcullis_token_exchange_total', help: 'Per-upstream tokens (routes with tokenExchange, RFC 8693), by result: exchanged at the IdP, cached, refused by the IdP, error (the IdP could not answer).', labelNames: ['result'] as const, registers: [registry] }),
-    idpReady: new Gauge({ name: 'portcullis_idp_ready', help: '1 when discovery and keys are loaded.', aggregator: 'min', registers: [registry] }), // workers: 1 only when every one is ready
+    idpReady: new Gauge({ name: 'portcullis_idp_ready', help: '1 when discovery and keys are loaded, by provider.', labelNames: ['provider'] as const, aggregator: 'min', registers: [registry] }), // workers: 1 only when every one is ready
   };
   // The series alerts and SLO ratios divide by exist from the start at 0: a labelled counter is
   // otherwise created at its first count, whose increase() Prometheus sees as 0 (the first failure
   // of a pod would never show in a rate). The codes are the sign-in failures an operator can cause
   // and must see (docs/runbooks.md); others still appear when they first happen.
-  for (const result of ['success', 'ERR_CALLBACK_ID_TOKEN_INVALID', 'ERR_CALLBACK_CLIENT_AUTH', 'ERR_CALLBACK_TOKEN_REQUEST_REFUSED', 'ERR_CALLBACK_CODE_REJECTED', 'ERR_IDP_UNAVAILABLE', 'ERR_IDP_TIMEOUT', 'ERR_IDP_BAD_RESPONSE'] as const) m.logins.inc({ result }, 0);
-  for (const result of ['success', 'invalid_grant', 'rejected', 'error'] as const) m.refresh.inc({ result }, 0);
   for (const result of ['active', 'inactive', 'error'] as const) m.introspections.inc({ result }, 0);
   for (const result of ['exchanged', 'cached', 'refused', 'error'] as const) m.tokenExchanges.inc({ result }, 0);
   return m;
+}
+
+/**
+ * The per-provider series alerts divide by, at 0 from the start (see above), once the providers are
+ * known (the Runtime calls it): sign-in results and refresh results for each configured provider id.
+ */
+export function seedProviderSeries(m: Metrics, providerIds: readonly string[]): void {
+  for (const provider of providerIds) {
+    for (const result of ['success', 'ERR_CALLBACK_ID_TOKEN_INVALID', 'ERR_CALLBACK_CLIENT_AUTH', 'ERR_CALLBACK_TOKEN_REQUEST_REFUSED', 'ERR_CALLBACK_CODE_REJECTED', 'ERR_IDP_UNAVAILABLE', 'ERR_IDP_TIMEOUT', 'ERR_IDP_BAD_RESPONSE'] as const) m.logins.inc({ result, provider }, 0);
+    for (const result of ['success', 'invalid_grant', 'rejected', 'error'] as const) m.refresh.inc({ result, provider }, 0);
+  }
 }
 
 /** A running count for one label set; `n` is added to the counter at the next collection. */

@@ -98,3 +98,18 @@ export function signOutPage(o: { user: string | undefined; action: string; rd: s
 export function signedOutPage(): string {
   return layout('Signed out', '<h1>You are signed out</h1><p><a href="/">Back to the start page</a></p>');
 }
+
+/**
+ * The sign-in chooser (several providers, no `?provider=`): one button per provider the page offers,
+ * its `displayName` and optional `domainHint`. Links only: no form, no script; every value escaped.
+ */
+export function chooserPage(o: { providers: ReadonlyArray<{ name: string; hint?: string | undefined; href: string }> }): string {
+  const items = o.providers.map((p) => {
+    const link = href(p.href);
+    if (!link) return '';
+    const hint = p.hint ? ` <span class="muted">${show(p.hint)}</span>` : '';
+    return `<li><a class="button" href="${link}">${show(p.name)}</a>${hint}</li>`;
+  }).join('\n');
+  return layout('Sign in', `<h1>Sign in</h1><p>Choose how to sign in:</p>
+<ul style="list-style:none;padding:0;line-height:3">${items}</ul>`);
+}

@@ -15,19 +15,18 @@ import { LRUCache } from 'lru-cache';
 import { CookieStore, type SessionStore } from './session/store.js';
 import { RedisStore } from './session/redis-store.js';
 import { TransactionCookies } from './signin/transactions.js';
-import { IdentityProvider, randomSignInChecks, idpSettingsOf } from './signin/idp.js';
+import { randomSignInChecks } from './signin/idp.js';
+import { Providers, type Provider } from './signin/providers.js';
 import { errors } from './errors.js';
 import type { RedirectPolicy } from './signin/redirects.js';
-import type { Metrics } from './metrics.js';
+import { seedProviderSeries, type Metrics } from './metrics.js';
 import { OriginRules } from './routing/origin.js';
 import { UpstreamRequestRules } from './proxy/plan.js';
 import { Forwarder } from './proxy/relay.js';
 import { LiveConnections } from './proxy/connections.js';
 import { compileRouteTable, type RouteTable } from './door/route-table.js';
 import { DecisionAudit } from './door/audit.js';
-import { Introspector } from './signin/introspection.js';
 import type { StepUpRequirement } from './policy/step-up.js';
-import { TokenExchanger } from './signin/exchange.js';
 
 export { compileRouteTable, type RouteTable };
 
@@ -48,7 +47,8 @@ export class Runtime {
   readonly sessions: SessionManager;
   readonly refresher: Refresher;
   readonly txns: TransactionCookies;
-  readonly idp: IdentityProvider;
+  /** The OpenID Providers (config `oidc`), each with its IdP client, introspection and token exchange. */
+  readonly providers: Providers;
   readonly redirects: RedirectPolicy;
   readonly origin: OriginRules;
   readonly upstreamRules: UpstreamRequestRules;
@@ -61,10 +61,6 @@ export class Runtime {
   /** Logout token ids already used (replay protection). */
   readonly seenLogoutTokens = new LRUCache<string, true>({ max: 100_000, ttl: 15 * 60_000 });
   private readonly trimWarned = new LRUCache<string, true>({ max: 10_000, ttl: 3600_000 });
-  /** RFC 8693 token exchange for routes with tokenExchange, with its cache. */
-  readonly exchanger: TokenExchanger;
-  /** RFC 7662 introspection of API clients' tokens, with its cache. */
-  readonly introspector: Introspector;
   /** Signs X-Portcullis-Assertion; created at boot when a route asks for assertions. */
   assertions: AssertionSigner | undefined;
   /** Redis: the session store, or (cookie store with a Redis URL) only shared revocations. */
@@ -81,8 +77,9 @@ export class Runtime {
     const sessionLog = log.child({ component: 'session-store' });
     // The session store, or — cookie sessions with a Redis URL — only the place where replicas share
     // revocations and logout-token ids.
+    const firstProvider = config.providers[0]!.id;
     this.redis = config.session.store === 'redis' || config.session.redis.configured
-      ? new RedisStore(codec, cookies.session, { url: config.session.redis.url, keyPrefix: config.session.redis.keyPrefix, ttlMs: config.session.absoluteTimeoutMs }, sessionLog)
+      ? new RedisStore(codec, cookies.session, { url: config.session.redis.url, keyPrefix: config.session.redis.keyPrefix, ttlMs: config.session.absoluteTimeoutMs, firstProvider }, sessionLog)
       : undefined;
     // Not ready before the first pull of the shared revocations succeeds (`ready` below): a replica
     // that starts must not serve sessions another replica has ended. A failing pull is logged once
@@ -95,7 +92,8 @@ export class Runtime {
           : 'revocation sync failing: not ready until the shared revocation list has been pulled once');
         else log.debug(e, 'revocation sync failed');
       },
-      ({ first, afterFailures, entries }) => log.info({ entries, failedPulls: afterFailures }, first ? 'revocation list pulled from redis: ready to check sessions' : 'revocation sync recovered'));
+      ({ first, afterFailures, entries }) => log.info({ entries, failedPulls: afterFailures }, first ? 'revocation list pulled from redis: ready to check sessions' : 'revocation sync recovered'),
+      firstProvider);
     this.revocations.startSync(REVOCATION_SYNC_MS);
     // Pull as soon as Redis (re)connects rather than at the next tick: readiness waits for it.
     this.redis?.client.on('ready', () => { void this.revocations.syncNow(); });
@@ -111,38 +109,20 @@ export class Runtime {
       cacheWindowMs: opts.sessionCacheWindowMs,
       keepAccessToken: config.routes.some((r) => r.passAccessToken || r.passAuthorization || r.tokenExchange !== undefined),
       compactClaims: claimCompactor(claimsToKeep(config)),
+      defaultProvider: firstProvider,
       onTooLarge: (when) => metrics.sessionsTooLarge.inc({ when }),
     }, now, (s) => this.revocations.isRevoked(s), (hit) => { (hit ? hits : misses).n += 1; });
     this.txns = new TransactionCookies(codec, cookies, now);
-    this.idp = new IdentityProvider(idpSettingsOf(config), {
-      now,
-      log,
-      observe: (endpoint, seconds, ok) => metrics.idpDuration.observe({ endpoint, outcome: ok ? 'ok' : 'error' }, seconds),
-      countGroupOverage: (result) => metrics.groupOverage.inc({ result }),
-    });
-    // Bearer tokens asked about at the IdP (routes with bearer: introspect / jwt-then-introspect).
-    // Always there, so a hot reload can add such a route; it costs nothing until a token comes.
-    this.introspector = new Introspector(
-      { issuer: config.oidc.issuer, audiences: config.oidc.bearerAudiences, clockToleranceSec: config.oidc.clockToleranceSec, ...config.oidc.introspection },
-      {
-        introspect: (token) => this.idp.introspect(token),
-        now,
-        observe: (result) => metrics.introspections.inc({ result }),
-        cache: (result) => metrics.introspectionCache.inc({ result }),
-      },
-    );
-    this.exchanger = new TokenExchanger({
-      exchange: (token, audience, scope) => this.idp.exchange(token, audience, scope),
-      now,
-      count: (result) => metrics.tokenExchanges.inc({ result }),
-    });
+    this.providers = new Providers(config.providers, config.publicUrl, metrics, log, now);
+    seedProviderSeries(metrics, config.providers.map((p) => p.id));
     this.connections = new LiveConnections<ActiveSession>((s) => now() - s.createdAt > config.session.absoluteTimeoutMs || this.revocations.isRevoked(s));
     this.refresher = new Refresher({
       sessions: this.sessions,
-      refreshGrant: (token, claims, idToken) => this.idp.refresh(token, claims, idToken),
+      // Only the session's own provider refreshes it (a provider no longer configured: the session ends).
+      refreshGrant: (provider, token, claims, idToken) => this.provider(provider).idp.refresh(token, claims, idToken),
       redis: this.redis,
       now,
-      count: (result) => metrics.refresh.inc({ result }),
+      count: (result, provider) => metrics.refresh.inc({ result, provider }),
       log,
       // Ended the same way as a sign-out: every copy of the cookie, on every worker and replica.
       onEnded: (s) => {
@@ -177,19 +157,32 @@ export class Runtime {
   }
 
   /**
-   * Starts a sign-in: transaction cookie + the IdP authorization URL. With `stepUp` (a route's
-   * requirement) the IdP is asked for its `acr_values` and `max_age` — recorded in the transaction,
-   * so the callback can hold the ID token to them — and `promptLogin` adds `prompt=login`.
+   * The provider of a session, transaction or principal, by id. A session of a provider no longer
+   * configured has no IdP to refresh, exchange or end it at: ERR_REFRESH_INVALID_GRANT ends it
+   * (no route accepts it either: route.providers only names configured ids).
    */
-  async beginSignIn(cookies: Record<string, string | undefined>, returnTo: string, stepUp?: { stepUp: StepUpRequirement; promptLogin: boolean }): Promise<{ location: string; setCookies: string[] }> {
-    if (!this.idp.ready) {
-      this.idp.start();
-      throw errors.idpUnavailable(new Error(this.idp.lastError ?? 'discovery pending'));
+  provider(id: string): Provider {
+    const p = this.providers.get(id);
+    if (!p) throw errors.providerGone(id);
+    return p;
+  }
+
+  /**
+   * Starts a sign-in at one provider: transaction cookie (naming the provider) + its authorization
+   * URL. With `stepUp` (a route's requirement) the IdP is asked for its `acr_values` and `max_age` —
+   * recorded in the transaction, so the callback can hold the ID token to them — and `promptLogin`
+   * adds `prompt=login`.
+   */
+  async beginSignIn(cookies: Record<string, string | undefined>, returnTo: string, provider: Provider, stepUp?: { stepUp: StepUpRequirement; promptLogin: boolean }): Promise<{ location: string; setCookies: string[] }> {
+    const idp = provider.idp;
+    if (!idp.ready) {
+      idp.start();
+      throw errors.idpUnavailable(new Error(idp.lastError ?? 'discovery pending'));
     }
     const checks = randomSignInChecks();
     const req = stepUp?.stepUp;
-    const { txn, setCookies } = this.txns.begin(cookies, { ...checks, returnTo, acr: req?.acr && [...req.acr], maxAge: req?.maxAgeSec });
-    const location = await this.idp.authorizationUrl({
+    const { txn, setCookies } = this.txns.begin(cookies, { ...checks, returnTo, provider: provider.id, acr: req?.acr && [...req.acr], maxAge: req?.maxAgeSec });
+    const location = await idp.authorizationUrl({
       state: txn.state, nonce: txn.nonce, verifier: txn.verifier,
       acrValues: txn.acr, maxAge: txn.maxAge, prompt: stepUp?.promptLogin ? 'login' : undefined,
     });
@@ -219,12 +212,19 @@ export class Runtime {
    * would be served here).
    */
   get ready(): { ok: boolean; idp: string; store: string; revocations: string } {
-    const idp = this.idp.ready ? 'ok' : (this.idp.lastError ?? 'discovering');
+    // Every provider discovered (Providers.ready says why); the first one not ready is named.
+    const waiting = this.providers.all.find((p) => !p.idp.ready);
+    const idp = !waiting ? 'ok' : `${this.providers.all.length > 1 ? `${waiting.id}: ` : ''}${waiting.idp.lastError ?? 'discovering'}`;
     const redisOk = !this.redis || this.redis.healthy();
     const store = this.redis ? (redisOk ? 'ok' : 'redis unavailable') : 'ok';
     const synced = this.revocations.synced;
     const revocations = synced ? 'ok' : `not pulled from redis yet (${this.revocations.syncFailures} failed pulls)`;
-    return { ok: this.idp.ready && redisOk && synced, idp, store, revocations };
+    return { ok: !waiting && redisOk && synced, idp, store, revocations };
+  }
+
+  /** Sets portcullis_idp_ready{provider} from each provider's state (read at every scrape). */
+  reportIdpReady(): void {
+    for (const p of this.providers.all) this.metrics.idpReady.set({ provider: p.id }, p.idp.ready ? 1 : 0);
   }
 
   /**
@@ -238,12 +238,15 @@ export class Runtime {
     try { await this.revocations.revoke(r); } catch (err) { failed = err ?? new Error('revocation failed'); }
     // Redis store: the sessions' entries are deleted too (by the IdP sid or subject index), not only deny-listed.
     if (via !== 'peer' && this.sessions.storeKind === 'redis') await this.redis?.removeSessions(r).catch((err: unknown) => { failed ??= err; });
-    const match = (s: ActiveSession) => (r.psid !== undefined && s.sid === r.psid) || (r.sid !== undefined && s.idpSid === r.sid) || (r.sub !== undefined && s.sub === r.sub);
+    // An IdP's sid or sub names a session of that provider only (two IdPs may both have an "alice").
+    const provider = r.provider ?? this.providers.first.id;
+    const match = (s: ActiveSession) => (r.psid !== undefined && s.sid === r.psid)
+      || (s.provider === provider && ((r.sid !== undefined && s.idpSid === r.sid) || (r.sub !== undefined && s.sub === r.sub)));
     this.sessions.evict(match);
     this.connections.endWhere((s) => match(s) && this.revocations.isRevoked(s));
     // Introspected bearer tokens of that user or IdP session are asked about again (this process;
     // other replicas within their cacheTtl).
-    if (r.sub !== undefined || r.sid !== undefined) this.introspector.purge({ sub: r.sub, sid: r.sid });
+    if (r.sub !== undefined || r.sid !== undefined) this.providers.get(provider)?.introspector.purge({ sub: r.sub, sid: r.sid });
     // `peer`: another worker of this process group handled the logout and counted it.
     if (via !== 'peer') {
       this.metrics.sessionsRevoked.inc({ via });
@@ -251,14 +254,14 @@ export class Runtime {
       // Every revocation is audited once, where it happened (the admin endpoint writes its own line,
       // with who asked). The Portcullis session id is not logged: only whose session it was.
       if (via !== 'admin') {
-        this.log.info({ audit: true, action: 'revoke', via, sub: r.sub, sid: r.sid, session: r.psid !== undefined ? 'one' : undefined, outcome: failed === undefined ? 'revoked' : 'failed' }, 'sessions revoked');
+        this.log.info({ audit: true, action: 'revoke', via, provider: r.psid !== undefined ? undefined : provider, sub: r.sub, sid: r.sid, session: r.psid !== undefined ? 'one' : undefined, outcome: failed === undefined ? 'revoked' : 'failed' }, 'sessions revoked');
       }
     }
     if (failed !== undefined) throw failed;
   }
 
   async close(): Promise<void> {
-    this.idp.close();
+    this.providers.close();
     this.revocations.stop();
     this.connections.close();
     await this.forwarder.close();

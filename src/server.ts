@@ -59,8 +59,8 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
   if (config.publicUrl.startsWith('http:')) {
     app.log.warn({ publicUrl: config.publicUrl }, 'publicUrl is plain http: session cookies are sent without Secure and without the __Host- prefix. Use https outside local development.');
   }
-  if (config.oidc.issuer.startsWith('http:')) {
-    app.log.warn({ issuer: config.oidc.issuer }, 'the OIDC issuer is plain http: tokens travel unencrypted. Use https outside local development.');
+  for (const p of config.providers) {
+    if (p.issuer.startsWith('http:')) app.log.warn({ provider: p.id, issuer: p.issuer }, 'the OIDC issuer is plain http: tokens travel unencrypted. Use https outside local development.');
   }
   await app.listen({ host: config.listen.host, port: config.listen.port });
   let metricsApp: FastifyInstance | undefined;
@@ -147,7 +147,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
 /** The metrics listener: /metrics, plus /healthz and /readyz, which stay reachable during a drain; /admin/sessions with admin.tokenFile. */
 async function buildAdminApp(runtime: Runtime): Promise<FastifyInstance> {
   const app = await buildMetricsApp(runtime.metrics);
-  app.addHook('onRequest', async () => { runtime.metrics.idpReady.set(runtime.idp.ready ? 1 : 0); });
+  app.addHook('onRequest', async () => { runtime.reportIdpReady(); });
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_request, reply) => readiness(runtime, reply));
   registerSessionAdmin(app, runtime);
@@ -164,6 +164,9 @@ function bootOnlyRouteFeatures(boot: Config, runtime: Runtime, next: Config): Co
   next.routes.forEach((r, i) => {
     if (r.assertion && !runtime.assertions) {
       issues.push({ path: `routes[${i}].assertion`, message: 'assertion signing keys are set up at start: restart Portcullis to add the first route with assertion' });
+    }
+    for (const id of r.providers) {
+      if (!runtime.providers.get(id)) issues.push({ path: `routes[${i}].providers`, message: `providers are set up at start: restart Portcullis to use the new provider "${id}"` });
     }
     if ((r.passAccessToken || r.passAuthorization) && !bootKeepsAccessToken) {
       issues.push({ path: `routes[${i}].${r.passAccessToken ? 'passAccessToken' : 'passAuthorization'}`, message: 'sessions keep the access token only when a route needs it at start: restart Portcullis to add the first such route' });

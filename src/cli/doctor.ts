@@ -11,11 +11,12 @@ import { isIP } from 'node:net';
 import { connect as tlsConnect, type PeerCertificate } from 'node:tls';
 import { importJWK, type JWK } from 'jose';
 import { request } from 'undici';
-import { formatIssues, loadConfigFile, type Config } from '../config/index.js';
+import { formatIssues, loadConfigFile, type Config, type ProviderConfig } from '../config/index.js';
 import { PortcullisError } from '../errors.js';
 import { SessionCodec } from '../session/codec.js';
 import { RedisStore } from '../session/redis-store.js';
-import { describeError, IdentityProvider, idpSettingsOf, randomSignInChecks } from '../signin/idp.js';
+import { describeError, IdentityProvider, randomSignInChecks } from '../signin/idp.js';
+import { idpSettingsOf } from '../signin/providers.js';
 
 export type CheckStatus = 'ok' | 'warn' | 'fail';
 
@@ -83,15 +84,32 @@ export function formatResults(results: readonly CheckResult[]): string {
 /** Runs every check that applies to this config (IdP, Redis, upstreams and certificates side by side). */
 export async function runDoctor(config: Config, opts: DoctorOptions = {}): Promise<CheckResult[]> {
   const now = opts.now ?? Date.now;
-  const timeoutMs = config.oidc.timeoutMs;
-  const [idp, redis, graph, upstreams, certificates] = await Promise.all([
-    idpChecks(config, now),
+  const timeoutMs = timeoutOf(config);
+  // Every provider is checked (its group-overage Graph check too); with several, each check's name
+  // starts with the provider's id.
+  const several = config.providers.length > 1;
+  const [idps, redis, upstreams, certificates] = await Promise.all([
+    Promise.all(config.providers.map(async (p) => {
+      const c: IdpCheckConfig = { oidc: p, publicUrl: config.publicUrl };
+      const [checks, graph] = await Promise.all([
+        idpChecks(c, now),
+        p.groupOverage ? guarded('microsoft graph', p.timeoutMs * 2, () => graphCheck(c, p.groupOverage!.graphUrl)) : undefined,
+      ]);
+      return [...checks, ...(graph ? [graph] : [])].map((r) => (several ? { ...r, name: `${p.id}: ${r.name}` } : r));
+    })),
     config.session.store === 'redis' || config.session.redis.configured ? guarded('redis', timeoutMs * 2, () => redisCheck(config)) : undefined,
-    config.oidc.groupOverage ? guarded('microsoft graph', timeoutMs * 2, () => graphCheck(config, config.oidc.groupOverage!.graphUrl)) : undefined,
     upstreamChecks(config),
     certificateChecks(config, now),
   ]);
-  return [...idp, ...(redis ? [redis] : []), ...(graph ? [graph] : []), ...upstreams, ...certificates];
+  return [...idps.flat(), ...(redis ? [redis] : []), ...upstreams, ...certificates];
+}
+
+/** What the IdP checks read: one provider, and publicUrl for the callback. */
+interface IdpCheckConfig { oidc: ProviderConfig; publicUrl: string }
+
+/** The wait for checks that are not about one provider: the longest provider timeout. */
+function timeoutOf(config: Config): number {
+  return Math.max(...config.providers.map((p) => p.timeoutMs));
 }
 
 /**
@@ -115,7 +133,7 @@ async function guarded(name: string, deadlineMs: number, check: () => Promise<Ch
 // ---- The IdP ----
 
 /** Discovery (and, from the same answer, the clock), then the keys, the client credentials and the redirect URI. */
-async function idpChecks(config: Config, now: () => number): Promise<CheckResult[]> {
+async function idpChecks(config: IdpCheckConfig, now: () => number): Promise<CheckResult[]> {
   const deadline = config.oidc.timeoutMs * 2;
   const found = await discoveryCheck(config, now).catch((err: unknown) => ({
     result: { name: 'discovery', status: 'fail', detail: `unexpected error: ${oneLine(describeError(err))}` } satisfies CheckResult,
@@ -130,7 +148,7 @@ async function idpChecks(config: Config, now: () => number): Promise<CheckResult
   const jwks = guarded('jwks', deadline, () => jwksCheck(config, metadata));
   // Portcullis's own client, as the running proxy builds it (runtime.ts): discovery, key priming,
   // client authentication by oidc.tokenEndpointAuthMethod.
-  const idp = new IdentityProvider(idpSettingsOf(config));
+  const idp = new IdentityProvider(idpSettingsOf(config.oidc, config.publicUrl));
   try {
     void idp.start();
     let notReady: string | undefined;
@@ -150,7 +168,7 @@ async function idpChecks(config: Config, now: () => number): Promise<CheckResult
 type Discovered = { result: CheckResult; metadata: Record<string, unknown> | undefined; clock: CheckResult | undefined };
 
 /** The discovery document: reachable, JSON, and naming exactly the configured issuer. Its `Date` header times the clock check. */
-async function discoveryCheck(config: Config, now: () => number): Promise<Discovered> {
+async function discoveryCheck(config: IdpCheckConfig, now: () => number): Promise<Discovered> {
   const { issuer, timeoutMs } = config.oidc;
   // As openid-client builds it: the issuer's path, without a trailing slash, + /.well-known/openid-configuration.
   const url = new URL(issuer);
@@ -195,7 +213,7 @@ async function discoveryCheck(config: Config, now: () => number): Promise<Discov
  * so a skew beyond it refuses sign-ins (iat in the future, or exp already past); beyond half of it
  * is a warning. `Date` has whole seconds (truncated), so half a second is added to centre it.
  */
-function clockCheck(config: Config, date: string | null, localMs: number): CheckResult {
+function clockCheck(config: IdpCheckConfig, date: string | null, localMs: number): CheckResult {
   const name = 'clock';
   const toleranceSec = config.oidc.clockToleranceSec;
   const idpMs = date ? Date.parse(date) : NaN;
@@ -214,7 +232,7 @@ function clockCheck(config: Config, date: string | null, localMs: number): Check
  * oidc.idTokenSigningAlgs (each such key is imported with jose to be sure), and the IdP advertises
  * signing ID tokens with one of them.
  */
-async function jwksCheck(config: Config, metadata: Record<string, unknown>): Promise<CheckResult> {
+async function jwksCheck(config: IdpCheckConfig, metadata: Record<string, unknown>): Promise<CheckResult> {
   const name = 'jwks';
   const allowed = config.oidc.idTokenSigningAlgs;
   const algFix = `oidc.idTokenSigningAlgs (${allowed.join(', ')}) must include the algorithm the IdP signs ID tokens with, or the IdP's client settings changed to one of them`;
@@ -264,7 +282,7 @@ function signingAlgsOf(jwk: JWK): string[] {
  * callback code (same client authentication). RFC 6749 §5.2: `invalid_grant` means the client
  * authenticated and only the code was refused; `invalid_client` means the secret (or the auth method) is wrong.
  */
-async function clientCredentialsCheck(config: Config, idp: IdentityProvider): Promise<CheckResult> {
+async function clientCredentialsCheck(config: IdpCheckConfig, idp: IdentityProvider): Promise<CheckResult> {
   const name = 'client credentials';
   const checks = randomSignInChecks();
   const state = randomBytes(16).toString('base64url');
@@ -301,7 +319,7 @@ async function clientCredentialsCheck(config: Config, idp: IdentityProvider): Pr
  * A redirect on to the IdP's sign-in page (or back to our callback) means the redirect URI was
  * accepted; a 4xx, or a page saying redirect_uri is wrong, means refused; anything else: could not tell.
  */
-async function redirectUriCheck(config: Config, idp: IdentityProvider): Promise<CheckResult> {
+async function redirectUriCheck(config: IdpCheckConfig, idp: IdentityProvider): Promise<CheckResult> {
   const name = 'redirect uri';
   const redirectUri = idp.settings.redirectUri;
   const checks = randomSignInChecks();
@@ -355,7 +373,7 @@ async function redisCheck(config: Config): Promise<CheckResult> {
   let lastError: Error | undefined;
   store.client.on('error', (err: Error) => { lastError = err; });
   try {
-    const timeoutMs = config.oidc.timeoutMs;
+    const timeoutMs = timeoutOf(config);
     const ready = await new Promise<boolean>((resolve) => {
       if (store.client.status === 'ready') return resolve(true);
       const timer = setTimeout(() => resolve(false), timeoutMs);
@@ -386,14 +404,14 @@ async function upstreamChecks(config: Config): Promise<CheckResult[]> {
     let p = probes.get(upstream);
     if (!p) {
       const t0 = performance.now();
-      p = request(upstream, { method: 'HEAD', signal: AbortSignal.timeout(config.oidc.timeoutMs) })
+      p = request(upstream, { method: 'HEAD', signal: AbortSignal.timeout(timeoutOf(config)) })
         .then(async (res) => { await res.body.dump(); return { ok: true as const, status: res.statusCode, ms: Math.round(performance.now() - t0) }; })
         .catch((err: unknown) => ({ ok: false as const, why: networkError(err) }));
       probes.set(upstream, p);
     }
     return p;
   };
-  return Promise.all(config.routes.map((route, i) => guarded(`upstream ${route.name}`, config.oidc.timeoutMs * 2, async () => {
+  return Promise.all(config.routes.map((route, i) => guarded(`upstream ${route.name}`, timeoutOf(config) * 2, async () => {
     const r = await probe(route.upstream);
     const name = `upstream ${route.name}`;
     if (r.ok) return { name, status: 'ok', detail: `${route.upstream} answered HTTP ${r.status} (${r.ms} ms)` };
@@ -408,7 +426,7 @@ async function upstreamChecks(config: Config): Promise<CheckResult[]> {
  * the way there), and no scope in oidc.scopes that would make Entra issue the access token for
  * another API — Graph refuses such a token, and users in more than 200 groups get none.
  */
-async function graphCheck(config: Config, graphUrl: string): Promise<CheckResult> {
+async function graphCheck(config: IdpCheckConfig, graphUrl: string): Promise<CheckResult> {
   const name = 'microsoft graph';
   const url = `${graphUrl}/v1.0/me/getMemberObjects`;
   let status: number;
@@ -445,14 +463,14 @@ async function certificateChecks(config: Config, now: () => number): Promise<Che
     t.users.push(user);
     targets.set(key, t);
   };
-  add(config.oidc.issuer, 'the issuer');
+  for (const p of config.providers) add(p.issuer, config.providers.length > 1 ? `the issuer of ${p.id}` : 'the issuer');
   for (const route of config.routes) add(route.upstream, `route ${route.name}`);
-  return Promise.all([...targets].map(([key, t]) => guarded(`certificate ${key}`, config.oidc.timeoutMs * 2, async () => {
+  return Promise.all([...targets].map(([key, t]) => guarded(`certificate ${key}`, timeoutOf(config) * 2, async () => {
     const name = `certificate ${key}`;
     const of = `(${t.users.join(', ')})`;
     let cert: PeerCertificate;
     try {
-      cert = await peerCertificate(t.host, t.port, config.oidc.timeoutMs);
+      cert = await peerCertificate(t.host, t.port, timeoutOf(config));
     } catch (err) {
       return { name, status: 'fail', detail: `${of}: no TLS handshake: ${networkError(err)}`, fix: 'check that this host reaches it over TLS' };
     }

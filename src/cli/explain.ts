@@ -8,7 +8,16 @@ import { explainRule, formatTrace } from '../policy/rules.js';
 
 export interface ExplainResult { exitCode: 0 | 1 | 3; text: string }
 
-export function explain(config: Config, url: string, method: string, claims: Record<string, unknown> | undefined): ExplainResult {
+/**
+ * `provider`: the `oidc` id the claims come from (`--provider`; default the first provider). A
+ * route that does not accept it treats the claims as signed out, as the door does.
+ */
+export function explain(config: Config, url: string, method: string, claims: Record<string, unknown> | undefined, provider?: string): ExplainResult {
+  const ids = config.providers.map((p) => p.id);
+  if (provider !== undefined && !ids.includes(provider)) {
+    return { exitCode: 1, text: `--provider ${JSON.stringify(provider)} is not a configured provider (${ids.join(', ')})` };
+  }
+  const from = provider ?? ids[0]!;
   let u: URL;
   try {
     u = new URL(url);
@@ -33,10 +42,13 @@ export function explain(config: Config, url: string, method: string, claims: Rec
   const m = route.match;
   lines.push(`route:      #${idx} "${route.name}" (host ${m.host ?? '*'}, path ${m.path}${m.methods ? `, methods ${m.methods.join(',')}` : ''}) → ${route.upstream}`);
   lines.push(`auth:       ${route.auth}`);
-  const d = authorize(route, claims);
+  const accepted = route.providers.has(from);
+  if (ids.length > 1) lines.push(`providers:  ${[...route.providers].join(', ')}${claims ? ` — claims from ${from}${accepted ? '' : ', which this route does not accept: treated as signed out'}` : ''}`);
+  const who = accepted ? claims : undefined;
+  const d = authorize(route, who, from);
   if (route.allow) {
     lines.push('rule:');
-    const trace = explainRule(route.allow, claims ?? {});
+    const trace = explainRule(route.allow, who ?? {}, from);
     lines.push(...formatTrace(trace).split('\n').map((l) => `  ${l}`));
   } else if (route.auth === 'required') {
     lines.push('rule:       (none: any signed-in user)');

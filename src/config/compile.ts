@@ -13,8 +13,8 @@ import { compileHeaderTemplate, isValidHeaderName, type HeaderTemplate } from '.
 import { parseDuration } from './durations.js';
 import { stepUpRequirement, type StepUpRequirement } from '../policy/step-up.js';
 import { childPath, type Issues } from './issues.js';
-import { readOrigin, readUrl } from './semantic.js';
-import { AssertionSchema, type ConfigInput, type RouteInput } from './schema.js';
+import { providerInputs, readOrigin, readUrl } from './semantic.js';
+import { AssertionSchema, type ConfigInput, type ProviderInput, type RouteInput } from './schema.js';
 import { parseClientKeys, type ClientKey } from './client-keys.js';
 
 
@@ -23,7 +23,7 @@ import { parseClientKeys, type ClientKey } from './client-keys.js';
 // documented there, once), so adding one means writing it in schema.ts and using it.
 
 /** Route keys compile turns into their runtime form. */
-type CompiledRouteKeys = 'match' | 'allow' | 'headers' | 'assertion' | 'grafanaRoles' | 'timeout' | 'bearer' | 'stepUp';
+type CompiledRouteKeys = 'match' | 'allow' | 'headers' | 'assertion' | 'grafanaRoles' | 'timeout' | 'bearer' | 'stepUp' | 'providers';
 
 export interface RouteConfig extends Omit<RouteInput, CompiledRouteKeys> {
   /** Host canonicalised (lowercase, no trailing dot); path as written. */
@@ -41,6 +41,25 @@ export interface RouteConfig extends Omit<RouteInput, CompiledRouteKeys> {
   bearer: false | 'jwt' | 'introspect' | 'jwt-then-introspect';
   /** Step-up: the acr Set and max age compiled once (policy/step-up.ts); undefined = none. */
   stepUp: StepUpRequirement | undefined;
+  /**
+   * The ids of the providers whose sessions and tokens this route accepts (every provider when the
+   * route names none), in `oidc` order. A Set: the door asks it on every request (`has`, no allocation).
+   */
+  providers: ReadonlySet<string>;
+}
+
+/** One OpenID Provider, as the sign-in stage and the door use it. */
+export interface ProviderConfig extends Omit<ProviderInput, 'displayName' | 'clientSecret' | 'clientSecretFile' | 'clockTolerance' | 'timeout' | 'idTokenSigningAlgs' | 'introspection'> {
+  /** The chooser's text: `displayName`, else the id. */
+  displayName: string;
+  introspection: { cacheTtlMs: number; negativeCacheTtlMs: number; cacheMaxEntries: number };
+  /** From clientSecret or the first line of clientSecretFile; '' with private_key_jwt. */
+  clientSecret: string;
+  /** With private_key_jwt: the keys of clientKeysFile, read and checked at start (the first signs); otherwise empty. */
+  clientKeys: readonly ClientKey[];
+  clockToleranceSec: number;
+  timeoutMs: number;
+  idTokenSigningAlgs: string[];
 }
 
 /** Top-level keys compile turns into their runtime form. */
@@ -53,16 +72,8 @@ export interface Config extends Omit<ConfigInput, CompiledKeys> {
   /** `token`: the first line of `tokenFile`, read at start; no file → no admin endpoints (404). */
   admin: { tokenFile: string | undefined; token: string | undefined };
   assertionSigning: { keysFile: string | undefined; algorithm: ConfigInput['assertionSigning']['algorithm'] };
-  oidc: Omit<ConfigInput['oidc'], 'clientSecret' | 'clientSecretFile' | 'clockTolerance' | 'timeout' | 'idTokenSigningAlgs' | 'introspection'> & {
-    introspection: { cacheTtlMs: number; negativeCacheTtlMs: number; cacheMaxEntries: number };
-    /** From clientSecret or the first line of clientSecretFile; '' with private_key_jwt. */
-    clientSecret: string;
-    /** With private_key_jwt: the keys of clientKeysFile, read and checked at start (the first signs); otherwise empty. */
-    clientKeys: readonly ClientKey[];
-    clockToleranceSec: number;
-    timeoutMs: number;
-    idTokenSigningAlgs: string[];
-  };
+  /** The OpenID Providers, always a list (from either form of `oidc`), in config order; the first is the default for records that name none. */
+  providers: ProviderConfig[];
   session: Omit<ConfigInput['session'], 'secrets' | 'secretsFile' | 'redis' | 'idleTimeout' | 'absoluteTimeout'> & {
     /** From secrets or secretsFile: the first seals, all open (rotation). */
     secrets: string[];
@@ -105,15 +116,36 @@ export function compileConfig(input: ConfigInput, opts: CompileOptions = {}): { 
     return first;
   };
 
-  const o = input.oidc;
-  const clientSecret = o.clientSecretFile !== undefined ? firstLine(o.clientSecretFile, 'oidc.clientSecretFile') : o.clientSecret;
-  let clientKeys: ClientKey[] = [];
-  if (o.clientKeysFile !== undefined && o.tokenEndpointAuthMethod === 'private_key_jwt') {
-    const text = readSecretFile(o.clientKeysFile, 'oidc.clientKeysFile');
-    const parsed = text === undefined ? undefined : parseClientKeys(text, o.clientKeysFile);
-    if (parsed && 'errors' in parsed) for (const e of parsed.errors) issue('oidc.clientKeysFile', e);
-    else if (parsed) clientKeys = parsed.keys;
-  }
+  const providers = providerInputs(input).map(({ p, path }): ProviderConfig => {
+    const clientSecret = p.clientSecretFile !== undefined ? firstLine(p.clientSecretFile, childPath(path, 'clientSecretFile')) : p.clientSecret;
+    let clientKeys: ClientKey[] = [];
+    if (p.clientKeysFile !== undefined && p.tokenEndpointAuthMethod === 'private_key_jwt') {
+      const keysPath = childPath(path, 'clientKeysFile');
+      const text = readSecretFile(p.clientKeysFile, keysPath);
+      const parsed = text === undefined ? undefined : parseClientKeys(text, p.clientKeysFile);
+      if (parsed && 'errors' in parsed) for (const e of parsed.errors) issue(keysPath, e);
+      else if (parsed) clientKeys = parsed.keys;
+    }
+    const { clientSecret: _secret, clientSecretFile: _secretFile, clockTolerance, timeout, introspection, displayName, ...plain } = p;
+    return {
+      ...plain,
+      displayName: displayName ?? p.id,
+      issuer: urlOf(p.issuer),
+      clientSecret: clientSecret ?? '',
+      clientKeys,
+      scopes: p.scopes.includes('openid') ? p.scopes : ['openid', ...p.scopes],
+      clockToleranceSec: Math.round(durationMs(clockTolerance) / 1000),
+      timeoutMs: durationMs(timeout),
+      // Off unless configured; graphUrl as an origin (no trailing slash).
+      groupOverage: p.groupOverage && { ...p.groupOverage, graphUrl: urlOf(p.groupOverage.graphUrl, { originOnly: true }) },
+      introspection: {
+        cacheTtlMs: durationMs(introspection.cacheTtl),
+        negativeCacheTtlMs: durationMs(introspection.negativeCacheTtl),
+        cacheMaxEntries: introspection.cacheMaxEntries,
+      },
+    };
+  });
+  const providerIds = providers.map((p) => p.id);
 
   const s = input.session;
   let secretsPath = 'session.secrets';
@@ -134,12 +166,10 @@ export function compileConfig(input: ConfigInput, opts: CompileOptions = {}): { 
     if (adminToken !== undefined && adminToken.length < 16) issue('admin.tokenFile', 'the admin token must be at least 16 characters (e.g. openssl rand -base64 32)');
   }
 
-  const clockToleranceMs = durationMs(o.clockTolerance);
-  const routes = input.routes.map((r, i) => compileRoute(r, childPath('routes', i), issues, failed, clockToleranceMs));
+  const routes = input.routes.map((r, i) => compileRoute(r, childPath('routes', i), issues, failed, providers));
 
   // Keys without a runtime form pass through as they are (see the types above).
   const { shutdownGracePeriod, metrics, admin: _admin, assertionSigning, oidc: _oidc, session: _session, routes: _routes, ...plain } = input;
-  const { clientSecret: _secret, clientSecretFile: _secretFile, clockTolerance, timeout, introspection, ...oidcPlain } = o;
   const { secrets: _secrets, secretsFile: _secretsFile, redis, idleTimeout, absoluteTimeout, ...sessionPlain } = s;
   const config: Config = {
     ...plain,
@@ -149,22 +179,7 @@ export function compileConfig(input: ConfigInput, opts: CompileOptions = {}): { 
     metrics: metrics === false ? null : metrics,
     admin: { tokenFile: input.admin.tokenFile, token: adminToken },
     assertionSigning: { keysFile: assertionSigning.keysFile, algorithm: assertionSigning.algorithm },
-    oidc: {
-      ...oidcPlain,
-      issuer: urlOf(o.issuer),
-      clientSecret: clientSecret ?? '',
-      clientKeys,
-      scopes: o.scopes.includes('openid') ? o.scopes : ['openid', ...o.scopes],
-      clockToleranceSec: Math.round(durationMs(clockTolerance) / 1000),
-      timeoutMs: durationMs(timeout),
-      // Off unless configured; graphUrl as an origin (no trailing slash).
-      groupOverage: o.groupOverage && { ...o.groupOverage, graphUrl: urlOf(o.groupOverage.graphUrl, { originOnly: true }) },
-      introspection: {
-        cacheTtlMs: durationMs(introspection.cacheTtl),
-        negativeCacheTtlMs: durationMs(introspection.negativeCacheTtl),
-        cacheMaxEntries: introspection.cacheMaxEntries,
-      },
-    },
+    providers,
     session: {
       ...sessionPlain,
       secrets,
@@ -179,7 +194,7 @@ export function compileConfig(input: ConfigInput, opts: CompileOptions = {}): { 
   return { config: deepFreeze(config), issues };
 }
 
-function compileRoute(r: RouteInput, path: string, issues: Issues, failed: (path: string, within?: boolean) => boolean, clockToleranceMs: number): RouteConfig {
+function compileRoute(r: RouteInput, path: string, issues: Issues, failed: (path: string, within?: boolean) => boolean, providerConfigs: readonly ProviderConfig[]): RouteConfig {
   const skip = failed(path);
   const issuesHere: Issues = skip ? [] : issues;
   const at = (key: string) => childPath(path, key);
@@ -201,7 +216,11 @@ function compileRoute(r: RouteInput, path: string, issues: Issues, failed: (path
   }
   const upstream = readUrl(r.upstream);
   const a = r.assertion === true ? Value.Default(AssertionSchema, {}) as Static<typeof AssertionSchema> : r.assertion === false ? undefined : r.assertion;
-  const { match: _match, allow, headers: _headers, assertion: _assertion, grafanaRoles: _roles, timeout, bearer, stepUp, ...plain } = r;
+  const { match: _match, allow, headers: _headers, assertion: _assertion, grafanaRoles: _roles, timeout, bearer, stepUp, providers, ...plain } = r;
+  const providerIds = providerConfigs.map((p) => p.id);
+  const accepted = providerConfigs.filter((p) => providers === undefined || providers.includes(p.id));
+  // Step-up's max age allows the clock skew of the route's providers (the largest).
+  const clockToleranceMs = Math.max(0, ...accepted.map((p) => p.clockToleranceSec * 1000));
   return {
     ...plain,
     match: match ?? { path: '/' },
@@ -217,6 +236,8 @@ function compileRoute(r: RouteInput, path: string, issues: Issues, failed: (path
     bearer: bearer === true ? 'jwt' : bearer,
     stepUp: stepUp === undefined ? undefined
       : stepUpRequirement(stepUp.acr, stepUp.maxAge === undefined ? undefined : Math.floor(durationMs(stepUp.maxAge) / 1000), clockToleranceMs),
+    // In `oidc` order, whatever order the route lists them in (semantic.ts reports unknown ids).
+    providers: new Set(providers === undefined ? providerIds : providerIds.filter((id) => providers.includes(id))),
   };
 }
 

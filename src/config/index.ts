@@ -8,8 +8,8 @@ import { checkSemantics } from './semantic.js';
 import { compileConfig, type Config } from './compile.js';
 import type { ConfigIssue } from './issues.js';
 
-export type { Config, RouteConfig } from './compile.js';
-export type { ConfigInput, RouteInput } from './schema.js';
+export type { Config, ProviderConfig, RouteConfig } from './compile.js';
+export type { ConfigInput, ProviderInput, RouteInput } from './schema.js';
 export type { ConfigIssue } from './issues.js';
 
 export type ConfigResult = { ok: true; config: Config } | { ok: false; issues: ConfigIssue[] };

@@ -19,6 +19,8 @@ import type { Operator } from '../policy/rules.js';
 /** Portcullis durations: `250ms`, `30s`, `15m`, `8h`, `7d`, combinable (`1h30m`). durations.ts parses them. */
 export const DURATION_PATTERN = '^(\\d+(ms|s|m|h|d))+$';
 
+/** A provider id: letters, digits, _ and - (it is a metrics label and a URL parameter). */
+export const PROVIDER_ID_PATTERN = '^[A-Za-z0-9_-]{1,40}$';
 /** An origin: scheme, host, port (the trailing slash is allowed). semantic.ts checks the rest. */
 const ORIGIN_PATTERN = '^https?://[^/?#@*\\s]+/?$';
 /** An `acr` value: printable ASCII without space, `"` or `\` (sent space-separated in `acr_values`, quoted in a challenge). */
@@ -65,6 +67,7 @@ export type ClaimRuleInput =
   | { all: ClaimRuleInput[] }
   | { any: ClaimRuleInput[] }
   | { not: ClaimRuleInput }
+  | { provider: string | string[] }
   | ({ claim: string | string[] } & { [op in Operator]?: unknown });
 
 const RULE_REF = '#/definitions/claimRule';
@@ -74,7 +77,7 @@ const ruleRef = (description: string) => Type.Unsafe<ClaimRuleInput>({ $ref: RUL
 /** Definitions the config schema refers to by `$ref` (the rule language is recursive). */
 export const CONFIG_DEFINITIONS = {
   claimRule: {
-    description: 'Exactly one of `all`, `any`, `not`, or a claim test `{ claim, OPERATOR: VALUE }`.',
+    description: 'Exactly one of `all`, `any`, `not`, a claim test `{ claim, OPERATOR: VALUE }`, or a provider test `{ provider: ID }`.',
     anyOf: [
       section({ all: Type.Array(Type.Unsafe({ $ref: RULE_REF }), { minItems: 1 }) }, 'every rule in the list passes', { required: ['all'] }),
       section({ any: Type.Array(Type.Unsafe({ $ref: RULE_REF }), { minItems: 1 }) }, 'at least one rule in the list passes', { required: ['any'] }),
@@ -91,6 +94,9 @@ export const CONFIG_DEFINITIONS = {
         matches: Type.Optional(Type.String({ minLength: 1, description: 'the whole claim string matches this regular expression' })),
         exists: Type.Optional(Type.Boolean({ description: 'true: the claim is present and not null; false: absent or null' })),
       }, { additionalProperties: false, required: ['claim'], minProperties: 2, maxProperties: 2, description: 'a claim test with exactly one operator' }),
+      section({
+        provider: Type.Union([Type.String({ pattern: PROVIDER_ID_PATTERN }), Type.Array(Type.String({ pattern: PROVIDER_ID_PATTERN }), { minItems: 1 })]),
+      }, 'the identity comes from this OpenID Provider (an `oidc` id), or one of these', { required: ['provider'] }),
     ],
   },
 } as const;
@@ -113,6 +119,7 @@ export const RouteSchema = section({
     methods: Type.Optional(list(Type.Union(HTTP_METHODS.map((m) => Type.Literal(m))), 'Methods this route serves, e.g. `[GET, POST]`; `GET` also allows `HEAD`. Omitted: every method.', { minItems: 1 })),
   }, 'Which requests the route takes: host, path prefix, methods. First match wins, in config order; no match is a 404.', { default: {} }),
   upstream: text('Where requests go: `http(s)://host:port[/base]` (no credentials, query or fragment).', { pattern: UPSTREAM_PATTERN }),
+  providers: Type.Optional(list(Type.String({ pattern: PROVIDER_ID_PATTERN }), 'Which OpenID Providers\' sessions and tokens this route accepts (their `oidc` ids). A session from another provider counts as no session here (sign in with one of these); a bearer token must be issued by one of these. Omitted: every provider.', { minItems: 1 })),
   auth: Type.Union([Type.Literal('required'), Type.Literal('public')], {
     default: 'required',
     description: '`required`: a session is needed. `public`: proxied to anyone, with identity headers only if a valid session happens to exist.',
@@ -151,6 +158,75 @@ export const RouteSchema = section({
 }, 'One route.');
 
 // ---------------------------------------------------------------------------------------------
+// OpenID Providers (`oidc`): one mapping (one provider, id `default`) or a list of them.
+
+/** Every key of one provider; `id` differs between the two forms (defaulted alone, required in a list). */
+const providerKeys = {
+  displayName: Type.Optional(text('What the sign-in chooser shows for this provider (several providers only). Default: its id.', { maxLength: 100 })),
+  domainHint: Type.Optional(text('Shown under the name in the chooser and sent as `domain_hint` on the authorization request (Entra ID and Google skip their account picker for it), e.g. `example.com`.', { maxLength: 253 })),
+  issuer: text('Discovery at `issuer + /.well-known/openid-configuration`; the discovered `issuer` must equal it exactly.'),
+  clientId: text('Client id registered at the IdP.'),
+  clientSecret: Type.Optional(text('The client secret. Set this or `clientSecretFile`, not both (neither with `private_key_jwt`).', { writeOnly: true })),
+  clientSecretFile: Type.Optional(text('A file whose first line is the client secret (Kubernetes secret mounts). Set this or `clientSecret`, not both.')),
+  tokenEndpointAuthMethod: Type.Union([Type.Literal('client_secret_basic'), Type.Literal('client_secret_post'), Type.Literal('private_key_jwt')], {
+    default: 'client_secret_basic',
+    description: 'How the client authenticates at the token endpoint (and for refresh, revocation, introspection and token exchange). `client_secret_basic` form-encodes the secret (RFC 6749 §2.3.1); some IdPs (Glewlwyd, older ADFS) do not decode it, so a secret with characters outside `A-Z a-z 0-9 -._~` fails there with `ERR_CALLBACK_CLIENT_AUTH` — use `client_secret_post`. `private_key_jwt` (RFC 7523, OIDC Core §9): no secret; each request carries a fresh assertion signed with the first key of `clientKeysFile`, whose public keys the IdP fetches from `/oauth2/client-jwks.json` (see security.md).',
+  }),
+  clientKeysFile: Type.Optional(text('With `private_key_jwt`: a file of private keys — a JWK Set, or PEM (PKCS#8, e.g. `openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256`). RSA of 2048 bits or more (RS256, or PS256 by the key\'s `alg`) or EC P-256 (ES256); `kid` from the file or the RFC 7638 thumbprint. The first key signs; all are published (public parts only) at `/oauth2/client-jwks.json`, so a new key can be added second, fetched by the IdP, then moved first. Read at start.')),
+  clientAssertionAudience: Type.Union([Type.Literal('issuer'), Type.Literal('token_endpoint')], {
+    default: 'issuer',
+    description: 'With `private_key_jwt`: the `aud` of the client assertion. `issuer` (RFC 7523bis, the safer choice: an assertion is only good at this IdP) or `token_endpoint` (the IdP\'s token endpoint URL, for every request) for IdPs that only accept that (Entra ID and Okta document it, not tested).',
+  }),
+  scopes: list(Type.String({ minLength: 1 }), 'Scopes requested at sign-in; `openid` is always added.', { default: ['openid', 'email', 'profile'] }),
+  clockTolerance: duration('30s', 'Clock skew allowed for `exp`/`iat`/`nbf`; an `iat` further in the future is refused.'),
+  userinfo: flag(false, 'Also fetch userinfo at sign-in and merge its claims (ID-token claims win); refused when its `sub` differs from the ID token\'s.'),
+  idTokenSigningAlgs: list(
+    Type.Union((['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'] as const).map((a) => Type.Literal(a))),
+    'Accepted ID-token signature algorithms. `none` and HMAC are never accepted.',
+    { default: ['RS256', 'PS256', 'ES256', 'EdDSA'], minItems: 1 },
+  ),
+  timeout: duration('10s', 'Timeout of each request to the IdP.'),
+  bearerAudiences: list(Type.String({ minLength: 1 }), 'The `aud` values a bearer token must carry (one of; for an introspected token without `aud`, its `client_id`); required when a route has `bearer` — there is no "any audience".', { default: [] }),
+  introspection: section({
+    cacheTtl: duration('30s', 'How long an answer that lets a token in is reused (never past the token\'s `exp`): the longest a token revoked at the IdP keeps working on this replica.'),
+    negativeCacheTtl: duration('5s', 'How long an answer that refuses a token is reused (a client retrying a bad token does not reach the IdP each time).'),
+    cacheMaxEntries: Type.Integer({ minimum: 1, maximum: 10_000_000, default: 10_000, description: 'Most introspection answers kept (least recently used go first).' }),
+  }, 'Bearer tokens asked about at the IdP (routes with `bearer: introspect` or `jwt-then-introspect`), with the client authentication of `tokenEndpointAuthMethod`.', { default: {} }),
+  bearerTokenType: Type.Union([Type.Literal('any'), Type.Literal('at+jwt')], {
+    default: 'any',
+    description: '`at+jwt`: a bearer JWT must be typed `at+jwt` (RFC 9068) — set it when the IdP types its access tokens (Auth0\'s RFC 9068 profile, Glewlwyd, the development IdP of `npm run demo`), so no other token it signs can pass. `any`: `JWT`, `at+jwt` or no `typ`, with the claim checks that refuse ID and logout tokens.',
+  }),
+  groupOverage: Type.Optional(section({
+    graphUrl: text('Microsoft Graph\'s origin: `https://graph.microsoft.com`, or a national cloud\'s (`https://graph.microsoft.us`, `https://dod-graph.microsoft.us`, `https://microsoftgraph.chinacloudapi.cn`). The only place the user\'s access token is ever sent for groups; `http:` only for a loopback address (tests).', { default: 'https://graph.microsoft.com', pattern: GRAPH_PATTERN }),
+    securityEnabledOnly: flag(false, '`true`: only security groups (`getMemberObjects` with `securityEnabledOnly: true`, as a *Security groups* groups claim). `false`: every group, directory role and administrative unit the user is in, transitively.'),
+    maxGroups: Type.Integer({ minimum: 1, maximum: 11_000, default: 5000, description: 'More memberships than this (Graph answers at most 11,000) and the user is signed in **without** `groups` (fail closed, never a cut list). Keep sessions in mind: the cookie store holds a few hundred group ids (see identity.md).' }),
+  }, 'Entra ID group overage: when an ID token names its `groups` in `_claim_names` instead of carrying them (more than 200 groups), fetch them from Microsoft Graph with the user\'s access token (`POST /v1.0/me/getMemberObjects`; scope `User.Read`) at sign-in and every refresh. The token\'s `_claim_sources` URL is never called. If they cannot be fetched the user has no `groups` (fail closed; the 403 page says why). Omitted: off — no Graph call is ever made. See identity.md.')),
+};
+
+export const ProviderSchema = section({
+  id: Type.String({ pattern: PROVIDER_ID_PATTERN, default: 'default', description: 'This provider\'s id: routes name it in `providers`, rules test it (`{ provider: corp }`), metrics and audit lines carry it as `provider`. Letters, digits, `_` and `-`. Required in the list form.' }),
+  ...providerKeys,
+}, 'One OpenID Provider and this client (see providers.md).', { required: ['issuer', 'clientId'] });
+
+export const ProviderListItemSchema = section({
+  id: Type.String({ pattern: PROVIDER_ID_PATTERN, description: 'This provider\'s id (unique).' }),
+  ...providerKeys,
+}, 'One OpenID Provider of several.', { required: ['id', 'issuer', 'clientId'] });
+
+/**
+ * `oidc`: one provider as a mapping (as it always was; its id is `default`), or a list of providers
+ * with ids. compile.ts turns both into `config.providers`, always a list.
+ */
+export const OidcSchema = Type.Union([
+  ProviderSchema,
+  list(ProviderListItemSchema, 'Several providers, each with an `id`.', { minItems: 1 }),
+], {
+  description: 'The OpenID Provider and this client: a mapping (one provider), or a list of providers each with an `id` — routes choose among them with `providers`, and a browser that may use several picks one on a chooser page (see providers.md). Every key below is per provider; in the list form write them in each item (`oidc[1].issuer`).',
+});
+
+export type ProviderInput = Static<typeof ProviderListItemSchema>;
+
+// ---------------------------------------------------------------------------------------------
 // The file, by topic. docs/configuration.md has one section per group, in this order; a new
 // top-level key goes into the group it belongs to, and that is all the docs need.
 
@@ -184,45 +260,7 @@ export const CONFIG_GROUPS = [
   {
     title: 'OpenID Connect',
     keys: {
-      oidc: section({
-        issuer: text('Discovery at `issuer + /.well-known/openid-configuration`; the discovered `issuer` must equal it exactly.'),
-        clientId: text('Client id registered at the IdP.'),
-        clientSecret: Type.Optional(text('The client secret. Set this or `clientSecretFile`, not both (neither with `private_key_jwt`).', { writeOnly: true })),
-        clientSecretFile: Type.Optional(text('A file whose first line is the client secret (Kubernetes secret mounts). Set this or `clientSecret`, not both.')),
-        tokenEndpointAuthMethod: Type.Union([Type.Literal('client_secret_basic'), Type.Literal('client_secret_post'), Type.Literal('private_key_jwt')], {
-          default: 'client_secret_basic',
-          description: 'How the client authenticates at the token endpoint (and for refresh, revocation, introspection and token exchange). `client_secret_basic` form-encodes the secret (RFC 6749 §2.3.1); some IdPs (Glewlwyd, older ADFS) do not decode it, so a secret with characters outside `A-Z a-z 0-9 -._~` fails there with `ERR_CALLBACK_CLIENT_AUTH` — use `client_secret_post`. `private_key_jwt` (RFC 7523, OIDC Core §9): no secret; each request carries a fresh assertion signed with the first key of `clientKeysFile`, whose public keys the IdP fetches from `/oauth2/client-jwks.json` (see security.md).',
-        }),
-        clientKeysFile: Type.Optional(text('With `private_key_jwt`: a file of private keys — a JWK Set, or PEM (PKCS#8, e.g. `openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256`). RSA of 2048 bits or more (RS256, or PS256 by the key\'s `alg`) or EC P-256 (ES256); `kid` from the file or the RFC 7638 thumbprint. The first key signs; all are published (public parts only) at `/oauth2/client-jwks.json`, so a new key can be added second, fetched by the IdP, then moved first. Read at start.')),
-        clientAssertionAudience: Type.Union([Type.Literal('issuer'), Type.Literal('token_endpoint')], {
-          default: 'issuer',
-          description: 'With `private_key_jwt`: the `aud` of the client assertion. `issuer` (RFC 7523bis, the safer choice: an assertion is only good at this IdP) or `token_endpoint` (the IdP\'s token endpoint URL, for every request) for IdPs that only accept that (Entra ID and Okta document it, not tested).',
-        }),
-        scopes: list(Type.String({ minLength: 1 }), 'Scopes requested at sign-in; `openid` is always added.', { default: ['openid', 'email', 'profile'] }),
-        clockTolerance: duration('30s', 'Clock skew allowed for `exp`/`iat`/`nbf`; an `iat` further in the future is refused.'),
-        userinfo: flag(false, 'Also fetch userinfo at sign-in and merge its claims (ID-token claims win); refused when its `sub` differs from the ID token\'s.'),
-        idTokenSigningAlgs: list(
-          Type.Union((['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'] as const).map((a) => Type.Literal(a))),
-          'Accepted ID-token signature algorithms. `none` and HMAC are never accepted.',
-          { default: ['RS256', 'PS256', 'ES256', 'EdDSA'], minItems: 1 },
-        ),
-        timeout: duration('10s', 'Timeout of each request to the IdP.'),
-        bearerAudiences: list(Type.String({ minLength: 1 }), 'The `aud` values a bearer token must carry (one of; for an introspected token without `aud`, its `client_id`); required when a route has `bearer` — there is no "any audience".', { default: [] }),
-        introspection: section({
-          cacheTtl: duration('30s', 'How long an answer that lets a token in is reused (never past the token\'s `exp`): the longest a token revoked at the IdP keeps working on this replica.'),
-          negativeCacheTtl: duration('5s', 'How long an answer that refuses a token is reused (a client retrying a bad token does not reach the IdP each time).'),
-          cacheMaxEntries: Type.Integer({ minimum: 1, maximum: 10_000_000, default: 10_000, description: 'Most introspection answers kept (least recently used go first).' }),
-        }, 'Bearer tokens asked about at the IdP (routes with `bearer: introspect` or `jwt-then-introspect`), with the client authentication of `tokenEndpointAuthMethod`.', { default: {} }),
-        bearerTokenType: Type.Union([Type.Literal('any'), Type.Literal('at+jwt')], {
-          default: 'any',
-          description: '`at+jwt`: a bearer JWT must be typed `at+jwt` (RFC 9068) — set it when the IdP types its access tokens (Auth0\'s RFC 9068 profile, Glewlwyd, the development IdP of `npm run demo`), so no other token it signs can pass. `any`: `JWT`, `at+jwt` or no `typ`, with the claim checks that refuse ID and logout tokens.',
-        }),
-        groupOverage: Type.Optional(section({
-          graphUrl: text('Microsoft Graph\'s origin: `https://graph.microsoft.com`, or a national cloud\'s (`https://graph.microsoft.us`, `https://dod-graph.microsoft.us`, `https://microsoftgraph.chinacloudapi.cn`). The only place the user\'s access token is ever sent for groups; `http:` only for a loopback address (tests).', { default: 'https://graph.microsoft.com', pattern: GRAPH_PATTERN }),
-          securityEnabledOnly: flag(false, '`true`: only security groups (`getMemberObjects` with `securityEnabledOnly: true`, as a *Security groups* groups claim). `false`: every group, directory role and administrative unit the user is in, transitively.'),
-          maxGroups: Type.Integer({ minimum: 1, maximum: 11_000, default: 5000, description: 'More memberships than this (Graph answers at most 11,000) and the user is signed in **without** `groups` (fail closed, never a cut list). Keep sessions in mind: the cookie store holds a few hundred group ids (see identity.md).' }),
-        }, 'Entra ID group overage: when an ID token names its `groups` in `_claim_names` instead of carrying them (more than 200 groups), fetch them from Microsoft Graph with the user\'s access token (`POST /v1.0/me/getMemberObjects`; scope `User.Read`) at sign-in and every refresh. The token\'s `_claim_sources` URL is never called. If they cannot be fetched the user has no `groups` (fail closed; the 403 page says why). Omitted: off — no Graph call is ever made. See identity.md.')),
-      }, 'The OpenID Provider and this client.', { required: ['issuer', 'clientId'] }),
+      oidc: OidcSchema,
     },
   },
   {

@@ -6,7 +6,8 @@ import { parseDuration } from './durations.js';
 import { isAddressOrCidr } from '../routing/trust.js';
 import { parseRedisUrl } from '../session/redis-store.js';
 import { childPath, type Issues } from './issues.js';
-import type { ConfigInput } from './schema.js';
+import { providersTested } from '../policy/rules.js';
+import type { ConfigInput, ProviderInput } from './schema.js';
 
 /** An http(s) URL without credentials, query or fragment; `originOnly`: nothing after the host. */
 export function readUrl(s: string, o: { originOnly?: boolean } = {}): { url: string } | { error: string } {
@@ -25,6 +26,13 @@ export function readUrl(s: string, o: { originOnly?: boolean } = {}): { url: str
 export function readOrigin(s: string): string | undefined {
   const r = s.includes('*') ? undefined : readUrl(s, { originOnly: true });
   return r && 'url' in r ? r.url : undefined;
+}
+
+/** The providers of a ConfigInput with their key paths: `oidc` (the mapping form) or `oidc[i]` (the list form). */
+export function providerInputs(input: Pick<ConfigInput, 'oidc'>): Array<{ p: ProviderInput; path: string }> {
+  return Array.isArray(input.oidc)
+    ? input.oidc.map((p, i) => ({ p, path: childPath('oidc', i) }))
+    : [{ p: input.oidc as ProviderInput, path: 'oidc' }];
 }
 
 export function checkSemantics(c: ConfigInput, failed: (path: string) => boolean): Issues {
@@ -51,25 +59,45 @@ export function checkSemantics(c: ConfigInput, failed: (path: string) => boolean
     issue('admin.tokenFile', 'the admin endpoints are served on the metrics listener, which metrics: false turns off');
   }
 
-  // oidc
-  url(c.oidc.issuer, 'oidc.issuer');
-  if (c.oidc.tokenEndpointAuthMethod === 'private_key_jwt') {
-    // No secret with a key: it would never be used, and a leftover secret is one more to leak.
-    if (c.oidc.clientKeysFile === undefined) issue('oidc.clientKeysFile', 'is required with tokenEndpointAuthMethod: private_key_jwt (a JWK Set or PEM file of private keys; the first signs)');
-    if (c.oidc.clientSecret !== undefined) issue('oidc.clientSecret', 'must not be set with tokenEndpointAuthMethod: private_key_jwt (the client authenticates with oidc.clientKeysFile)');
-    if (c.oidc.clientSecretFile !== undefined) issue('oidc.clientSecretFile', 'must not be set with tokenEndpointAuthMethod: private_key_jwt (the client authenticates with oidc.clientKeysFile)');
-  } else {
-    if (c.oidc.clientKeysFile !== undefined) issue('oidc.clientKeysFile', `is only used with tokenEndpointAuthMethod: private_key_jwt (not ${c.oidc.tokenEndpointAuthMethod})`);
-    if (c.oidc.clientSecret !== undefined && c.oidc.clientSecretFile !== undefined) issue('oidc.clientSecret', 'set clientSecret or clientSecretFile, not both');
-    else if (c.oidc.clientSecret === undefined && c.oidc.clientSecretFile === undefined) issue('oidc.clientSecret', 'is required (or oidc.clientSecretFile, or tokenEndpointAuthMethod: private_key_jwt with oidc.clientKeysFile)');
+  // oidc: each provider; ids and issuers unique (a session, a token and a logout token name their
+  // provider by id or by issuer, so two providers must never share either).
+  const providers = providerInputs(c);
+  const ids = new Map<string, string>();
+  const issuers = new Map<string, string>();
+  for (const { p, path } of providers) {
+    if (failed(path)) continue;
+    url(p.issuer, `${path}.issuer`);
+    if (p.tokenEndpointAuthMethod === 'private_key_jwt') {
+      // No secret with a key: it would never be used, and a leftover secret is one more to leak.
+      if (p.clientKeysFile === undefined) issue(`${path}.clientKeysFile`, 'is required with tokenEndpointAuthMethod: private_key_jwt (a JWK Set or PEM file of private keys; the first signs)');
+      if (p.clientSecret !== undefined) issue(`${path}.clientSecret`, `must not be set with tokenEndpointAuthMethod: private_key_jwt (the client authenticates with ${path}.clientKeysFile)`);
+      if (p.clientSecretFile !== undefined) issue(`${path}.clientSecretFile`, `must not be set with tokenEndpointAuthMethod: private_key_jwt (the client authenticates with ${path}.clientKeysFile)`);
+    } else {
+      if (p.clientKeysFile !== undefined) issue(`${path}.clientKeysFile`, `is only used with tokenEndpointAuthMethod: private_key_jwt (not ${p.tokenEndpointAuthMethod})`);
+      if (p.clientSecret !== undefined && p.clientSecretFile !== undefined) issue(`${path}.clientSecret`, 'set clientSecret or clientSecretFile, not both');
+      else if (p.clientSecret === undefined && p.clientSecretFile === undefined) issue(`${path}.clientSecret`, `is required (or ${path}.clientSecretFile, or tokenEndpointAuthMethod: private_key_jwt with ${path}.clientKeysFile)`);
+    }
+    const graph = p.groupOverage?.graphUrl;
+    if (graph !== undefined && !failed(`${path}.groupOverage.graphUrl`)) {
+      const r = readUrl(graph, { originOnly: true });
+      if ('error' in r) issue(`${path}.groupOverage.graphUrl`, r.error);
+      // The user's access token goes there: never in clear text over a network.
+      else if (r.url.startsWith('http:') && !isLoopbackHost(hostOf(r.url) ?? '')) issue(`${path}.groupOverage.graphUrl`, 'must be https (the user\'s access token is sent to it); http: only for a loopback address');
+    }
+    if (p.id && !failed(`${path}.id`)) {
+      const before = ids.get(p.id);
+      if (before !== undefined) issue(`${path}.id`, `duplicate provider id "${p.id}" (also ${before})`);
+      else ids.set(p.id, path);
+    }
+    const iss = p.issuer ? p.issuer.replace(/\/+$/, '') : '';
+    if (iss && !failed(`${path}.issuer`)) {
+      const before = issuers.get(iss);
+      if (before !== undefined) issue(`${path}.issuer`, `the issuer of ${before} too: each provider needs its own issuer (tokens are told apart by their iss)`);
+      else issuers.set(iss, path);
+    }
   }
-  const graph = c.oidc.groupOverage?.graphUrl;
-  if (graph !== undefined && !failed('oidc.groupOverage.graphUrl')) {
-    const r = readUrl(graph, { originOnly: true });
-    if ('error' in r) issue('oidc.groupOverage.graphUrl', r.error);
-    // The user's access token goes there: never in clear text over a network.
-    else if (r.url.startsWith('http:') && !isLoopbackHost(hostOf(r.url) ?? '')) issue('oidc.groupOverage.graphUrl', 'must be https (the user\'s access token is sent to it); http: only for a loopback address');
-  }
+  const providerOf = new Map(providers.map(({ p, path }) => [p.id, { p, path }]));
+  const known = [...ids.keys()].join(', ');
 
   // session
   const s = c.session;
@@ -112,8 +140,22 @@ export function checkSemantics(c: ConfigInput, failed: (path: string) => boolean
       // Shorter, and a sign-in would be stale again by the time the browser is back (clock skew, a slow login): a loop.
       if (maxAge !== undefined && maxAge < 60_000) issue(`${path}.stepUp.maxAge`, 'must be at least 1m');
     }
-    if (r.bearer && c.oidc.bearerAudiences.length === 0) {
-      issue(`${path}.bearer`, 'bearer: true needs oidc.bearerAudiences (the `aud` values API tokens must carry; never "any audience")');
+    for (const [key, rule] of [['allow', r.allow], ...Object.entries(r.grafanaRoles ?? {}).map(([k, v]) => [`grafanaRoles.${k}`, v])] as const) {
+      for (const id of providersTested(rule)) {
+        if (!providerOf.has(id)) issue(`${path}.${key}`, `tests provider "${id}", which is not configured${known ? ` (configured: ${known})` : ''}`);
+      }
+    }
+    (r.providers ?? []).forEach((id, j) => {
+      if (!providerOf.has(id) && !failed(childPath(`${path}.providers`, j))) issue(childPath(`${path}.providers`, j), `unknown provider "${id}"${known ? ` (configured: ${known})` : ''}`);
+    });
+    const accepted = (r.providers ?? [...providerOf.keys()]).map((id) => providerOf.get(id)).filter((x) => x !== undefined);
+    if (r.bearer && accepted.length > 0 && accepted.every(({ p }) => p.bearerAudiences.length === 0)) {
+      issue(`${path}.bearer`, `bearer: true needs ${accepted.length === 1 ? `${accepted[0]!.path}.bearerAudiences` : 'bearerAudiences on one of the route\'s providers'} (the \`aud\` values API tokens must carry; never "any audience")`);
+    }
+    // An opaque token says nothing about who issued it: it is sent to exactly one provider's
+    // introspection endpoint, never tried at several (that would hand one IdP's tokens to another).
+    if ((r.bearer === 'introspect' || r.bearer === 'jwt-then-introspect') && accepted.length > 1) {
+      issue(`${path}.providers`, `bearer: ${r.bearer} asks one provider's introspection endpoint about opaque tokens: name exactly one provider (providers: [${accepted[0]!.p.id}])`);
     }
     // A route on another host only works when the session cookie reaches it: same host as
     // publicUrl, or under session.cookieDomain. Otherwise every sign-in would loop.

@@ -9,7 +9,7 @@
 // exception: their schema errors (an anyOf over four shapes) are poor reading, so the rule compiler
 // (policy/rules.ts) reports them instead, precisely.
 import { Ajv, Value, type ErrorObject } from './typebox.js';
-import { CONFIG_DEFINITIONS, ConfigSchema, keyPaths, PATTERN_MESSAGES, type ConfigInput } from './schema.js';
+import { CONFIG_DEFINITIONS, ConfigSchema, keyPaths, PATTERN_MESSAGES, ProviderListItemSchema, ProviderSchema, type ConfigInput } from './schema.js';
 import { childPath, suggest, type Issues } from './issues.js';
 
 type Json = Record<string, unknown>;
@@ -75,10 +75,10 @@ export function checkSchema(raw: unknown): SchemaCheck {
   if (!validate(data)) errorsOf(validate.errors).filter((e) => e.keyword !== 'required').forEach(report);
   // Pass 2, defaults in place (`metrics: { prot: 1 }` has lost `prot` and gets the default host and
   // port): what is still missing was really left out.
-  data = Value.Default(ConfigSchema, data);
+  data = providerDefaults(Value.Default(ConfigSchema, data));
   if (!validate(data)) {
     errorsOf(validate.errors).forEach(report);
-    data = fillRequired(ConfigSchema, Value.Default(ConfigSchema, data));
+    data = fillRequired(ConfigSchema, providerDefaults(Value.Default(ConfigSchema, data)));
   }
   return {
     input: data as ConfigInput,
@@ -146,10 +146,28 @@ function prepare(schema: Schema, value: unknown, inList = false): unknown {
 }
 
 /**
+ * `oidc` is a union (one provider's mapping, or a list of them). TypeBox fills a union's defaults
+ * only into a value that passes with them, so a provider with a problem would reach the later
+ * stages without its defaults: each provider gets them here.
+ */
+function providerDefaults(data: unknown): unknown {
+  if (!isObject(data)) return data;
+  const o = data.oidc;
+  if (isObject(o)) data.oidc = Value.Default(ProviderSchema, o);
+  else if (Array.isArray(o)) data.oidc = o.map((p: unknown) => (isObject(p) ? Value.Default(ProviderListItemSchema, p) : p));
+  return data;
+}
+
+/**
  * Missing required values and dropped list items (already reported) get an empty placeholder of
  * their type, so the later stages read a complete ConfigInput.
  */
 function fillRequired(schema: Schema, value: unknown): unknown {
+  if (schema.anyOf && (value !== undefined || schema.default === undefined)) {
+    // A union with a mapping or list branch (`oidc`): the branch the value has the shape of; missing, the mapping.
+    const branch = (schema.anyOf as Schema[]).find((b) => (value === undefined ? b.type === 'object' : (b.type === 'object' || b.type === 'array') && fits(b, value)));
+    if (branch) return fillRequired(branch, value);
+  }
   if (value === undefined) value = placeholder(schema);
   if (Array.isArray(value) && schema.type === 'array') return value.map((v) => fillRequired(schema.items as Schema, v));
   if (!isObject(value) || schema.type !== 'object' || !schema.properties) return value;

@@ -12,7 +12,8 @@ export interface AuditLog {
 }
 
 export class DecisionAudit {
-  private readonly tallies = new Map<string, Record<Label, Tally>>();
+  /** Route → provider (`''`: no identity) → the decision's tallies; the provider is one of the configured ids, so the label set stays bounded. */
+  private readonly tallies = new Map<string, Map<string, Record<Label, Tally>>>();
   readonly allows: boolean;
   readonly denials: boolean;
 
@@ -25,18 +26,21 @@ export class DecisionAudit {
   record(r: Inbound, o: Outcome, via?: 'websocket' | 'forward-auth'): void {
     if (o.kind === 'no-route') return;
     const label: Label = o.kind === 'allow' ? 'allow' : o.kind === 'forbidden' ? 'deny' : o.kind === 'step-up' ? 'step_up' : 'unauthenticated';
-    let t = this.tallies.get(o.route.name);
+    const who = o.kind === 'unauthenticated' ? undefined : o.who;
+    const provider = who?.provider ?? '';
+    let byProvider = this.tallies.get(o.route.name);
+    if (!byProvider) this.tallies.set(o.route.name, (byProvider = new Map()));
+    let t = byProvider.get(provider);
     if (!t) {
       const d = this.metrics.decisions;
       const route = o.route.name;
-      this.tallies.set(route, (t = { allow: d.tally(route, 'allow'), deny: d.tally(route, 'deny'), unauthenticated: d.tally(route, 'unauthenticated'), step_up: d.tally(route, 'step_up') }));
+      byProvider.set(provider, (t = { allow: d.tally(route, 'allow', provider), deny: d.tally(route, 'deny', provider), unauthenticated: d.tally(route, 'unauthenticated', provider), step_up: d.tally(route, 'step_up', provider) }));
     }
     t[label].n += 1;
     if (!(label === 'allow' ? this.allows : this.denials)) return;
-    const who = o.kind === 'unauthenticated' ? undefined : o.who;
     const c = who?.claims;
     this.log.info({
-      reqId: r.id, audit: true, route: o.route.name, decision: label,
+      reqId: r.id, audit: true, route: o.route.name, decision: label, provider: who?.provider,
       // A step-up names what the sign-in lacks (`step-up-acr`, `step-up-max-age`), not the rule that admitted it.
       reason: o.kind === 'unauthenticated' && o.invalidToken ? 'invalid-token' : o.kind === 'step-up' ? `step-up-${o.shortfall}` : o.decision.reasons.join(','),
       sub: c?.sub, email: c?.email, via: who && !who.sid ? 'bearer' : via, method: r.method, ip: r.clientIp,

@@ -7,7 +7,9 @@ import type { RouteConfig } from '../config/index.js';
 import { authorize, type Decision } from '../policy/decide.js';
 import { stepUpShortfall } from '../policy/step-up.js';
 import type { ActiveSession } from '../session/sessions.js';
-import { PortcullisError, asPortcullisError } from '../errors.js';
+import { PortcullisError, asPortcullisError, coded } from '../errors.js';
+import { decodeJwt } from 'jose';
+import type { Provider } from '../signin/providers.js';
 import type { HeaderBag, Principal } from '../identity/headers.js';
 import type { Inbound } from '../routing/origin.js';
 import type { Outcome } from './outcome.js';
@@ -33,12 +35,17 @@ function bearerToken(headers: HeaderBag): string | undefined {
 }
 
 /**
- * The one place a policy decision becomes an Outcome. A route with `stepUp` then asks whether the
- * admitted user's sign-in is strong and recent enough (its acr Set and max age were compiled at
- * boot; `rt.now()` is the runtime's clock, which tests move); routes without it pay one check.
+ * The one place a policy decision becomes an Outcome. A principal of a provider the route does not
+ * accept is no one here: the request is decided as signed out (sign in with one of the route's
+ * providers; 401 for APIs) — never merged with, nor denied as, another identity. The session's
+ * cookie stays: it is still valid on the routes that accept its provider. A route with `stepUp`
+ * then asks whether the admitted user's sign-in is strong and recent enough (its acr Set and max
+ * age were compiled at boot; `rt.now()` is the runtime's clock, which tests move); routes without
+ * it pay one check.
  */
-function decide(rt: Runtime, route: RouteConfig, who: Principal | undefined, setCookies: string[]): Outcome {
-  const decision = authorize(route, who?.claims);
+function decide(rt: Runtime, route: RouteConfig, principal: (Principal & { provider: string }) | undefined, setCookies: string[]): Outcome {
+  const who = principal !== undefined && route.providers.has(principal.provider) ? principal : undefined;
+  const decision = authorize(route, who?.claims, who?.provider);
   if (decision.allowed) {
     if (route.stepUp !== undefined && who !== undefined) {
       const shortfall = stepUpShortfall(route.stepUp, who.claims, rt.now());
@@ -64,7 +71,8 @@ export function evaluate(rt: Runtime, r: Inbound): Outcome | Promise<Outcome> {
   // A verified session in the cache with nothing due (no refresh, no re-seal): no I/O to wait for.
   const cached = rt.sessions.peek(r.cookies);
   if (cached) {
-    if (!rt.sessions.needsWrite(cached) && !rt.refresher.isDue(cached)) return decide(rt, route, cached, NO_COOKIES);
+    // (A session this route does not accept is not refreshed or rewritten on its behalf.)
+    if ((!rt.sessions.needsWrite(cached) && !rt.refresher.isDue(cached)) || !route.providers.has(cached.provider)) return decide(rt, route, cached, NO_COOKIES);
   } else if (rt.sessions.cookieValue(r.cookies) === undefined) {
     return decide(rt, route, undefined, NO_COOKIES);
   }
@@ -73,11 +81,14 @@ export function evaluate(rt: Runtime, r: Inbound): Outcome | Promise<Outcome> {
 
 async function withBearer(rt: Runtime, route: RouteConfig, token: string): Promise<Outcome> {
   let claims: Record<string, unknown>;
+  let provider: Provider;
   try {
     // `introspect`, or an opaque token on `jwt-then-introspect`: asked at the IdP (cached); else a JWT verified here.
-    claims = route.bearer === 'introspect' || (route.bearer === 'jwt-then-introspect' && !isJwt(token))
-      ? await rt.introspector.check(token)
-      : await rt.idp.verifyBearer(token, rt.config.oidc.bearerAudiences);
+    const introspect = route.bearer === 'introspect' || (route.bearer === 'jwt-then-introspect' && !isJwt(token));
+    provider = bearerProvider(rt, route, token, introspect);
+    claims = introspect
+      ? await provider.introspector.check(token)
+      : await provider.idp.verifyBearer(token, provider.config.bearerAudiences);
   } catch (err) {
     const e = asPortcullisError(err);
     // The IdP could not say (unreachable, too slow, no introspection endpoint): this request gets
@@ -85,7 +96,31 @@ async function withBearer(rt: Runtime, route: RouteConfig, token: string): Promi
     if (e.statusCode >= 500) throw e;
     return { kind: 'unauthenticated', route, decision: INVALID_TOKEN, setCookies: [], invalidToken: e };
   }
-  return decide(rt, route, { claims, accessToken: token }, []);
+  return decide(rt, route, { claims, accessToken: token, provider: provider.id }, []);
+}
+
+/**
+ * Which of the route's providers checks a bearer token. An opaque token names no issuer: it goes
+ * to the route's one provider (config check: an introspecting route names exactly one), never to
+ * several IdPs in turn (that would hand one IdP's tokens to another). A JWT on a route of several
+ * providers is matched by its `iss` — read unverified, ONLY to choose — against the configured
+ * issuers of the route's providers, exactly; no match is invalid_token, and the chosen provider then
+ * verifies everything (signature with its keys, `iss` again, audience, type). A provider without
+ * bearerAudiences accepts no bearer token (there is no "any audience").
+ */
+function bearerProvider(rt: Runtime, route: RouteConfig, token: string, introspect: boolean): Provider {
+  let p: Provider | undefined;
+  if (introspect || route.providers.size === 1) {
+    p = rt.providers.get(route.providers.values().next().value ?? '');
+  } else {
+    let iss: unknown;
+    try { iss = decodeJwt(token).iss; } catch (err) { throw coded('invalid_token', { cause: err }); }
+    p = rt.providers.byIssuer(iss);
+    if (p && !route.providers.has(p.id)) p = undefined;
+    if (!p) throw coded('invalid_token', { cause: new Error(`the token's iss ${JSON.stringify(String(iss)).slice(0, 100)} is not the issuer of a provider this route accepts`) });
+  }
+  if (!p || p.config.bearerAudiences.length === 0) throw coded('invalid_token', { cause: new Error(`provider ${p?.id ?? '(none)'} takes no bearer tokens on this route (no bearerAudiences)`) });
+  return p;
 }
 
 /**
@@ -100,6 +135,7 @@ async function withSession(rt: Runtime, route: RouteConfig, r: Inbound): Promise
     const lookup = await rt.sessions.lookup(r.cookies);
     if (lookup.kind === 'valid') {
       session = lookup.session;
+      if (!route.providers.has(session.provider)) return decide(rt, route, undefined, setCookies);
       const refreshing = rt.refresher.ifDue(session, r.cookies);
       if (refreshing) {
         const o = await refreshing;

@@ -160,10 +160,19 @@ function stepUpAnswer(rt: Runtime, r: Inbound, o: Extract<Outcome, { kind: 'step
   return errorAnswer(insufficient(req), r, { setCookies: o.setCookies, headers: { 'www-authenticate': www }, signInUrl: session ? signInUrl : undefined, fields, json: !html });
 }
 
-/** `/oauth2/start`, naming the route whose step-up the sign-in must meet (`step_up`), if it has one. */
+/**
+ * `/oauth2/start` on publicUrl for a route: `step_up=` naming the route whose step-up the sign-in
+ * must meet (if it has one); `provider=` when the route accepts one provider of several (no
+ * chooser), `providers=a,b` when it accepts some — only what the chooser offers; the route's own
+ * check is what enforces.
+ */
 function startUrl(rt: Runtime, route: RouteConfig): string {
-  const start = `${rt.config.publicUrl}/oauth2/start`;
-  return route.stepUp ? `${start}?step_up=${encodeURIComponent(route.name)}` : start;
+  const q: string[] = [];
+  if (route.stepUp) q.push(`step_up=${encodeURIComponent(route.name)}`);
+  const all = rt.providers.all.length;
+  if (all > 1 && route.providers.size === 1) q.push(`provider=${route.providers.values().next().value!}`);
+  else if (all > 1 && route.providers.size < all) q.push(`providers=${[...route.providers].join(',')}`);
+  return `${rt.config.publicUrl}/oauth2/start${q.length ? `?${q.join('&')}` : ''}`;
 }
 
 function withReturn(url: string, returnTo: string): string {
@@ -171,12 +180,14 @@ function withReturn(url: string, returnTo: string): string {
 }
 
 /**
- * A browser sent to sign in: straight to the IdP on publicUrl's host (or under the cookie domain),
- * else via /oauth2/start there — asking for the route's step-up either way.
+ * A browser sent to sign in: a route of one provider, on publicUrl's host (or under the cookie
+ * domain), straight to that IdP; otherwise /oauth2/start on publicUrl — its chooser when the route
+ * accepts several providers — asking for the route's step-up either way.
  */
 async function signInRedirect(rt: Runtime, r: Inbound, returnTo: string, route: RouteConfig, promptLogin: boolean, setCookies: string[]): Promise<Answer> {
-  const { location, setCookies: more } = sameAuthority(rt.origin.publicHost, r.host) || rt.config.session.cookieDomain
-    ? await rt.beginSignIn(r.cookies, returnTo, route.stepUp && { stepUp: route.stepUp, promptLogin })
+  const only = route.providers.size === 1 ? rt.providers.get(route.providers.values().next().value!) : undefined;
+  const { location, setCookies: more } = only && (sameAuthority(rt.origin.publicHost, r.host) || rt.config.session.cookieDomain)
+    ? await rt.beginSignIn(r.cookies, returnTo, only, route.stepUp && { stepUp: route.stepUp, promptLogin })
     : { location: withReturn(startUrl(rt, route), returnTo), setCookies: [] };
   const headers: Record<string, string | string[]> = { 'cache-control': 'no-store', location };
   if (setCookies.length || more.length) headers['set-cookie'] = [...setCookies, ...more];

@@ -21,7 +21,7 @@ export function upstreamIdentity(rt: Runtime, o: Extract<Outcome, { kind: 'allow
   return (async () => ({
     assertion: assertion && who ? await rt.assertions!.assertion(route.name, assertion.audience, assertion.ttlSec, who) : undefined,
     who: exchange && who
-      ? { ...who, accessToken: await rt.exchanger.token(who.accessToken!, who.sid, exchange.audience, exchange.scope) }
+      ? { ...who, accessToken: await rt.provider(who.provider ?? rt.providers.first.id).exchanger.token(who.accessToken!, who.sid, exchange.audience, exchange.scope) }
       : who,
   }))();
 }

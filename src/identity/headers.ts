@@ -9,6 +9,8 @@ import type { HeaderBag } from '../routing/origin.js';
 /** Who the upstream is told about: a browser session or a verified bearer token. */
 export interface Principal {
   readonly claims: Claims;
+  /** The `oidc` id of the provider that signed the user in or issued the bearer token (the door always sets it; headers do not read it). */
+  readonly provider?: string;
   readonly accessToken?: string | undefined;
   /** Portcullis session id (absent for bearer tokens). */
   readonly sid?: string | undefined;

@@ -34,11 +34,12 @@ const CLAIM_UNAUTHORIZED = decision(false, 'claim-unauthorized');
 
 /**
  * `claims` undefined means "no valid session". A public route is allowed whether or not
- * there is one; a required route denies anonymous callers before any rule runs.
+ * there is one; a required route denies anonymous callers before any rule runs. `provider`: the
+ * `oidc` id the claims come from, for rules that test it (`{ provider: corp }`).
  */
-export function authorize(route: AuthorizableRoute, claims: Claims | Record<string, unknown> | undefined): Decision {
+export function authorize(route: AuthorizableRoute, claims: Claims | Record<string, unknown> | undefined, provider?: string): Decision {
   if (route.auth === 'public') return PUBLIC_ROUTE;
   if (claims === undefined || claims === null) return UNAUTHENTICATED;
   if (route.allow === undefined) return ANY_AUTHENTICATED;
-  return route.allow.test(claims) ? CLAIM_AUTHORIZED : CLAIM_UNAUTHORIZED;
+  return route.allow.test(claims, provider) ? CLAIM_AUTHORIZED : CLAIM_UNAUTHORIZED;
 }

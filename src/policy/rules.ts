@@ -14,6 +14,10 @@
 //       matches     claim is a string of at most 4096 chars matching VALUE as a WHOLE: the regex
 //                   is compiled as /^(?:VALUE)$/u, so "adm.*" does not match "superadmin"
 //       exists      true: claim present and not null; false: claim absent or null
+//   { provider: ID }  or  { provider: [ID, ...] }
+//       the identity comes from that OpenID Provider (an `oidc` id; several providers). Not a
+//       claim: the IdP cannot assert it — it is where the session signed in, or which configured
+//       issuer verified the bearer token.
 //
 // Deny by default: a missing claim fails every leaf except `exists: false`. `not` does not
 // special-case missing claims — `not: { claim: x, equals: 1 }` passes when x is absent. To
@@ -42,14 +46,19 @@ export interface CompiledRule {
   /** Readable form for explanations: `all`, `groups contains "admin"`. Holds only the rule's own values. */
   readonly label: string;
   readonly children: readonly CompiledRule[];
-  /** The hot-path predicate: short-circuits and allocates nothing. */
-  readonly test: (claims: Claims) => boolean;
+  /**
+   * The hot-path predicate: short-circuits and allocates nothing. `provider`: the `oidc` id the
+   * claims come from (a `provider` rule fails without it).
+   */
+  readonly test: (claims: Claims, provider?: string) => boolean;
 }
 
 export const OPERATORS = ['equals', 'in', 'contains', 'startsWith', 'endsWith', 'matches', 'exists'] as const;
 export type Operator = (typeof OPERATORS)[number];
 const COMBINATORS = ['all', 'any', 'not'] as const;
-const RULE_KEYS: readonly string[] = [...COMBINATORS, 'claim', ...OPERATORS];
+const RULE_KEYS: readonly string[] = [...COMBINATORS, 'claim', 'provider', ...OPERATORS];
+/** An `oidc` id, as the schema has it. */
+const PROVIDER_ID = /^[A-Za-z0-9_-]{1,40}$/;
 
 /** Longer claim strings are never fed to a regex: bounds the work an attacker-chosen claim can cause. */
 export const MAX_MATCH_LENGTH = 4096;
@@ -89,7 +98,8 @@ function compileAt(raw: unknown, path: string, issues: Issues, depth: number): C
   const keys = Object.keys(raw);
   const combinators = keys.filter((k): k is (typeof COMBINATORS)[number] => (COMBINATORS as readonly string[]).includes(k));
   const operators = keys.filter((k): k is Operator => (OPERATORS as readonly string[]).includes(k));
-  const isLeaf = keys.includes('claim') || operators.length > 0;
+  const isProvider = keys.includes('provider');
+  const isLeaf = !isProvider && (keys.includes('claim') || operators.length > 0);
   let unknown = false;
   for (const k of keys) {
     if (RULE_KEYS.includes(k)) continue;
@@ -105,6 +115,10 @@ function compileAt(raw: unknown, path: string, issues: Issues, depth: number): C
     issues.push({ path, message: 'empty rule: use all, any, not, or { claim, OPERATOR }' });
     return undefined;
   }
+  if (isProvider && keys.length > 1) {
+    issues.push({ path, message: `a provider test stands alone ({ provider: corp }); found ${keys.join(', ')} — combine tests with all/any` });
+    return undefined;
+  }
   if (combinators.length + (isLeaf ? 1 : 0) > 1) {
     const found = [...combinators, ...(isLeaf ? ['claim'] : [])].join(', ');
     issues.push({ path, message: `a rule is exactly one of all, any, not or a claim test; found ${found} — nest them instead` });
@@ -116,7 +130,9 @@ function compileAt(raw: unknown, path: string, issues: Issues, depth: number): C
     const r = compileCombinator(c, raw[c], childPath(path, c), issues, depth);
     compiled ??= r;
   }
-  if (isLeaf) {
+  if (isProvider) {
+    compiled = compileProvider(raw.provider, childPath(path, 'provider'), issues);
+  } else if (isLeaf) {
     const r = compileLeaf(raw, operators, path, issues, unknown);
     compiled ??= r;
   } else if (combinators.length === 0 && !unknown) {
@@ -137,7 +153,7 @@ function compileCombinator(
     const child = compileAt(value, path, issues, depth + 1);
     if (!child) return undefined;
     const t = child.test;
-    return Object.freeze({ kind, label: 'not', children: Object.freeze([child]), test: (c: Claims) => !t(c) });
+    return Object.freeze({ kind, label: 'not', children: Object.freeze([child]), test: (c: Claims, p?: string) => !t(c, p) });
   }
 
   if (!Array.isArray(value)) {
@@ -161,18 +177,51 @@ function compileCombinator(
     n === 1
       ? tests[0]!
       : kind === 'all'
-        ? (c: Claims) => {
-            for (let i = 0; i < n; i++) if (!tests[i]!(c)) return false;
+        ? (c: Claims, p?: string) => {
+            for (let i = 0; i < n; i++) if (!tests[i]!(c, p)) return false;
             return true;
           }
-        : (c: Claims) => {
-            for (let i = 0; i < n; i++) if (tests[i]!(c)) return true;
+        : (c: Claims, p?: string) => {
+            for (let i = 0; i < n; i++) if (tests[i]!(c, p)) return true;
             return false;
           };
   return Object.freeze({ kind, label: kind, children: Object.freeze(children), test });
 }
 
 // ---- leaves ---------------------------------------------------------------------------------
+
+/** `{ provider: corp }` / `{ provider: [corp, partners] }`: the provider the identity comes from. (semantic.ts checks the ids exist.) */
+function compileProvider(raw: unknown, path: string, issues: Issues): CompiledRule | undefined {
+  const ids = Array.isArray(raw) ? raw : [raw];
+  if (ids.length === 0) {
+    issues.push({ path, message: 'empty list: provider [] would never match' });
+    return undefined;
+  }
+  let ok = true;
+  ids.forEach((id, i) => {
+    if (typeof id !== 'string' || !PROVIDER_ID.test(id)) {
+      issues.push({ path: Array.isArray(raw) ? childPath(path, i) : path, message: 'must be a provider id (an `oidc` id: letters, digits, _ and -)' });
+      ok = false;
+    }
+  });
+  if (!ok) return undefined;
+  const set = new Set<string>(ids as string[]);
+  const one = ids.length === 1 ? (ids[0] as string) : undefined;
+  return Object.freeze({
+    kind: 'leaf' as const,
+    label: one !== undefined ? `provider is ${show(one)}` : `provider in [${(ids as string[]).map(show).join(', ')}]`,
+    children: Object.freeze([]),
+    test: one !== undefined ? (_c: Claims, p?: string) => p === one : (_c: Claims, p?: string) => p !== undefined && set.has(p),
+  });
+}
+
+/** The provider ids a compiled rule tests (for the config check that they exist). */
+export function providersTested(raw: unknown): string[] {
+  if (!isPlainObject(raw)) return [];
+  if (raw.provider !== undefined) return (Array.isArray(raw.provider) ? raw.provider : [raw.provider]).filter((x): x is string => typeof x === 'string');
+  const kids = [raw.all, raw.any, raw.not].flatMap((v) => (Array.isArray(v) ? v : v === undefined ? [] : [v]));
+  return kids.flatMap(providersTested);
+}
 
 interface ClaimPath {
   segments: string[];
@@ -365,9 +414,9 @@ function compileOperator(op: Operator, value: unknown, path: string, issues: Iss
 // ---- explanation (CLI `explain`, debug logs): off the hot path, allocates freely -------------
 
 /** Evaluates every node (no short-circuit) so the trace shows why each branch passed or failed. */
-export function explainRule(rule: CompiledRule, claims: Claims): RuleTrace {
-  if (rule.kind === 'leaf') return { label: rule.label, passed: rule.test(claims) };
-  const children = rule.children.map((c) => explainRule(c, claims));
+export function explainRule(rule: CompiledRule, claims: Claims, provider?: string): RuleTrace {
+  if (rule.kind === 'leaf') return { label: rule.label, passed: rule.test(claims, provider) };
+  const children = rule.children.map((c) => explainRule(c, claims, provider));
   const passed =
     rule.kind === 'all' ? children.every((c) => c.passed) : rule.kind === 'any' ? children.some((c) => c.passed) : !children[0]!.passed;
   return { label: rule.label, passed, children };

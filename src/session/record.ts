@@ -10,6 +10,8 @@ export interface SessionRecord {
   v: 1;
   /** Portcullis's own random session id. */
   sid: string;
+  /** The `oidc` id of the provider signed in with. Absent in records written before several providers: the first provider's. */
+  provider?: string;
   /** Claims from the ID token (and userinfo when enabled). */
   claims: Claims;
   idToken: string;

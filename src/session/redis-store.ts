@@ -18,6 +18,7 @@ import { isIP } from 'node:net';
 import { Cluster, Redis, type ClusterNode, type RedisOptions } from 'ioredis';
 import { errors } from '../errors.js';
 import type { SessionCodec } from './codec.js';
+import { idpNameKey } from './revocation.js';
 import type { SessionRecord } from './record.js';
 import { isRecord, type SessionStore } from './store.js';
 
@@ -63,6 +64,8 @@ export interface RedisStoreOptions {
   ttlMs: number;
   /** A ready-made ioredis client (e.g. for options a URL cannot express). The caller keeps ownership: close() does not close it. */
   client?: RedisClient;
+  /** The first provider's id: its subjects and IdP sids keep the index keys written before several providers (revocation.ts idpNameKey). Default `default`. */
+  firstProvider?: string;
 }
 
 interface Ticket {
@@ -110,6 +113,7 @@ export class RedisStore implements SessionStore {
     if (!Number.isSafeInteger(opts.ttlMs) || opts.ttlMs <= 0) throw new Error(`RedisStore: ttlMs must be a positive integer (got ${opts.ttlMs})`);
     this.keyPrefix = opts.keyPrefix;
     this.ttlMs = opts.ttlMs;
+    this.firstProvider = opts.firstProvider ?? 'default';
     this.ownsClient = opts.client === undefined;
     this.client = opts.client ?? createRedisClient(opts.url);
     // Without an 'error' listener ioredis prints every failed reconnect to stderr itself.
@@ -191,7 +195,7 @@ export class RedisStore implements SessionStore {
     const body = await this.run(() => this.client.getBuffer(key));
     const record = body === null ? undefined : openBody(ticket.key, key, body);
     await this.run(() => this.client.del(key));
-    if (isRecord(record)) await this.unindex(key.slice(this.keyPrefix.length), record.claims.sub as string, idpSidOf(record));
+    if (isRecord(record)) await this.unindex(key.slice(this.keyPrefix.length), record.claims.sub as string, idpSidOf(record), record.provider);
   }
 
   // ---- The index: who has which sessions. Redis cannot read a session body (its key is only in
@@ -206,35 +210,39 @@ export class RedisStore implements SessionStore {
 
   // Key names carry a hash of the subject / IdP sid, never the name itself: listing Redis's keys
   // shows no user (the values are what an operator needs to list and end sessions).
-  private subIndexKey(sub: string): string { return `${this.keyPrefix}idx:sub:${createHash('sha256').update(sub).digest('hex')}`; }
-  private sidIndexKey(sid: string): string { return `${this.keyPrefix}idx:sid:${createHash('sha256').update(sid).digest('hex')}`; }
+  // A subject or IdP sid is the provider's name: hashed with the provider's scope (idpNameKey), so two
+  // IdPs' "alice" have two index entries; the first provider's are the keys written before providers.
+  private readonly firstProvider: string;
+  private subIndexKey(sub: string, provider?: string): string { return `${this.keyPrefix}idx:sub:${createHash('sha256').update(idpNameKey('sub', sub, provider, this.firstProvider).slice(4)).digest('hex')}`; }
+  private sidIndexKey(sid: string, provider?: string): string { return `${this.keyPrefix}idx:sid:${createHash('sha256').update(idpNameKey('sid', sid, provider, this.firstProvider).slice(4)).digest('hex')}`; }
 
   private async index(key: string, record: SessionRecord): Promise<void> {
     const hex = key.slice(this.keyPrefix.length);
     const sub = record.claims.sub as string;
     const idpSid = idpSidOf(record);
+    const provider = record.provider;
     const entry: IndexEntry = { createdAt: record.createdAt, seenAt: record.seenAt, ...(idpSid !== undefined ? { idpSid } : {}) };
     await this.run(async () => {
-      const subKey = this.subIndexKey(sub);
+      const subKey = this.subIndexKey(sub, provider);
       const writes: Array<Promise<unknown>> = [this.client.hset(subKey, hex, JSON.stringify(entry)), this.client.pexpire(subKey, this.ttlMs)];
       if (idpSid !== undefined) {
-        const sidKey = this.sidIndexKey(idpSid);
+        const sidKey = this.sidIndexKey(idpSid, provider);
         writes.push(this.client.hset(sidKey, hex, sub), this.client.pexpire(sidKey, this.ttlMs));
       }
       await Promise.all(writes);
     });
   }
 
-  private async unindex(hex: string, sub: string, idpSid: string | undefined): Promise<void> {
+  private async unindex(hex: string, sub: string, idpSid: string | undefined, provider: string | undefined): Promise<void> {
     await this.run(() => Promise.all([
-      this.client.hdel(this.subIndexKey(sub), hex),
-      ...(idpSid !== undefined ? [this.client.hdel(this.sidIndexKey(idpSid), hex)] : []),
+      this.client.hdel(this.subIndexKey(sub, provider), hex),
+      ...(idpSid !== undefined ? [this.client.hdel(this.sidIndexKey(idpSid, provider), hex)] : []),
     ]));
   }
 
   /** The live sessions of a subject, oldest first (what the index recorded at their last write; stale members are pruned). */
-  async listBySub(sub: string): Promise<IndexedSession[]> {
-    const subKey = this.subIndexKey(sub);
+  async listBySub(sub: string, provider?: string): Promise<IndexedSession[]> {
+    const subKey = this.subIndexKey(sub, provider);
     const raw = await this.run(() => this.client.hgetall(subKey));
     const hexes = Object.keys(raw);
     const alive = await this.run(() => Promise.all(hexes.map((h) => this.client.exists(this.keyPrefix + h))));
@@ -250,36 +258,36 @@ export class RedisStore implements SessionStore {
   }
 
   /** Deletes every session of a subject and its index entries; resolves to how many sessions were deleted. */
-  async removeBySub(sub: string): Promise<number> {
-    const subKey = this.subIndexKey(sub);
+  async removeBySub(sub: string, provider?: string): Promise<number> {
+    const subKey = this.subIndexKey(sub, provider);
     const raw = await this.run(() => this.client.hgetall(subKey));
     const hexes = Object.keys(raw);
     const deleted = await this.run(() => Promise.all(hexes.map((h) => this.client.del(this.keyPrefix + h))));
     const sids = new Set(Object.values(raw).map((v) => parseEntry(v)?.idpSid).filter((s): s is string => s !== undefined));
     await this.run(() => Promise.all([
       this.client.del(subKey),
-      ...[...sids].map((sid) => this.client.hdel(this.sidIndexKey(sid), ...hexes)),
+      ...[...sids].map((sid) => this.client.hdel(this.sidIndexKey(sid, provider), ...hexes)),
     ]));
     return deleted.reduce((n, d) => n + d, 0);
   }
 
   /** Deletes every session of an IdP session id and its index entries; resolves to how many sessions were deleted. */
-  async removeBySid(sid: string): Promise<number> {
-    const sidKey = this.sidIndexKey(sid);
+  async removeBySid(sid: string, provider?: string): Promise<number> {
+    const sidKey = this.sidIndexKey(sid, provider);
     const raw = await this.run(() => this.client.hgetall(sidKey));
     const hexes = Object.keys(raw);
     const deleted = await this.run(() => Promise.all(hexes.map((h) => this.client.del(this.keyPrefix + h))));
     await this.run(() => Promise.all([
       this.client.del(sidKey),
-      ...hexes.map((h) => this.client.hdel(this.subIndexKey(raw[h]!), h)),
+      ...hexes.map((h) => this.client.hdel(this.subIndexKey(raw[h]!, provider), h)),
     ]));
     return deleted.reduce((n, d) => n + d, 0);
   }
 
   /** What a revocation names, deleted: `sid` when given (as the revocation list does), else `sub`; a lone `psid` is the sign-out's own remove(). */
-  async removeSessions(r: { sid?: string; sub?: string }): Promise<number> {
-    if (r.sid !== undefined) return this.removeBySid(r.sid);
-    if (r.sub !== undefined) return this.removeBySub(r.sub);
+  async removeSessions(r: { sid?: string; sub?: string; provider?: string }): Promise<number> {
+    if (r.sid !== undefined) return this.removeBySid(r.sid, r.provider);
+    if (r.sub !== undefined) return this.removeBySub(r.sub, r.provider);
     return 0;
   }
 

@@ -56,12 +56,13 @@ export interface RefresherDeps {
   /**
    * The IdP's refresh grant; throws coded errors (ERR_REFRESH_INVALID_GRANT…). The claims it
    * returns replace the session's (what the IdP says now); `idToken` is the session's current one.
+   * `provider`: the session's provider, the only one that may refresh it.
    */
-  refreshGrant: (refreshToken: string, claims: Claims, idToken: string) => Promise<RefreshedTokens>;
+  refreshGrant: (provider: string, refreshToken: string, claims: Claims, idToken: string) => Promise<RefreshedTokens>;
   /** The shared store, when sessions live in Redis (cross-replica lock). */
   redis: RedisStore | undefined;
   now: () => number;
-  count: (result: 'success' | 'invalid_grant' | 'rejected' | 'error') => void;
+  count: (result: 'success' | 'invalid_grant' | 'rejected' | 'error', provider: string) => void;
   log: { info(o: object, msg: string): void; warn(o: object, msg: string): void };
   /** The IdP refused the refresh: the session is over everywhere this process knows of. */
   onEnded: (s: ActiveSession) => void;
@@ -136,7 +137,7 @@ export class Refresher {
     const record = await sessions.record(s, cookies);
     if (!record?.refreshToken) return { kind: 'kept' };
     try {
-      const r = await this.d.refreshGrant(record.refreshToken, record.claims, record.idToken);
+      const r = await this.d.refreshGrant(s.provider, record.refreshToken, record.claims, record.idToken);
       const next = {
         ...record,
         claims: r.claims,
@@ -149,18 +150,18 @@ export class Refresher {
         groupsUnavailable: r.groupsUnavailable,
       };
       const { session, setCookies } = await sessions.replace(s, next, cookies);
-      this.d.count('success');
+      this.d.count('success', s.provider);
       return { kind: 'refreshed', session, setCookies };
     } catch (err) {
       const e = err instanceof PortcullisError ? err : undefined;
       if (e && (e.code === 'ERR_REFRESH_INVALID_GRANT' || e.code === 'ERR_REFRESH_CLAIMS_MISMATCH' || e.code === 'ERR_CALLBACK_ID_TOKEN_INVALID')) {
-        this.d.count(e.code === 'ERR_REFRESH_INVALID_GRANT' ? 'invalid_grant' : 'rejected');
+        this.d.count(e.code === 'ERR_REFRESH_INVALID_GRANT' ? 'invalid_grant' : 'rejected', s.provider);
         this.d.log.info({ sub: s.sub, code: e.code, err: e.cause instanceof Error ? e.cause.message : undefined }, 'session ended: refresh refused');
         sessions.evict((x) => x.sid === s.sid);
         this.d.onEnded(s);
         return { kind: 'ended', setCookies: await sessions.destroy(cookies).catch(() => sessions.expireHeaders(cookies)) };
       }
-      this.d.count('error');
+      this.d.count('error', s.provider);
       this.notBefore.set(s.sid, this.d.now() + REFRESH_RETRY_MS);
       this.d.log.warn({ sub: s.sub, err: e?.cause instanceof Error ? e.cause.message : String(err) }, 'token refresh failed; keeping the session and retrying later');
       return { kind: 'kept' };

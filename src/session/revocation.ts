@@ -21,8 +21,20 @@ export interface RevocationBackend {
 /**
  * What to end: one Portcullis session (`psid`, its own random id), every session of an IdP session
  * (`sid`), or every session of a subject created before now (`sub`, only when no `sid` is given).
+ * `sid` and `sub` are the IdP's names, so they are the provider's (`provider`; default: the first):
+ * two IdPs may both have a user "alice", and ending one must not end the other.
  */
-export interface Revocation { psid?: string; sid?: string; sub?: string }
+export interface Revocation { psid?: string; sid?: string; sub?: string; provider?: string }
+
+/**
+ * The key of an IdP name (`sid`, `sub`) of one provider, in the revocation list and the Redis session
+ * index: `sub:alice` for the first provider — the form written before there were several, so entries
+ * already stored, and replicas not yet upgraded, mean what they meant — and `sub@partners:alice`
+ * for the others (provider ids hold no `:` or `@`, so the two forms never meet).
+ */
+export function idpNameKey(kind: 'sid' | 'sub', value: string, provider: string | undefined, first: string): string {
+  return provider === undefined || provider === first ? `${kind}:${value}` : `${kind}@${provider}:${value}`;
+}
 
 export class RevocationList {
   /** `psid:<portcullis sid>`, `sid:<idp sid>` or `sub:<subject>` → when it was revoked (ms). */
@@ -44,6 +56,8 @@ export class RevocationList {
     private readonly onError: (err: unknown, failuresInRow: number) => void = () => {},
     /** Told after a successful pull: the first one (`first`), or the first after failures. */
     private readonly onSynced: (info: { first: boolean; afterFailures: number; entries: number }) => void = () => {},
+    /** The first provider's id: its entries keep the unscoped form (see idpNameKey). */
+    private readonly firstProvider = 'default',
   ) {}
 
   get size(): number { return this.entries.size; }
@@ -104,8 +118,8 @@ export class RevocationList {
     const at = this.now();
     const add: Record<string, number> = {};
     if (r.psid) add[`psid:${r.psid}`] = at;
-    if (r.sid) add[`sid:${r.sid}`] = at;
-    if (r.sub && !r.sid) add[`sub:${r.sub}`] = at;
+    if (r.sid) add[idpNameKey('sid', r.sid, r.provider, this.firstProvider)] = at;
+    if (r.sub && !r.sid) add[idpNameKey('sub', r.sub, r.provider, this.firstProvider)] = at;
     for (const [k, v] of Object.entries(add)) this.merge(k, v);
     this.prune();
     if (this.backend) await this.backend.add(add, this.retainMs);
@@ -116,14 +130,14 @@ export class RevocationList {
    * logout event. A `sub`-wide logout only ends sessions created before it — signing in again
    * afterwards works (a new session has a new id, so a `psid` entry never ends it either).
    */
-  isRevoked(s: { sid: string; sub: string; idpSid: string | undefined; createdAt: number }): boolean {
+  isRevoked(s: { sid: string; sub: string; idpSid: string | undefined; createdAt: number; provider?: string }): boolean {
     if (this.entries.size === 0) return false;
     if (this.entries.has(`psid:${s.sid}`)) return true;
     if (s.idpSid !== undefined) {
-      const at = this.entries.get(`sid:${s.idpSid}`);
+      const at = this.entries.get(idpNameKey('sid', s.idpSid, s.provider, this.firstProvider));
       if (at !== undefined && s.createdAt <= at) return true;
     }
-    const at = this.entries.get(`sub:${s.sub}`);
+    const at = this.entries.get(idpNameKey('sub', s.sub, s.provider, this.firstProvider));
     return at !== undefined && s.createdAt <= at;
   }
 

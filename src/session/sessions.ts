@@ -15,6 +15,8 @@ export type { Claims, SessionRecord };
 /** The verified, cached view of a session that request handling uses. Holds no tokens. */
 export interface ActiveSession {
   readonly sid: string;
+  /** The id of the OpenID Provider this session signed in with (`oidc` id); a route accepts it or treats the request as signed out. */
+  readonly provider: string;
   readonly sub: string;
   /** The IdP's session id (`sid` claim), for back-channel logout. */
   readonly idpSid: string | undefined;
@@ -45,6 +47,8 @@ export interface SessionTimings {
   keepAccessToken?: boolean;
   /** Keeps only the claims the configuration uses (session/compact.ts), applied to every record written. */
   compactClaims?: (claims: Claims) => Claims;
+  /** The first provider's id: records written before sessions named their provider belong to it. Default `default`. */
+  defaultProvider?: string;
   /** Told when a session does not fit the cookie store (before ERR_SESSION_TOO_LARGE is thrown). */
   onTooLarge?: (when: 'sign_in' | 'refresh' | 'rewrite') => void;
 }
@@ -55,7 +59,7 @@ export type SessionLookup =
   | { kind: 'expired'; reason: 'idle' | 'absolute' | 'revoked' | 'invalid' };
 
 /** Revocation check shared with back-channel logout: true when this session was ended elsewhere. */
-export type RevocationCheck = (s: { sid: string; sub: string; idpSid: string | undefined; createdAt: number }) => boolean;
+export type RevocationCheck = (s: { sid: string; sub: string; idpSid: string | undefined; createdAt: number; provider: string }) => boolean;
 
 const NONE: SessionLookup = Object.freeze({ kind: 'none' });
 
@@ -119,7 +123,7 @@ export class SessionManager {
     if (!s) {
       const opened = await this.store.open(value); // may throw ERR_SESSION_STORE_UNAVAILABLE
       if (!opened) return { kind: 'expired', reason: 'invalid' };
-      s = activeFrom(opened.record, opened.stale, this.timings.keepAccessToken);
+      s = activeFrom(opened.record, opened.stale, this.timings);
       this.cache?.set(key, s, { ttl: this.cacheTtlMs });
     }
     const ended = this.endedBy(s, now);
@@ -196,7 +200,7 @@ export class SessionManager {
     record = saved.record;
     const maxAge = Math.max(1, Math.floor((record.createdAt + this.timings.absoluteTimeoutMs - this.now()) / 1000));
     const setCookies = value === oldValue ? [] : writeChunked(this.cookies, cookies, this.cookies.session, value, maxAge);
-    const session = activeFrom(record, false, this.timings.keepAccessToken);
+    const session = activeFrom(record, false, this.timings);
     this.cache?.set(cacheKey(value), session, { ttl: this.cacheTtlMs });
     if (oldValue !== undefined && value !== oldValue) this.cache?.set(cacheKey(oldValue), session, { ttl: REPLACED_COOKIE_GRACE_MS });
     return { session, setCookies };
@@ -207,7 +211,7 @@ export class SessionManager {
     const value = this.cookieValue(cookies);
     const opened = value === undefined ? undefined : await this.store.open(value);
     if (!opened) return undefined;
-    const fresh = activeFrom(opened.record, opened.stale, this.timings.keepAccessToken);
+    const fresh = activeFrom(opened.record, opened.stale, this.timings);
     fresh.seenAt = s.seenAt;
     this.cache?.set(cacheKey(value!), fresh, { ttl: this.cacheTtlMs });
     return fresh;
@@ -291,9 +295,10 @@ export class SessionManager {
   async close(): Promise<void> { this.cache?.clear(); await this.store.close(); }
 }
 
-function activeFrom(r: SessionRecord, stale: boolean, keepAccessToken = false): ActiveSession {
+function activeFrom(r: SessionRecord, stale: boolean, t: Pick<SessionTimings, 'keepAccessToken' | 'defaultProvider'>): ActiveSession {
   return {
     sid: r.sid,
+    provider: typeof r.provider === 'string' ? r.provider : t.defaultProvider ?? 'default',
     sub: String(r.claims.sub ?? ''),
     idpSid: typeof r.claims.sid === 'string' ? r.claims.sid : undefined,
     claims: r.claims,
@@ -304,7 +309,7 @@ function activeFrom(r: SessionRecord, stale: boolean, keepAccessToken = false): 
     tokenIssuedAt: r.tokenIssuedAt,
     hasRefreshToken: typeof r.refreshToken === 'string',
     stale,
-    accessToken: keepAccessToken ? r.accessToken : undefined,
+    accessToken: t.keepAccessToken ? r.accessToken : undefined,
     groupsUnavailable: typeof r.groupsUnavailable === 'string' ? r.groupsUnavailable : undefined,
   };
 }

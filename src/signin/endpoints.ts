@@ -5,7 +5,8 @@ import type { FastifyInstance } from 'fastify';
 import type { Runtime } from '../runtime.js';
 import { coded, errors, PortcullisError } from '../errors.js';
 import { safeRedirect } from './redirects.js';
-import { signOutPage, signedOutPage } from '../pages.js';
+import { chooserPage, signOutPage, signedOutPage } from '../pages.js';
+import { decodeJwt } from 'jose';
 import { SessionManager, type ActiveSession, type SessionRecord } from '../session/sessions.js';
 import { signInTooOld, type StepUpRequirement } from '../policy/step-up.js';
 import { normalizeTarget } from '../routing/normalize.js';
@@ -68,10 +69,10 @@ function routeOfReturn(rt: Runtime, rd: string): RouteConfig | undefined {
  * no readable session, gets a brand-new session with a new id — identities are never merged, and a
  * planted cookie cannot fix the id of someone else's session.
  */
-async function sameUserSession(rt: Runtime, cookies: Record<string, string | undefined>, claims: Record<string, unknown>): Promise<ActiveSession | undefined> {
+async function sameUserSession(rt: Runtime, cookies: Record<string, string | undefined>, claims: Record<string, unknown>, provider: string): Promise<ActiveSession | undefined> {
   if (rt.sessions.cookieValue(cookies) === undefined) return undefined;
   const lookup = await rt.sessions.lookup(cookies).catch(() => undefined);
-  if (lookup?.kind !== 'valid') return undefined;
+  if (lookup?.kind !== 'valid' || lookup.session.provider !== provider) return undefined;
   const c = lookup.session.claims;
   return typeof c.sub === 'string' && c.sub === claims.sub && c.iss === claims.iss ? lookup.session : undefined;
 }
@@ -85,9 +86,27 @@ export async function registerSignInEndpoints(app: FastifyInstance, rt: Runtime)
     done(null, Object.fromEntries(new URLSearchParams(body as string)));
   });
 
+  // Sign in: `?provider=ID` at that provider (unknown id: 400); one provider configured, or one
+  // offered: at it; otherwise the chooser, offering those of `?providers=a,b` (the route's, from
+  // door/respond.ts) or all. `providers` only filters the page: whichever provider the browser
+  // signs in with, each route still accepts only its own.
   app.get<{ Querystring: Query }>('/oauth2/start', async (request, reply) => {
     const rd = safeRedirect(one(request.query.rd), rt.redirects);
-    const { location, setCookies } = await rt.beginSignIn(request.cookies, rd, await stepUpFor(rt, one(request.query.step_up), rd, request.cookies));
+    const stepUpName = one(request.query.step_up);
+    const asked = one(request.query.provider);
+    let provider = asked === undefined ? undefined : rt.providers.get(asked);
+    if (asked !== undefined && !provider) throw errors.providerUnknown(asked);
+    if (!provider) {
+      const wanted = one(request.query.providers)?.split(',');
+      const offered = rt.providers.all.filter((p) => wanted?.includes(p.id) ?? true);
+      const choices = offered.length > 0 ? offered : rt.providers.all;
+      if (choices.length === 1) provider = choices[0];
+      else {
+        const page = chooserPage({ providers: choices.map((p) => ({ name: p.config.displayName, hint: p.config.domainHint, href: `/oauth2/start?provider=${p.id}${stepUpName !== undefined ? `&step_up=${encodeURIComponent(stepUpName)}` : ''}&rd=${encodeURIComponent(rd)}` })) });
+        return reply.header('cache-control', 'no-store').type('text/html; charset=utf-8').send(page);
+      }
+    }
+    const { location, setCookies } = await rt.beginSignIn(request.cookies, rd, provider!, await stepUpFor(rt, stepUpName, rd, request.cookies));
     return reply.code(302).header('set-cookie', setCookies).header('cache-control', 'no-store').header('location', location).send();
   });
 
@@ -98,7 +117,7 @@ export async function registerSignInEndpoints(app: FastifyInstance, rt: Runtime)
     reply.header('cache-control', 'no-store');
     if (!found.ok) {
       rt.metrics.transactionsRejected.inc({ reason: found.reason });
-      rt.metrics.logins.inc({ result: found.reason === 'missing-state' ? 'ERR_CALLBACK_STATE_MISSING' : 'ERR_CALLBACK_STATE_MISMATCH' });
+      rt.metrics.logins.inc({ result: found.reason === 'missing-state' ? 'ERR_CALLBACK_STATE_MISSING' : 'ERR_CALLBACK_STATE_MISMATCH', provider: '' });
       if (found.clear) reply.header('set-cookie', [found.clear]);
       const idpError = one(q.error);
       // An IdP error without a matching transaction is still worth showing in its own words.
@@ -108,15 +127,28 @@ export async function registerSignInEndpoints(app: FastifyInstance, rt: Runtime)
     }
     const { txn } = found;
     const rawQuery = request.raw.url!.includes('?') ? request.raw.url!.slice(request.raw.url!.indexOf('?')) : '';
+    // The code is redeemed at the provider the sign-in was started at (sealed in the transaction),
+    // and only there: a code or ID token from another provider fails its checks (issuer, audience,
+    // signature, nonce). One callback URL for every provider; RFC 9207's `iss` parameter, when the
+    // IdP sends one, must be this provider's issuer (openid-client checks it).
+    const provider = rt.providers.get(txn.provider ?? rt.providers.first.id);
+    if (!provider) {
+      rt.metrics.logins.inc({ result: 'ERR_CALLBACK_STATE_MISMATCH', provider: '' });
+      reply.header('set-cookie', [found.clear]);
+      throw errors.callbackUnknownState(new Error(`the sign-in was started at provider "${txn.provider}", which is no longer configured`));
+    }
     try {
-      const result = await rt.idp.completeSignIn(rawQuery, txn);
+      const result = await provider.idp.completeSignIn(rawQuery, txn);
       const now = rt.now();
-      // The same user signing in again (a step-up, or /oauth2/start by hand) upgrades the session
-      // they have: see sameUserSession.
-      const current = await sameUserSession(rt, cookies, result.claims);
+      // The same user of the same provider signing in again (a step-up, or /oauth2/start by hand)
+      // upgrades the session they have: see sameUserSession. Anyone else — another user, or the
+      // same name at another provider — gets a new session that replaces the browser's: identities
+      // are never merged.
+      const current = await sameUserSession(rt, cookies, result.claims, provider.id);
       const record: SessionRecord = {
         v: 1,
         sid: current?.sid ?? SessionManager.newSid(),
+        provider: provider.id,
         claims: result.claims,
         idToken: result.idToken,
         accessToken: result.accessToken,
@@ -128,13 +160,13 @@ export async function registerSignInEndpoints(app: FastifyInstance, rt: Runtime)
         groupsUnavailable: result.groupsUnavailable,
       };
       const sessionCookies = current ? await rt.sessions.upgrade(current, record, cookies) : await rt.sessions.create(record, cookies);
-      rt.metrics.logins.inc({ result: 'success' });
-      request.log.info({ sub: result.claims.sub, email: result.claims.email, acr: result.claims.acr, upgraded: current !== undefined || undefined }, current ? 'signed in again: session upgraded in place' : 'signed in');
+      rt.metrics.logins.inc({ result: 'success', provider: provider.id });
+      request.log.info({ provider: provider.id, sub: result.claims.sub, email: result.claims.email, acr: result.claims.acr, upgraded: current !== undefined || undefined }, current ? 'signed in again: session upgraded in place' : 'signed in');
       return reply.code(302).header('set-cookie', [found.clear, ...sessionCookies])
         .header('location', safeRedirect(txn.returnTo, rt.redirects)).send();
     } catch (err) {
       const e = err instanceof PortcullisError ? err : errors.idpBadResponse(err);
-      rt.metrics.logins.inc({ result: e.code });
+      rt.metrics.logins.inc({ result: e.code, provider: provider.id });
       reply.header('set-cookie', [found.clear]);
       request.retryTo = txn.returnTo;
       throw e;
@@ -159,10 +191,13 @@ export async function registerSignInEndpoints(app: FastifyInstance, rt: Runtime)
     const body = (request.body ?? {}) as Record<string, string>;
     const lookup = await rt.sessions.lookup(cookies);
     let idToken: string | undefined;
+    // RP-initiated logout at the session's provider; without a session, at the only provider (several: none).
+    const idp = lookup.kind === 'valid' ? rt.providers.get(lookup.session.provider)?.idp
+      : rt.providers.all.length === 1 ? rt.providers.first.idp : undefined;
     if (lookup.kind === 'valid') {
       const record = await rt.sessions.record(lookup.session, cookies);
       idToken = record?.idToken;
-      if (record?.refreshToken) await rt.idp.revoke(record.refreshToken);
+      if (record?.refreshToken) await idp?.revoke(record.refreshToken);
       rt.connections.endSession(lookup.session.sid);
       // Expiring the cookie is not enough: a copy taken before (another tab's request in flight, a
       // stolen or shared cookie) must be refused too. With the cookie store nothing can be deleted,
@@ -178,8 +213,8 @@ export async function registerSignInEndpoints(app: FastifyInstance, rt: Runtime)
     // RP-initiated logout: the IdP comes back to /oauth2/signed_out with a `state` bound to this
     // browser by a short-lived sealed cookie, which also carries where to go next (`rd`). Without
     // that cookie and its state, /oauth2/signed_out redirects nowhere.
-    const state = rt.idp.hasEndSession ? randomBytes(24).toString('base64url') : undefined;
-    const endSession = state ? rt.idp.endSessionUrl(idToken, signedOut, state) : undefined;
+    const state = idp?.hasEndSession ? randomBytes(24).toString('base64url') : undefined;
+    const endSession = state ? idp?.endSessionUrl(idToken, signedOut, state) : undefined;
     const location = endSession ?? rd ?? signedOut;
     if (endSession && state) {
       const pending: LogoutTransaction = { t: 'logout', state, rd, createdAt: rt.now() };
@@ -198,20 +233,29 @@ export async function registerSignInEndpoints(app: FastifyInstance, rt: Runtime)
     reply.header('cache-control', 'no-store');
     const token = ((request.body ?? {}) as Record<string, string>).logout_token;
     if (typeof token !== 'string' || token.length === 0 || token.length > 16 * 1024) throw coded('ERR_LOGOUT_TOKEN_MISSING');
+    // The provider is the one whose configured issuer is the token's `iss` (read unverified, only to
+    // choose; exact match, configured issuers only); its keys and client id then verify the token.
     // Verification errors are coded (400; 503 while the IdP's keys cannot be loaded).
-    const t = await rt.idp.verifyLogoutToken(token);
+    let iss: unknown;
+    try { iss = decodeJwt(token).iss; } catch (err) { throw coded('ERR_LOGOUT_TOKEN_INVALID', { cause: err }); }
+    const provider = rt.providers.byIssuer(iss);
+    if (!provider) throw coded('ERR_LOGOUT_TOKEN_INVALID', { cause: new Error(`iss ${JSON.stringify(String(iss)).slice(0, 100)} is not a configured provider's issuer`) });
+    const t = await provider.idp.verifyLogoutToken(token);
+    // Its sid or sub end that provider's sessions only; its jti is that IdP's (the first provider's
+    // keep the replay key they always had).
+    const jti = provider === rt.providers.first ? t.jti : `${provider.id}@${t.jti}`;
     // The token counts as used only once its revocation is stored (shared through Redis when
     // configured): when the store fails, the answer is 503 and the IdP's retry is served — a
     // store error is never reported as the IdP's (nor as a replay on the retry).
     let used: boolean;
     try {
-      used = await rt.markLogoutTokenUsed(t.jti, t.exp, () => rt.revokeSessions({ sid: t.sid, sub: t.sid ? undefined : t.sub }, 'backchannel_logout'));
+      used = await rt.markLogoutTokenUsed(jti, t.exp, () => rt.revokeSessions({ sid: t.sid, sub: t.sid ? undefined : t.sub, provider: provider.id }, 'backchannel_logout'));
     } catch (err) {
       // (Logged with its cause by the error handler; the sessions have still ended on this process.)
       throw errors.logoutNotStored(err instanceof PortcullisError && err.cause !== undefined ? err.cause : err);
     }
     if (!used) throw coded('ERR_LOGOUT_TOKEN_REPLAYED');
-    request.log.info({ sid: t.sid, sub: t.sub }, 'back-channel logout');
+    request.log.info({ provider: provider.id, sid: t.sid, sub: t.sub }, 'back-channel logout');
     return reply.code(200).send();
   });
 
@@ -222,7 +266,9 @@ export async function registerSignInEndpoints(app: FastifyInstance, rt: Runtime)
   // IdP (an empty set with another client authentication). The same cache lifetime as jwks.json:
   // an IdP that honours it refetches within 5 minutes (oidc-provider: after max(60 s, max-age), or
   // at once on an assertion whose key it lacks once that has passed).
-  const clientKeys = rt.config.oidc.clientKeys;
+  // With several providers: every provider's public keys in one set (each IdP registers this one
+  // URL; a public key is no secret, and each assertion names its own IdP as audience).
+  const clientKeys = rt.config.providers.flatMap((p) => p.clientKeys);
   app.get('/oauth2/client-jwks.json', async (_request, reply) => reply.header('cache-control', 'public, max-age=300')
     .send(clientKeys.length > 0 ? (await loadClientKeys(clientKeys)).jwks : { keys: [] }));
 

@@ -7,18 +7,12 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { createLocalJWKSet, createRemoteJWKSet, customFetch as joseFetch, decodeJwt, jwtVerify, type JSONWebKeySet, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import { coded, errors, PortcullisError } from '../errors.js';
 import { withSpan } from '../tracing.js';
-import type { Config } from '../config/index.js';
 import { GroupOverage, type GroupOverageSettings, type GroupsUnavailable } from './group-overage.js';
 import { loadClientKeys, type ClientKey } from './client-keys.js';
 import { plainDuration, stepUpRequirement, stepUpShortfall } from '../policy/step-up.js';
 
 /** Text an IdP chose, for a message: printable ASCII only, and short. */
 const idpText = (s: string, max: number) => s.replace(/[^\x20-\x7e]/g, '').slice(0, max);
-
-/** The IdP client's settings from a Portcullis config: its `oidc` section and the one callback URL (publicUrl + /oauth2/callback). */
-export function idpSettingsOf(config: Pick<Config, 'oidc' | 'publicUrl'>): IdpSettings {
-  return { ...config.oidc, redirectUri: `${config.publicUrl}/oauth2/callback` };
-}
 
 export interface IdpSettings {
   issuer: string;
@@ -40,6 +34,8 @@ export interface IdpSettings {
   bearerTokenType?: 'any' | 'at+jwt';
   /** Entra ID group overage (oidc.groupOverage): groups fetched from Graph; undefined = off. */
   groupOverage?: Omit<GroupOverageSettings, 'timeoutMs'> | undefined;
+  /** Sent as `domain_hint` on the authorization request (config oidc.domainHint). */
+  domainHint?: string | undefined;
 }
 
 export interface IdpHooks {
@@ -350,6 +346,7 @@ export class IdentityProvider {
       if (this.meta?.claims_parameter_supported === true) params.claims = JSON.stringify({ id_token: { acr: { essential: true, values: p.acrValues } } });
     }
     if (p.maxAge !== undefined) params.max_age = String(p.maxAge);
+    if (this.settings.domainHint) params.domain_hint = this.settings.domainHint;
     return client.buildAuthorizationUrl(config, params).href;
   }
 

@@ -16,6 +16,12 @@ export interface Transaction {
   nonce: string;
   verifier: string;
   returnTo: string;
+  /**
+   * The provider the sign-in was started at (`oidc` id): the callback redeems the code there and
+   * nowhere else, so a code or ID token of another provider cannot complete it. Absent in
+   * transactions started before several providers: the first provider's.
+   */
+  provider?: string;
   createdAt: number;
   /** Step-up: the `acr_values` sent (the ID token's `acr` must be one of them). */
   acr?: string[];
@@ -42,12 +48,12 @@ export class TransactionCookies {
    * A new transaction and the Set-Cookie headers that store it (plus expiry of the oldest ones when
    * the cap is reached). The state carries the flow id so the callback finds its cookie.
    */
-  begin(requestCookies: Record<string, string | undefined>, values: { nonce: string; verifier: string; returnTo: string; acr?: string[]; maxAge?: number }): { txn: Transaction; setCookies: string[] } {
+  begin(requestCookies: Record<string, string | undefined>, values: { nonce: string; verifier: string; returnTo: string; provider: string; acr?: string[]; maxAge?: number }): { txn: Transaction; setCookies: string[] } {
     const now = this.now();
     // Flow id: creation time (so the oldest can be found without decrypting) + randomness.
     const id = now.toString(36).padStart(9, '0') + randomBytes(6).toString('base64url');
     const state = `${id}.${randomBytes(24).toString('base64url')}`;
-    const txn: Transaction = { t: 'txn', state, nonce: values.nonce, verifier: values.verifier, returnTo: values.returnTo, createdAt: now };
+    const txn: Transaction = { t: 'txn', state, nonce: values.nonce, verifier: values.verifier, returnTo: values.returnTo, provider: values.provider, createdAt: now };
     if (values.acr !== undefined) txn.acr = values.acr;
     if (values.maxAge !== undefined) txn.maxAge = values.maxAge;
     const name = this.cookies.txnPrefix + id;

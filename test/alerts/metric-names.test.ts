@@ -52,7 +52,7 @@ test('every metric the rules and the dashboard use is exported by a running Port
   assert.equal(res.statusCode, 200);
   const text = await res.body.text();
   // The traffic above is in it (the listener is the one that counted it).
-  assert.match(text, /^portcullis_logins_total\{result="success"\} 1$/m);
+  assert.match(text, /^portcullis_logins_total\{result="success",provider="default"\} 1$/m);
   assert.match(text, /^portcullis_upstream_errors_total\{route="down",kind="\w+"\} 1$/m);
 
   const primary = primaryMetrics();

@@ -99,7 +99,7 @@ test('a real Prometheus scraping Portcullis fires PortcullisIdTokenInvalid on an
 
   const alice = await loginViaHttp(`${s2.url}/home`, { user: 'alice', password: 'alice-password' });
   assert.equal(alice.status, 401, 'the sign-in with an RS256 ID token is refused');
-  assert.match(await (await request(`${s2.server.metricsUrl}/metrics`)).body.text(), /^portcullis_logins_total\{result="ERR_CALLBACK_ID_TOKEN_INVALID"\} 1$/m);
+  assert.match(await (await request(`${s2.server.metricsUrl}/metrics`)).body.text(), /^portcullis_logins_total\{result="ERR_CALLBACK_ID_TOKEN_INVALID",provider="default"\} 1$/m);
 
   const firing = await until('PortcullisIdTokenInvalid firing', async () => {
     const a = (await alerts()).find((x) => x.labels.alertname === 'PortcullisIdTokenInvalid' && x.state === 'firing');

@@ -53,11 +53,11 @@ test('private_key_jwt in a real browser: the example config signs alice in at oi
   const raw = { ...(parsed.value as Record<string, unknown>), listen: { host: '127.0.0.1', port }, metrics: false, rateLimit: { signIn: 0 } };
   const r = validateConfigObject(raw, {});
   if (!r.ok) throw new Error(formatIssues(r.issues));
-  assert.equal(r.config.oidc.tokenEndpointAuthMethod, 'private_key_jwt');
-  assert.equal(r.config.oidc.clientSecret, '', 'no client secret anywhere');
+  assert.equal(r.config.providers[0]!.tokenEndpointAuthMethod, 'private_key_jwt');
+  assert.equal(r.config.providers[0]!.clientSecret, '', 'no client secret anywhere');
   const server = await startServer(r.config, { logStream: new PassThrough() });
   t.after(() => server.close());
-  await server.runtime.idp.waitReady(10_000);
+  await server.runtime.providers.waitReady(10_000);
 
   const page = await context.newPage();
   page.on('request', (req) => { if (req.url().endsWith('/oauth2/client-jwks.json')) fetchedKeys.push(req.url()); });

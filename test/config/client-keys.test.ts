@@ -32,15 +32,15 @@ test('private_key_jwt with a PEM EC key or a JWK Set: valid, no client secret ne
   const b = rsa();
   const fromPem = check(PKJWT, { '/k/client': pem(a) });
   assert.ok(fromPem.ok, fromPem.ok ? '' : formatIssues(fromPem.issues));
-  assert.equal(fromPem.config.oidc.clientSecret, '');
-  assert.equal(fromPem.config.oidc.clientKeys.length, 1);
-  assert.equal(fromPem.config.oidc.clientKeys[0]!.alg, 'ES256');
-  assert.equal(fromPem.config.oidc.clientKeys[0]!.kid, undefined, 'PEM: kid derived later (RFC 7638)');
+  assert.equal(fromPem.config.providers[0]!.clientSecret, '');
+  assert.equal(fromPem.config.providers[0]!.clientKeys.length, 1);
+  assert.equal(fromPem.config.providers[0]!.clientKeys[0]!.alg, 'ES256');
+  assert.equal(fromPem.config.providers[0]!.clientKeys[0]!.kid, undefined, 'PEM: kid derived later (RFC 7638)');
   const set = check(PKJWT, { '/k/client': JSON.stringify({ keys: [jwk(b, { kid: 'one', alg: 'PS256' }), jwk(a, { kid: 'two' })] }) });
   assert.ok(set.ok, set.ok ? '' : formatIssues(set.issues));
-  assert.deepEqual(set.config.oidc.clientKeys.map((k) => [k.kid, k.alg]), [['one', 'PS256'], ['two', 'ES256']]);
+  assert.deepEqual(set.config.providers[0]!.clientKeys.map((k) => [k.kid, k.alg]), [['one', 'PS256'], ['two', 'ES256']]);
   const twoPem = check(PKJWT, { '/k/client': `${pem(a)}\n${pem(b)}` });
-  assert.ok(twoPem.ok && twoPem.config.oidc.clientKeys.length === 2);
+  assert.ok(twoPem.ok && twoPem.config.providers[0]!.clientKeys.length === 2);
 });
 
 test('private_key_jwt needs clientKeysFile and takes no client secret; clientKeysFile needs private_key_jwt — each at its key path', () => {

@@ -19,7 +19,7 @@ test('a minimal config is valid and gets documented defaults', () => {
   const c = r.config;
   assert.equal(c.listen.port, 8080);
   assert.equal(c.trustProxy, false);
-  assert.deepEqual(c.oidc.scopes, ['openid', 'email', 'profile']);
+  assert.deepEqual(c.providers[0]!.scopes, ['openid', 'email', 'profile']);
   assert.equal(c.session.store, 'cookie');
   assert.equal(c.session.idleTimeoutMs, 8 * 3600_000);
   assert.equal(c.routes[0]!.auth, 'required');
@@ -99,7 +99,7 @@ test('*File secrets are read like Kubernetes mounts them; both forms at once is 
   const raw = { ...base(), oidc: { issuer: 'https://idp.example.com', clientId: 'c', clientSecretFile: '/s/client' }, session: { secretsFile: '/s/sessions' } };
   const r = validateConfigObject(raw, {}, { readFile });
   assert.ok(r.ok, JSON.stringify(!r.ok && r.issues));
-  assert.equal(r.config.oidc.clientSecret, 'from-file');
+  assert.equal(r.config.providers[0]!.clientSecret, 'from-file');
   assert.deepEqual(r.config.session.secrets, [SECRET, 'y'.repeat(33)]);
   const both = validateConfigObject({ ...raw, oidc: { ...raw.oidc, clientSecret: 'x' } }, {}, { readFile });
   assert.ok(!both.ok && both.issues.some((i) => i.path === 'oidc.clientSecret' && /not both/.test(i.message)));
@@ -123,12 +123,12 @@ test('trustProxy takes a boolean or a list of addresses/CIDRs', () => {
 
 test('oidc.groupOverage: off when omitted; graphUrl an https origin (http only on loopback: the user\'s token goes there)', () => {
   const off = validateConfigObject(base(), {});
-  assert.ok(off.ok && off.config.oidc.groupOverage === undefined, 'no Graph call unless configured');
+  assert.ok(off.ok && off.config.providers[0]!.groupOverage === undefined, 'no Graph call unless configured');
   const on = validateConfigObject({ ...base(), oidc: { ...base().oidc, groupOverage: {} } }, {});
   assert.ok(on.ok, JSON.stringify(!on.ok && on.issues));
-  assert.deepEqual(on.config.oidc.groupOverage, { graphUrl: 'https://graph.microsoft.com', securityEnabledOnly: false, maxGroups: 5000 });
+  assert.deepEqual(on.config.providers[0]!.groupOverage, { graphUrl: 'https://graph.microsoft.com', securityEnabledOnly: false, maxGroups: 5000 });
   const sovereign = validateConfigObject({ ...base(), oidc: { ...base().oidc, groupOverage: { graphUrl: 'https://microsoftgraph.chinacloudapi.cn/' } } }, {});
-  assert.ok(sovereign.ok && sovereign.config.oidc.groupOverage!.graphUrl === 'https://microsoftgraph.chinacloudapi.cn');
+  assert.ok(sovereign.ok && sovereign.config.providers[0]!.groupOverage!.graphUrl === 'https://microsoftgraph.chinacloudapi.cn');
   assert.ok(validateConfigObject({ ...base(), oidc: { ...base().oidc, groupOverage: { graphUrl: 'http://127.0.0.1:8081' } } }, {}).ok);
   for (const [graphUrl, why] of [['http://graph.internal', /must be https/], ['https://graph.microsoft.com/v1.0', /origin only/], ['https://user:pw@graph.microsoft.com', /origin only|credentials/]] as const) {
     const bad = validateConfigObject({ ...base(), oidc: { ...base().oidc, groupOverage: { graphUrl } } }, {});

@@ -57,7 +57,7 @@ test('examples/idps/oidc-provider/portcullis.yaml signs alice in against the dev
   if (!r.ok) assert.fail(formatIssues(r.issues));
   const server = await startServer(r.config, { logStream: new Writable({ write(_c, _e, cb) { cb(); } }) });
   t.after(() => server.close());
-  await server.runtime.idp.waitReady(10_000);
+  await server.runtime.providers.waitReady(10_000);
 
   const alice = await loginViaHttp(`${url}/admin/panel`, ALICE);
   assert.equal(alice.status, 200, alice.body.slice(0, 300));

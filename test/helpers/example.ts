@@ -12,6 +12,6 @@ export async function startExample(t: CleanupScope, file: string, vars: Record<s
   const config = { ...r.config, listen: { host: '127.0.0.1', port }, metrics: null, logLevel: 'warn' as const, rateLimit: { ...r.config.rateLimit, signIn: 0 } };
   const server = await startServer(config, { logStream: new Writable({ write(_c, _e, cb) { cb(); } }), now: opts.now });
   t.after(() => server.close());
-  await server.runtime.idp.waitReady(10_000);
+  await server.runtime.providers.waitReady(10_000);
   return server;
 }

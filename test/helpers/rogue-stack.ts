@@ -42,6 +42,6 @@ export async function startRogueStack(t: CleanupScope, opts: { rogue?: RogueIdpO
   const logStream = new Writable({ write(chunk, _enc, cb) { logs.push(...String(chunk).split('\n').filter(Boolean)); cb(); } });
   const server = await startServer(r.config, { logStream });
   t.after(() => server.close());
-  if (opts.waitReady !== false) await server.runtime.idp.waitReady(10_000);
+  if (opts.waitReady !== false) await server.runtime.providers.waitReady(10_000);
   return { rogue, upstream, server, url, logs };
 }

@@ -77,6 +77,6 @@ export async function startStack(t: CleanupScope, opts: StackOptions = {}): Prom
   const logStream = new Writable({ write(chunk, _enc, cb) { logs.push(...String(chunk).split('\n').filter(Boolean)); cb(); } });
   const server = await startServer(r.config, { logStream, now: opts.now, sessionCacheWindowMs: opts.sessionCacheWindowMs });
   t.after(() => server.close());
-  await server.runtime.idp.waitReady(10_000);
+  await server.runtime.providers.waitReady(10_000);
   return { idp, upstream, server, config: r.config, url, logs };
 }

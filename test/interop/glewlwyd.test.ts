@@ -325,8 +325,8 @@ describe('Glewlwyd interop', { skip }, () => {
         .replaceAll('http://admin.internal:8080', upstreamUrl)
         .replaceAll('http://app.internal:8080', upstreamUrl), DOC_ENV).value as Record<string, unknown>,
     });
-    assert.equal(s.config.oidc.issuer, `${idp.origin}/api/oidc`);
-    assert.equal(s.config.oidc.tokenEndpointAuthMethod, 'client_secret_post');
+    assert.equal(s.config.providers[0]!.issuer, `${idp.origin}/api/oidc`);
+    assert.equal(s.config.providers[0]!.tokenEndpointAuthMethod, 'client_secret_post');
     const page = await context.newPage();
     await page.goto(`${s.url}/admin/panel`, { waitUntil: 'domcontentloaded' });
     await idp.signIn(page, ALICE);

@@ -185,8 +185,8 @@ describe('LemonLDAP::NG interop', { skip, concurrency: 2 }, () => {
           SESSION_SECRET: 'interop-session-secret-0123456789-abcdefghij',
         }).value as Record<string, unknown>,
       });
-      assert.equal(s.config.oidc.issuer, idp.origin);
-      assert.equal(s.config.oidc.tokenEndpointAuthMethod, 'client_secret_post');
+      assert.equal(s.config.providers[0]!.issuer, idp.origin);
+      assert.equal(s.config.providers[0]!.tokenEndpointAuthMethod, 'client_secret_post');
       const page = await context.newPage();
       const status = lastNavigationStatus(page);
       await page.goto(`${s.url}/admin/panel`, { waitUntil: 'domcontentloaded' });

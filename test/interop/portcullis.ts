@@ -82,6 +82,6 @@ export async function startInteropStack(t: CleanupScope, idp: InteropIdp, opts: 
   const logStream = new Writable({ write(chunk, _enc, cb) { logs.push(...String(chunk).split('\n').filter(Boolean)); cb(); } });
   const server = await startServer(r.config, { logStream, now: opts.now });
   t.after(() => server.close());
-  await server.runtime.idp.waitReady(10_000);
+  await server.runtime.providers.waitReady(10_000);
   return { server, upstream, config: r.config, url, client, logs };
 }

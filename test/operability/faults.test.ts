@@ -94,7 +94,7 @@ test('JWKS rotated between two logins: the second login verifies with the new ke
   const url = `http://127.0.0.1:${port}`;
   const first = await devIdpOn(t, idpPort, url);
   const p = await proxy(t, { port, issuer: first.issuer, upstream: upstream.url });
-  await p.server.runtime.idp.waitReady(5_000);
+  await p.server.runtime.providers.waitReady(5_000);
   const one = await loginViaHttp(`${url}/x`, ALICE);
   assert.equal(one.status, 200, 'first login');
 
@@ -115,7 +115,7 @@ test('IdP clock 45 s ahead: refused with the default 30 s tolerance, accepted wi
   const attempt = async (skew: number, oidc: Record<string, unknown> = {}) => {
     const rogue = await startRogueIdp(t, { claims: { iat: now + skew, exp: now + skew + 120 } });
     const p = await proxy(t, { port: await freePort(), issuer: rogue.issuer, clientId: rogue.clientId, clientSecret: rogue.clientSecret, upstream: upstream.url, oidc });
-    await p.server.runtime.idp.waitReady(5_000);
+    await p.server.runtime.providers.waitReady(5_000);
     const jar = new CookieJar();
     const r = await followRedirects(`${p.url}/p`, jar);
     return { r, session: jar.get('portcullis', p.url) };
@@ -180,7 +180,7 @@ test('token endpoint failing during the callback (500, HTML, hanging past oidc.t
   const idp = await startFaultyIdp(t);
   const upstream = await startTestUpstream(t);
   const p = await proxy(t, { port: await freePort(), issuer: idp.issuer, upstream: upstream.url, oidc: { timeout: '1s' } });
-  await p.server.runtime.idp.waitReady(5_000);
+  await p.server.runtime.providers.waitReady(5_000);
   const cases: Array<[TokenFault, number, string]> = [
     ['json-500', 502, 'ERR_IDP_BAD_RESPONSE'],
     ['text-500', 502, 'ERR_IDP_BAD_RESPONSE'],
@@ -206,8 +206,8 @@ test('token endpoint failing during the callback (500, HTML, hanging past oidc.t
   assert.equal((await status(`${p.url}/healthz`)).status, 200, 'still up');
   assert.equal((await status(`${p.url}/readyz`)).status, 200, 'still ready: a failing token endpoint is not an outage of discovery');
   const metrics = await (await request(`${p.server.metricsUrl}/metrics`)).body.text();
-  assert.match(metrics, /portcullis_logins_total\{result="ERR_IDP_BAD_RESPONSE"\} 3/);
-  assert.match(metrics, /portcullis_logins_total\{result="ERR_IDP_TIMEOUT"\} 1/);
+  assert.match(metrics, /portcullis_logins_total\{result="ERR_IDP_BAD_RESPONSE",provider="default"\} 3/);
+  assert.match(metrics, /portcullis_logins_total\{result="ERR_IDP_TIMEOUT",provider="default"\} 1/);
 });
 
 test('an upstream resetting mid-body: the client connection is aborted (never a clean truncated response) and the proxy stays healthy', async (t) => {

@@ -34,12 +34,13 @@ async function json(url: string, cookie = '') {
 const CONTRACT: Array<[string, string[]]> = [
   ['portcullis_http_requests_total', ['route', 'status']],
   ['portcullis_http_request_duration_seconds', ['route']],
-  ['portcullis_auth_decisions_total', ['route', 'decision']],
-  ['portcullis_logins_total', ['result']],
-  ['portcullis_session_refresh_total', ['result']],
+  // `provider` (issue 16): the `oidc` id, empty on a decision without an identity.
+  ['portcullis_auth_decisions_total', ['route', 'decision', 'provider']],
+  ['portcullis_logins_total', ['result', 'provider']],
+  ['portcullis_session_refresh_total', ['result', 'provider']],
   ['portcullis_session_cache_hits_total', []],
   ['portcullis_session_cache_misses_total', []],
-  ['portcullis_idp_request_duration_seconds', ['endpoint']],
+  ['portcullis_idp_request_duration_seconds', ['endpoint', 'provider']],
   ['portcullis_upstream_errors_total', ['route']],
 ];
 

@@ -12,6 +12,8 @@ import { chartValues, examplesDir, listFiles, readText, rel, renderedConfig, SEC
 const SECRET_48 = 'x7Qp2LmN9vRt4KsW8yZc3HdF6jBg1AeU5oIrT0nMqPlKsJhG';
 const env: Record<string, string> = {
   OIDC_CLIENT_SECRET: 'example-client-secret',
+  CORP_CLIENT_SECRET: 'example-corp-client-secret',
+  PARTNERS_CLIENT_SECRET: 'example-partners-client-secret',
   SESSION_SECRET: SECRET_48,
   REDIS_URL: 'redis://redis.example.internal:6379',
   REDIS_PASSWORD: 'example-redis-password',

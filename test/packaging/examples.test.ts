@@ -58,8 +58,8 @@ test('examples/README.md links every example folder', () => {
 });
 
 test('every example folder has a README and a portcullis.yaml (idps: one per provider)', () => {
-  for (const f of ['grafana', 'legacy-app', 'nginx', 'traefik', 'api-tokens', 'entra-group-overage', 'idps']) assert.ok(existsSync(join(examplesDir, f, 'README.md')), `${f}/README.md`);
-  for (const f of ['grafana', 'legacy-app', 'nginx', 'traefik', 'api-tokens', 'entra-group-overage', ...IDP_PAGES.map((idp) => `idps/${idp}`)]) {
+  for (const f of ['grafana', 'legacy-app', 'nginx', 'traefik', 'api-tokens', 'entra-group-overage', 'multi-provider', 'idps']) assert.ok(existsSync(join(examplesDir, f, 'README.md')), `${f}/README.md`);
+  for (const f of ['grafana', 'legacy-app', 'nginx', 'traefik', 'api-tokens', 'entra-group-overage', 'multi-provider', ...IDP_PAGES.map((idp) => `idps/${idp}`)]) {
     assert.ok(existsSync(join(examplesDir, f, 'portcullis.yaml')), `${f}/portcullis.yaml`);
   }
 });

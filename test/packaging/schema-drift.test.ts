@@ -77,4 +77,5 @@ test('the schema\'s claim-rule language is the rule compiler\'s: the same combin
   const branches = CONFIG_DEFINITIONS.claimRule.anyOf.map((b) => Object.keys(b.properties));
   assert.deepEqual(branches.slice(0, 3), [['all'], ['any'], ['not']]);
   assert.deepEqual(branches[3], ['claim', ...OPERATORS]);
+  assert.deepEqual(branches[4], ['provider']);
 });

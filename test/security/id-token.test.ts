@@ -110,11 +110,11 @@ test('a discovery document naming another issuer: never ready, sign-in answers 5
   });
   // Wait until discovery was actually tried (and refused), not merely pending.
   const t0 = Date.now();
-  while (!s.rogue.hits.includes('/.well-known/openid-configuration') || s.server.runtime.idp.lastError === undefined) {
+  while (!s.rogue.hits.includes('/.well-known/openid-configuration') || s.server.runtime.providers.first.idp.lastError === undefined) {
     assert.ok(Date.now() - t0 < 5000, 'discovery was attempted');
     await new Promise((r) => setTimeout(r, 25));
   }
-  assert.equal(s.server.runtime.idp.ready, false);
+  assert.equal(s.server.runtime.providers.first.idp.ready, false);
   const ready = await request(`${s.url}/readyz`);
   const readyBody = await ready.body.text();
   assert.equal(ready.statusCode, 503, readyBody);

@@ -29,8 +29,8 @@ for (const method of ['client_secret_basic', 'client_secret_post'] as const) {
     assert.match(r.body, /Sign in again/);
     assert.equal(r.jar.get('portcullis', s.url), undefined, 'no session');
 
-    assert.match(await loginsMetric(s.server.metricsUrl!), /portcullis_logins_total\{result="ERR_CALLBACK_CLIENT_AUTH"\} 1/);
-    assert.match(await loginsMetric(s.server.metricsUrl!), /portcullis_logins_total\{result="ERR_CALLBACK_CODE_REJECTED"\} 0$/m, 'not counted as a refused code');
+    assert.match(await loginsMetric(s.server.metricsUrl!), /portcullis_logins_total\{result="ERR_CALLBACK_CLIENT_AUTH",provider="default"\} 1/);
+    assert.match(await loginsMetric(s.server.metricsUrl!), /portcullis_logins_total\{result="ERR_CALLBACK_CODE_REJECTED",provider="default"\} 0$/m, 'not counted as a refused code');
 
     const code = new URL(r.finalUrl).searchParams.get('code');
     assert.ok(code, 'the callback carried a code');
@@ -64,8 +64,8 @@ test('a code used twice is still "the sign-in code was refused" (invalid_grant),
   assert.equal(replay.status, 400, replay.body);
   assert.match(replay.body, /ERR_CALLBACK_CODE_REJECTED/);
   const m = await loginsMetric(s.server.metricsUrl!);
-  assert.match(m, /result="ERR_CALLBACK_CODE_REJECTED"\} 1/);
-  assert.match(m, /portcullis_logins_total\{result="ERR_CALLBACK_CLIENT_AUTH"\} 0$/m);
+  assert.match(m, /result="ERR_CALLBACK_CODE_REJECTED",provider="default"\} 1/);
+  assert.match(m, /portcullis_logins_total\{result="ERR_CALLBACK_CLIENT_AUTH",provider="default"\} 0$/m);
   const line = s.logs.find((l) => l.includes('ERR_CALLBACK_CODE_REJECTED'));
   assert.match(String(line), /invalid_grant/, `the IdP's error is logged: ${line}`);
   assert.ok(!s.logs.join('\n').includes(code), 'the code never reaches the log');
@@ -81,7 +81,7 @@ test('the IdP unreachable at the callback is "identity provider unavailable" (50
   assert.equal(r.status, 503, r.body);
   assert.match(r.body, /ERR_IDP_UNAVAILABLE/);
   const m = await loginsMetric(s.server.metricsUrl!);
-  assert.match(m, /result="ERR_IDP_UNAVAILABLE"\} 1/);
-  assert.match(m, /portcullis_logins_total\{result="ERR_CALLBACK_CODE_REJECTED"\} 0$/m);
-  assert.match(m, /portcullis_logins_total\{result="ERR_CALLBACK_CLIENT_AUTH"\} 0$/m);
+  assert.match(m, /result="ERR_IDP_UNAVAILABLE",provider="default"\} 1/);
+  assert.match(m, /portcullis_logins_total\{result="ERR_CALLBACK_CODE_REJECTED",provider="default"\} 0$/m);
+  assert.match(m, /portcullis_logins_total\{result="ERR_CALLBACK_CLIENT_AUTH",provider="default"\} 0$/m);
 });

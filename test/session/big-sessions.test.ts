@@ -105,6 +105,6 @@ test('a session that truly cannot fit: a clear 500 page (not a 502), no session 
   assert.ok(!r.jar.names(s.url).some((n) => n === name || n.startsWith(`${name}_`)), 'no session cookie set');
   const metrics = await s.server.runtime.metrics.registry.metrics();
   assert.match(metrics, /portcullis_sessions_too_large_total\{when="sign_in"\} 1/);
-  assert.match(metrics, /portcullis_logins_total\{result="ERR_SESSION_TOO_LARGE"\} 1/);
+  assert.match(metrics, /portcullis_logins_total\{result="ERR_SESSION_TOO_LARGE",provider="default"\} 1/);
   assert.ok(s.logs.some((l) => l.includes('ERR_SESSION_TOO_LARGE') && l.includes('3000 groups')), 'the operator\'s log says why');
 });

@@ -27,7 +27,7 @@ async function rogueStack(t: CleanupScope, opts: { userinfo?: boolean } = {}) {
   if (!r.ok) throw new Error(formatIssues(r.issues));
   const server = await startServer(r.config, { now: () => Date.now() + offset });
   t.after(() => server.close());
-  await server.runtime.idp.waitReady(10_000);
+  await server.runtime.providers.waitReady(10_000);
   return { rogue, upstream, url, advance: (ms: number) => { offset += ms; } };
 }
 

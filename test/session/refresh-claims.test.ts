@@ -65,7 +65,7 @@ test('refresh with oidc.userinfo: userinfo is read again and must name the same 
   if (!r.ok) throw new Error(formatIssues(r.issues));
   const server = await startServer(r.config, { now: () => Date.now() + offset });
   t.after(() => server.close());
-  await server.runtime.idp.waitReady(10_000);
+  await server.runtime.providers.waitReady(10_000);
   const jar = new CookieJar();
   assert.equal((await followRedirects(`${url}/start`, jar)).status, 200);
   assert.equal(upstream.requests.at(-1)!.headers['x-dept'], 'from-userinfo');

@@ -111,7 +111,7 @@ test('private_key_jwt: sign-in, refresh, token exchange, introspection and sign-
   // Refresh (through the same code the session refresh uses).
   const record = await sessionRecord(s, login.jar);
   assert.ok(record.refreshToken, 'a refresh token was issued');
-  const refreshed = await s.server.runtime.idp.refresh(record.refreshToken!, record.claims, record.idToken);
+  const refreshed = await s.server.runtime.providers.first.idp.refresh(record.refreshToken!, record.claims, record.idToken);
   assert.equal(refreshed.claims.sub, 'alice');
   const refreshAssertions = seen.filter((a) => a.route === 'token');
   assert.equal(refreshAssertions.length, 2, 'the refresh request carried an assertion');
@@ -140,7 +140,7 @@ test('private_key_jwt: sign-in, refresh, token exchange, introspection and sign-
   await out.body.dump();
   assert.equal(out.statusCode, 303);
   assert.equal(seen.filter((a) => a.route === 'revocation').length, 1, 'the revocation request carried an assertion');
-  await assert.rejects(s.server.runtime.idp.refresh(current.refreshToken!, current.claims, current.idToken),
+  await assert.rejects(s.server.runtime.providers.first.idp.refresh(current.refreshToken!, current.claims, current.idToken),
     (err: unknown) => err instanceof PortcullisError && err.code === 'ERR_REFRESH_INVALID_GRANT', 'the revoked refresh token is refused');
 
   // Every assertion is single use and none reached a log line.
@@ -181,7 +181,7 @@ test('a key the IdP does not know: the IdP refuses it â†’ ERR_CALLBACK_CLIENT_AU
   assert.ok(line, 'the refusal is logged with its code');
   assert.match(JSON.stringify(line), /invalid_client/, 'with the IdP\'s own error');
   // The same through `portcullis doctor`'s probe: a made-up code with this client authentication.
-  const idp = s.server.runtime.idp;
+  const idp = s.server.runtime.providers.first.idp;
   const query = new URLSearchParams({ code: 'made-up', state: 'x', iss: s.idp.issuer }).toString();
   await assert.rejects(idp.completeSignIn(query, { state: 'x', nonce: 'n', verifier: 'v'.repeat(43) }),
     (err: unknown) => err instanceof PortcullisError && err.code === 'ERR_CALLBACK_CLIENT_AUTH');
@@ -212,7 +212,7 @@ test('key rotation through the jwks_uri: a second key published, then promoted â
     if (!r.ok) throw new Error(formatIssues(r.issues));
     const server = await startServer(r.config, { logStream: new (await import('node:stream')).PassThrough() });
     t.after(() => server.close());
-    await server.runtime.idp.waitReady(10_000);
+    await server.runtime.providers.waitReady(10_000);
     return server;
   };
   const kidOf = (a: { assertion: string }) => decodeProtectedHeader(a.assertion).kid;
