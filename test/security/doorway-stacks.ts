@@ -10,7 +10,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { importJWK, SignJWT, type JWK } from 'jose';
 import { startStack, type Stack } from '../helpers/stack.js';
 import { loginViaHttp } from '../helpers/browserless-login.js';
-import type { CleanupScope } from '../helpers/idp.js';
+import type { CleanupScope, TestIdpOptions } from '../helpers/idp.js';
 import { REFRESH_MIN_INTERVAL_MS } from '../../src/session/refresh.js';
 
 export const DOORWAY_AUDIENCE = 'urn:portcullis-doorways';
@@ -38,13 +38,13 @@ export interface DoorwayStacks {
   token(claims: Record<string, unknown> & { sub: string }): Promise<string>;
 }
 
-export async function startDoorwayStacks(t: CleanupScope, opts: { routes: Array<Record<string, unknown>>; edit?: (raw: Record<string, unknown>) => void; user: { user: string; password: string } }): Promise<DoorwayStacks> {
+export async function startDoorwayStacks(t: CleanupScope, opts: { routes: Array<Record<string, unknown>>; edit?: (raw: Record<string, unknown>) => void; user: { user: string; password: string }; users?: TestIdpOptions['users'] }): Promise<DoorwayStacks> {
   const jwk = { ...(generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' }) as JWK), kid: 'doorway-stacks', alg: 'RS256', use: 'sig' };
   const edit = (raw: Record<string, unknown>) => {
     (raw.oidc as Record<string, unknown>).bearerAudiences = [DOORWAY_AUDIENCE];
     opts.edit?.(raw);
   };
-  const A = await startStack(t, { routes: opts.routes, idp: { keys: { keys: [jwk] }, ttl: { AccessToken: TOKEN_TTL_S, IdToken: TOKEN_TTL_S } }, edit });
+  const A = await startStack(t, { routes: opts.routes, idp: { keys: { keys: [jwk] }, ttl: { AccessToken: TOKEN_TTL_S, IdToken: TOKEN_TTL_S }, users: opts.users }, edit });
   const B = await startStack(t, { routes: opts.routes, existingIdp: A.idp, edit, sessionCache: false });
   let offset = 0;
   const C = await startStack(t, { routes: opts.routes, existingIdp: A.idp, edit, now: () => Date.now() + offset });
@@ -84,7 +84,8 @@ export function doorwayHead(d: Doorway, port: number, path: string, credential: 
     requestLine = 'GET /oauth2/auth HTTP/1.1';
     lines = [host, ['X-Forwarded-Method', 'GET'], ['X-Forwarded-Proto', 'http'], ['X-Forwarded-Host', `127.0.0.1:${port}`], ['X-Forwarded-Uri', path], ...credential, ...extra];
   } else {
-    lines = [host, ['Accept', 'application/json'], ...credential, ...extra];
+    const accept: Array<[string, string]> = extra.some(([n]) => n.toLowerCase() === 'accept') ? [] : [['Accept', 'application/json']];
+    lines = [host, ...accept, ...credential, ...extra];
   }
   return `${[requestLine, ...lines.map(([k, v]) => `${k}: ${v}`)].join('\r\n')}\r\n\r\n`;
 }

@@ -454,7 +454,7 @@ const ROWS: Row[] = [
     },
     na: { f: NA.fNoUpstream },
   },
-  // Odd bytes in claims are covered elsewhere (test/identity).
+  // Odd bytes in claims: test/security/doorways-odd-claims.test.ts (every doorway) and test/identity/claims-property.test.ts.
 ];
 
 // ---------------------------------------------------------------------------------------------
