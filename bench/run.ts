@@ -40,7 +40,7 @@ const USAGE = `usage: npm run bench -- [options]
   --connections N     autocannon connections (default 50)
   --fixed-rate R      instead of max throughput: R req/s open loop, report p99 added over direct
   --fixed-rate-tool T paced (default: evenly spaced requests) | autocannon (overallRate; bursty)
-  --scenarios LIST    comma list of: ${['direct', 'baseline', 'public', 'auth', 'nocache', 'unauth', 'redis', 'apache', 'apache-plain', 'bearer-jwt', 'bearer-introspect', 'bearer-introspect-uncached'].join(', ')}
+  --scenarios LIST    comma list of: ${['direct', 'baseline', 'public', 'auth', 'stepup', 'nocache', 'unauth', 'redis', 'apache', 'apache-plain', 'bearer-jwt', 'bearer-introspect', 'bearer-introspect-uncached'].join(', ')}
                       (default: all but baseline and apache-plain)
   --workers W         Portcullis "workers" setting (default 1)
   --log-level L       Portcullis "logLevel" (default: not set, i.e. Portcullis's default, info)
@@ -242,6 +242,9 @@ async function main(): Promise<number> {
   idp = await startDevIdp({
     host: '127.0.0.1',
     keys: { keys: [idpKey] },
+    // The stepup scenario's session is an mfa sign-in; with acr values every ID token carries acr and
+    // auth_time, the same for every scenario and build.
+    ...(WANTED.has('stepup') ? { acrValues: ['pwd', 'mfa'] } : {}),
     clients: [
       { ...proxyClient, redirect_uris: [proxyBase, redisProxyBase, noCacheBase, bearerBase, `http://127.0.0.1:${refProxyPort}`, `http://127.0.0.1:${refNoCachePort}`].map((b) => `${b}/oauth2/callback`) },
       { ...apacheClient, redirect_uris: [`${apacheBase}/oauth2/callback`] },
@@ -249,7 +252,7 @@ async function main(): Promise<number> {
   });
   log(`upstream ${upstream}, dev IdP ${idp.issuer}`);
 
-  const proxyConfig = (port: number, metricsPort: number, session: Record<string, unknown>) => ({
+  const proxyConfig = (port: number, metricsPort: number, session: Record<string, unknown>, extraRoutes: Array<Record<string, unknown>> = []) => ({
     listen: { host: '127.0.0.1', port },
     publicUrl: `http://127.0.0.1:${port}`,
     workers: WORKERS,
@@ -259,10 +262,14 @@ async function main(): Promise<number> {
     session: { secrets: [randomBytes(32).toString('base64url')], ...session },
     routes: [
       { name: 'public', match: { path: '/public' }, upstream, auth: 'public' },
+      ...extraRoutes,
       // The same rule as Apache's `Require claim groups:admin`.
       { name: 'app', match: { path: '/' }, upstream, allow: { claim: 'groups', contains: 'admin' } },
     ],
   });
+  // The stepup scenario's route: the app's rule plus a step-up the session meets (this build only:
+  // an older one may not know the key).
+  const stepUpRoutes = [{ name: 'stepup', match: { path: '/stepup' }, upstream, allow: { claim: 'groups', contains: 'admin' }, stepUp: { acr: ['mfa', 'phr'], maxAge: '1h' } }];
 
   const scenarios: Scenario[] = [];
   const add = (s: Omit<Scenario, 'runs'>) => { if (WANTED.has(baseKey(s.key))) scenarios.push({ ...s, runs: [] }); };
@@ -296,9 +303,9 @@ async function main(): Promise<number> {
   ];
   for (const b of builds) {
     const base = `http://127.0.0.1:${b.port}`;
-    const needsProxy = ['public', 'auth', 'unauth'].some((k) => WANTED.has(k) && (b.suffix === '' || COMPARED.includes(k)));
+    const needsProxy = ['public', 'auth', 'unauth', 'stepup'].some((k) => WANTED.has(k) && (b.suffix === '' || COMPARED.includes(k)));
     if (needsProxy) {
-      const proxy = await startPortcullis(`portcullis${b.suffix}`, proxyConfig(b.port, b.metrics, { store: 'cookie' }), b.root);
+      const proxy = await startPortcullis(`portcullis${b.suffix}`, proxyConfig(b.port, b.metrics, { store: 'cookie' }, b.suffix === '' && WANTED.has('stepup') ? stepUpRoutes : []), b.root);
       const cookie = await signInHttp(base);
       add({
         key: `public${b.suffix}`, name: `Portcullis public route (no auth)${b.label}`, proxy, url: `${base}/public${PATH}`, headers: API, expect: (s) => s === 200,
@@ -309,6 +316,15 @@ async function main(): Promise<number> {
         browserCookies: true, signInCookie: cookie, cookieAt: Date.now(),
         check: (r) => checkIdentity(r, echoed(r.body)),
       });
+      if (b.suffix === '' && WANTED.has('stepup')) {
+        // Signed in through the step-up route: an mfa session, which the route admits (the check runs on every request).
+        const stepUpCookie = await signInHttp(base, '/stepup/login');
+        add({
+          key: 'stepup', name: 'Portcullis step-up route, met (cookie store)', proxy, url: `${base}/stepup${PATH}`, headers: { ...API, cookie: stepUpCookie }, expect: (s) => s === 200,
+          browserCookies: true, signInCookie: stepUpCookie, cookieAt: Date.now(),
+          check: (r) => checkIdentity(r, echoed(r.body)),
+        });
+      }
       if (b.suffix === '') {
         add({
           key: 'unauth', name: 'Portcullis no session -> 302 to IdP', proxy, url: base + PATH, headers: BROWSER_NAV, expect: (s) => s === 302,
@@ -441,7 +457,7 @@ async function main(): Promise<number> {
   }
 
   if (scenarios.length === 0) throw new Error('no scenario left to run');
-  const order = ['direct', 'baseline', 'apache-plain', 'public', 'auth', 'nocache', 'redis', 'unauth', 'apache'];
+  const order = ['direct', 'baseline', 'apache-plain', 'public', 'auth', 'stepup', 'nocache', 'redis', 'unauth', 'apache'];
   // A --compare scenario runs right after (or, every other round, right before) its current-build twin.
   const rank = (k: string) => order.indexOf(baseKey(k)) * 2 + (k === baseKey(k) ? 0 : 1);
   scenarios.sort((a, b) => rank(a.key) - rank(b.key));
@@ -592,11 +608,11 @@ async function main(): Promise<number> {
   }
 }
 
-/** Signs alice in over HTTP (test/helpers/browserless-login.ts) and returns the proxy's Cookie header. */
-async function signInHttp(base: string): Promise<string> {
+/** Signs alice in over HTTP (test/helpers/browserless-login.ts), starting at `path`, and returns the proxy's Cookie header. */
+async function signInHttp(base: string, path = '/bench/login'): Promise<string> {
   const jar = new CookieJar();
-  const r = await loginViaHttp(`${base}/bench/login?from=http`, { ...ALICE, jar });
-  if (r.status !== 200 || r.finalUrl !== `${base}/bench/login?from=http`) {
+  const r = await loginViaHttp(`${base}${path}?from=http`, { ...ALICE, jar });
+  if (r.status !== 200 || r.finalUrl !== `${base}${path}?from=http`) {
     throw new Error(`sign-in at ${base} ended with ${r.status} at ${r.finalUrl}:\n${r.hops.map((h) => `  ${h.status} ${h.url}`).join('\n')}`);
   }
   // Every port of 127.0.0.1 shares one jar: keep the proxy's cookies, not the IdP's op_* ones.
@@ -749,7 +765,7 @@ function throughputReport(scenarios: Scenario[]): { table: string; ratios: strin
   const rows = [['scenario', 'req/s', 'x direct', 'x public', 'p50 ms', 'p99 ms', 'RSS MB', 'CPU %', 'CPU µs/req', 'other CPU %', 'bad/total', 'sock err']];
   for (const sc of scenarios) {
     const s = sc.summary!;
-    const isPortcullis = ['public', 'auth', 'nocache', 'redis', 'unauth'].includes(baseKey(sc.key));
+    const isPortcullis = ['public', 'auth', 'stepup', 'nocache', 'redis', 'unauth'].includes(baseKey(sc.key));
     // A --compare scenario is set against the other build's own public route.
     const ownPublic = sc.key === baseKey(sc.key) ? pub : by(`public${sc.key.slice(baseKey(sc.key).length)}`);
     rows.push([sc.name, f(s.rps, 0), f(x(s.rps, direct?.rps), 3), isPortcullis ? f(x(s.rps, ownPublic?.rps), 3) : '-', f(s.p50, 2), f(s.p99, 2),
@@ -765,6 +781,7 @@ function throughputReport(scenarios: Scenario[]): { table: string; ratios: strin
   const apache = by('apache');
   ratio('authenticated / public', auth, pub, 'target ≥ 0.8×, issue #8: ≥ 0.9×');
   ratio('authenticated, session cache on / cache off', auth, by('nocache'), 'what the verified-session LRU buys, issue #4');
+  ratio('step-up route (met) / authenticated', by('stepup'), auth, 'issue 16: nothing measurable, ≈ 1.0×');
   ratio('authenticated, session cache off / public', by('nocache'), pub);
   ratio('authenticated (Redis store) / public', by('redis'), pub);
   ratio('no session 302 / public', by('unauth'), pub);

@@ -5,6 +5,7 @@ import { normalizeTarget } from '../routing/normalize.js';
 import { compileMatcher } from '../routing/match.js';
 import { authorize } from '../policy/decide.js';
 import { explainRule, formatTrace } from '../policy/rules.js';
+import { describeStepUp, stepUpShortfall } from '../policy/step-up.js';
 
 export interface ExplainResult { exitCode: 0 | 1 | 3; text: string }
 
@@ -54,6 +55,13 @@ export function explain(config: Config, url: string, method: string, claims: Rec
     lines.push('rule:       (none: any signed-in user)');
   }
   if (!claims && route.auth === 'required') lines.push('claims:     none given (--claims FILE.json) → treated as signed out');
+  // The door's step-up check, on the given claims' acr and auth_time, now.
+  const shortfall = route.stepUp && claims && d.allowed ? stepUpShortfall(route.stepUp, claims, Date.now()) : undefined;
+  if (route.stepUp) lines.push(`step-up:    ${describeStepUp(route.stepUp)}${claims && d.allowed ? ` — ${shortfall ? `not met (${shortfall === 'acr' ? `acr ${JSON.stringify(claims.acr ?? null)}` : `auth_time ${JSON.stringify(claims.auth_time ?? null)}`})` : 'met'}` : ''}`);
+  if (shortfall) {
+    lines.push(`decision:   STEP UP (step-up-${shortfall}: a browser is sent to sign in again, other clients get 401 insufficient_user_authentication)`);
+    return { exitCode: 3, text: lines.join('\n') };
+  }
   lines.push(`decision:   ${d.allowed ? 'ALLOW' : 'DENY'} (${d.reasons.join(', ')})`);
   return { exitCode: d.allowed ? 0 : 3, text: lines.join('\n') };
 }

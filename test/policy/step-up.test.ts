@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { describeStepUp, signInTooOld, stepUpRequirement, stepUpShortfall, type StepUpShortfall } from '../../src/policy/step-up.js';
 import { validateConfigObject } from '../../src/config/index.js';
+import { explain } from '../../src/cli/explain.js';
 
 const NOW = 1_800_000_000_000;
 const sec = (msAgo: number) => Math.floor((NOW - msAgo) / 1000);
@@ -84,4 +85,19 @@ test('stepUp is refused where it makes no sense, each problem at its key path', 
     assert.ok(found, `${JSON.stringify(route)}: an issue at ${path} (got ${JSON.stringify(r.issues)})`);
     assert.match(found.message, message, JSON.stringify(route));
   }
+});
+
+test('portcullis explain says what a route\'s step-up needs and whether the given claims meet it', () => {
+  const r = validateConfigObject(config({ stepUp: { acr: ['phr', 'mfa'], maxAge: '10m' } }), {});
+  assert.ok(r.ok);
+  const now = Math.floor(Date.now() / 1000);
+  const weak = explain(r.config, 'https://apps.example.com/console', 'GET', { sub: 'a', acr: 'pwd', auth_time: now });
+  assert.equal(weak.exitCode, 3);
+  assert.match(weak.text, /step-up: {4}a sign-in with one of the authentication levels phr, mfa, at most 10 minutes old — not met \(acr "pwd"\)/);
+  assert.match(weak.text, /decision: {3}STEP UP \(step-up-acr/);
+  const old = explain(r.config, 'https://apps.example.com/console', 'GET', { sub: 'a', acr: 'mfa', auth_time: now - 3600 });
+  assert.match(old.text, /not met \(auth_time \d+\)/);
+  const ok = explain(r.config, 'https://apps.example.com/console', 'GET', { sub: 'a', acr: 'mfa', auth_time: now });
+  assert.equal(ok.exitCode, 0);
+  assert.match(ok.text, / — met\n/);
 });
