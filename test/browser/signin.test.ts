@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Page, Response } from 'playwright-core';
 import { startStack } from '../helpers/stack.js';
-import { launchChromium, signInAtDevIdp } from '../helpers/chromium.js';
+import { launchChromium, recordNavigations, signInAtDevIdp } from '../helpers/chromium.js';
 import { identityHeader } from '../interop/pages.js';
 
 const ALICE = { user: 'alice', password: 'alice-password' };
@@ -12,15 +12,6 @@ const BOB = { user: 'bob', password: 'bob-password' };
 
 /** Every test is bounded: a hung browser or server fails the test instead of the suite timeout. */
 const TEST_TIMEOUT_MS = 30_000;
-
-/** Top-level navigation responses, in order, to see the redirects a navigation went through. */
-function recordNavigations(page: Page): Array<{ status: number; url: string }> {
-  const hops: Array<{ status: number; url: string }> = [];
-  page.on('response', (r: Response) => {
-    if (r.request().isNavigationRequest() && r.frame() === page.mainFrame()) hops.push({ status: r.status(), url: r.url() });
-  });
-  return hops;
-}
 
 test('alice signs in at the IdP\'s login page and is back at the original URL as herself', { timeout: TEST_TIMEOUT_MS }, async (t) => {
   const context = await launchChromium(t);

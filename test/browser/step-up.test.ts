@@ -4,8 +4,8 @@
 // console visit after maxAge goes back to the IdP with max_age and prompt=login for a fresh sign-in.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { BrowserContext, Page, Response } from 'playwright-core';
-import { launchChromium, signInAtDevIdp } from '../helpers/chromium.js';
+import type { BrowserContext } from 'playwright-core';
+import { launchChromium, recordNavigations, signInAtDevIdp } from '../helpers/chromium.js';
 import { processClock } from '../helpers/clock.js';
 import { ALICE, startStepUpStack } from '../helpers/step-up.js';
 import type { Stack } from '../helpers/stack.js';
@@ -19,19 +19,13 @@ async function sessionIn(s: Stack, context: BrowserContext) {
   return lookup.kind === 'valid' ? lookup.session : undefined;
 }
 
-/** Top-level navigation requests' URLs, in order. */
-function navigations(page: Page): string[] {
-  const urls: string[] = [];
-  page.on('response', (r: Response) => { if (r.request().isNavigationRequest() && r.frame() === page.mainFrame()) urls.push(r.url()); });
-  return urls;
-}
-
 test('Chromium: a password session steps up to phr for the console in the same session; the app never asks again', { timeout: TEST_TIMEOUT_MS }, async (t) => {
   const context = await launchChromium(t);
   if (!context) return;
   const s = await startStepUpStack(t);
   const page = await context.newPage();
-  const seen = navigations(page);
+  const hops = recordNavigations(page);
+  const seen = () => hops.map((h) => h.url);
 
   await page.goto(`${s.url}/home`, { waitUntil: 'domcontentloaded' });
   await page.locator('select[name="acr"]').selectOption('pwd');
@@ -41,7 +35,7 @@ test('Chromium: a password session steps up to phr for the console in the same s
   assert.equal(before?.claims.acr, 'pwd');
 
   await page.goto(`${s.url}/console/users`, { waitUntil: 'domcontentloaded' });
-  const auth = new URL(seen.find((u) => u.startsWith(`${s.idp.issuer}/auth?`) && u.includes('acr_values'))!);
+  const auth = new URL(seen().find((u) => u.startsWith(`${s.idp.issuer}/auth?`) && u.includes('acr_values'))!);
   assert.equal(auth.searchParams.get('acr_values'), 'phr mfa');
   assert.equal(new URL(page.url()).origin, s.idp.issuer, 'the IdP asks again: its session is at pwd');
   assert.equal(await page.locator('select[name="acr"]').inputValue(), 'phr', 'the strongest requested method is offered first');
@@ -54,13 +48,13 @@ test('Chromium: a password session steps up to phr for the console in the same s
   assert.equal(after?.sid, before!.sid, 'the same Portcullis session, upgraded in place');
   assert.equal((await context.cookies(s.url)).filter((c) => c.name === 'portcullis').length, 1);
 
-  const idpVisits = seen.filter((u) => u.startsWith(s.idp.issuer)).length;
+  const idpVisits = seen().filter((u) => u.startsWith(s.idp.issuer)).length;
   for (const path of ['/home', '/console/users', '/elsewhere']) {
     const res = await page.goto(`${s.url}${path}`, { waitUntil: 'domcontentloaded' });
     assert.equal(res?.status(), 200, path);
     assert.equal(page.url(), `${s.url}${path}`);
   }
-  assert.equal(seen.filter((u) => u.startsWith(s.idp.issuer)).length, idpVisits, 'no further trip to the IdP');
+  assert.equal(seen().filter((u) => u.startsWith(s.idp.issuer)).length, idpVisits, 'no further trip to the IdP');
 });
 
 test('Chromium: past maxAge the route sends the browser back with max_age and prompt=login; a fresh auth_time, the same session', { timeout: TEST_TIMEOUT_MS }, async (t) => {
@@ -69,7 +63,8 @@ test('Chromium: past maxAge the route sends the browser back with max_age and pr
   const clock = processClock(t);
   const s = await startStepUpStack(t, { now: clock.now });
   const page = await context.newPage();
-  const seen = navigations(page);
+  const hops = recordNavigations(page);
+  const seen = () => hops.map((h) => h.url);
 
   await page.goto(`${s.url}/recent`, { waitUntil: 'domcontentloaded' });
   await signInAtDevIdp(page, ALICE);
@@ -78,7 +73,7 @@ test('Chromium: past maxAge the route sends the browser back with max_age and pr
 
   clock.advance(3 * 60_000);
   await page.goto(`${s.url}/recent`, { waitUntil: 'domcontentloaded' });
-  const auth = new URL(seen.filter((u) => u.startsWith(`${s.idp.issuer}/auth?`)).at(-1)!);
+  const auth = new URL(seen().filter((u) => u.startsWith(`${s.idp.issuer}/auth?`)).at(-1)!);
   assert.equal(auth.searchParams.get('max_age'), '120');
   assert.equal(auth.searchParams.get('prompt'), 'login');
   assert.equal(new URL(page.url()).pathname.startsWith('/interaction/'), true, 'a new sign-in at the IdP');

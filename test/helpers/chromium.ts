@@ -1,7 +1,7 @@
 // Test helper: a headless Debian Chromium via playwright-core, and the skip-locally/fail-in-CI rule for missing tools.
 import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { chromium, type Browser, type BrowserContext, type Page, type Response } from 'playwright-core';
 import type { CleanupScope } from './idp.js';
 
 export const CHROMIUM_PATH = process.env.CHROMIUM ?? '/usr/bin/chromium';
@@ -117,4 +117,13 @@ export async function signInAtDevIdp(page: Page, who: { user: string; password: 
     page.waitForURL((u) => !u.pathname.startsWith('/interaction/'), { waitUntil: 'domcontentloaded' }),
     page.getByRole('button', { name: 'Sign in' }).click(),
   ]);
+}
+
+/** Top-level navigation responses, in order, to see the redirects a navigation went through. */
+export function recordNavigations(page: Page): Array<{ status: number; url: string }> {
+  const hops: Array<{ status: number; url: string }> = [];
+  page.on('response', (r: Response) => {
+    if (r.request().isNavigationRequest() && r.frame() === page.mainFrame()) hops.push({ status: r.status(), url: r.url() });
+  });
+  return hops;
 }
