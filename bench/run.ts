@@ -40,7 +40,7 @@ const USAGE = `usage: npm run bench -- [options]
   --connections N     autocannon connections (default 50)
   --fixed-rate R      instead of max throughput: R req/s open loop, report p99 added over direct
   --fixed-rate-tool T paced (default: evenly spaced requests) | autocannon (overallRate; bursty)
-  --scenarios LIST    comma list of: ${['direct', 'baseline', 'public', 'auth', 'stepup', 'nocache', 'unauth', 'redis', 'apache', 'apache-plain', 'bearer-jwt', 'bearer-introspect', 'bearer-introspect-uncached'].join(', ')}
+  --scenarios LIST    comma list of: ${['direct', 'baseline', 'public', 'auth', 'stepup', 'nocache', 'unauth', 'redis', 'apache', 'apache-plain', 'bearer-jwt', 'bearer-introspect', 'bearer-introspect-uncached', 'auth-enterprise'].join(', ')}
                       (default: all but baseline and apache-plain)
   --workers W         Portcullis "workers" setting (default 1)
   --log-level L       Portcullis "logLevel" (default: not set, i.e. Portcullis's default, info)
@@ -192,6 +192,8 @@ interface CompareBuild {
 const notes: string[] = [];
 const versions: Record<string, string> = { node: process.version, cpus: `${cpus().length} × ${cpus()[0]?.model ?? '?'}` };
 let idp: DevIdp | undefined;
+/** Further IdPs a scenario started (auth-enterprise's second provider), closed in cleanup(). */
+const extraIdps: DevIdp[] = [];
 let runDir = '';
 let failed = false;
 /** The --compare worktree, removed in cleanup(). */
@@ -223,7 +225,8 @@ async function main(): Promise<number> {
   log(`run directory (configs, server logs): ${runDir}`);
 
   const [upstreamPort, proxyPort, proxyMetrics, redisProxyPort, redisProxyMetrics, redisPort, apachePort, apachePlainPort, baselinePort, noCachePort, noCacheMetrics,
-    refProxyPort, refProxyMetrics, refNoCachePort, refNoCacheMetrics, bearerPort, bearerMetrics, bearerUncachedPort, bearerUncachedMetrics] = await freePorts(19);
+    refProxyPort, refProxyMetrics, refNoCachePort, refNoCacheMetrics, bearerPort, bearerMetrics, bearerUncachedPort, bearerUncachedMetrics, enterprisePort, enterpriseMetrics] = await freePorts(21);
+  const enterpriseBase = `http://127.0.0.1:${enterprisePort}`;
   const bearerBase = `http://127.0.0.1:${bearerPort}`;
   const proxyBase = `http://127.0.0.1:${proxyPort}`;
   const noCacheBase = `http://127.0.0.1:${noCachePort}`;
@@ -246,7 +249,7 @@ async function main(): Promise<number> {
     // auth_time, the same for every scenario and build.
     ...(WANTED.has('stepup') ? { acrValues: ['pwd', 'mfa'] } : {}),
     clients: [
-      { ...proxyClient, redirect_uris: [proxyBase, redisProxyBase, noCacheBase, bearerBase, `http://127.0.0.1:${refProxyPort}`, `http://127.0.0.1:${refNoCachePort}`].map((b) => `${b}/oauth2/callback`) },
+      { ...proxyClient, redirect_uris: [proxyBase, redisProxyBase, noCacheBase, bearerBase, enterpriseBase, `http://127.0.0.1:${refProxyPort}`, `http://127.0.0.1:${refNoCachePort}`].map((b) => `${b}/oauth2/callback`) },
       { ...apacheClient, redirect_uris: [`${apacheBase}/oauth2/callback`] },
     ],
   });
@@ -384,6 +387,38 @@ async function main(): Promise<number> {
     }
   }
 
+  // --- Issue 16's cost on the hot path: the same authenticated request through a config with two
+  // providers (a second dev IdP, discovered, never signed in with) and step-up routes — the measured
+  // route accepts one provider, has a step-up maxAge the session meets, and a rule testing the
+  // provider — interleaved with `auth` (one provider, no step-up) in the same rounds.
+  if (WANTED.has('auth-enterprise')) {
+    const partners = await startDevIdp({ host: '127.0.0.1', clients: [{ ...proxyClient, redirect_uris: [`${enterpriseBase}/oauth2/callback`] }] });
+    extraIdps.push(partners);
+    const c = proxyConfig(enterprisePort, enterpriseMetrics, { store: 'cookie' }) as Record<string, unknown> & { oidc: Record<string, unknown> };
+    const proxy = await startPortcullis('portcullis-enterprise', {
+      ...c,
+      oidc: [
+        { ...c.oidc, id: 'corp', displayName: 'Employees' },
+        { ...c.oidc, id: 'partners', displayName: 'Partners', issuer: partners.issuer },
+      ],
+      routes: [
+        { name: 'public', match: { path: '/public' }, upstream, auth: 'public' },
+        { name: 'admin', match: { path: '/admin' }, upstream, providers: ['corp'], stepUp: { acr: ['mfa'], maxAge: '10m' } },
+        { name: 'partners', match: { path: '/partners' }, upstream, providers: ['partners'] },
+        {
+          name: 'app', match: { path: '/' }, upstream, providers: ['corp'], stepUp: { maxAge: '24h' },
+          allow: { all: [{ provider: 'corp' }, { claim: 'groups', contains: 'admin' }] },
+        },
+      ],
+    });
+    const cookie = await signInHttp(enterpriseBase);
+    add({
+      key: 'auth-enterprise', name: 'Portcullis authenticated, two providers + step-up routes', proxy, url: enterpriseBase + PATH, headers: { ...API, cookie }, expect: (s) => s === 200,
+      browserCookies: true, signInCookie: cookie, cookieAt: Date.now(),
+      check: (r) => checkIdentity(r, echoed(r.body)),
+    });
+  }
+
   // --- Portcullis, Redis store (only when the option validates, redis-server exists, and sessions really land in Redis)
   if (WANTED.has('redis')) await addRedisScenario();
   async function addRedisScenario(): Promise<void> {
@@ -457,7 +492,7 @@ async function main(): Promise<number> {
   }
 
   if (scenarios.length === 0) throw new Error('no scenario left to run');
-  const order = ['direct', 'baseline', 'apache-plain', 'public', 'auth', 'stepup', 'nocache', 'redis', 'unauth', 'apache'];
+  const order = ['direct', 'baseline', 'apache-plain', 'public', 'auth', 'stepup', 'auth-enterprise', 'nocache', 'redis', 'unauth', 'apache'];
   // A --compare scenario runs right after (or, every other round, right before) its current-build twin.
   const rank = (k: string) => order.indexOf(baseKey(k)) * 2 + (k === baseKey(k) ? 0 : 1);
   scenarios.sort((a, b) => rank(a.key) - rank(b.key));
@@ -783,6 +818,13 @@ function throughputReport(scenarios: Scenario[]): { table: string; ratios: strin
   ratio('authenticated, session cache on / cache off', auth, by('nocache'), 'what the verified-session LRU buys, issue #4');
   ratio('step-up route (met) / authenticated', by('stepup'), auth, 'issue 16: nothing measurable, ≈ 1.0×');
   ratio('authenticated, session cache off / public', by('nocache'), pub);
+  const ent = by('auth-enterprise');
+  if (ent && auth) {
+    const e = scenarios.find((s) => s.key === 'auth-enterprise')!;
+    const a = scenarios.find((s) => s.key === 'auth')!;
+    const perRound = e.runs.map((r, i) => x(r.rps, a.runs[i]?.rps)).filter((v): v is number => v !== undefined);
+    ratios.push(`two providers + step-up routes / one provider, authenticated = ${f(x(ent.rps, auth.rps), 2)}×   per round ${perRound.length ? `${median(perRound).toFixed(2)}× [${Math.min(...perRound).toFixed(2)}–${Math.max(...perRound).toFixed(2)}]` : '-'}   CPU µs/req ${f(x(ent.cpuUsPerReq, auth.cpuUsPerReq), 2)}×   (issue 16: nothing measurable)`);
+  }
   ratio('authenticated (Redis store) / public', by('redis'), pub);
   ratio('no session 302 / public', by('unauth'), pub);
   ratio('public / direct upstream', pub, direct);
@@ -845,6 +887,7 @@ function git(args: string[]): string {
 async function cleanup(): Promise<void> {
   await stopAll();
   await idp?.close().catch(() => {});
+  for (const other of extraIdps) await other.close().catch(() => {});
   idp = undefined;
   removeCompareTree();
   if (runDir && !failed && !opt['keep-logs'] && !opt['cpu-prof']) rmSync(runDir, { recursive: true, force: true });
