@@ -2,10 +2,9 @@
 // own on a free port with the same demo users — so both have an "alice" — plus an echo upstream.
 // Routes: `/corp` accepts corp only, `/partners` partners only, `/both` both, `/corp-rule` both but
 // its rule wants corp, `/api` bearer JWTs from both, `/corp-api` bearer JWTs from corp only.
-import { Writable } from 'node:stream';
-import { validateConfigObject, formatIssues, type Config } from '../../src/config/index.js';
-import { startServer, type RunningServer } from '../../src/server.js';
-import { freePort, TEST_SESSION_SECRET } from './stack.js';
+import type { Config } from '../../src/config/index.js';
+import type { RunningServer } from '../../src/server.js';
+import { freePort, serveRawConfig, TEST_SESSION_SECRET } from './stack.js';
 import { startTestIdp, type CleanupScope, type TestIdp } from './idp.js';
 import { startTestUpstream, type EchoUpstream } from './upstream.js';
 
@@ -60,12 +59,6 @@ export async function startTwoProviders(t: CleanupScope, opts: { keys?: { corp?:
     routes: TWO_PROVIDER_ROUTES.map((r) => ({ ...r, upstream: upstream.url })),
   };
   opts.edit?.(raw);
-  const r = validateConfigObject(raw, {});
-  if (!r.ok) throw new Error(`test config invalid:\n${formatIssues(r.issues)}`);
-  const logs: string[] = [];
-  const logStream = new Writable({ write(chunk, _enc, cb) { logs.push(...String(chunk).split('\n').filter(Boolean)); cb(); } });
-  const server = await startServer(r.config, { logStream });
-  t.after(() => server.close());
-  await server.runtime.providers.waitReady(10_000);
-  return { corp, partners, upstream, server, config: r.config, url, logs };
+  const { server, config, logs } = await serveRawConfig(t, raw);
+  return { corp, partners, upstream, server, config, url, logs };
 }

@@ -1,9 +1,7 @@
 // Test helper: the proxy and an echo upstream in front of the rogue IdP (rogue-idp.ts), on free
 // ports, with captured logs; stopped by the test's own cleanup.
-import { Writable } from 'node:stream';
-import { validateConfigObject, formatIssues } from '../../src/config/index.js';
-import { startServer, type RunningServer } from '../../src/server.js';
-import { freePort, TEST_SESSION_SECRET } from './stack.js';
+import type { RunningServer } from '../../src/server.js';
+import { freePort, serveRawConfig, TEST_SESSION_SECRET } from './stack.js';
 import { startTestUpstream, type EchoUpstream } from './upstream.js';
 import { startRogueIdp, type RogueIdp, type RogueIdpOptions } from './rogue-idp.js';
 import type { CleanupScope } from './idp.js';
@@ -36,12 +34,6 @@ export async function startRogueStack(t: CleanupScope, opts: { rogue?: RogueIdpO
     routes: opts.routes?.(upstream.url) ?? [{ name: 'app', match: { path: '/' }, upstream: upstream.url }],
   };
   opts.edit?.(raw);
-  const r = validateConfigObject(raw, {});
-  if (!r.ok) throw new Error(`test config invalid:\n${formatIssues(r.issues)}`);
-  const logs: string[] = [];
-  const logStream = new Writable({ write(chunk, _enc, cb) { logs.push(...String(chunk).split('\n').filter(Boolean)); cb(); } });
-  const server = await startServer(r.config, { logStream });
-  t.after(() => server.close());
-  if (opts.waitReady !== false) await server.runtime.providers.waitReady(10_000);
+  const { server, logs } = await serveRawConfig(t, raw, { waitReady: opts.waitReady });
   return { rogue, upstream, server, url, logs };
 }

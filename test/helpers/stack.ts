@@ -3,7 +3,7 @@
 import { freePort } from '../../dev/devidp/net.js';
 import { Writable } from 'node:stream';
 import { validateConfigObject, formatIssues, type Config } from '../../src/config/index.js';
-import { startServer, type RunningServer } from '../../src/server.js';
+import { startServer, type RunningServer, type ServerOptions } from '../../src/server.js';
 import { startTestIdp, type CleanupScope, type TestIdp, type TestIdpOptions } from './idp.js';
 import { startTestUpstream, type EchoUpstream } from './upstream.js';
 
@@ -71,12 +71,22 @@ export async function startStack(t: CleanupScope, opts: StackOptions = {}): Prom
   };
   if (opts.sessionCache === false) (raw.session as Record<string, unknown>).cacheMaxEntries = 0;
   opts.edit?.(raw);
+  const { server, config, logs } = await serveRawConfig(t, raw, { now: opts.now, sessionCacheWindowMs: opts.sessionCacheWindowMs });
+  return { idp, upstream, server, config, url, logs };
+}
+
+/**
+ * A raw test config validated (a problem throws, listed) and served with its log lines captured,
+ * stopped by the test's own cleanup; waits for every provider's discovery unless `waitReady: false`.
+ */
+export async function serveRawConfig(t: CleanupScope, raw: Record<string, unknown>, opts: ServerOptions & { waitReady?: boolean } = {}): Promise<{ server: RunningServer; config: Config; logs: string[] }> {
+  const { waitReady, ...serverOpts } = opts;
   const r = validateConfigObject(raw, {});
   if (!r.ok) throw new Error(`test config invalid:\n${formatIssues(r.issues)}`);
   const logs: string[] = [];
   const logStream = new Writable({ write(chunk, _enc, cb) { logs.push(...String(chunk).split('\n').filter(Boolean)); cb(); } });
-  const server = await startServer(r.config, { logStream, now: opts.now, sessionCacheWindowMs: opts.sessionCacheWindowMs });
+  const server = await startServer(r.config, { ...serverOpts, logStream });
   t.after(() => server.close());
-  await server.runtime.providers.waitReady(10_000);
-  return { idp, upstream, server, config: r.config, url, logs };
+  if (waitReady !== false) await server.runtime.providers.waitReady(10_000);
+  return { server, config: r.config, logs };
 }
