@@ -23,25 +23,24 @@ export async function forwardAuth(rt: Runtime, r: Inbound): Promise<Answer> {
     return errorAnswer(coded('ERR_FORWARD_AUTH_UNTRUSTED'), r);
   }
   const h = r.headers;
-  let uri = one(h['x-forwarded-uri']);
+  const uri = one(h['x-forwarded-uri']);
   let host = lastEntry(h['x-forwarded-host']) || h.host;
   let proto = lastEntry(h['x-forwarded-proto']).toLowerCase() || undefined;
-  const originalUrl = one(h['x-original-url'] as string | string[] | undefined);
-  if (!uri && originalUrl) {
-    let u: URL;
-    try {
-      u = new URL(originalUrl);
-    } catch {
-      return errorAnswer(coded('ERR_FORWARD_AUTH_BAD_REQUEST', { detail: 'X-Original-URL is not an absolute URL.' }), r);
-    }
-    uri = u.pathname + u.search;
-    host = u.host;
-    proto = u.protocol.slice(0, -1);
+  const originalUrl = uri ? undefined : one(h['x-original-url'] as string | string[] | undefined);
+  if (!uri && !originalUrl) return errorAnswer(coded('ERR_FORWARD_AUTH_BAD_REQUEST', { detail: 'Send X-Forwarded-Uri (Traefik) or X-Original-URL (nginx).' }), r);
+  // The fronting proxy forwards the path as it came, so it is read by the one path rule
+  // (routing/normalize.ts) — an absolute-form target for X-Original-URL — and never by a URL parser:
+  // `new URL()` resolves `/x/..;/%2e./admin` to `/x/admin`, which Tomcat serves as `/admin`.
+  const n = normalizeTarget((uri ?? originalUrl)!);
+  if (originalUrl !== undefined && n.ok && n.authority === undefined) {
+    return errorAnswer(coded('ERR_FORWARD_AUTH_BAD_REQUEST', { detail: 'X-Original-URL is not an absolute URL.' }), r);
   }
-  if (!uri) return errorAnswer(coded('ERR_FORWARD_AUTH_BAD_REQUEST', { detail: 'Send X-Forwarded-Uri (Traefik) or X-Original-URL (nginx).' }), r);
-  const n = normalizeTarget(uri);
-  if (!n.ok || n.authority !== undefined) {
+  if (!n.ok || (uri !== undefined && n.authority !== undefined)) {
     return errorAnswer(coded('ERR_REQUEST_BAD_PATH', { detail: `the original request's path is not acceptable (${n.ok ? 'not a path' : n.reason})` }), r);
+  }
+  if (originalUrl !== undefined) {
+    host = n.authority;
+    proto = /^https/i.test(originalUrl) ? 'https' : 'http';
   }
   const sentMethod = one(h['x-forwarded-method']);
   // Judged as the plain doorway would judge that request line: method names are case-sensitive

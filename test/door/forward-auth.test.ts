@@ -36,6 +36,14 @@ test('forward-auth answers 202 with identity headers, 401 or 403, on the origina
   // nginx style: X-Original-URL; path tricks are normalised before matching.
   const nginx = await auth(s.url, { cookie: bob, 'x-original-url': 'http://127.0.0.1/public/../admin' });
   assert.equal(nginx.status, 403);
+  // X-Original-URL is read by the one path rule, never by a URL parser: new URL() resolves
+  // `/x/..;/%2e./admin` to `/x/admin` (the catch-all), which Tomcat behind nginx serves as `/admin`.
+  for (const tricky of ['http://127.0.0.1/x/..;/%2e./admin/x', 'http://127.0.0.1/public/..%5c/../admin', 'http://127.0.0.1/public/x/%2e./..;/admin']) {
+    const r = await auth(s.url, { cookie: bob, 'x-original-url': tricky, 'x-forwarded-method': 'GET' });
+    assert.ok(r.status === 400 || r.status === 403, `${tricky}: ${r.status} (never 202 for bob)`);
+  }
+  const relative = await auth(s.url, { cookie: bob, 'x-original-url': '/public/x', 'x-forwarded-method': 'GET' });
+  assert.equal(relative.status, 400, 'X-Original-URL must be absolute');
   const bad = await auth(s.url, { cookie: alice, 'x-forwarded-uri': '/a%2fb' });
   assert.equal(bad.status, 400);
   const none = await auth(s.url, { cookie: alice });
