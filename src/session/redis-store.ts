@@ -18,7 +18,7 @@ import { isIP } from 'node:net';
 import { Cluster, Redis, type ClusterNode, type RedisOptions } from 'ioredis';
 import { errors } from '../errors.js';
 import type { SessionCodec } from './codec.js';
-import { idpNameKey } from './revocation.js';
+import { idpNameKey } from './idp-names.js';
 import type { SessionRecord } from './record.js';
 import { isRecord, type SessionStore } from './store.js';
 
@@ -213,8 +213,15 @@ export class RedisStore implements SessionStore {
   // A subject or IdP sid is the provider's name: hashed with the provider's scope (idpNameKey), so two
   // IdPs' "alice" have two index entries; the first provider's are the keys written before providers.
   private readonly firstProvider: string;
-  private subIndexKey(sub: string, provider?: string): string { return `${this.keyPrefix}idx:sub:${createHash('sha256').update(idpNameKey('sub', sub, provider, this.firstProvider).slice(4)).digest('hex')}`; }
-  private sidIndexKey(sid: string, provider?: string): string { return `${this.keyPrefix}idx:sid:${createHash('sha256').update(idpNameKey('sid', sid, provider, this.firstProvider).slice(4)).digest('hex')}`; }
+  // The scope is in the key's name (`idx:sub@partners:<hash>`), not in the hashed text: a subject of
+  // the first provider may hold any character (Keycloak's federated `f:<idp>:<user>`), so no text
+  // prefix could keep it from hashing like another provider's scoped name.
+  private subIndexKey(sub: string, provider?: string): string { return this.indexKey('sub', sub, provider); }
+  private sidIndexKey(sid: string, provider?: string): string { return this.indexKey('sid', sid, provider); }
+  private indexKey(kind: 'sub' | 'sid', name: string, provider: string | undefined): string {
+    const scope = idpNameKey(kind, '', provider, this.firstProvider); // `sub:` or `sub@partners:`
+    return `${this.keyPrefix}idx:${scope}${createHash('sha256').update(name).digest('hex')}`;
+  }
 
   private async index(key: string, record: SessionRecord): Promise<void> {
     const hex = key.slice(this.keyPrefix.length);

@@ -10,6 +10,7 @@
 // counting as "nothing revoked".
 
 import type { RedisStore } from './redis-store.js';
+import { idpNameKey } from './idp-names.js';
 
 export interface RevocationBackend {
   /** Adds entries (field → revokedAt ms) and returns nothing; throws when unreachable. */
@@ -25,16 +26,6 @@ export interface RevocationBackend {
  * two IdPs may both have a user "alice", and ending one must not end the other.
  */
 export interface Revocation { psid?: string; sid?: string; sub?: string; provider?: string }
-
-/**
- * The key of an IdP name (`sid`, `sub`) of one provider, in the revocation list and the Redis session
- * index: `sub:alice` for the first provider — the form written before there were several, so entries
- * already stored, and replicas not yet upgraded, mean what they meant — and `sub@partners:alice`
- * for the others (provider ids hold no `:` or `@`, so the two forms never meet).
- */
-export function idpNameKey(kind: 'sid' | 'sub', value: string, provider: string | undefined, first: string): string {
-  return provider === undefined || provider === first ? `${kind}:${value}` : `${kind}@${provider}:${value}`;
-}
 
 export class RevocationList {
   /** `psid:<portcullis sid>`, `sid:<idp sid>` or `sub:<subject>` → when it was revoked (ms). */

@@ -76,3 +76,25 @@ test('redis index: removeBySub and removeBySid delete the sessions and their ind
   assert.equal(await raw.exists(`pc:idx:sid:${h('idp-b')}`), 0);
   assert.equal(await store.removeBySid('nobody'), 0);
 });
+
+test('redis index: a provider\'s scope is in the key name, so no subject of the first provider shares another provider\'s entry', async (t) => {
+  const s = await setup(t);
+  if (!s) return;
+  const { store, raw } = s;
+  // Keycloak's federated subjects look like `f:<idp>:<user>`: a first-provider subject may hold the
+  // text another provider's scoped name would be (`partners:alice`).
+  const first = await store.save(record('partners:alice', 'x-sid', 1000), undefined);
+  const other = await store.save({ ...record('alice', 'partners:x-sid', 2000), provider: 'partners' }, undefined);
+  assert.deepEqual((await store.listBySub('alice', 'partners')).map((x) => x.createdAt), [2000]);
+  assert.deepEqual((await store.listBySub('partners:alice')).map((x) => x.createdAt), [1000]);
+  assert.equal(await raw.exists(`pc:idx:sub@partners:${h('alice')}`), 1);
+  assert.equal(await raw.exists(`pc:idx:sub:${h('partners:alice')}`), 1);
+
+  assert.equal(await store.removeBySub('alice', 'partners'), 1);
+  assert.ok(await store.open(first), "the first provider's `partners:alice` stays signed in");
+  assert.equal(await store.open(other), undefined);
+  assert.equal(await store.removeBySid('x-sid', 'partners'), 0, "partners' sid `x-sid` is not the first provider's");
+  assert.ok(await store.open(first));
+  assert.equal(await store.removeBySid('x-sid'), 1);
+  assert.equal(await store.open(first), undefined);
+});
