@@ -14,6 +14,7 @@ import { sameAuthority } from '../routing/normalize.js';
 import type { Inbound } from '../routing/origin.js';
 import type { Runtime } from '../runtime.js';
 import type { Outcome } from './outcome.js';
+import { isSession } from './evaluate.js';
 import { groupsUnavailableText } from '../signin/group-overage.js';
 import type { RouteConfig } from '../config/index.js';
 import { describeStepUp, signInTooOld, type StepUpRequirement } from '../policy/step-up.js';
@@ -145,7 +146,10 @@ export function outcomeAnswer(rt: Runtime, r: Inbound, o: Exclude<Outcome, { kin
 function stepUpAnswer(rt: Runtime, r: Inbound, o: Extract<Outcome, { kind: 'step-up' }>, mode: AnswerMode, returnTo: string): Answer | Promise<Answer> {
   const req = o.route.stepUp!;
   const session = o.who.sid !== undefined;
-  if (session && mode === 'proxy' && isBrowserNavigation(r.method, r.headers)) return signInRedirect(rt, r, returnTo, o.route, signInTooOld(req, o.who.claims, rt.now()), o.setCookies);
+  // A session steps up at the provider it signed in with (no chooser): another provider's sign-in
+  // would be another identity, never an upgrade of this one.
+  const provider = isSession(o.who) ? o.who.provider : undefined;
+  if (session && mode === 'proxy' && isBrowserNavigation(r.method, r.headers)) return signInRedirect(rt, r, returnTo, o.route, signInTooOld(req, o.who.claims, rt.now()), o.setCookies, provider);
   const description = o.shortfall === 'acr' ? 'A different authentication level is required' : 'More recent authentication is required';
   let params = `error="insufficient_user_authentication", error_description="${description}"`;
   const fields: Record<string, string> = { route: o.route.name };
@@ -154,7 +158,7 @@ function stepUpAnswer(rt: Runtime, r: Inbound, o: Extract<Outcome, { kind: 'step
   // A page a person reads, where no redirect is possible (a form post…): it says what is needed and
   // links to a sign-in that steps up and comes back here.
   const html = session && mode === 'proxy' && isPageRequest(r.headers);
-  const start = startUrl(rt, o.route);
+  const start = startUrl(rt, o.route, provider);
   const signInUrl = mode === 'forward-auth' || html ? withReturn(start, returnTo) : start;
   const www = session ? `OIDC realm="portcullis", ${params}, sign_in_url="${signInUrl}"` : `Bearer realm="portcullis", ${params}`;
   return errorAnswer(insufficient(req), r, { setCookies: o.setCookies, headers: { 'www-authenticate': www }, signInUrl: session ? signInUrl : undefined, fields, json: !html });
@@ -166,11 +170,12 @@ function stepUpAnswer(rt: Runtime, r: Inbound, o: Extract<Outcome, { kind: 'step
  * chooser), `providers=a,b` when it accepts some — only what the chooser offers; the route's own
  * check is what enforces.
  */
-function startUrl(rt: Runtime, route: RouteConfig): string {
+function startUrl(rt: Runtime, route: RouteConfig, provider?: string): string {
   const q: string[] = [];
   if (route.stepUp) q.push(`step_up=${encodeURIComponent(route.name)}`);
   const all = rt.providers.all.length;
-  if (all > 1 && route.providers.size === 1) q.push(`provider=${route.providers.values().next().value!}`);
+  if (all > 1 && provider !== undefined) q.push(`provider=${provider}`);
+  else if (all > 1 && route.providers.size === 1) q.push(`provider=${route.providers.values().next().value!}`);
   else if (all > 1 && route.providers.size < all) q.push(`providers=${[...route.providers].join(',')}`);
   return `${rt.config.publicUrl}/oauth2/start${q.length ? `?${q.join('&')}` : ''}`;
 }
@@ -180,15 +185,16 @@ function withReturn(url: string, returnTo: string): string {
 }
 
 /**
- * A browser sent to sign in: a route of one provider, on publicUrl's host (or under the cookie
+ * A browser sent to sign in: a route of one provider (or `provider`: a session stepping up at its
+ * own), on publicUrl's host (or under the cookie
  * domain), straight to that IdP; otherwise /oauth2/start on publicUrl — its chooser when the route
  * accepts several providers — asking for the route's step-up either way.
  */
-async function signInRedirect(rt: Runtime, r: Inbound, returnTo: string, route: RouteConfig, promptLogin: boolean, setCookies: string[]): Promise<Answer> {
-  const only = route.providers.size === 1 ? rt.providers.get(route.providers.values().next().value!) : undefined;
+async function signInRedirect(rt: Runtime, r: Inbound, returnTo: string, route: RouteConfig, promptLogin: boolean, setCookies: string[], provider?: string): Promise<Answer> {
+  const only = provider !== undefined ? rt.providers.get(provider) : route.providers.size === 1 ? rt.providers.get(route.providers.values().next().value!) : undefined;
   const { location, setCookies: more } = only && (sameAuthority(rt.origin.publicHost, r.host) || rt.config.session.cookieDomain)
     ? await rt.beginSignIn(r.cookies, returnTo, only, route.stepUp && { stepUp: route.stepUp, promptLogin })
-    : { location: withReturn(startUrl(rt, route), returnTo), setCookies: [] };
+    : { location: withReturn(startUrl(rt, route, provider), returnTo), setCookies: [] };
   const headers: Record<string, string | string[]> = { 'cache-control': 'no-store', location };
   if (setCookies.length || more.length) headers['set-cookie'] = [...setCookies, ...more];
   return { status: 302, headers, body: '' };

@@ -12,6 +12,7 @@ import { importJWK, SignJWT, type JWK } from 'jose';
 import { request } from 'undici';
 import { startStack } from '../helpers/stack.js';
 import { startRogueStack } from '../helpers/rogue-stack.js';
+import { startTwoProviders } from '../helpers/providers.js';
 import { CookieJar, followRedirects, loginViaHttp } from '../helpers/browserless-login.js';
 import type { CleanupScope } from '../helpers/idp.js';
 import { ALICE, STEP_UP_ROUTES, sessionOf, signInWeakly, startStepUpStack } from '../helpers/step-up.js';
@@ -229,3 +230,23 @@ test('bearer tokens on a step-up route: a token without the acr or with a stale 
   assert.equal(noTime.status, 401);
   assert.equal(s.upstream.requests.filter((q) => q.url.startsWith('/api')).length, 1, 'only the token that had both reached the upstream');
 });
+
+test('several providers: a session steps up at the provider it signed in with, never through the chooser (another provider would be another identity)', async (t) => {
+  const s = await startTwoProviders(t, {
+    edit: (raw) => { (raw.routes as Array<Record<string, unknown>>).unshift({ name: 'recent', match: { path: '/recent' }, upstream: upstreamOf(raw), stepUp: { maxAge: '10m' } }); },
+  });
+  const jar = (await loginViaHttp(`${s.url}/oauth2/start?provider=partners&rd=${encodeURIComponent('/both/')}`, { ...ALICE })).jar;
+  const nav = await followRedirects(`${s.url}/recent`, jar, { stopAt: (u) => u.origin === s.partners.issuer || u.origin === s.corp.issuer || u.pathname === '/oauth2/start' });
+  assert.equal(nav.stopped, true);
+  assert.equal(new URL(nav.finalUrl).origin, s.partners.issuer, `straight to the session's own IdP (${nav.finalUrl})`);
+  assert.equal(new URL(nav.finalUrl).searchParams.get('max_age'), '600');
+  const api = await request(`${s.url}/recent/x`, { headers: { cookie: jar.header(s.url), accept: 'application/json' } });
+  assert.equal(api.statusCode, 401);
+  assert.match(String(api.headers['www-authenticate']), new RegExp(`sign_in_url="${s.url}/oauth2/start\\?step_up=recent&provider=partners"`));
+  await api.body.dump();
+});
+
+/** The upstream URL the helper's own routes use. */
+function upstreamOf(raw: Record<string, unknown>): string {
+  return String((raw.routes as Array<Record<string, unknown>>)[0]!.upstream);
+}
