@@ -5,7 +5,14 @@
 // and prompt=login, and gets a fresh auth_time. API clients get RFC 9470's 401 instead of a redirect.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { request } from 'undici';
+import WebSocket from 'ws';
+import { startRedis } from '../helpers/redis.js';
+import { adminRequest } from '../helpers/admin.js';
+import { until } from '../helpers/wait.js';
 import { CookieJar, followRedirects, loginViaHttp } from '../helpers/browserless-login.js';
 import { processClock } from '../helpers/clock.js';
 import { ALICE, sessionOf, signInWeakly, startStepUpStack } from '../helpers/step-up.js';
@@ -135,4 +142,38 @@ test('/oauth2/start?step_up=<route> (or a return URL on a step-up route) asks fo
   assert.equal(u.searchParams.get('acr_values'), 'phr mfa');
   u = await idpUrl(`rd=${encodeURIComponent(`${s.url}/home`)}`);
   assert.equal(u.searchParams.get('acr_values'), null);
+});
+
+test('Redis store: the step-up rewrites the same entry (same ticket, one listed session), a live WebSocket stays open, and revoking the user still ends it', async (t) => {
+  const redis = await startRedis(t);
+  if (!redis) return;
+  const dir = mkdtempSync(join(tmpdir(), 'portcullis-admin-'));
+  const token = 'admin-token-0123456789-abcdefghij';
+  writeFileSync(join(dir, 'token'), `${token}\n`);
+  const s = await startStepUpStack(t, { edit: (raw) => { Object.assign(raw.session as object, { store: 'redis', redis: { url: redis.url } }); raw.admin = { tokenFile: join(dir, 'token') }; } });
+  await until('redis ready', 5000, async () => (await request(`${s.url}/readyz`)).statusCode === 200);
+  const { jar, session: before } = await signInWeakly(s);
+  const ticket = jar.get('portcullis', s.url);
+  const ws = new WebSocket(`${s.url.replace('http', 'ws')}/live`, { headers: { cookie: jar.header(s.url) } });
+  await new Promise((resolve, reject) => { ws.once('message', resolve); ws.once('error', reject); });
+  let closed = false;
+  ws.once('close', () => { closed = true; });
+
+  const r = await loginViaHttp(`${s.url}/console`, { ...ALICE, jar });
+  assert.equal(r.finalUrl, `${s.url}/console`);
+  const after = await sessionOf(s, jar);
+  assert.equal(after?.sid, before.sid);
+  assert.equal(after?.claims.acr, 'phr');
+  assert.equal(jar.get('portcullis', s.url), ticket, 'the same ticket: the entry was rewritten in place');
+  const list = await adminRequest(s.server.metricsUrl!, token, 'GET', '/admin/sessions?sub=alice');
+  assert.equal(list.json.sessions.length, 1, list.text);
+  assert.equal(closed, false, 'the WebSocket of the upgraded session stays open');
+
+  const revoke = await adminRequest(s.server.metricsUrl!, token, 'POST', '/admin/sessions/revoke', { sub: 'alice' });
+  assert.equal(revoke.json.sessions, 1, revoke.text);
+  await until('the WebSocket is cut', 5000, () => closed);
+  const gone = await request(`${s.url}/console`, { headers: { cookie: jar.header(s.url), accept: 'application/json' } });
+  await gone.body.dump();
+  assert.equal(gone.statusCode, 401);
+  assert.equal((await sessionOf(s, jar)), undefined);
 });
