@@ -52,6 +52,8 @@ export interface AdminRuntime {
   readonly config: {
     readonly admin?: { readonly token: string | undefined };
     readonly session: { readonly idleTimeoutMs: number; readonly absoluteTimeoutMs: number };
+    /** The configured providers (ids only are read): a subject or IdP sid is one provider's. */
+    readonly providers?: ReadonlyArray<{ readonly id: string }>;
   };
   readonly log: FastifyBaseLogger;
   readonly sessions: { readonly storeKind: 'cookie' | 'redis' };
@@ -106,13 +108,26 @@ export async function runAdminOp(runtime: AdminRuntime, op: AdminOp): Promise<Ad
   return op.kind === 'list' ? listSessions(runtime, op.query) : revokeSessions(runtime, op.body, op.ip);
 }
 
+/**
+ * The provider a subject or IdP sid belongs to: `provider` (`?provider=` / `"provider"`), else the
+ * first configured one — two IdPs may both have an "alice" (docs/providers.md). An unknown id is a 400.
+ */
+function providerOf(runtime: AdminRuntime, asked: unknown): { provider: string | undefined } | Extract<AdminResult, { error: string }> {
+  const ids = runtime.config.providers?.map((p) => p.id) ?? [];
+  if (asked === undefined) return { provider: ids[0] };
+  if (typeof asked === 'string' && ids.includes(asked)) return { provider: asked };
+  return { error: 'ERR_ADMIN_BAD_REQUEST', detail: `provider: one of ${ids.join(', ')}` };
+}
+
 async function listSessions(runtime: AdminRuntime, query: Record<string, unknown>): Promise<AdminResult> {
   const sub = query.sub;
   if (typeof sub !== 'string' || sub === '') return { error: 'ERR_ADMIN_BAD_REQUEST', detail: 'the subject: ?sub=<sub>' };
+  const which = providerOf(runtime, query.provider);
+  if ('error' in which) return which;
   if (runtime.sessions.storeKind !== 'redis' || !runtime.redis) return { error: 'ERR_ADMIN_LIST_UNSUPPORTED' };
   let found;
   try {
-    found = await runtime.redis.listBySub(sub);
+    found = await runtime.redis.listBySub(sub, which.provider);
   } catch {
     return { error: 'ERR_ADMIN_STORE_UNAVAILABLE', detail: 'the sessions could not be listed' };
   }
@@ -138,13 +153,15 @@ async function revokeSessions(runtime: AdminRuntime, raw: unknown, ip: string | 
   if ((sub === undefined) === (sid === undefined) || typeof raw !== 'object' || Array.isArray(raw)) {
     return { error: 'ERR_ADMIN_BAD_REQUEST', detail: 'exactly one of {"sub": "…"} or {"sid": "…"} (JSON)' };
   }
+  const which = providerOf(runtime, body.provider);
+  if ('error' in which) return which;
   const store = runtime.sessions.storeKind;
-  const target = sid !== undefined ? { sid } : { sub: sub! };
+  const target = { ...(sid !== undefined ? { sid } : { sub: sub! }), ...(which.provider !== undefined ? { provider: which.provider } : {}) };
   // Counted before Runtime.revokeSessions deletes them (it does the deleting, for every kind of revocation).
   let removed: number | undefined;
   if (store === 'redis' && runtime.redis) {
     try {
-      removed = sid !== undefined ? undefined : (await runtime.redis.listBySub(sub!)).length;
+      removed = sid !== undefined ? undefined : (await runtime.redis.listBySub(sub!, which.provider)).length;
     } catch { /* the revocation below reports the outage */ }
   }
   try {

@@ -4,7 +4,8 @@
 // their meaning.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { RevocationList, idpNameKey } from '../../src/session/revocation.js';
+import { RevocationList } from '../../src/session/revocation.js';
+import { idpNameKey } from '../../src/session/idp-names.js';
 
 const session = (provider: string, over: Partial<{ sid: string; sub: string; idpSid: string; createdAt: number }> = {}) =>
   ({ sid: `psid-${provider}`, sub: 'alice', idpSid: 'idp-sid-1', createdAt: 1_000, provider, ...over });
@@ -32,4 +33,27 @@ test('the first provider uses the unscoped keys: an entry from before several pr
   await list.revoke({ sub: 'carol', provider: 'partners' });
   assert.ok('sub@partners:carol' in shared);
   assert.equal(idpNameKey('sid', 'x', undefined, 'corp'), 'sid:x', 'no provider named: the first');
+});
+
+test('admin revoke and list name the provider (default: the first); an unknown one is refused', async () => {
+  const { runAdminOp } = await import('../../src/session/admin.js');
+  const revoked: unknown[] = [];
+  const listed: unknown[] = [];
+  const noop = () => {};
+  const log = { info: noop, warn: noop, error: noop, debug: noop, child: () => log } as never;
+  const runtime = {
+    config: { session: { idleTimeoutMs: 1000, absoluteTimeoutMs: 2000 }, providers: [{ id: 'corp' }, { id: 'partners' }] },
+    log,
+    sessions: { storeKind: 'redis' as const },
+    redis: { listBySub: async (sub: string, provider?: string) => { listed.push([sub, provider]); return []; } },
+    revokeSessions: async (r: unknown) => { revoked.push(r); },
+  };
+  assert.equal('status' in await runAdminOp(runtime, { kind: 'revoke', body: { sub: 'alice', provider: 'partners' }, ip: undefined }), true);
+  assert.equal('status' in await runAdminOp(runtime, { kind: 'revoke', body: { sid: 's1' }, ip: undefined }), true);
+  assert.deepEqual(revoked, [{ sub: 'alice', provider: 'partners' }, { sid: 's1', provider: 'corp' }]);
+  const bad = await runAdminOp(runtime, { kind: 'revoke', body: { sub: 'alice', provider: 'nope' }, ip: undefined });
+  assert.equal('error' in bad && bad.error, 'ERR_ADMIN_BAD_REQUEST');
+  assert.equal(revoked.length, 2);
+  await runAdminOp(runtime, { kind: 'list', query: { sub: 'alice', provider: 'partners' } });
+  assert.deepEqual(listed.at(-1), ['alice', 'partners']);
 });
