@@ -188,7 +188,14 @@ function changedKeys(running: Config, next: Config): string[] {
     }
     if (JSON.stringify(a) !== JSON.stringify(b)) out.push(path.map((p) => p.replace(/(?<=.)(Ms|Sec)$/, '')).join('.'));
   };
-  walk(running, next, []);
+  // Providers by the key paths the file uses: `oidc.clientSecret` (one provider, the mapping form)
+  // or `oidc[1].clientSecret` (a list; a provider added or removed is `oidc`).
+  const { providers: a, ...restA } = running;
+  const { providers: b, ...restB } = next;
+  walk(restA, restB, []);
+  if (a.length !== b.length || a.some((p, i) => p.id !== b[i]!.id)) out.push('oidc');
+  else if (a.length === 1 && a[0]!.id === 'default') walk(a[0], b[0], ['oidc']);
+  else a.forEach((p, i) => walk(p, b[i], [`oidc[${i}]`]));
   return out;
 }
 
