@@ -89,13 +89,15 @@ export async function runDoctor(config: Config, opts: DoctorOptions = {}): Promi
   // starts with the provider's id.
   const several = config.providers.length > 1;
   const [idps, redis, upstreams, certificates] = await Promise.all([
-    Promise.all(config.providers.map(async (p) => {
+    Promise.all(config.providers.map(async (p, i) => {
       const c: IdpCheckConfig = { oidc: p, publicUrl: config.publicUrl };
       const [checks, graph] = await Promise.all([
         idpChecks(c, now),
         p.groupOverage ? guarded('microsoft graph', p.timeoutMs * 2, () => graphCheck(c, p.groupOverage!.graphUrl)) : undefined,
       ]);
-      return [...checks, ...(graph ? [graph] : [])].map((r) => (several ? { ...r, name: `${p.id}: ${r.name}` } : r));
+      // With several providers, `oidc.X` in what to fix is this provider's `oidc[i].X`.
+      const at = (text: string | undefined) => text?.replace(/\boidc\./g, `oidc[${i}].`);
+      return [...checks, ...(graph ? [graph] : [])].map((r) => (several ? { ...r, name: `${p.id}: ${r.name}`, detail: at(r.detail)!, ...(r.fix !== undefined ? { fix: at(r.fix) } : {}) } : r));
     })),
     config.session.store === 'redis' || config.session.redis.configured ? guarded('redis', timeoutMs * 2, () => redisCheck(config)) : undefined,
     upstreamChecks(config),

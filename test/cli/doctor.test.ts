@@ -303,3 +303,19 @@ test('config problems: printed as `portcullis check` prints them, exit 1 (and on
   assert.equal(doc.checks[0]!.name, 'config');
   assert.match(doc.checks[0]!.detail, /routes\[0\]\.upstrem/);
 });
+
+test('several providers: every provider\'s IdP checks, named by id; one with a wrong secret fails alone', async (t) => {
+  const partners = await startTestIdp(t, { redirectUris: [`${PUBLIC_URL}/oauth2/callback`] });
+  const { code, byName } = await checks(configFile((c) => {
+    (c as Record<string, unknown>).oidc = [
+      { id: 'corp', ...c.oidc },
+      { id: 'partners', issuer: partners.issuer, clientId: partners.clientId, clientSecret: 'not-the-secret', timeout: '5s' },
+    ];
+  }));
+  assert.equal(code, 1);
+  for (const name of ['discovery', 'jwks', 'client credentials', 'redirect uri']) assert.equal(status(byName, `corp: ${name}`), 'ok', `corp: ${name}`);
+  assert.equal(status(byName, 'partners: discovery'), 'ok');
+  assert.equal(status(byName, 'partners: client credentials'), 'fail');
+  assert.match(byName.get('partners: client credentials')!.detail, /invalid_client/);
+  assert.match(byName.get('partners: client credentials')!.fix!, /^oidc\[1\]\.clientSecret/, 'the fix names the provider\'s key path');
+});
