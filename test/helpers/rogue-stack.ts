@@ -17,9 +17,9 @@ export interface RogueStack {
 /**
  * Proxy + echo upstream in front of the rogue IdP. `waitReady: false` for an IdP that must never
  * become ready; `routes` (given the upstream's URL) instead of one `app` route on `/`; `edit` changes
- * the raw config before validation.
+ * the raw config before validation; `now`: Portcullis's clock.
  */
-export async function startRogueStack(t: CleanupScope, opts: { rogue?: RogueIdpOptions; waitReady?: boolean; routes?: (upstream: string) => Array<Record<string, unknown>>; edit?: (raw: Record<string, unknown>) => void } = {}): Promise<RogueStack> {
+export async function startRogueStack(t: CleanupScope, opts: { rogue?: RogueIdpOptions; waitReady?: boolean; routes?: (upstream: string) => Array<Record<string, unknown>>; edit?: (raw: Record<string, unknown>) => void; now?: () => number } = {}): Promise<RogueStack> {
   const rogue = await startRogueIdp(t, opts.rogue);
   const upstream = await startTestUpstream(t);
   const port = await freePort();
@@ -34,6 +34,6 @@ export async function startRogueStack(t: CleanupScope, opts: { rogue?: RogueIdpO
     routes: opts.routes?.(upstream.url) ?? [{ name: 'app', match: { path: '/' }, upstream: upstream.url }],
   };
   opts.edit?.(raw);
-  const { server, logs } = await serveRawConfig(t, raw, { waitReady: opts.waitReady });
+  const { server, logs } = await serveRawConfig(t, raw, { waitReady: opts.waitReady, now: opts.now });
   return { rogue, upstream, server, url, logs };
 }

@@ -44,8 +44,9 @@ test('the IdP answers with an acr it was not asked for: refused with a page nami
 });
 
 /** Proxy + upstream in front of the rogue IdP, with step-up routes. */
-async function rogueStack(t: CleanupScope) {
+async function rogueStack(t: CleanupScope, now?: () => number) {
   const { rogue, upstream, server, url, logs } = await startRogueStack(t, {
+    now,
     routes: (upstream) => [
       { name: 'console', match: { path: '/console' }, upstream, stepUp: { acr: ['mfa'] } },
       { name: 'recent', match: { path: '/recent' }, upstream, stepUp: { maxAge: '10m' } },
@@ -250,3 +251,21 @@ test('several providers: a session steps up at the provider it signed in with, n
 function upstreamOf(raw: Record<string, unknown>): string {
   return String((raw.routes as Array<Record<string, unknown>>)[0]!.upstream);
 }
+
+test('a refresh whose ID token leaves out acr and auth_time keeps the session\'s (they describe the original sign-in): no step-up after every refresh', async (t) => {
+  let offset = 0;
+  const s = await rogueStack(t, () => Date.now() + offset);
+  const jar = new CookieJar();
+  const signedInAt = Math.floor(Date.now() / 1000);
+  s.rogue.idTokenClaims = { acr: 'mfa', auth_time: signedInAt };
+  assert.equal((await s.visit('/console', jar)).res.status, 200);
+  s.rogue.idTokenClaims = {};
+  offset = 9.5 * 60_000; // the tokens (10 minutes) are within their refresh margin (the last minute)
+  const v = await s.visit('/console', jar);
+  assert.equal(s.rogue.refreshes, 1, 'refreshed');
+  assert.equal(v.res.status, 200, v.text.slice(0, 200));
+  assert.deepEqual(v.res.hops.map((h) => h.status), [200], 'no trip to the IdP');
+  const session = await s.sessionOf(jar);
+  assert.equal(session?.claims.acr, 'mfa');
+  assert.equal(session?.claims.auth_time, signedInAt);
+});
