@@ -14,6 +14,8 @@ options:
   --url URL          the admin listener (default: the config's metrics listener, e.g. http://127.0.0.1:9090)
   --token-file FILE  the admin bearer token (default: the config's admin.tokenFile)
   --config FILE      the config to take those from (default: $PORTCULLIS_CONFIG or config/portcullis.yaml)
+  --provider ID      the provider (oidc[].id) the subject or IdP sid belongs to (default: the first;
+                     two IdPs may both have an "alice", see docs/providers.md)
   --json             print the endpoint's JSON answer`;
 
 export interface CliOutput {
@@ -49,13 +51,14 @@ function fromConfig(file: string, explicit: boolean): { url?: string; tokenFile?
 
 export async function sessionsCommand(argv: string[], out: CliOutput = consoleOut): Promise<number> {
   const action = argv[0];
-  let values: { sub?: string; sid?: string; url?: string; 'token-file'?: string; config?: string; json?: boolean; help?: boolean };
+  let values: { sub?: string; sid?: string; provider?: string; url?: string; 'token-file'?: string; config?: string; json?: boolean; help?: boolean };
   try {
     ({ values } = parseArgs({
       args: argv.slice(1),
       options: {
         sub: { type: 'string' },
         sid: { type: 'string' },
+        provider: { type: 'string' },
         url: { type: 'string' },
         'token-file': { type: 'string' },
         config: { type: 'string', short: 'c' },
@@ -92,14 +95,15 @@ export async function sessionsCommand(argv: string[], out: CliOutput = consoleOu
   }
   if (!token) { out.error(`the token file ${tokenFile} is empty`); return 1; }
 
-  const url = action === 'list' ? `${base}/admin/sessions?sub=${encodeURIComponent(values.sub!)}` : `${base}/admin/sessions/revoke`;
+  const provider = values.provider === undefined ? '' : `&provider=${encodeURIComponent(values.provider)}`;
+  const url = action === 'list' ? `${base}/admin/sessions?sub=${encodeURIComponent(values.sub!)}${provider}` : `${base}/admin/sessions/revoke`;
   let status: number;
   let body: any;
   try {
     const res = await fetch(url, {
       method: action === 'list' ? 'GET' : 'POST',
       headers: { authorization: `Bearer ${token}`, accept: 'application/json', ...(action === 'revoke' ? { 'content-type': 'application/json' } : {}) },
-      body: action === 'revoke' ? JSON.stringify(values.sid ? { sid: values.sid } : { sub: values.sub }) : undefined,
+      body: action === 'revoke' ? JSON.stringify({ ...(values.sid ? { sid: values.sid } : { sub: values.sub }), ...(values.provider === undefined ? {} : { provider: values.provider }) }) : undefined,
       signal: AbortSignal.timeout(15_000),
     });
     status = res.status;

@@ -60,11 +60,18 @@ test('cli: sessions list / revoke against a running Portcullis (Redis store): hu
   assert.doesNotMatch(json.out, /eyJ/, 'never a token');
 
   // Three refusals that change nothing, run side by side (each CLI run is a process start).
-  const [wrong, usage, unreachable] = await Promise.all([
+  const [wrong, usage, unreachable, unknownProvider, namedProvider] = await Promise.all([
     cli(['list', '--sub', 'alice', '--url', admin, '--token-file', tokenFile('not-the-admin-token-at-all')]),
     cli(['revoke', '--sub', 'alice', '--sid', 'x', ...flags]),
     cli(['list', '--sub', 'alice', '--url', 'http://127.0.0.1:9', '--token-file', file]),
+    // --provider names whose "alice" (docs/providers.md): an id the config lacks is refused by the endpoint.
+    cli(['revoke', '--sub', 'alice', '--provider', 'partners', ...flags]),
+    cli(['list', '--sub', 'alice', '--provider', 'default', ...flags]),
   ]);
+  assert.equal(unknownProvider.code, 1);
+  assert.match(unknownProvider.err, /400 .*provider: one of default/);
+  assert.equal(namedProvider.code, 0, namedProvider.err);
+  assert.match(namedProvider.out, /^alice: 2 sessions\n/);
   assert.equal(wrong.code, 1);
   assert.match(wrong.err, /401/);
   assert.equal(usage.code, 1);
