@@ -1,12 +1,13 @@
 // `npm run gen:config`: writes what follows from the ONE config schema (src/config/schema.ts):
 //   - the `config` subtree (and the definitions it refers to) of helm/portcullis/values.schema.json;
-//     the rest of that file — the chart's own values — stays hand-written and is kept as it is;
+//     the rest of that file — the chart's own values — stays hand-written and is kept as it is,
+//     but for the provider id pattern of secrets.clientSecrets' keys;
 //   - docs/configuration.md, the configuration reference.
 // test/config/generated.test.ts regenerates both in memory and fails when a committed copy is stale.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { CONFIG_DEFINITIONS, CONFIG_GROUPS, ConfigSchema, DURATION_PATTERN } from '../src/config/schema.js';
+import { CONFIG_DEFINITIONS, CONFIG_GROUPS, ConfigSchema, DURATION_PATTERN, PROVIDER_ID_PATTERN } from '../src/config/schema.js';
 
 type Json = Record<string, unknown>;
 
@@ -29,8 +30,8 @@ function plain<T>(v: T): Json {
 const CHART_OWNED: Record<string, string> = {
   listen: 'Set by the chart from containerPorts.http.',
   metrics: 'Set by the chart from containerPorts.metrics.',
-  'oidc.clientSecret': 'Set secrets.clientSecret or secrets.existingSecret; the chart mounts it as a file.',
-  'oidc.clientSecretFile': "Set by the chart: the mounted Secret's client-secret file.",
+  'oidc.clientSecret': 'Set secrets.clientSecret (config.oidc a mapping) or secrets.clientSecrets.<id> (a list), or secrets.existingSecret; the chart mounts it as a file.',
+  'oidc.clientSecretFile': "Set by the chart: the mounted Secret's client-secret file (client-secret-<id> for each provider of a list).",
   'session.secrets': 'Set secrets.sessionSecrets or secrets.existingSecret; the chart mounts them as a file.',
   'session.secretsFile': "Set by the chart: the mounted Secret's session-secrets file.",
 };
@@ -53,12 +54,13 @@ function constrained(s: Json): boolean {
 function forHelm(s: Json, path: string, acceptRef = true): Json {
   if (CHART_OWNED[path] !== undefined) return { not: {}, description: CHART_OWNED[path] };
   if (s.$ref !== undefined) return s;
-  // The chart mounts ONE client secret (secrets.clientSecret) and points oidc.clientSecretFile at
-  // it: it takes the mapping form of `oidc` (one provider) only. Several providers need a secret
-  // file each, which the chart does not mount (docs/providers.md).
+  // `oidc`, a mapping (one provider) or a list: the chart mounts a client secret for each provider
+  // (secrets.clientSecret, or secrets.clientSecrets.<id>) and points its clientSecretFile at it, so
+  // in both forms a provider's keys are checked as the mapping's, chart-owned ones refused (the
+  // items' paths are `oidc.…` here, not `oidc[].…`). No `${VAR}` for the whole of it.
   if (path === 'oidc' && s.anyOf) {
-    const one = (s.anyOf as Json[]).find((b) => b.type === 'object')!;
-    return forHelm({ ...one, description: `${String(s.description)} The chart takes the mapping form (one provider).` }, path, acceptRef);
+    const anyOf = (s.anyOf as Json[]).map((b) => (b.type === 'array' ? { ...b, items: forHelm(b.items as Json, path) } : forHelm(b, path, false)));
+    return { ...s, description: `${String(s.description)} With the chart, a mapping's client secret is secrets.clientSecret, each listed provider's secrets.clientSecrets.<id>.`, anyOf };
   }
   const out: Json = { ...s };
   if (s.type === 'object' && s.properties) {
@@ -87,7 +89,10 @@ export function helmSchema(current: Json): Json {
   delete schema.title;
   const config = forHelm(schema, '');
   config.description = 'The Portcullis config file, generated from src/config/schema.ts by `npm run gen:config` (see docs/configuration.md). Keys the chart sets itself are refused here.';
-  const properties = { ...(current.properties as Json), config };
+  const properties: Json = { ...(current.properties as Json), config };
+  // secrets.clientSecrets is the chart's own value, but its keys are provider ids: the schema's pattern.
+  const secrets = properties.secrets as { properties: Record<string, Json> };
+  secrets.properties.clientSecrets = { ...secrets.properties.clientSecrets, propertyNames: { pattern: PROVIDER_ID_PATTERN } };
   const definitions = { ...(current.definitions as Json), ...plain(CONFIG_DEFINITIONS), envRef: ENV_REF };
   return { ...current, definitions, properties };
 }

@@ -76,6 +76,9 @@ describe('the doctor hook, rendered', { skip: missingGoReason() }, () => {
     extraEnv: [{ name: 'UPSTREAM_TOKEN', value: 'x' }],
     extraVolumes: [{ name: 'ca', configMap: { name: 'corp-ca' } }],
     extraVolumeMounts: [{ name: 'ca', mountPath: '/etc/ssl/corp', readOnly: true }],
+  }], ['several providers (a client secret each)', {
+    secrets: { clientSecrets: { corp: 'corp-secret-value', partners: 'partners-secret-value' }, sessionSecrets: secrets.secrets.sessionSecrets },
+    config: { oidc: [{ id: 'corp', issuer: 'https://login.corp.example.com', clientId: 'portcullis' }, { id: 'partners', issuer: 'https://id.partners.example.net', clientId: 'portcullis' }] },
   }]] as const) {
     test(`${what}: the Pod has the Deployment's volumes, mounts and env; the Service does not select it`, () => {
       const r = renderChart({ values: { ...secrets, ...values }, cluster: null });

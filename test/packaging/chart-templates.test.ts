@@ -111,9 +111,15 @@ test('deployment: the args match the image CMD and the mounted config path', () 
 test('secrets are mounted as files where the rendered config points', () => {
   assert.match(helpers, new RegExp(`define "portcullis\\.secretsDir" -\\}\\}${SECRETS_DIR.replace(/\//g, '\\/')}\\{\\{- end`));
   assert.match(deployment, /- name: secrets\s*\n\s*mountPath: \{\{ include "portcullis\.secretsDir" \. \}\}\s*\n\s*readOnly: true/);
-  for (const key of ['client-secret', 'session-secrets']) {
-    assert.match(deployment, new RegExp(`- key: ${key}\\s*\\n\\s*path: ${key}`));
-    assert.match(template('secret.yaml'), new RegExp(`^  ${key}: `, 'm'));
+  // The mounted keys are "portcullis.secretItems"'s, each file named as its key.
+  assert.match(deployment, /items:\s*\n\s*\{\{- include "portcullis\.secretItems" \. \| trim \| nindent 14 \}\}/);
+  const items = /\{\{- define "portcullis\.secretItems" -\}\}([\s\S]*?)\n\n\{\{\/\*/.exec(helpers)?.[1] ?? '';
+  for (const key of ['client-secret', 'client-secret-{{ .id }}', 'session-secrets']) {
+    assert.ok(items.includes(`- key: ${key}\n  path: ${key}\n`), `portcullis.secretItems does not mount ${key}`);
+  }
+  const secret = template('secret.yaml');
+  for (const key of ['client-secret', 'client-secret-{{ $id }}', 'session-secrets']) {
+    assert.ok(secret.includes(`\n  ${key}: `), `secret.yaml has no key ${key}`);
   }
 });
 
@@ -123,13 +129,16 @@ test('the config helper adds exactly what the test mirror (chart.ts renderedConf
     'set $config "listen" (dict "host" "0.0.0.0" "port" .Values.containerPorts.http)',
     'set $config "metrics" (dict "host" "0.0.0.0" "port" .Values.containerPorts.metrics)',
     'set $oidc "clientSecretFile" (printf "%s/client-secret" (include "portcullis.secretsDir" .))',
+    'set . "clientSecretFile" (printf "%s/client-secret-%s" (include "portcullis.secretsDir" $) .id)',
     'set $session "secretsFile" (printf "%s/session-secrets" (include "portcullis.secretsDir" .))',
     'set $session "store" "redis"',
     'set $session "redis" (dict "url" (printf "redis://:${REDIS_PASSWORD}@%s:6379" (include "portcullis.redis.fullname" .)))',
   ]) assert.ok(helpers.includes(line), `_helpers.tpl no longer does: ${line}`);
-  assert.equal((helpers.match(/\$_ := set /g) ?? []).length, 8, 'a set was added to or removed from portcullis.config');
-  // private_key_jwt: no clientSecretFile (the mirror skips it the same way).
+  assert.equal((helpers.match(/\$_ := set /g) ?? []).length, 9, 'a set was added to or removed from portcullis.config');
+  // private_key_jwt: no clientSecretFile (the mirror skips it the same way), in both forms of config.oidc.
   assert.ok(helpers.includes('{{- if ne (get $oidc "tokenEndpointAuthMethod" | default "") "private_key_jwt" }}'), 'clientSecretFile is set only without private_key_jwt');
+  assert.ok(helpers.includes('{{- if ne (get . "tokenEndpointAuthMethod" | default "") "private_key_jwt" }}true{{ end }}'), 'portcullis.readsClientSecret: every provider but private_key_jwt ones');
+  assert.ok(helpers.includes('{{- if kindIs "slice" $oidc }}\n{{- /* Several providers'), 'the list form is told apart from the mapping');
   assert.match(template('configmap.yaml'), /portcullis\.yaml: \|\s*\n\s*\{\{- include "portcullis\.config" \. \| nindent 4 \}\}/);
 });
 

@@ -29,10 +29,12 @@ for (const { name, file } of valueFiles()) {
 
 test('there is a ci values file for each install variant', () => {
   const names = valueFiles().map((v) => v.name);
-  for (const variant of ['default', 'redis', 'ingress-hpa', 'existing-secret']) {
+  for (const variant of ['default', 'redis', 'ingress-hpa', 'existing-secret', 'private-key-jwt', 'multi-provider']) {
     assert.ok(names.includes(`helm/portcullis/ci/${variant}-values.yaml`), `missing ci/${variant}-values.yaml`);
   }
 });
+
+const PROVIDER = { id: 'corp', issuer: 'https://idp.example.com', clientId: 'c' };
 
 // Each bad document is a user values file coalesced over values.yaml, as Helm does.
 const rejected: Array<[string, unknown]> = [
@@ -46,6 +48,16 @@ const rejected: Array<[string, unknown]> = [
   ['a typo in config.oidc', { config: { oidc: { clientID: 'x' } } }],
   ['a client secret written into the config', { config: { oidc: { clientSecret: 'hunter2' } } }],
   ['session secrets written into the config', { config: { session: { secrets: ['x'.repeat(40)] } } }],
+  // config.oidc as a list of providers: each item is checked like the mapping, chart-owned keys too.
+  ['a client secret written into a listed provider', { config: { oidc: [{ ...PROVIDER, clientSecret: 'hunter2' }] } }],
+  ['a client secret file written into a listed provider', { config: { oidc: [{ ...PROVIDER, clientSecretFile: '/x' }] } }],
+  ['a typo in a listed provider', { config: { oidc: [{ ...PROVIDER, clientID: 'x' }] } }],
+  ['a listed provider without an id', { config: { oidc: [{ issuer: 'https://idp.example.com', clientId: 'c' }] } }],
+  ['a listed provider with a bad id', { config: { oidc: [{ ...PROVIDER, id: 'corp.example' }] } }],
+  ['an empty provider list', { config: { oidc: [] } }],
+  ['config.oidc as a ${VAR}', { config: { oidc: '${OIDC}' } }],
+  ['secrets.clientSecrets keyed by something that is not a provider id', { secrets: { clientSecrets: { 'corp.example': 'x' } } }],
+  ['a secrets.clientSecrets value that is not text', { secrets: { clientSecrets: { corp: 42 } } }],
   ['listen set in the config (the chart owns the ports)', { config: { listen: { port: 3000 } } }],
   ['a bad duration', { config: { session: { idleTimeout: '8 hours' } } }],
   ['an unknown log level', { config: { logLevel: 'verbose' } }],
@@ -72,6 +84,14 @@ test('a full route passes: match, rule, headers, assertion, grafana preset', () 
     grafanaRoles: { Admin: { claim: ['https://example.com/claims', 'roles'], in: ['admin', 'owner'] } },
   };
   assert.deepEqual(problems(coalesce(defaultValues(), { config: { routes: [route] } })), []);
+});
+
+test('config.oidc as a list of providers passes, with secrets.clientSecrets; a listed provider takes ${VAR} like the mapping', () => {
+  const doc = {
+    secrets: { clientSecrets: { corp: 'a', 'partners_2-x': 'b' } },
+    config: { oidc: [{ ...PROVIDER, scopes: ['openid', 'groups'] }, { id: 'partners_2-x', issuer: '${PARTNERS_ISSUER}', clientId: 'p', tokenEndpointAuthMethod: 'private_key_jwt', clientKeysFile: '/keys/p.pem', clockTolerance: '${SKEW:-30s}' }] },
+  };
+  assert.deepEqual(problems(coalesce(defaultValues(), doc)), []);
 });
 
 test('values accepted with ${VAR} references where Portcullis substitutes them', () => {

@@ -89,8 +89,11 @@ export function renderedConfig(values: Values): Record<string, unknown> {
   const redis = values.redis as { enabled: boolean };
   config.listen = { host: '0.0.0.0', port: ports.http };
   config.metrics = { host: '0.0.0.0', port: ports.metrics };
-  const oidc = config.oidc as Record<string, unknown>;
-  config.oidc = oidc.tokenEndpointAuthMethod === 'private_key_jwt' ? { ...oidc } : { ...oidc, clientSecretFile: `${SECRETS_DIR}/client-secret` };
+  // A provider reads a client secret unless it uses private_key_jwt; with several (a list), each its own file.
+  const withSecret = (p: Record<string, unknown>, file: string) => (p.tokenEndpointAuthMethod === 'private_key_jwt' ? { ...p } : { ...p, clientSecretFile: `${SECRETS_DIR}/${file}` });
+  config.oidc = Array.isArray(config.oidc)
+    ? (config.oidc as Array<Record<string, unknown>>).map((p) => withSecret(p, `client-secret-${String(p.id)}`))
+    : withSecret(config.oidc as Record<string, unknown>, 'client-secret');
   const session: Record<string, unknown> = { ...(config.session as object), secretsFile: `${SECRETS_DIR}/session-secrets` };
   if (redis.enabled) {
     session.store = 'redis';

@@ -4,9 +4,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
+import { join } from 'node:path';
 import { validateConfigObject } from '../../src/config/index.js';
 import { parseConfigText } from '../../src/config/load.js';
-import { chartValues, examplesDir, listFiles, readText, rel, renderedConfig, SECRETS_DIR, valueFiles } from './chart.js';
+import { chartDir, chartValues, examplesDir, listFiles, readText, rel, renderedConfig, SECRETS_DIR, valueFiles } from './chart.js';
 
 // What the pod's environment and secret files would supply; fake, but shaped like the real thing.
 const SECRET_48 = 'x7Qp2LmN9vRt4KsW8yZc3HdF6jBg1AeU5oIrT0nMqPlKsJhG';
@@ -44,6 +45,13 @@ test('the chart points Portcullis at its mounted secret files', () => {
   const r = validateConfigObject(renderedConfig(chartValues()), env, { readFile: (p) => { read.push(p); return SECRET_48; } });
   assert.ok(r.ok);
   assert.deepEqual(read.sort(), [`${SECRETS_DIR}/client-secret`, `${SECRETS_DIR}/session-secrets`]);
+});
+
+test('with several providers, each reads its own mounted client secret file', () => {
+  const read: string[] = [];
+  const r = validateConfigObject(renderedConfig(chartValues(join(chartDir, 'ci', 'multi-provider-values.yaml'))), env, { readFile: (p) => { read.push(p); return SECRET_48; } });
+  assert.ok(r.ok, JSON.stringify(!r.ok && r.issues));
+  assert.deepEqual(read.sort(), [`${SECRETS_DIR}/client-secret-corp`, `${SECRETS_DIR}/client-secret-partners`, `${SECRETS_DIR}/session-secrets`]);
 });
 
 const examples = listFiles(examplesDir, (n) => n === 'portcullis.yaml');

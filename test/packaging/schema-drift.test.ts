@@ -13,9 +13,11 @@ type Node = Record<string, unknown>;
 const schema = JSON.parse(JSON.stringify(ConfigSchema)) as Node;
 const paths = keyPaths(schema);
 const helm = JSON.parse(readFileSync('helm/portcullis/values.schema.json', 'utf8')) as { properties: { config: Node } };
+/** A section's keys: an object's, or (a mapping-or-list union such as `oidc`) its mapping's. */
+const propsOf = (v: Node): Record<string, Node> => ((v.type === 'object' ? v : (v.anyOf as Node[] | undefined)?.find((b) => b.type === 'object'))?.properties ?? {}) as Record<string, Node>;
 /** Keys the chart sets itself: refused in values (`not: {}`), so their children are not listed there. */
 const chartOwned = Object.entries((helm.properties.config.properties as Record<string, Node>))
-  .flatMap(([k, v]) => ('not' in v ? [k] : Object.entries((v.properties ?? {}) as Record<string, Node>).filter(([, s]) => 'not' in s).map(([c]) => `${k}.${c}`)));
+  .flatMap(([k, v]) => ('not' in v ? [k] : Object.entries(propsOf(v)).filter(([, s]) => 'not' in s).map(([c]) => `${k}.${c}`)));
 
 test('the schema describes every section the validator reads', () => {
   assert.ok(paths.length > 60, `only ${paths.length} key paths`);
@@ -28,6 +30,22 @@ test('the chart schema knows exactly the schema\'s keys (none added, none missin
   const expected = paths.filter((p) => !chartOwned.some((o) => p.startsWith(`${o}.`)));
   assert.deepEqual(keyPaths(helm.properties.config).sort(), expected.sort());
   assert.deepEqual(chartOwned.sort(), ['listen', 'metrics', 'oidc.clientSecret', 'oidc.clientSecretFile', 'session.secrets', 'session.secretsFile']);
+});
+
+test('the chart schema takes config.oidc as a mapping or a list, whose items are the mapping\'s keys, chart-owned ones refused', () => {
+  const oidc = (helm.properties.config.properties as Record<string, Node>).oidc!;
+  const branches = oidc.anyOf as Node[];
+  assert.deepEqual(branches.map((b) => b.type), ['object', 'array']);
+  const mapping = branches[0]!;
+  const items = branches[1]!.items as Node;
+  assert.deepEqual(keyPaths(items), keyPaths(mapping));
+  for (const key of ['clientSecret', 'clientSecretFile']) {
+    assert.ok('not' in (items.properties as Record<string, Node>)[key]!, `oidc[].${key} is not refused`);
+    assert.ok('not' in (mapping.properties as Record<string, Node>)[key]!, `oidc.${key} is not refused`);
+  }
+  // In the list form every provider names its id.
+  assert.ok((items.required as string[]).includes('id'));
+  assert.ok(!((mapping.required as string[] | undefined) ?? []).includes('id'));
 });
 
 test('docs/configuration.md documents every key, and every rule key and operator', () => {

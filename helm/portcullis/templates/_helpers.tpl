@@ -73,7 +73,9 @@ app.kubernetes.io/component: redis
 {{- end }}
 {{- end }}
 
-{{/* The Secret holding client-secret, session-secrets (and redis-password): the user's or the chart's. */}}
+{{/*
+The Secret holding the client secret(s), session-secrets (and redis-password): the user's or the chart's.
+*/}}
 {{- define "portcullis.secretName" -}}
 {{- default (include "portcullis.fullname" .) .Values.secrets.existingSecret }}
 {{- end }}
@@ -83,6 +85,37 @@ Where the secret files are mounted; the deployment mounts the Secret's keys unde
 the config below points Portcullis at them.
 */}}
 {{- define "portcullis.secretsDir" -}}/etc/portcullis/secrets{{- end }}
+
+{{/*
+Whether one provider of config.oidc (a mapping: the provider's keys) reads a client secret: "true",
+or empty for private_key_jwt, which authenticates with config.oidc.clientKeysFile (mounted through
+extraVolumes) instead.
+*/}}
+{{- define "portcullis.readsClientSecret" -}}
+{{- if ne (get . "tokenEndpointAuthMethod" | default "") "private_key_jwt" }}true{{ end }}
+{{- end }}
+
+{{/*
+The keys of the Secret the pods mount under "portcullis.secretsDir", as a volume's `items`. One
+provider (config.oidc a mapping): client-secret, kept even with private_key_jwt so that the mount
+stays the same. Several (a list): client-secret-<id> for each provider that reads a client secret.
+Then session-secrets. deployment.yaml and tests/doctor.yaml both mount exactly these.
+*/}}
+{{- define "portcullis.secretItems" -}}
+{{- if kindIs "slice" .Values.config.oidc }}
+{{- range .Values.config.oidc }}
+{{- if include "portcullis.readsClientSecret" . }}
+- key: client-secret-{{ .id }}
+  path: client-secret-{{ .id }}
+{{- end }}
+{{- end }}
+{{- else }}
+- key: client-secret
+  path: client-secret
+{{- end }}
+- key: session-secrets
+  path: session-secrets
+{{- end }}
 
 {{/*
 The config file Portcullis reads: .Values.config plus the keys the chart owns, so that ports,
@@ -95,9 +128,18 @@ test/packaging mirrors these additions when it validates every values file's con
 {{- $_ := set $config "listen" (dict "host" "0.0.0.0" "port" .Values.containerPorts.http) }}
 {{- $_ := set $config "metrics" (dict "host" "0.0.0.0" "port" .Values.containerPorts.metrics) }}
 {{- $oidc := get $config "oidc" | default (dict) }}
+{{- if kindIs "slice" $oidc }}
+{{- /* Several providers: each one that reads a client secret reads its own Secret key, client-secret-<id>. */}}
+{{- range $oidc }}
+{{- if include "portcullis.readsClientSecret" . }}
+{{- $_ := set . "clientSecretFile" (printf "%s/client-secret-%s" (include "portcullis.secretsDir" $) .id) }}
+{{- end }}
+{{- end }}
+{{- else }}
 {{- /* private_key_jwt authenticates with config.oidc.clientKeysFile (mounted through extraVolumes): no client secret. */}}
 {{- if ne (get $oidc "tokenEndpointAuthMethod" | default "") "private_key_jwt" }}
 {{- $_ := set $oidc "clientSecretFile" (printf "%s/client-secret" (include "portcullis.secretsDir" .)) }}
+{{- end }}
 {{- end }}
 {{- $_ := set $config "oidc" $oidc }}
 {{- $session := get $config "session" | default (dict) }}
@@ -140,5 +182,10 @@ A Secret you manage (existingSecret) is not seen: restart the pods after rotatin
 (kubectl rollout restart), or let a tool such as Reloader do it.
 */}}
 {{- define "portcullis.secretChecksum" -}}
-{{- dict "secrets" .Values.secrets "redisPassword" .Values.redis.password "redis" .Values.redis.enabled | toJson | sha256sum }}
+{{- /* An empty secrets.clientSecrets is left out: one provider's checksum stays what it was before the value existed. */}}
+{{- $secrets := .Values.secrets }}
+{{- if not .Values.secrets.clientSecrets }}
+{{- $secrets = omit .Values.secrets "clientSecrets" }}
+{{- end }}
+{{- dict "secrets" $secrets "redisPassword" .Values.redis.password "redis" .Values.redis.enabled | toJson | sha256sum }}
 {{- end }}

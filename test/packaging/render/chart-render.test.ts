@@ -216,8 +216,10 @@ describe('the chart, rendered', { skip: missingGoReason() }, () => {
     test(`${name}: renders to Kubernetes objects that refer to each other rightly, its ConfigMap holds what chart.ts's mirror says`, () => {
       const values = chartValues(file);
       const secrets = values.secrets as { existingSecret: string; clientSecret: string; sessionSecrets: string[] };
-      // values.yaml alone has no client secret: give it one, as `--set secrets.clientSecret=...` would.
-      const extra = secrets.clientSecret || secrets.existingSecret ? undefined : { secrets: { clientSecret: 'set-on-the-command-line' } };
+      // values.yaml alone has no client secret: give it one, as `--set secrets.clientSecret=...` would
+      // (several providers' files carry theirs in secrets.clientSecrets).
+      const several = Array.isArray((values.config as { oidc: unknown }).oidc);
+      const extra = secrets.clientSecret || secrets.existingSecret || several ? undefined : { secrets: { clientSecret: 'set-on-the-command-line' } };
       const req = { valueFiles: file ? [file] : [], values: extra };
       const r = firstInstall(req);
       assert.ok(r.ok, r.ok ? '' : r.error);
