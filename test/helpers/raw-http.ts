@@ -174,3 +174,25 @@ export function pipelined(port: number, requests: Array<{ method: string; raw: s
     socket.on('close', () => { parse(true); finish(); });
   });
 }
+
+/** A browser's WebSocket upgrade on a raw socket (Origin: the site itself; `Accept: text/html`); resolves with the answer's head (and body when it is not 101). */
+export function upgrade(url: string, path: string, cookie: string): Promise<{ status: number; head: string; body: string }> {
+  const u = new URL(url);
+  return new Promise((resolve, reject) => {
+    const sock = connect(Number(u.port), u.hostname, () => {
+      sock.write(`GET ${path} HTTP/1.1\r\nHost: ${u.host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: ${url}\r\nCookie: ${cookie}\r\nAccept: text/html\r\n\r\n`);
+    });
+    let data = '';
+    sock.on('data', (d) => {
+      data += d.toString();
+      // Upgraded: the socket stays open; the answer's head is all there is to read.
+      if (data.startsWith('HTTP/1.1 101') && data.includes('\r\n\r\n')) { sock.destroy(); resolve({ status: 101, head: data.split('\r\n\r\n')[0]!, body: '' }); }
+    });
+    sock.on('end', () => {
+      const [head = '', body = ''] = data.split('\r\n\r\n');
+      resolve({ status: Number(head.split(' ')[1]), head, body });
+    });
+    sock.on('error', reject);
+    sock.setTimeout(5000, () => { sock.destroy(); reject(new Error('upgrade timed out')); });
+  });
+}

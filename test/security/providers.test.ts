@@ -10,6 +10,7 @@ import { request } from 'undici';
 import { startTwoProviders, type TwoProviders } from '../helpers/providers.js';
 import { CookieJar, followRedirects, loginViaHttp } from '../helpers/browserless-login.js';
 import { validateConfigObject } from '../../src/config/index.js';
+import { upgrade } from '../helpers/raw-http.js';
 
 const ALICE = { user: 'alice', password: 'alice-password' };
 const EVENT = { 'http://schemas.openid.net/event/backchannel-logout': {} };
@@ -75,6 +76,34 @@ test('a partners session is no session on a corp-only route: 401 for APIs, sign-
   assert.match(metrics, /^portcullis_auth_decisions_total\{route="both",decision="allow",provider="partners"\} \d+$/m);
   const audit = s.logs.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.audit === true && l.route === 'corp' && l.decision === 'allow');
   assert.ok(audit.length > 0 && audit.every((l) => l.provider === 'corp'), 'audit lines name the provider');
+});
+
+test('every doorway keeps providers apart: forward-auth and WebSocket upgrades refuse a partners session on a corp-only route and pass it where partners is accepted', async (t) => {
+  const s = await startTwoProviders(t, {
+    edit: (raw) => {
+      raw.trustProxy = ['127.0.0.1', '::1'];
+      for (const r of raw.routes as Array<Record<string, unknown>>) if (r.name === 'corp' || r.name === 'both') r.websocket = true;
+    },
+  });
+  const jar = await signIn(s, 'partners');
+  const forwardAuth = async (uri: string) => {
+    const r = await request(`${s.url}/oauth2/auth`, { headers: { cookie: jar.header(s.url), accept: 'application/json', 'x-forwarded-method': 'GET', 'x-forwarded-proto': 'http', 'x-forwarded-host': new URL(s.url).host, 'x-forwarded-uri': uri } });
+    return { status: r.statusCode, headers: r.headers, body: await r.body.text() };
+  };
+  const corp = await forwardAuth('/corp/x');
+  assert.equal(corp.status, 401, 'forward-auth: not signed in for a corp-only route');
+  assert.equal(corp.headers['x-forwarded-user'], undefined, 'no identity for the fronting proxy to pass on');
+  const both = await forwardAuth('/both/x');
+  assert.equal(both.status, 202);
+  assert.equal(both.headers['x-forwarded-user'], 'alice');
+
+  const wsCorp = await upgrade(s.url, '/corp/ws', jar.header(s.url));
+  assert.equal(wsCorp.status, 401, `upgrade on a corp-only route: ${wsCorp.head}`);
+  assert.doesNotMatch(wsCorp.head, /location:/i, 'an upgrade is never redirected');
+  const wsBoth = await upgrade(s.url, '/both/ws', jar.header(s.url));
+  assert.equal(wsBoth.status, 101, wsBoth.head);
+  // None of the refused requests reached the upstream as anyone.
+  assert.ok(!s.upstream.requests.some((r) => r.url.startsWith('/corp/')), 'nothing reached the upstream on the corp-only route');
 });
 
 test('a partners code, or a partners `iss`, at a sign-in started at corp is refused and signs no one in', async (t) => {

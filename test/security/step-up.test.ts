@@ -6,7 +6,6 @@
 // that must never redirect (forward-auth, WebSocket upgrades).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect } from 'node:net';
 import { generateKeyPairSync } from 'node:crypto';
 import { importJWK, SignJWT, type JWK } from 'jose';
 import { request } from 'undici';
@@ -14,6 +13,7 @@ import { startStack } from '../helpers/stack.js';
 import { startRogueStack } from '../helpers/rogue-stack.js';
 import { startTwoProviders } from '../helpers/providers.js';
 import { CookieJar, followRedirects, loginViaHttp } from '../helpers/browserless-login.js';
+import { upgrade } from '../helpers/raw-http.js';
 import type { CleanupScope } from '../helpers/idp.js';
 import { ALICE, STEP_UP_ROUTES, sessionOf, signInWeakly, startStepUpStack } from '../helpers/step-up.js';
 
@@ -142,28 +142,6 @@ test('another user finishing the step-up sign-in gets a session of their own: id
   await s.visit('/oauth2/start?step_up=console', jar);
   assert.equal((await s.sessionOf(jar))?.sid, now!.sid);
 });
-
-/** Raw WebSocket upgrade; resolves with the status line and headers of the answer. */
-function upgrade(url: string, path: string, cookie: string): Promise<{ status: number; head: string; body: string }> {
-  const u = new URL(url);
-  return new Promise((resolve, reject) => {
-    const sock = connect(Number(u.port), u.hostname, () => {
-      sock.write(`GET ${path} HTTP/1.1\r\nHost: ${u.host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: ${url}\r\nCookie: ${cookie}\r\nAccept: text/html\r\n\r\n`);
-    });
-    let data = '';
-    sock.on('data', (d) => {
-      data += d.toString();
-      // Upgraded: the socket stays open; the answer's head is all there is to read.
-      if (data.startsWith('HTTP/1.1 101') && data.includes('\r\n\r\n')) { sock.destroy(); resolve({ status: 101, head: data.split('\r\n\r\n')[0]!, body: '' }); }
-    });
-    sock.on('end', () => {
-      const [head = '', body = ''] = data.split('\r\n\r\n');
-      resolve({ status: Number(head.split(' ')[1]), head, body });
-    });
-    sock.on('error', reject);
-    sock.setTimeout(5000, () => { sock.destroy(); reject(new Error('upgrade timed out')); });
-  });
-}
 
 test('forward-auth and WebSocket upgrades answer a step-up with 401 and the challenge, never a redirect; upgraded, both let the user through', async (t) => {
   const s = await startStepUpStack(t, { edit: (raw) => { raw.trustProxy = ['127.0.0.1', '::1']; } });
