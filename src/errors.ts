@@ -155,6 +155,12 @@ export const REGISTRY = {
     when: 'The token endpoint refused the request with another OAuth error (`unauthorized_client`, `unsupported_grant_type`, `invalid_scope`, `invalid_request`…).',
     operator: "Check the client's registration at the IdP: grant types (authorization_code, refresh_token), redirect URI, scopes — and its credentials: some IdPs (Glewlwyd) answer `unauthorized_client` for a wrong `oidc.clientSecret` or `oidc.tokenEndpointAuthMethod`.",
   },
+  ERR_CALLBACK_ISSUER_MISMATCH: {
+    status: 400, retrySignIn: true,
+    message: 'This sign-in response did not come from the identity provider the sign-in was started with, so it was refused.',
+    when: "RFC 9207: the callback's `iss` parameter is not the issuer of the provider this sign-in started at, or is missing although that provider's metadata says it sends one — a browser sent back by another IdP, or a mix-up attack between providers. Nothing was redeemed.",
+    operator: 'With several providers, check that each provider\'s `issuer` is exactly what its IdP sends as `iss`; the error log line names the check.',
+  },
   ERR_CALLBACK_ID_TOKEN_INVALID: {
     status: 401, retrySignIn: true,
     message: 'The identity provider\'s ID token failed verification, so you were not signed in.',

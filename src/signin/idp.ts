@@ -776,6 +776,11 @@ export function wrapIdpError(err: unknown, step: 'code' | 'userinfo' | 'refresh'
   if (err instanceof client.ClientError || (typeof code === 'string' && code.startsWith('OAUTH_'))) {
     if (code === 'OAUTH_JSON_ATTRIBUTE_COMPARISON_FAILED' && step === 'userinfo') return errors.userinfoMismatch(err);
     if (code === 'OAUTH_INVALID_RESPONSE' && /state/i.test((err as Error).message)) return errors.callbackUnknownState(err);
+    // RFC 9207's `iss` response parameter (oauth4webapi: missing, or not this provider's issuer): the
+    // browser came back from another IdP than the one this sign-in started at — not an ID token problem.
+    // (openid-client wraps oauth4webapi's error, which says it, as "invalid response encountered".)
+    const cause = (err as Error).cause;
+    if (step === 'code' && /"iss" \(issuer\) (response parameter|missing)/.test(`${(err as Error).message} ${cause instanceof Error ? cause.message : ''}`)) return coded('ERR_CALLBACK_ISSUER_MISMATCH', { cause: err });
     return errors.idTokenInvalid(err);
   }
   if (err instanceof TypeError) return errors.idpUnavailable(err); // fetch failed: connection refused/reset

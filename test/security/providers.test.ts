@@ -131,8 +131,8 @@ test('a partners code, or a partners `iss`, at a sign-in started at corp is refu
   // partners' code with corp's state (and partners' iss, as partners sent it): refused on the iss
   // (RFC 9207, checked by openid-client against corp's issuer) before any code is redeemed.
   const swapped = await attempt({ code: partnersBack.searchParams.get('code')!, state, iss: s.partners.issuer });
-  assert.equal(swapped.status, 401, swapped.body);
-  assert.equal(JSON.parse(swapped.body).error, 'ERR_CALLBACK_ID_TOKEN_INVALID');
+  assert.equal(swapped.status, 400, swapped.body);
+  assert.equal(JSON.parse(swapped.body).error, 'ERR_CALLBACK_ISSUER_MISMATCH');
   assert.ok(!swapped.setCookie.some((c) => /^portcullis=[^;]/.test(c)), 'no session cookie');
   // Without `iss` (corp's metadata says it sends one, so it is required): refused.
   const corpJar1 = new CookieJar();
@@ -140,8 +140,8 @@ test('a partners code, or a partners `iss`, at a sign-in started at corp is refu
   const state1 = new URL(first.finalUrl).searchParams.get('state')!;
   const bare = await request(`${callback}?code=${encodeURIComponent(partnersBack.searchParams.get('code')!)}&state=${encodeURIComponent(state1)}`, { headers: { accept: 'application/json', cookie: corpJar1.header(callback) } });
   const bareBody = await bare.body.text();
-  assert.equal(bare.statusCode, 401, bareBody);
-  assert.equal(JSON.parse(bareBody).error, 'ERR_CALLBACK_ID_TOKEN_INVALID');
+  assert.equal(bare.statusCode, 400, bareBody);
+  assert.equal(JSON.parse(bareBody).error, 'ERR_CALLBACK_ISSUER_MISMATCH');
   // With corp's iss: corp's token endpoint refuses a code it never issued (partners' code goes nowhere else).
   const corpJar2 = new CookieJar();
   const again = await loginViaHttp(`${s.url}/oauth2/start?provider=corp&rd=/both/`, { ...ALICE, jar: corpJar2, stopAt: callback });
@@ -158,8 +158,8 @@ test('a partners code, or a partners `iss`, at a sign-in started at corp is refu
   back3.searchParams.set('iss', s.partners.issuer);
   const wrongIss = await request(back3, { headers: { accept: 'application/json', cookie: corpJar3.header(back3) } });
   const wrongIssBody = await wrongIss.body.text();
-  assert.equal(wrongIss.statusCode, 401, wrongIssBody);
-  assert.equal(JSON.parse(wrongIssBody).error, 'ERR_CALLBACK_ID_TOKEN_INVALID');
+  assert.equal(wrongIss.statusCode, 400, wrongIssBody);
+  assert.equal(JSON.parse(wrongIssBody).error, 'ERR_CALLBACK_ISSUER_MISMATCH');
   assert.ok(![wrongIss.headers['set-cookie'] ?? []].flat().some((c) => /^portcullis=[^;]/.test(String(c))), 'no session');
 
   // The control: corp's code with corp's state and iss signs in.
