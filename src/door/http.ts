@@ -47,7 +47,8 @@ export function rewriteUrl(req: IncomingMessage): string {
  * draining), the requests behind it are not handled at all (RFC 9112 §9.6): no upstream acts on a
  * request whose answer can no longer reach the client, who would send it again.
  */
-const waitingOn = new WeakMap<Socket, Array<[IncomingMessage, ServerResponse]>>();
+/** Per connection with a request in progress: the requests waiting behind it (`null`: none yet — no array for the usual one-at-a-time client). */
+const waitingOn = new WeakMap<Socket, Array<[IncomingMessage, ServerResponse]> | null>();
 /** Connections an answer has closed: node:http may still parse (and hand over) requests already read from them. */
 const closing = new WeakSet<Socket>();
 
@@ -69,8 +70,11 @@ function inOrder(serve: (req: IncomingMessage, res: ServerResponse) => void): (r
     const socket = req.socket;
     if (closing.has(socket) || !socket.writable) return; // never answered: the connection is closing
     const queue = waitingOn.get(socket);
-    if (queue !== undefined) { queue.push([req, res]); return; }
-    waitingOn.set(socket, []);
+    if (queue !== undefined) {
+      if (queue === null) waitingOn.set(socket, [[req, res]]); else queue.push([req, res]);
+      return;
+    }
+    waitingOn.set(socket, null);
     start(req, res);
   };
 }

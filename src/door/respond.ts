@@ -108,7 +108,7 @@ export function outcomeAnswer(rt: Runtime, r: Inbound, o: Exclude<Outcome, { kin
   const signInUrl = startUrl(rt, o.route);
   if (o.kind === 'forbidden') {
     // A session whose groups the IdP announced but could not be fetched (Entra ID group overage): say so.
-    const note = groupsUnavailableText((o.who as { groupsUnavailable?: unknown }).groupsUnavailable);
+    const note = isSession(o.who) ? groupsUnavailableText(o.who.groupsUnavailable) : undefined;
     if (mode === 'proxy' && o.who.sid && prefersHtml(r.headers.accept)) {
       const c = o.who.claims;
       const user = String(c.email ?? c.preferred_username ?? c.sub);
