@@ -1,7 +1,7 @@
 // node:test reporter (scripts/test.mjs adds it): how long each test file's tests took — the sum of its
 // top-level tests' durations (what runs in a file is sequential), or the file's own when it failed as a
 // whole — merged into PORTCULLIS_TEST_TIMES, seconds per file; the next run starts the longest first.
-// Writes nothing to its own destination.
+// Writes nothing to its own destination. In a batch file, the top-level tests are the test files.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { relative, resolve } from 'node:path';
 
@@ -20,7 +20,8 @@ export default async function* times(source) {
     if ((event.type !== 'test:pass' && event.type !== 'test:fail') || event.data.nesting !== 0 || !event.data.file) continue;
     const { file, name } = event.data;
     const ms = event.data.details?.duration_ms ?? 0;
-    const key = sourceOf(file);
+    // A batch (scripts/test.mjs) runs each test file under a describe() named after it.
+    const key = relative(build ?? '', file).startsWith('test-batches') ? name : sourceOf(file);
     const entry = sums.get(key) ?? { tests: 0, self: 0 };
     if (name === file) entry.self = ms;
     else entry.tests += ms;

@@ -9,7 +9,7 @@
 // off-thread loader hooks and transforms) — about a third of the suite's CPU time.
 import { spawn, spawnSync } from 'node:child_process';
 import { generateKeyPair } from 'node:crypto';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, renameSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve } from 'node:path';
@@ -23,15 +23,19 @@ const UNLINKED = new Set(['.git', '.tmp', 'node_modules', 'dist', ...COMPILED]);
 /** Per-file durations of the last run (a reporter writes them); the next run starts the longest first. */
 const TIMES = join(REPO, '.tmp', 'test-times.json');
 /**
- * When no earlier run's durations are known (a fresh clone, CI): these start first, longest first, so
- * that no long file begins at the end of the run (the longest in a full run on 2 cores, 2026-11-28).
+ * When no earlier run's durations are known (a fresh clone, CI): these run alone and start first, longest
+ * first, so that no long file begins at the end of the run (the files over 6 s in a full run on 2 cores,
+ * 2026-11-28); the others are assumed short and batched.
  */
 const KNOWN_SLOW = [
   'test/interop/glewlwyd.test.ts', 'test/interop/lemonldap.test.ts', 'test/identity/bearer-key-rotation.test.ts',
-  'test/session/sign-out-everywhere.test.ts', 'test/alerts/prometheus.test.ts', 'test/operability/log-secrets.test.ts',
-  'test/cli/sessions.test.ts', 'test/operability/cluster.test.ts', 'test/alerts/promtool.test.ts',
-  'test/session/redis-cluster.test.ts', 'test/security/upstream-failures.test.ts', 'test/browser/demo.test.ts',
-  'test/operability/shutdown.test.ts', 'test/operability/faults.test.ts', 'test/session/admin-workers.test.ts',
+  'test/operability/cluster.test.ts', 'test/alerts/prometheus.test.ts', 'test/operability/log-secrets.test.ts',
+  'test/alerts/promtool.test.ts', 'test/operability/shutdown.test.ts', 'test/signin/private-key-jwt.test.ts',
+  'test/cli/sessions.test.ts', 'test/cli/doctor.test.ts', 'test/session/redis-cluster.test.ts',
+  'test/operability/faults.test.ts', 'test/operability/reload-while-starting.test.ts', 'test/browser/signin.test.ts',
+  'test/session/sign-out-everywhere.test.ts', 'test/session/store-contract.test.ts', 'test/security/step-up.test.ts',
+  'test/security/upstream-failures.test.ts', 'test/browser/demo.test.ts', 'test/security/doorways.test.ts',
+  'test/security/id-token.test.ts',
 ];
 /** Pre-generated RSA keys for the dev IdPs the tests start (test/helpers/idp.ts); kept between runs. */
 const RSA_KEYS = join(REPO, '.tmp', 'test-rsa-keys.json');
@@ -137,13 +141,67 @@ async function rsaKeyPool() {
   renameSync(`${RSA_KEYS}.${process.pid}`, RSA_KEYS);
 }
 
-function order(files) {
+/**
+ * Files that keep a process of their own even when short. (None today: every file restores what it
+ * changes in the process — Date.now, console, tracing — in t.after. Add one here, with its reason, when
+ * a file cannot.)
+ */
+const OWN_PROCESS = new Set([]);
+/** A file whose tests took at least this long (seconds) runs in a process of its own. */
+const SOLO_SECONDS = 6;
+/** Batches are filled up to about this many seconds of tests. */
+const BATCH_SECONDS = 15;
+/** Assumed for a file no earlier run timed (a fresh clone, CI), unless KNOWN_SLOW names it. */
+const UNTIMED_SECONDS = 2;
+/** Where the batch files are written; the reporter in scripts/test-times.mjs knows this name too. */
+const BATCHES = join(BUILD, 'test-batches');
+
+/**
+ * What `node --test` runs, longest first: each slow file alone, and the others in batches — one process
+ * imports several test files, each under a describe() named after it, and runs them one after another.
+ * A process costs about 2 s of CPU before its first test (loading fastify, oidc-provider, undici…,
+ * then warming the JIT); a batch pays that once. 20 short files took 54 s of CPU alone and 16 s in one
+ * batch (2026-11-28).
+ */
+function plan(files) {
   let times = {};
   try {
     times = JSON.parse(readFileSync(TIMES, 'utf8'));
   } catch { /* first run: KNOWN_SLOW */ }
-  const known = (f) => times[f] ?? (KNOWN_SLOW.includes(f) ? 1e6 - KNOWN_SLOW.indexOf(f) : 0);
-  return [...files].sort((a, b) => known(b) - known(a));
+  const seconds = (f) => times[f] ?? (KNOWN_SLOW.includes(f) ? 1e6 - KNOWN_SLOW.indexOf(f) : UNTIMED_SECONDS);
+  const compiled = (f) => join(BUILD, f.replace(/\.ts$/, '.js'));
+  const units = []; // { seconds, path }
+  const batchable = [];
+  for (const f of [...files].sort((a, b) => seconds(b) - seconds(a))) {
+    if (seconds(f) >= SOLO_SECONDS || OWN_PROCESS.has(f)) units.push({ seconds: seconds(f), path: compiled(f) });
+    else batchable.push(f);
+  }
+  // First fit, longest first: few batches, each about BATCH_SECONDS.
+  const bins = [];
+  for (const f of batchable) {
+    const bin = bins.find((b) => b.seconds + seconds(f) <= BATCH_SECONDS);
+    if (bin) {
+      bin.files.push(f);
+      bin.seconds += seconds(f);
+    } else bins.push({ seconds: seconds(f), files: [f] });
+  }
+  rmSync(BATCHES, { recursive: true, force: true });
+  mkdirSync(BATCHES, { recursive: true });
+  bins.forEach((bin, i) => {
+    if (bin.files.length === 1) {
+      units.push({ seconds: bin.seconds, path: compiled(bin.files[0]) });
+      return;
+    }
+    const path = join(BATCHES, `batch-${String(i + 1).padStart(2, '0')}.test.js`);
+    writeFileSync(path, [
+      '// Written by scripts/test.mjs: these test files, one after another in this process.',
+      "import { describe } from 'node:test';",
+      ...bin.files.map((f) => `describe(${JSON.stringify(f)}, async () => { await import(${JSON.stringify(pathToFileURL(compiled(f)).href)}); });`),
+      '',
+    ].join('\n'));
+    units.push({ seconds: bin.seconds, path });
+  });
+  return units.sort((a, b) => b.seconds - a.seconds).map((u) => u.path);
 }
 
 const roots = process.argv.slice(2);
@@ -175,7 +233,7 @@ const r = spawnSync(process.execPath, [
   '--enable-source-maps', '--test', `--test-concurrency=${CONCURRENCY}`, '--test-timeout=240000',
   `--test-reporter=${reporter}`, '--test-reporter-destination=stdout',
   `--test-reporter=${join(REPO, 'scripts/test-times.mjs')}`, '--test-reporter-destination=stdout',
-  ...order(files).map((f) => join(BUILD, f.replace(/\.ts$/, '.js'))),
+  ...plan(files),
 ], { stdio: 'inherit', cwd: REPO, env: {
     ...process.env, NODE_ENV: 'test', PORTCULLIS_TEST_BUILD: BUILD, PORTCULLIS_TEST_TIMES: TIMES,
     ...(existsSync(RSA_KEYS) ? { PORTCULLIS_TEST_RSA_KEYS: RSA_KEYS } : {}),

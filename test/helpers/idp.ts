@@ -52,9 +52,11 @@ export async function startTestIdp(t: CleanupScope, opts: TestIdpOptions): Promi
 /**
  * A 2048-bit RSA key costs 0.2–0.3 s of CPU to generate and the suite starts hundreds of IdPs, so
  * scripts/test.mjs generates a pool of them once (PORTCULLIS_TEST_RSA_KEYS, a JSON array of private
- * JWKs) while it typechecks. Each IdP of a test process takes the next unused one — no two IdPs in a
- * process share a key — with a fresh ES256 key, as the dev IdP's own default (kid = RFC 7638
- * thumbprint). Without the pool, or once it is used up: undefined, and the dev IdP generates its own.
+ * JWKs) while it typechecks. Each IdP of a test process takes the next one, with a fresh ES256 key, as
+ * the dev IdP's own default (kid = RFC 7638 thumbprint). The pool is taken round: a batch process
+ * (scripts/test.mjs) runs several files, which between them may start more IdPs than the pool holds;
+ * two IdPs share an RSA key only when 64 others were started between them, which no single test does.
+ * Without the pool: undefined, and the dev IdP generates its own.
  */
 let rsaPool: JsonWebKey[] | undefined;
 let nextRsa = 0;
@@ -67,8 +69,8 @@ async function pooledSigningKeys(): Promise<{ keys: object[] } | undefined> {
   } catch {
     rsaPool = [];
   }
-  const rsaJwk = rsaPool[nextRsa++];
-  if (!rsaJwk) return undefined;
+  if (rsaPool.length === 0) return undefined;
+  const rsaJwk = rsaPool[nextRsa++ % rsaPool.length];
   const generate = promisify(generateKeyPair) as (type: string, options: object) => Promise<{ privateKey: KeyObject }>;
   const ecJwk = (await generate('ec', { namedCurve: 'P-256' })).privateKey.export({ format: 'jwk' });
   return {
