@@ -18,7 +18,7 @@ import { registerSignInEndpoints } from './signin/endpoints.js';
 import { compilePeerTrust } from './routing/trust.js';
 import { AssertionSigner } from './identity/assertion.js';
 import { clientKey, createRateLimiter } from './ratelimit.js';
-import { REDACT, logDestination, loggerOptions } from './logging.js';
+import { REDACT, jsonStdout, logDestination, loggerOptions } from './logging.js';
 
 export interface AppOptions extends RuntimeOptions {
   metrics?: Metrics;
@@ -53,7 +53,7 @@ export async function buildApp(config: Config, opts: AppOptions = {}): Promise<{
       level: config.logLevel,
       ...loggerOptions,
       // Tests capture lines; a terminal gets them readable (logDestination), anything else JSON.
-      ...(opts.logStream ? { stream: opts.logStream } : pretty ? { stream: pretty } : {}),
+      stream: opts.logStream ?? pretty ?? jsonStdout(),
     },
     // What a peer says about the original request is read in one place, routing/origin.ts (the
     // rate limiter below asks it too): Fastify's own request.ip/host/protocol are not used.

@@ -12,7 +12,7 @@ import { AggregatorRegistry, Counter, Gauge, Registry, type MetricObjectWithValu
 import type { Config } from './config/index.js';
 import type { Revocation } from './session/revocation.js';
 import { registerAdminRoutes, runAdminOp, type AdminOp, type AdminResult } from './session/admin.js';
-import { logDestination, loggerOptions } from './logging.js';
+import { jsonStdout, logDestination, loggerOptions } from './logging.js';
 import { addressOf, holdSignals, startServer, type RunningServer } from './server.js';
 import { startTracing, tracingSettingsFromEnv } from './tracing.js';
 import { answerErrors } from './app.js';
@@ -117,7 +117,7 @@ async function runWorker(configFile: string, config: Config): Promise<void> {
 async function runPrimary(config: Config, n: number): Promise<void> {
   const pretty = logDestination();
   const admin = Fastify({
-    logger: { level: config.logLevel, ...loggerOptions, ...(pretty ? { stream: pretty } : {}) },
+    logger: { level: config.logLevel, ...loggerOptions, stream: pretty ?? jsonStdout() },
     logController: new LogController({ disableRequestLogging: true }),
     genReqId: () => randomUUID(),
   });

@@ -3,8 +3,12 @@ import type { IncomingMessage } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import type { PeerTrust } from './routing/trust.js';
 
-/** Ids already given, per request: every stage (span, Inbound, error answer) names the same one. */
-const given = new WeakMap<IncomingMessage, string>();
+/**
+ * The id given to a request, kept on it: every stage (span, Inbound, error answer) names the same
+ * one. A symbol-keyed property rather than a WeakMap: no ephemeron table entry per request.
+ */
+const GIVEN = Symbol('portcullis.requestId');
+type WithId = IncomingMessage & { [GIVEN]?: string };
 
 /**
  * X-Request-Id is believed only from a trusted proxy, and only if it looks sane; otherwise a new
@@ -12,11 +16,11 @@ const given = new WeakMap<IncomingMessage, string>();
  * and an error answer all carry the same id.
  */
 export function requestIdOf(req: IncomingMessage, peerTrusted: PeerTrust): string {
-  let id = given.get(req);
+  let id = (req as WithId)[GIVEN];
   if (id === undefined) {
     const sent = req.headers['x-request-id'];
     id = typeof sent === 'string' && /^[\w.:-]{1,128}$/.test(sent) && peerTrusted(req.socket.remoteAddress) ? sent : randomUUID();
-    given.set(req, id);
+    (req as WithId)[GIVEN] = id;
   }
   return id;
 }

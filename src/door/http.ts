@@ -47,34 +47,39 @@ export function rewriteUrl(req: IncomingMessage): string {
  * draining), the requests behind it are not handled at all (RFC 9112 §9.6): no upstream acts on a
  * request whose answer can no longer reach the client, who would send it again.
  */
-/** Per connection with a request in progress: the requests waiting behind it (`null`: none yet — no array for the usual one-at-a-time client). */
-const waitingOn = new WeakMap<Socket, Array<[IncomingMessage, ServerResponse]> | null>();
-/** Connections an answer has closed: node:http may still parse (and hand over) requests already read from them. */
-const closing = new WeakSet<Socket>();
+/**
+ * Per connection, kept on the socket (symbol-keyed properties: no WeakMap entry per request):
+ * `WAITING` while a request is in progress — the requests waiting behind it, or `null` when none
+ * (no array for the usual one-at-a-time client) — and `CLOSING` once an answer has closed the
+ * connection (node:http may still parse and hand over requests already read from it).
+ */
+const WAITING = Symbol('portcullis.waiting');
+const CLOSING = Symbol('portcullis.closing');
+type Connection = Socket & { [WAITING]?: Array<[IncomingMessage, ServerResponse]> | null; [CLOSING]?: true };
 
 function inOrder(serve: (req: IncomingMessage, res: ServerResponse) => void): (req: IncomingMessage, res: ServerResponse) => void {
   const start = (req: IncomingMessage, res: ServerResponse): void => {
-    const socket = req.socket;
+    const socket: Connection = req.socket;
     res.once('close', () => {
       if (!res.shouldKeepAlive || !socket.writable) {
-        closing.add(socket);
-        waitingOn.delete(socket);
+        socket[CLOSING] = true;
+        socket[WAITING] = undefined;
         return;
       }
-      const next = waitingOn.get(socket)?.shift();
-      if (next === undefined) waitingOn.delete(socket); else start(next[0], next[1]);
+      const next = socket[WAITING]?.shift();
+      if (next === undefined) socket[WAITING] = undefined; else start(next[0], next[1]);
     });
     serve(req, res);
   };
   return (req, res) => {
-    const socket = req.socket;
-    if (closing.has(socket) || !socket.writable) return; // never answered: the connection is closing
-    const queue = waitingOn.get(socket);
+    const socket: Connection = req.socket;
+    if (socket[CLOSING] === true || !socket.writable) return; // never answered: the connection is closing
+    const queue = socket[WAITING];
     if (queue !== undefined) {
-      if (queue === null) waitingOn.set(socket, [[req, res]]); else queue.push([req, res]);
+      if (queue === null) socket[WAITING] = [[req, res]]; else queue.push([req, res]);
       return;
     }
-    waitingOn.set(socket, null);
+    socket[WAITING] = null;
     start(req, res);
   };
 }

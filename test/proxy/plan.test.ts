@@ -19,12 +19,12 @@ assert.ok(cfg.ok);
 const table = compileRouteTable(cfg.config.routes);
 const route = table.routes[0]!;
 
-function plan(headers: Record<string, string>, o: { trusted?: boolean; upgrade?: boolean; method?: string } = {}) {
+function plan(headers: Record<string, string>, o: { trusted?: boolean; upgrade?: boolean; method?: string; peer?: string; host?: string } = {}) {
   const origin = new OriginRules(o.trusted ? ['10.9.9.9'] : false, cfg.ok ? cfg.config.publicUrl : '', 'portcullis');
   const rules = new UpstreamRequestRules(origin, makeCookieStripper('portcullis'));
   const inbound: Inbound = {
-    id: 'req-1', method: o.method ?? 'GET', path: '/app/x', query: '?q=1', host: 'apps.example.com', proto: 'https', port: '443',
-    peer: '10.9.9.9', clientIp: o.trusted ? '203.0.113.7' : '10.9.9.9', trusted: o.trusted ?? false, headers, cookies: {},
+    id: 'req-1', method: o.method ?? 'GET', path: '/app/x', query: '?q=1', host: o.host ?? 'apps.example.com', proto: 'https', port: '443',
+    peer: o.peer ?? '10.9.9.9', clientIp: o.trusted ? '203.0.113.7' : o.peer ?? '10.9.9.9', trusted: o.trusted ?? false, headers, cookies: {},
   };
   return rules.plan({ inbound, route, identity: table.headers, who: { claims: { sub: 'alice', team: 'blue' }, sid: 's1' }, upgrade: o.upgrade });
 }
@@ -79,6 +79,16 @@ test('forwarding family: replaced from an untrusted peer in every spelling, appe
   assert.equal(t['true-client-ip'], '6.6.6.6', 'a trusted proxy may pass the rest of the family');
   assert.equal(t['x-original-url'], '/admin');
   assert.equal(t.x_forwarded_for, undefined, 'an underscore spelling is removed even from a trusted proxy');
+});
+
+test('Forwarded (RFC 7239 §4): tokens bare; IPv6 bracketed and quoted; host:port and anything else quoted and escaped', () => {
+  const fwd = (peer: string, host: string) => plan({}, { peer, host }).headers.forwarded;
+  assert.equal(fwd('10.9.9.9', 'apps.example.com'), 'for=10.9.9.9;host=apps.example.com;proto=https');
+  assert.equal(fwd('::1', 'apps.example.com'), 'for="[::1]";host=apps.example.com;proto=https');
+  assert.equal(fwd('2001:db8::7', 'apps.example.com:8443'), 'for="[2001:db8::7]";host="apps.example.com:8443";proto=https');
+  assert.equal(fwd('::ffff:10.9.9.9', '[::1]:8080'), 'for="[::ffff:10.9.9.9]";host="[::1]:8080";proto=https');
+  assert.equal(fwd('10.9.9.9', 'a"b\\c'), 'for=10.9.9.9;host="a\\"b\\\\c";proto=https', 'a quote and a backslash are escaped');
+  assert.equal(fwd('10.9.9.9', 'a:b:c'), 'for=10.9.9.9;host="a:b:c";proto=https', 'two colons, not an address: quoted, not bracketed');
 });
 
 test('identity: client-sent identity removed in every spelling, ours added; own cookies removed', () => {
