@@ -69,7 +69,7 @@ export function evaluate(rt: Runtime, r: Inbound): Outcome | Promise<Outcome> {
     if (token !== undefined) return withBearer(rt, route, token);
   }
   // A verified session in the cache with nothing due (no refresh, no re-seal): no I/O to wait for.
-  const cached = rt.sessions.peek(r.cookies);
+  const cached = rt.sessions.peek(r.cookies, r.memo);
   if (cached) {
     // (A session this route does not accept is not refreshed or rewritten on its behalf.)
     if ((!rt.sessions.needsWrite(cached) && !rt.refresher.isDue(cached)) || !route.providers.has(cached.provider)) return decide(rt, route, cached, NO_COOKIES);
@@ -132,7 +132,7 @@ async function withSession(rt: Runtime, route: RouteConfig, r: Inbound): Promise
   const setCookies: string[] = [];
   let session: ActiveSession | undefined;
   try {
-    const lookup = await rt.sessions.lookup(r.cookies);
+    const lookup = await rt.sessions.lookup(r.cookies, r.memo);
     if (lookup.kind === 'valid') {
       session = lookup.session;
       if (!route.providers.has(session.provider)) return decide(rt, route, undefined, setCookies);

@@ -9,6 +9,7 @@ import type { RouteConfig } from '../config/index.js';
 import type { HeaderBag, IdentityHeaderPlan, Principal } from '../identity/headers.js';
 import type { Inbound, OriginRules } from '../routing/origin.js';
 import { HOP_BY_HOP, connectionTokens } from './hop-by-hop.js';
+import { memoized } from '../routing/connection-memo.js';
 
 /** An upstream as the forwarder uses it, parsed once per distinct `upstream` string. */
 export interface UpstreamTarget {
@@ -102,7 +103,7 @@ export class UpstreamRequestRules {
       out[k] = sent[k];
     }
     if (out.cookie !== undefined) {
-      const cookie = this.stripOwnCookies(out.cookie as string);
+      const cookie = memoized(r.memo, this.stripOwnCookies, out.cookie as string);
       if (cookie === undefined) delete out.cookie; else out.cookie = cookie;
     }
     this.origin.setForwarding(r, out);

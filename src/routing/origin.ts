@@ -11,6 +11,7 @@ import proxyAddr from '@fastify/proxy-addr';
 import { parseCookie } from 'cookie';
 import { compilePeerTrust, type PeerTrust } from './trust.js';
 import { requestIdOf } from '../request-id.js';
+import { connectionMemo, type ConnectionMemo } from './connection-memo.js';
 
 /** Request or response headers as node:http gives and takes them (name → value or values). */
 export type HeaderBag = Record<string, string | string[] | undefined>;
@@ -40,7 +41,10 @@ export interface Inbound {
   readonly trusted: boolean;
   /** The request headers as received (never modified). */
   readonly headers: IncomingHttpHeaders;
+  /** Parsed Cookie header (frozen: shared by the requests of a connection that repeat it). */
   readonly cookies: Cookies;
+  /** Pure functions of what this client connection repeats (routing/connection-memo.ts); absent in tests that build an Inbound by hand. */
+  readonly memo?: ConnectionMemo | undefined;
 }
 
 /**
@@ -92,6 +96,7 @@ export class OriginRules {
     const host = trusted ? lastEntry(headers['x-forwarded-host']) || headers.host : headers.host;
     const proto = (trusted ? lastEntry(headers['x-forwarded-proto']).toLowerCase() : '') || this.publicProto;
     const cookie = headers.cookie;
+    const memo = connectionMemo(req.socket);
     return {
       id: requestIdOf(req, this.peerTrusted),
       method: req.method ?? 'GET',
@@ -105,7 +110,8 @@ export class OriginRules {
       trusted,
       headers,
       // Parsed only when one of ours may be there; other cookies are passed on byte for byte.
-      cookies: cookie !== undefined && cookie.includes(this.cookieBase) ? parseCookie(cookie) as Cookies : NO_COOKIES,
+      cookies: cookie !== undefined && cookie.includes(this.cookieBase) ? memo.of(parseCookies, cookie) : NO_COOKIES,
+      memo,
     };
   }
 
@@ -159,6 +165,7 @@ export class OriginRules {
 }
 
 const NO_COOKIES: Cookies = Object.freeze({}) as Cookies;
+const parseCookies = (header: string): Cookies => Object.freeze(parseCookie(header)) as Cookies;
 
 /** The last entry of a comma-separated forwarding header ('' when there is none). */
 export function lastEntry(v: string | string[] | undefined): string {

@@ -1,6 +1,7 @@
 // Session stage: "who is this?" — turns the request's cookies into a verified session (or none),
 // enforces idle and absolute lifetimes, and issues, refreshes and clears session cookies. The hot
 // path is an LRU lookup keyed by a hash of the cookie value: no decryption, no store round-trip.
+import { memoized, type ConnectionMemo } from '../routing/connection-memo.js';
 import { hash, randomBytes } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type { CookieSettings } from './cookies.js';
@@ -113,10 +114,10 @@ export class SessionManager {
   }
 
   /** Finds the request's session. Never throws for bad cookies: they are simply "no session". */
-  async lookup(cookies: Record<string, string | undefined>): Promise<SessionLookup> {
+  async lookup(cookies: Record<string, string | undefined>, memo?: ConnectionMemo): Promise<SessionLookup> {
     const value = this.cookieValue(cookies);
     if (value === undefined) return NONE;
-    const key = cacheKey(value);
+    const key = memoized(memo, cacheKey, value);
     const now = this.now();
     let s = this.cache?.get(key);
     this.onCache(s !== undefined);
@@ -143,11 +144,13 @@ export class SessionManager {
   /**
    * The hot path's synchronous look: a cached, still-valid session, or undefined whenever anything
    * else would have to happen (cache miss, expiry, revocation) — the caller then takes the full path.
+   * `memo`: the client connection's (routing/connection-memo.ts), which keeps the cache key while the
+   * connection repeats the cookie.
    */
-  peek(cookies: Record<string, string | undefined>): ActiveSession | undefined {
+  peek(cookies: Record<string, string | undefined>, memo?: ConnectionMemo): ActiveSession | undefined {
     const value = this.cookieValue(cookies);
     if (value === undefined) return undefined;
-    const s = this.cache?.get(cacheKey(value));
+    const s = this.cache?.get(memoized(memo, cacheKey, value));
     if (!s) return undefined;
     const now = this.now();
     if (this.endedBy(s, now)) return undefined;
