@@ -241,12 +241,17 @@ export function logDestination(env: NodeJS.ProcessEnv = process.env, stdout: { i
 
 /**
  * Stdout for JSON lines (the destination when logDestination gives none): the lines written in one
- * event-loop turn go out in one write to pino's own stdout stream (sonic-boom). Under load a worker
- * writes an audit line per request, and sonic-boom's bookkeeping per write (it measures the byte
- * length of the whole pending buffer on every write) cost ~5 µs of CPU a line, 3–4 % of an
- * authenticated request; joined per turn, ~1 µs (bench/README.md, "The audit line's write").
- * A line waits at most until the end of the turn it was written in (setImmediate); when the process
- * exits (after a drain, or `process.exit` anywhere) what is pending is written synchronously first.
+ * event-loop turn go out in one synchronous write, through pino's own stdout stream (sonic-boom).
+ * Why: under load a worker writes an audit line per request. pino's default stream writes
+ * asynchronously, line by line, and its bookkeeping per write (the byte length of the whole pending
+ * text, measured again on every write; the written text converted to a Buffer once more afterwards)
+ * cost ~5 µs of CPU a line, 3–4 % of an authenticated request; joined per turn, ~1 µs
+ * (bench/README.md). Synchronous, because an asynchronous write still in flight when the process
+ * exits was overtaken by the lines flushed at exit (a test saw them out of order); one write per
+ * turn keeps the order, and at exit (after a drain, or any `process.exit`) the turn's pending lines
+ * are written before the process ends. The cost: a stdout whose reader stops (a full pipe) stalls
+ * the process until it reads again, as Node's own process.stdout does on pipes and files — rather
+ * than buffering lines without bound in memory.
  * One per process, as stdout is.
  */
 class TurnBatchedStdout {
@@ -255,9 +260,11 @@ class TurnBatchedStdout {
   private readonly sink: ReturnType<typeof destination>;
 
   constructor() {
-    // Registered before pino's stream exists, so this runs before pino's own flush at exit.
+    // The lines of the current turn, written at exit (a synchronous stream has nothing else pending).
     process.once('exit', () => this.flushSync());
-    this.sink = destination({ dest: 1, sync: false });
+    // Handed Buffers (one conversion per turn): with strings, sonic-boom converted each written
+    // string to a Buffer again after writing it (releaseWritingBuf).
+    this.sink = destination({ dest: 1, sync: true, contentMode: 'buffer' });
   }
 
   write(line: string): boolean {
@@ -278,7 +285,7 @@ class TurnBatchedStdout {
     if (this.parts.length === 0) return;
     const text = this.parts.length === 1 ? this.parts[0]! : this.parts.join('');
     this.parts = [];
-    this.sink.write(text);
+    (this.sink as unknown as { write(b: Buffer): boolean }).write(Buffer.from(text));
   }
 
   /** pino's logger.flush(). */

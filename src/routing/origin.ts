@@ -11,7 +11,7 @@ import proxyAddr from '@fastify/proxy-addr';
 import { parseCookie } from 'cookie';
 import { compilePeerTrust, type PeerTrust } from './trust.js';
 import { requestIdOf } from '../request-id.js';
-import { connectionMemo, type ConnectionMemo } from './connection-memo.js';
+import { connectionMemo, memoized, type ConnectionMemo } from './connection-memo.js';
 
 /** Request or response headers as node:http gives and takes them (name → value or values). */
 export type HeaderBag = Record<string, string | string[] | undefined>;
@@ -154,7 +154,8 @@ export class OriginRules {
     const priorFor = r.trusted ? joined(h['x-forwarded-for']) : undefined;
     out['x-forwarded-for'] = priorFor ? `${priorFor}, ${r.peer}` : r.peer;
     const host = r.host ?? this.publicHost;
-    const element = `for=${forwardedValue(r.peer)};host=${forwardedValue(host)};proto=${r.proto}`;
+    // Peer and Host repeat on every request of a connection: quoted once (routing/connection-memo.ts).
+    const element = `for=${memoized(r.memo, forwardedValue, r.peer)};host=${memoized(r.memo, forwardedHost, host)};proto=${r.proto}`;
     const priorForwarded = r.trusted ? joined(h.forwarded) : undefined;
     out.forwarded = priorForwarded ? `${priorForwarded}, ${element}` : element;
     out['x-forwarded-host'] = host;
@@ -186,6 +187,8 @@ function portOf(host: string | undefined): string {
 }
 
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+/** forwardedValue for the host= pair: the same rule, its own memo slot (a connection repeats both its peer and its Host). */
+const forwardedHost = (host: string): string => forwardedValue(host);
 /**
  * RFC 7239 §4: a token, or a quoted string; IPv6 addresses bracketed and quoted. An IPv6 address
  * has a `:`, never a token character, so the token test comes first: the usual IPv4 peer and plain

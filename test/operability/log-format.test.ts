@@ -2,7 +2,8 @@
 // PORTCULLIS_LOG_FORMAT=json|pretty to override the guess.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { logDestination } from '../../src/logging.js';
+import { spawnSync } from 'node:child_process';
+import { jsonStdout, logDestination } from '../../src/logging.js';
 import { freePort } from '../helpers/stack.js';
 import { startTestIdp } from '../helpers/idp.js';
 import { startTestUpstream } from '../helpers/upstream.js';
@@ -14,6 +15,27 @@ test('the format follows the terminal, and PORTCULLIS_LOG_FORMAT overrides it', 
   assert.ok(logDestination({}, { isTTY: true }), 'a terminal: pretty');
   assert.equal(logDestination({ PORTCULLIS_LOG_FORMAT: 'json' }, { isTTY: true }), undefined, 'json wins over the terminal');
   assert.ok(logDestination({ PORTCULLIS_LOG_FORMAT: 'pretty' }, { isTTY: false }), 'pretty without a terminal');
+});
+
+test('JSON on stdout: the lines of a turn are written together, whole and in order, and what is pending is written at process.exit', () => {
+  // A child process, as stdout is the process's: lines in one turn, more in the next, two written
+  // just before process.exit (still pending then: they would wait for the end of the turn).
+  const logging = new URL('../../src/logging.js', import.meta.url).href;
+  const script = `
+    const { jsonStdout } = await import(${JSON.stringify(logging)});
+    const out = jsonStdout();
+    for (let i = 0; i < 3; i++) out.write(JSON.stringify({ n: i, s: 'é✓\\u2028' }) + '\\n');
+    setImmediate(() => {
+      out.write(JSON.stringify({ n: 3 }) + '\\n');
+      setImmediate(() => { out.write(JSON.stringify({ n: 4 }) + '\\n'); out.write(JSON.stringify({ n: 5 }) + '\\n'); process.exit(0); });
+    });`;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 10_000 });
+  assert.equal(r.status, 0, r.stderr);
+  const lines = r.stdout.split('\n');
+  assert.equal(lines.pop(), '', 'ends with a newline');
+  assert.deepEqual(lines.map((l) => (JSON.parse(l) as { n: number }).n), [0, 1, 2, 3, 4, 5]);
+  assert.equal((JSON.parse(lines[0]!) as { s: string }).s, 'é✓\u2028', 'UTF-8 intact');
+  assert.equal(jsonStdout(), jsonStdout(), 'one per process');
 });
 
 test('a process with PORTCULLIS_LOG_FORMAT=pretty writes readable lines, not JSON; secrets stay redacted', async (t) => {
