@@ -60,7 +60,7 @@ type Connection = Socket & { [WAITING]?: Array<[IncomingMessage, ServerResponse]
 function inOrder(serve: (req: IncomingMessage, res: ServerResponse) => void): (req: IncomingMessage, res: ServerResponse) => void {
   const start = (req: IncomingMessage, res: ServerResponse): void => {
     const socket: Connection = req.socket;
-    res.once('close', () => {
+    res.on('close', () => { // 'close' comes once: on() spares once()'s wrapper per request
       if (!res.shouldKeepAlive || !socket.writable) {
         socket[CLOSING] = true;
         socket[WAITING] = undefined;

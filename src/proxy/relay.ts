@@ -121,7 +121,7 @@ class Relay {
   private readonly onDrain = () => this.resume?.();
 
   constructor(private readonly req: IncomingMessage, private readonly res: ServerResponse, private readonly ctx: RelayContext) {
-    res.once('close', () => {
+    res.on('close', () => { // 'close' comes once (on(): no once() wrapper per request)
       if (!res.writableFinished) this.abort?.(new Error('client went away'));
       this.finish(res.writableFinished ? this.status || res.statusCode : 499);
     });
