@@ -285,7 +285,8 @@ class TurnBatchedStdout {
     if (this.parts.length === 0) return;
     const text = this.parts.length === 1 ? this.parts[0]! : this.parts.join('');
     this.parts = [];
-    (this.sink as unknown as { write(b: Buffer): boolean }).write(Buffer.from(text));
+    const sink = this.sink as unknown as { write(b: Buffer): boolean };
+    for (const chunk of pipeSizedChunks(Buffer.from(text))) sink.write(chunk);
   }
 
   /** pino's logger.flush(). */
@@ -300,6 +301,35 @@ class TurnBatchedStdout {
       this.sink.flushSync();
     } catch { /* stdout closed or not ready: nothing more can be written */ }
   }
+}
+
+/**
+ * A write of at most PIPE_BUF bytes to a pipe is atomic (POSIX): workers (`workers: N`) share the
+ * primary's stdout, and a longer write may be split and interleaved with another worker's, in the
+ * middle of a line. So a turn's lines go out in chunks of at most this many bytes, cut after a
+ * newline; a single line longer than that goes whole, in a write of its own.
+ */
+const PIPE_BUF = 4096;
+
+/** `bytes` (whole lines) cut into writes of at most PIPE_BUF bytes at line ends (a longer line alone). */
+export function pipeSizedChunks(bytes: Buffer): Buffer[] {
+  if (bytes.length <= PIPE_BUF) return [bytes];
+  const out: Buffer[] = [];
+  let start = 0;
+  while (start < bytes.length) {
+    let end = bytes.length;
+    if (end - start > PIPE_BUF) {
+      const nl = bytes.lastIndexOf(10, start + PIPE_BUF - 1);
+      if (nl >= start) end = nl + 1;
+      else {
+        const next = bytes.indexOf(10, start + PIPE_BUF);
+        end = next === -1 ? bytes.length : next + 1;
+      }
+    }
+    out.push(bytes.subarray(start, end));
+    start = end;
+  }
+  return out;
 }
 
 let stdoutLines: TurnBatchedStdout | undefined;

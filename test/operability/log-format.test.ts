@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { jsonStdout, logDestination } from '../../src/logging.js';
+import { jsonStdout, logDestination, pipeSizedChunks } from '../../src/logging.js';
 import { freePort } from '../helpers/stack.js';
 import { startTestIdp } from '../helpers/idp.js';
 import { startTestUpstream } from '../helpers/upstream.js';
@@ -36,6 +36,23 @@ test('JSON on stdout: the lines of a turn are written together, whole and in ord
   assert.deepEqual(lines.map((l) => (JSON.parse(l) as { n: number }).n), [0, 1, 2, 3, 4, 5]);
   assert.equal((JSON.parse(lines[0]!) as { s: string }).s, 'é✓\u2028', 'UTF-8 intact');
   assert.equal(jsonStdout(), jsonStdout(), 'one per process');
+});
+
+test('a turn\'s lines go out in writes of at most 4 KB cut at line ends (atomic on a pipe shared by workers); a longer line whole, alone', () => {
+  const line = (n: number, size: number) => `${JSON.stringify({ n, pad: 'é'.repeat(Math.max(0, (size - 20) >> 1)) })}\n`;
+  for (const sizes of [[100], [300, 300, 300], Array(40).fill(350), [4095], [4096], [4097], [200, 9000, 200, 200], [9000], Array(13).fill(333).concat([5000]).concat(Array(13).fill(333))]) {
+    const text = sizes.map((size, n) => line(n, size)).join('');
+    const bytes = Buffer.from(text);
+    const chunks = pipeSizedChunks(bytes);
+    assert.equal(Buffer.concat(chunks).toString(), text, 'nothing lost, nothing reordered');
+    for (const c of chunks) {
+      assert.equal(c.at(-1), 10, 'every write ends at a line end');
+      const lines = c.toString().split('\n').slice(0, -1);
+      assert.ok(c.length <= 4096 || lines.length === 1, `a write over 4 KB is one line (${c.length} bytes, ${lines.length} lines)`);
+      for (const l of lines) JSON.parse(l);
+    }
+    if (bytes.length > 4096 && sizes.length > 1) assert.ok(chunks.length > 1, "over 4 KB of several lines: several writes");
+  }
 });
 
 test('a process with PORTCULLIS_LOG_FORMAT=pretty writes readable lines, not JSON; secrets stay redacted', async (t) => {
