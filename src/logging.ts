@@ -16,7 +16,7 @@
 // fields that are objects (an audit line has none: a few typeof checks); the redaction paths are
 // named fields, which cost nothing on lines without them. All three: `loggerOptions`.
 
-import { destination, stdSerializers } from 'pino';
+import { stdSerializers } from 'pino';
 import { PinoPretty } from 'pino-pretty';
 
 /** Paths tried one level below every top-level field (`err.X`, `req.X`, `res.X`, `anything.X`). */
@@ -241,33 +241,42 @@ export function logDestination(env: NodeJS.ProcessEnv = process.env, stdout: { i
 
 /**
  * Stdout for JSON lines (the destination when logDestination gives none): the lines written in one
- * event-loop turn go out in one synchronous write, through pino's own stdout stream (sonic-boom).
- * Why: under load a worker writes an audit line per request. pino's default stream writes
- * asynchronously, line by line, and its bookkeeping per write (the byte length of the whole pending
+ * event-loop turn go out together, in one write to `process.stdout`.
+ * Why: under load a worker writes an audit line per request. pino's default stream (sonic-boom,
+ * asynchronous) wrote line by line, and its bookkeeping per write (the byte length of all pending
  * text, measured again on every write; the written text converted to a Buffer once more afterwards)
  * cost ~5 µs of CPU a line, 3–4 % of an authenticated request; joined per turn, ~1 µs
- * (bench/README.md). Synchronous, because an asynchronous write still in flight when the process
- * exits was overtaken by the lines flushed at exit (a test saw them out of order); one write per
- * turn keeps the order, and at exit (after a drain, or any `process.exit`) the turn's pending lines
- * are written before the process ends. The cost: a stdout whose reader stops (a full pipe) stalls
- * the process until it reads again, as Node's own process.stdout does on pipes and files — rather
- * than buffering lines without bound in memory.
+ * (bench/README.md).
+ * Why `process.stdout`: Node writes to a pipe at once when the pipe has room and queues in order when
+ * it has not (no thread pool, no blocking); to a file, synchronously. sonic-boom's asynchronous mode
+ * let the lines flushed at exit overtake a write still in flight (a test saw them out of order); its
+ * synchronous mode sleeps the whole process 100 ms at a time while a pipe is full.
+ * At exit (after a drain, or any `process.exit`) the turn's pending lines are handed to stdout
+ * first; what a full pipe has not taken by then is lost, as for any Node process. A stdout that
+ * fails (EPIPE: the reader went away) is not written to again, and one line on stderr says so —
+ * never an unhandled error that would end the process.
  * One per process, as stdout is.
  */
 class TurnBatchedStdout {
   private parts: string[] = [];
   private scheduled = false;
-  private readonly sink: ReturnType<typeof destination>;
+  private broken = false;
 
-  constructor() {
-    // The lines of the current turn, written at exit (a synchronous stream has nothing else pending).
-    process.once('exit', () => this.flushSync());
-    // Handed Buffers (one conversion per turn): with strings, sonic-boom converted each written
-    // string to a Buffer again after writing it (releaseWritingBuf).
-    this.sink = destination({ dest: 1, sync: true, contentMode: 'buffer' });
+  constructor(private readonly out: NodeJS.WritableStream = process.stdout) {
+    out.on('error', (err: NodeJS.ErrnoException) => {
+      if (this.broken) return;
+      this.broken = true;
+      this.parts = [];
+      try {
+        process.stderr.write(`portcullis: stdout failed (${err.code ?? err.message}); log lines are dropped from now on\n`);
+      } catch { /* stderr gone too */ }
+    });
+    // The lines of the current turn, handed over at exit.
+    process.once('exit', () => this.handOver());
   }
 
   write(line: string): boolean {
+    if (this.broken) return true;
     this.parts.push(line);
     if (!this.scheduled) {
       this.scheduled = true;
@@ -282,24 +291,21 @@ class TurnBatchedStdout {
   };
 
   private handOver(): void {
-    if (this.parts.length === 0) return;
+    if (this.parts.length === 0 || this.broken) return;
     const text = this.parts.length === 1 ? this.parts[0]! : this.parts.join('');
     this.parts = [];
-    const sink = this.sink as unknown as { write(b: Buffer): boolean };
-    for (const chunk of pipeSizedChunks(Buffer.from(text))) sink.write(chunk);
+    for (const chunk of pipeSizedChunks(Buffer.from(text))) this.out.write(chunk);
   }
 
-  /** pino's logger.flush(). */
-  flush(cb?: (err?: Error) => void): void {
+  /** pino's logger.flush(): `cb` once stdout has taken everything written so far. */
+  flush(cb?: (err?: Error | null) => void): void {
     this.handOver();
-    this.sink.flush(cb);
+    if (this.broken) cb?.();
+    else this.out.write('', () => cb?.());
   }
 
   flushSync(): void {
     this.handOver();
-    try {
-      this.sink.flushSync();
-    } catch { /* stdout closed or not ready: nothing more can be written */ }
   }
 }
 

@@ -2,7 +2,7 @@
 // PORTCULLIS_LOG_FORMAT=json|pretty to override the guess.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { jsonStdout, logDestination, pipeSizedChunks } from '../../src/logging.js';
 import { freePort } from '../helpers/stack.js';
 import { startTestIdp } from '../helpers/idp.js';
@@ -36,6 +36,55 @@ test('JSON on stdout: the lines of a turn are written together, whole and in ord
   assert.deepEqual(lines.map((l) => (JSON.parse(l) as { n: number }).n), [0, 1, 2, 3, 4, 5]);
   assert.equal((JSON.parse(lines[0]!) as { s: string }).s, 'é✓\u2028', 'UTF-8 intact');
   assert.equal(jsonStdout(), jsonStdout(), 'one per process');
+});
+
+test('JSON on stdout: a full pipe never stalls the process, and every line still arrives, in order; a closed pipe does not end it', async () => {
+  const logging = new URL('../../src/logging.js', import.meta.url).href;
+  // 2,000 lines of ~1 KB (2 MB: thirty times a pipe's buffer), 100 per turn, while a 10 ms timer
+  // measures how late it fires; the reader below does not read for the first 600 ms.
+  const writer = `
+    const { jsonStdout } = await import(${JSON.stringify(logging)});
+    const out = jsonStdout();
+    let last = performance.now(), worst = 0;
+    const timer = setInterval(() => { const now = performance.now(); worst = Math.max(worst, now - last - 10); last = now; }, 10);
+    let n = 0;
+    const turn = () => {
+      for (let i = 0; i < 100; i++, n++) out.write(JSON.stringify({ n, pad: 'x'.repeat(1000) }) + '\\n');
+      if (n < 2000) setImmediate(turn);
+      else setTimeout(() => { clearInterval(timer); process.stderr.write('worst lag ' + Math.round(worst) + '\\n'); }, 700);
+    };
+    turn();`;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', writer], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  child.stderr.on('data', (c: Buffer) => { err += c.toString(); });
+  child.stdout.pause();
+  await new Promise((r) => setTimeout(r, 600));
+  const chunks: Buffer[] = [];
+  child.stdout.on('data', (c: Buffer) => chunks.push(c));
+  child.stdout.resume();
+  const code = await new Promise((r) => child.on('close', r));
+  assert.equal(code, 0, err);
+  const ns = Buffer.concat(chunks).toString().split('\n').filter(Boolean).map((l) => (JSON.parse(l) as { n: number }).n);
+  assert.equal(ns.length, 2000, 'every line arrived');
+  assert.ok(ns.every((v, i) => v === i), 'in order');
+  const lag = Number(/worst lag (\d+)/.exec(err)?.[1] ?? NaN);
+  assert.ok(lag < 300, `the event loop kept running while the pipe was full (worst timer lag ${lag} ms; a blocking write would stall it until the reader came back, 600 ms)`);
+
+  // The reader goes away: the next writes fail with EPIPE, which is reported once, and the process goes on.
+  const gone = spawn(process.execPath, ['--input-type=module', '-e', `
+    const { jsonStdout } = await import(${JSON.stringify(logging)});
+    const out = jsonStdout();
+    let n = 0;
+    const turn = () => { for (let i = 0; i < 50; i++) out.write(JSON.stringify({ n: n++ }) + '\\n'); if (n < 5000) setImmediate(turn); else setTimeout(() => process.stderr.write('still running\\n'), 50); };
+    setTimeout(turn, 200);`], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let goneErr = '';
+  gone.stderr.on('data', (c: Buffer) => { goneErr += c.toString(); });
+  gone.stdout.destroy();
+  const goneCode = await new Promise((r) => gone.on('close', r));
+  assert.equal(goneCode, 0, goneErr);
+  assert.match(goneErr, /stdout failed \(EPIPE\); log lines are dropped from now on\n/);
+  assert.equal(goneErr.match(/stdout failed/g)?.length, 1, 'said once');
+  assert.match(goneErr, /still running/);
 });
 
 test('a turn\'s lines go out in writes of at most 4 KB cut at line ends (atomic on a pipe shared by workers); a longer line whole, alone', () => {
