@@ -313,7 +313,9 @@ class TurnBatchedStdout {
  * A write of at most PIPE_BUF bytes to a pipe is atomic (POSIX): workers (`workers: N`) share the
  * primary's stdout, and a longer write may be split and interleaved with another worker's, in the
  * middle of a line. So a turn's lines go out in chunks of at most this many bytes, cut after a
- * newline; a single line longer than that goes whole, in a write of its own.
+ * newline; a single line longer than that goes whole, in a write of its own. (While the pipe is
+ * full, Node queues the chunks and later writes several at once, which the kernel may split: the
+ * guarantee holds while the reader keeps up, as for any processes sharing a pipe.)
  */
 const PIPE_BUF = 4096;
 
