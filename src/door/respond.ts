@@ -30,9 +30,11 @@ export interface Answer {
 const MEDIA = ['application/json', 'text/html'];
 /**
  * Answers for Accept values seen lately: a browser sends the same one on every navigation, and
- * negotiating it was ~4 % of a no-session 302's CPU. Bounded (a client can send any value).
+ * negotiating it was ~4 % of a no-session 302's CPU. Bounded, as a client can send any value: at
+ * most 256 values of up to 1 KB (a longer one is negotiated every time).
  */
 const htmlPreferred = new LRUCache<string, boolean>({ max: 256 });
+const CACHED_ACCEPT_MAX = 1024;
 /** Whether the client prefers an HTML page to JSON (RFC 9110 §12.5.1 weights; no Accept or `*​/*` → JSON). */
 export function prefersHtml(accept: string | string[] | undefined): boolean {
   if (accept === undefined) return false;
@@ -40,7 +42,7 @@ export function prefersHtml(accept: string | string[] | undefined): boolean {
   let html = htmlPreferred.get(a);
   if (html === undefined) {
     html = new Negotiator({ headers: { accept: a } }).mediaType(MEDIA) === 'text/html';
-    htmlPreferred.set(a, html);
+    if (a.length <= CACHED_ACCEPT_MAX) htmlPreferred.set(a, html);
   }
   return html;
 }
