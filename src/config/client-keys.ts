@@ -2,7 +2,7 @@
 // §9) — `oidc.clientKeysFile` (a JWK Set or PEM) read and checked at start, so a bad file is a config
 // error at its key path like every other `*File` secret. Synchronous (node:crypto); importing for
 // signing, the RFC 7638 key ids and publishing are the sign-in stage's (src/signin/client-keys.ts).
-import { createPrivateKey, type KeyObject } from 'node:crypto';
+import { X509Certificate, createHash, createPrivateKey, type KeyObject } from 'node:crypto';
 import type { JWK } from 'jose';
 
 /** The algorithms a client assertion may be signed with: RSA (RS256, or PS256 by the key's `alg`) and EC P-256. */
@@ -15,6 +15,12 @@ export interface ClientKey {
   alg: ClientKeyAlg;
   /** The private key as a JWK, normalised by node:crypto (only the key's own members). */
   jwk: JWK;
+  /**
+   * The key's X.509 certificate, when the file has one (a PEM CERTIFICATE block, or the JWK's
+   * `x5c`): published as `x5c`, and its thumbprints go into every client assertion's header as
+   * `x5t` (SHA-1) and `x5t#S256` — Microsoft Entra ID identifies certificate credentials by them.
+   */
+  cert?: { x5c: string[]; x5t: string; x5tS256: string } | undefined;
 }
 
 /** Members of a public RSA or EC key. A whitelist: nothing private (d, p, q, dp, dq, qi, k, oth) can pass. */
@@ -25,7 +31,10 @@ const MIN_RSA_BITS = 2048;
 /**
  * The keys of a client keys file: a JWK Set of private keys (`{"keys": [...]}`, or one JWK), or
  * PEM private keys (PKCS#8 `PRIVATE KEY`, also PKCS#1/SEC1). The first key signs; all are published
- * so a rotation can be staged. Returns the problems instead when any key is unusable: a public key
+ * so a rotation can be staged. A key may come with its X.509 certificate — a PEM `CERTIFICATE`
+ * block anywhere in the file (matched to its key by the public key), or the JWK's `x5c` — for IdPs
+ * that identify client keys by certificate thumbprint (Entra ID); a certificate that is none of the
+ * keys', a second one for a key, or certificates without keys are problems too. Returns the problems instead when any key is unusable: a public key
  * only, an HMAC (`oct`) key, RSA under 2048 bits, an EC curve other than P-256, another key type, an
  * `alg` that does not fit the key, `use` other than `sig`, a repeated `kid`, no key at all.
  */
@@ -46,10 +55,26 @@ export function parseClientKeys(text: string, file: string): { keys: ClientKey[]
   } else if (trimmed.includes('-----BEGIN')) {
     const blocks = trimmed.match(/-----BEGIN ([A-Z0-9 ]+)-----[\s\S]*?-----END \1-----/g) ?? [];
     if (blocks.length === 0) return { errors: [`${file}: a PEM block is not terminated (-----END …-----)`] };
-    blocks.forEach((pem, i) => {
+    const certs = blocks.filter((b) => b.startsWith('-----BEGIN CERTIFICATE-----'));
+    const keyObjects: KeyObject[] = [];
+    blocks.filter((b) => !certs.includes(b)).forEach((pem, i) => {
       const r = fromPem(pem);
       if ('error' in r) errors.push(`${file} key ${i + 1}: ${r.error}`);
-      else keys.push(r.key);
+      else {
+        keys.push(r.key);
+        keyObjects.push(r.object);
+      }
+    });
+    if (certs.length > 0 && keys.length === 0 && errors.length === 0) {
+      return { errors: [`${file}: certificates only; private_key_jwt needs the private key too (PEM: the key, then its certificate)`] };
+    }
+    certs.forEach((pem, i) => {
+      const r = certificate([Buffer.from(pem.replace(/-----(BEGIN|END) CERTIFICATE-----|\s/g, ''), 'base64').toString('base64')]);
+      if ('error' in r) { errors.push(`${file} certificate ${i + 1}: ${r.error}`); return; }
+      const k = keyObjects.findIndex((o) => r.x509.checkPrivateKey(o));
+      if (k === -1) errors.push(`${file} certificate ${i + 1} (${r.x509.subject.replace(/\n/g, ', ').slice(0, 80)}): its public key is none of the file's private keys`);
+      else if (keys[k]!.cert) errors.push(`${file} certificate ${i + 1}: key ${k + 1} has a certificate already; one per key`);
+      else keys[k]!.cert = r.cert;
     });
   } else {
     return { errors: [`${file} holds neither a JWK Set nor PEM private keys (e.g. \`openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out client.pem\`)`] };
@@ -77,12 +102,37 @@ function fromJwk(jwk: unknown): { key: ClientKey } | { error: string } {
   } catch (err) {
     return { error: `not a usable private key (${(err as Error).message.slice(0, 120)})` };
   }
-  return checked(key, typeof jwk.kid === 'string' ? jwk.kid : undefined, jwk.alg);
+  const r = checked(key, typeof jwk.kid === 'string' ? jwk.kid : undefined, jwk.alg);
+  if ('error' in r || jwk.x5c === undefined) return r;
+  if (!Array.isArray(jwk.x5c) || jwk.x5c.length === 0 || !jwk.x5c.every((c) => typeof c === 'string')) return { error: 'x5c must be a list of base64 DER certificates, the key\'s own first' };
+  const c = certificate(jwk.x5c as string[]);
+  if ('error' in c) return { error: `x5c: ${c.error}` };
+  if (!c.x509.checkPrivateKey(key)) return { error: 'x5c: the first certificate is not this key\'s (its public key differs)' };
+  return { key: { ...r.key, cert: c.cert } };
 }
 
-function fromPem(pem: string): { key: ClientKey } | { error: string } {
-  if (/-----BEGIN (RSA |EC )?PUBLIC KEY-----|-----BEGIN CERTIFICATE-----/.test(pem)) {
-    return { error: 'a public key or certificate only; private_key_jwt needs the private key (e.g. `openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256`)' };
+/** A certificate (base64 DER, the chain's first) and its RFC 7515 thumbprints. */
+function certificate(x5c: string[]): { x509: X509Certificate; cert: NonNullable<ClientKey['cert']> } | { error: string } {
+  let x509: X509Certificate;
+  try {
+    x509 = new X509Certificate(Buffer.from(x5c[0]!, 'base64'));
+  } catch (err) {
+    return { error: `not a readable X.509 certificate (${(err as Error).message.slice(0, 120)})` };
+  }
+  const der = x509.raw;
+  return {
+    x509,
+    cert: {
+      x5c: [der.toString('base64'), ...x5c.slice(1)],
+      x5t: createHash('sha1').update(der).digest('base64url'),
+      x5tS256: createHash('sha256').update(der).digest('base64url'),
+    },
+  };
+}
+
+function fromPem(pem: string): { key: ClientKey; object: KeyObject } | { error: string } {
+  if (/-----BEGIN (RSA |EC )?PUBLIC KEY-----/.test(pem)) {
+    return { error: 'a public key only; private_key_jwt needs the private key (e.g. `openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256`)' };
   }
   if (/ENCRYPTED/.test(pem)) return { error: 'an encrypted private key; store it unencrypted (mounted as a secret, readable only by Portcullis)' };
   let key: KeyObject;
@@ -91,7 +141,8 @@ function fromPem(pem: string): { key: ClientKey } | { error: string } {
   } catch (err) {
     return { error: `not a usable PEM private key (${(err as Error).message.slice(0, 120)})` };
   }
-  return checked(key, undefined, undefined);
+  const r = checked(key, undefined, undefined);
+  return 'error' in r ? r : { key: r.key, object: key };
 }
 
 /** The key's type, curve and size, and the algorithm it signs with. */
@@ -117,10 +168,14 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-/** The public half of a key, with `kid`, `alg` and `use: sig`: the members of PUBLIC_MEMBERS and nothing else. */
+/**
+ * The public half of a key, with `kid`, `alg` and `use: sig`: the members of PUBLIC_MEMBERS and
+ * nothing else — and, when it has a certificate, `x5c`, `x5t` and `x5t#S256` (public too).
+ */
 export function publicJwk(k: ClientKey, kid: string): JWK {
   const out: Record<string, unknown> = {};
   for (const m of PUBLIC_MEMBERS[k.jwk.kty!] ?? []) out[m] = (k.jwk as Record<string, unknown>)[m];
-  return { ...out, kid, alg: k.alg, use: 'sig' } as JWK;
+  const cert = k.cert ? { x5c: k.cert.x5c, x5t: k.cert.x5t, 'x5t#S256': k.cert.x5tS256 } : {};
+  return { ...out, kid, alg: k.alg, use: 'sig', ...cert } as JWK;
 }
 

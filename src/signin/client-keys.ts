@@ -9,7 +9,7 @@ export type { ClientKey } from '../config/client-keys.js';
 
 export interface ClientKeySet {
   /** The first key of the file, imported for signing (non-extractable), with its kid. */
-  signing: { key: JoseKey; kid: string; alg: ClientKeyAlg };
+  signing: { key: JoseKey; kid: string; alg: ClientKeyAlg; cert?: ClientKey['cert'] };
   /** /oauth2/client-jwks.json: every key's public part, in file order. */
   jwks: { keys: JWK[] };
 }
@@ -29,7 +29,7 @@ export function loadClientKeys(keys: readonly ClientKey[]): Promise<ClientKeySet
       const first = keys[0];
       if (!first) throw new Error('private_key_jwt: no client keys');
       const key = await importJWK(first.jwk, first.alg, { extractable: false }) as JoseKey;
-      return { signing: { key, kid: published[0]!.kid!, alg: first.alg }, jwks: { keys: published } };
+      return { signing: { key, kid: published[0]!.kid!, alg: first.alg, cert: first.cert }, jwks: { keys: published } };
     })();
     loaded.set(keys, p);
   }

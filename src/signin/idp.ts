@@ -117,7 +117,7 @@ export class IdentityProvider {
   private lastAttemptAt = 0;
   private keysRefreshedAt = 0;
   /** private_key_jwt: the signing key, imported before the first discovery (clientSetup needs it). */
-  private clientKey: { key: CryptoKey; kid: string } | undefined;
+  private clientKey: { key: CryptoKey; kid: string; cert?: { x5t: string; x5tS256: string } | undefined } | undefined;
   lastError: string | undefined;
 
   /** Entra ID group overage: groups from Microsoft Graph when an ID token only points at them. */
@@ -240,9 +240,15 @@ export class IdentityProvider {
     if (s.tokenEndpointAuthMethod !== 'private_key_jwt') return client.ClientSecretBasic(s.clientSecret);
     if (!this.clientKey) throw new Error('private_key_jwt: the client key is not loaded yet');
     const toTokenEndpoint = s.clientAssertionAudience === 'token_endpoint';
-    return client.PrivateKeyJwt(this.clientKey, {
-      [client.modifyAssertion]: (_header, payload) => {
+    const { key, kid, cert } = this.clientKey;
+    return client.PrivateKeyJwt({ key, kid }, {
+      [client.modifyAssertion]: (header, payload) => {
         if (toTokenEndpoint && this.meta?.token_endpoint) payload.aud = this.meta.token_endpoint;
+        // A key with a certificate names it (RFC 7515 §4.1.7–8): Entra ID finds certificate credentials by these.
+        if (cert) {
+          header.x5t = cert.x5t;
+          header['x5t#S256'] = cert.x5tS256;
+        }
       },
     });
   }

@@ -2,7 +2,9 @@
 // path, found at start — not at the first sign-in — and nothing private is ever echoed back.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { X509Certificate, createHash, createPrivateKey, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { publicJwk } from '../../src/config/client-keys.js';
 import { validateConfigObject, formatIssues, type ConfigIssue } from '../../src/config/index.js';
 
 const SECRET = 'x'.repeat(40);
@@ -69,7 +71,7 @@ test('unusable key files are config errors at oidc.clientKeysFile, and never ech
     ['no keys', JSON.stringify({ keys: [] }), /holds no keys/],
     ['not JSON', '{ "keys": [', /not valid JSON/],
     ['public JWK only', JSON.stringify({ keys: [publicEc] }), /public key only/],
-    ['public PEM only', String(generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ format: 'pem', type: 'spki' })), /public key or certificate only/],
+    ['public PEM only', String(generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ format: 'pem', type: 'spki' })), /public key only/],
     ['HMAC (oct) key', JSON.stringify({ keys: [hmac] }), /shared \(oct, HMAC\) key/],
     ['RSA 1024', pem(rsa1024), /RSA key of 1024 bits; at least 2048/],
     ['EC P-384', JSON.stringify({ keys: [jwk(p384)] }), /curve secp384r1; only P-256/],
@@ -90,3 +92,59 @@ test('unusable key files are config errors at oidc.clientKeysFile, and never ech
     }
   }
 });
+
+// A self-signed certificate for a test key, made once with openssl (test/signin/fixtures): Entra ID
+// identifies certificate credentials by the certificate's thumbprint in the assertion header.
+const fixture = (name: string) => readFileSync(new URL(`../signin/fixtures/${name}`, import.meta.url), 'utf8');
+const CERT_KEY = fixture('entra-client-key.pem');
+const CERT = fixture('entra-client-cert.pem');
+const OTHER_CERT = fixture('other-cert.pem');
+
+test('a key with its certificate (PEM key + CERTIFICATE, or a JWK with x5c): thumbprints x5t and x5t#S256 of the DER, published with x5c', () => {
+  const der = new X509Certificate(CERT).raw;
+  const want = { x5c: [der.toString('base64')], x5t: createHash('sha1').update(der).digest('base64url'), x5tS256: createHash('sha256').update(der).digest('base64url') };
+  for (const [what, text] of [['key then certificate', `${CERT_KEY}\n${CERT}`], ['certificate then key', `${CERT}\n${CERT_KEY}`]] as const) {
+    const r = check(PKJWT, { '/k/client': text });
+    assert.ok(r.ok, r.ok ? '' : `${what}: ${formatIssues(r.issues)}`);
+    const k = r.config.providers[0]!.clientKeys[0]!;
+    assert.deepEqual(k.cert, want, what);
+    const pub = publicJwk(k, 'kid-1') as Record<string, unknown>;
+    assert.deepEqual(pub.x5c, want.x5c);
+    assert.equal(pub.x5t, want.x5t);
+    assert.equal(pub['x5t#S256'], want.x5tS256);
+    for (const m of ['d', 'p', 'q', 'dp', 'dq', 'qi']) assert.equal(pub[m], undefined, `no private member ${m}`);
+  }
+  // The same as a JWK with x5c.
+  const keyJwk = { ...keyJwkOf(CERT_KEY), kid: 'entra', x5c: want.x5c };
+  const set = check(PKJWT, { '/k/client': JSON.stringify({ keys: [keyJwk] }) });
+  assert.ok(set.ok, set.ok ? '' : formatIssues(set.issues));
+  assert.deepEqual(set.config.providers[0]!.clientKeys[0]!.cert, want);
+  // A key without a certificate has none (and publishes no x5* members).
+  const plain = check(PKJWT, { '/k/client': CERT_KEY });
+  assert.ok(plain.ok);
+  assert.equal(plain.config.providers[0]!.clientKeys[0]!.cert, undefined);
+  assert.equal((publicJwk(plain.config.providers[0]!.clientKeys[0]!, 'k') as Record<string, unknown>).x5t, undefined);
+});
+
+test('certificates that do not belong are config errors at oidc.clientKeysFile', () => {
+  const der = new X509Certificate(CERT).raw.toString('base64');
+  const keyJwk = { ...keyJwkOf(CERT_KEY), kid: 'entra' };
+  const cases: Array<[string, string, RegExp]> = [
+    ['a certificate only', CERT, /certificates only; private_key_jwt needs the private key too/],
+    ['another key\'s certificate', `${CERT_KEY}\n${OTHER_CERT}`, /certificate 1 \(CN=someone-else\): its public key is none of the file's private keys/],
+    ['two certificates for one key', `${CERT_KEY}\n${CERT}\n${CERT}`, /certificate 2: key 1 has a certificate already/],
+    ['a broken certificate', `${CERT_KEY}\n-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----`, /certificate 1: not a readable X.509 certificate/],
+    ['x5c of another key', JSON.stringify({ keys: [{ ...keyJwk, x5c: [new X509Certificate(OTHER_CERT).raw.toString('base64')] }] }), /x5c: the first certificate is not this key's/],
+    ['x5c not a list', JSON.stringify({ keys: [{ ...keyJwk, x5c: der }] }), /x5c must be a list of base64 DER certificates/],
+    ['x5c garbage', JSON.stringify({ keys: [{ ...keyJwk, x5c: ['AAAA'] }] }), /x5c: not a readable X.509 certificate/],
+  ];
+  for (const [what, text, want] of cases) {
+    const issues = issuesOf(check(PKJWT, { '/k/client': text }));
+    assert.ok(issues.some((i) => i.path === 'oidc.clientKeysFile' && want.test(i.message)), `${what}: ${formatIssues(issues)}`);
+  }
+});
+
+/** A PEM private key as a JWK (node:crypto). */
+function keyJwkOf(pemText: string): Record<string, unknown> {
+  return createPrivateKey(pemText).export({ format: 'jwk' }) as Record<string, unknown>;
+}

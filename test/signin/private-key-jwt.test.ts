@@ -4,8 +4,8 @@
 // rotation through the jwks_uri, a key the IdP does not know, and what the endpoint publishes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { X509Certificate, createHash, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
@@ -287,4 +287,27 @@ test('/oauth2/client-jwks.json is an empty set with a client secret', async (t) 
   const s = await startStack(t);
   const got = await clientJwks(s.url);
   assert.deepEqual(got.keys, []);
+});
+
+test('private_key_jwt with a certificate (Entra ID certificate credentials): every assertion names it by x5t and x5t#S256; /oauth2/client-jwks.json publishes x5c', async (t) => {
+  const fixture = (name: string) => readFileSync(new URL(`./fixtures/${name}`, import.meta.url), 'utf8');
+  const cert = new X509Certificate(fixture('entra-client-cert.pem'));
+  const file = tempFile(t, 'client.pem', `${fixture('entra-client-key.pem')}\n${fixture('entra-client-cert.pem')}`);
+  const s = await pkjwtStack(t, file, { audience: 'token_endpoint' });
+  const seen = recordAssertions(s.idp);
+  const login = await loginViaHttp(`${s.url}/hello`, ALICE);
+  assert.equal(login.status, 200, login.body.slice(0, 300));
+  const token = seen.filter((a) => a.route === 'token');
+  assert.equal(token.length, 1);
+  const header = decodeProtectedHeader(token[0]!.assertion);
+  assert.equal(header.alg, 'RS256');
+  assert.equal(header.x5t, createHash('sha1').update(cert.raw).digest('base64url'), 'x5t: SHA-1 of the DER (Entra ID)');
+  assert.equal(header['x5t#S256'], createHash('sha256').update(cert.raw).digest('base64url'), 'x5t#S256: SHA-256 of the DER');
+  assert.equal(decodeJwt(token[0]!.assertion).aud, `${s.idp.issuer}/token`, 'aud: the token endpoint, as Entra ID wants');
+  const published = await clientJwks(s.url);
+  assert.equal(published.keys.length, 1);
+  assert.deepEqual(published.keys[0]!.x5c, [cert.raw.toString('base64')]);
+  assert.equal(published.keys[0]!.x5t, header.x5t);
+  assert.equal(published.keys[0]!['x5t#S256'], header['x5t#S256']);
+  for (const m of PRIVATE_MEMBERS) assert.equal((published.keys[0] as Record<string, unknown>)[m], undefined, `no ${m}`);
 });
