@@ -62,3 +62,35 @@ test('one connection, changing cookies: each request is decided and forwarded by
     assert.equal(seen[k]!.headers.cookie, r.upstreamCookie, `row ${r.i}: the upstream gets its own other cookies, never ours`);
   }
 });
+
+test('forward-auth on one keep-alive connection (nginx auth_request with upstream keepalive): many users\' cookies in turn, each judged by its own', { timeout: 60_000 }, async (t) => {
+  const s = await startStack(t, { edit: (raw) => { raw.trustProxy = ['127.0.0.1', '::1']; } });
+  const port = Number(new URL(s.url).port);
+  const alice = (await loginViaHttp(`${s.url}/`, ALICE)).jar.get('portcullis', s.url)!;
+  const bob = (await loginViaHttp(`${s.url}/`, BOB)).jar.get('portcullis', s.url)!;
+  const mid = bob.length >> 1;
+  const tampered = bob.slice(0, mid) + (bob[mid] === 'A' ? 'B' : 'A') + bob.slice(mid + 1);
+  // /admin needs the admin group: alice 202, bob 403, no or a broken session 401.
+  const rows: Array<{ cookie: string | undefined; status: number; user?: string }> = [
+    { cookie: `portcullis=${alice}`, status: 202, user: 'alice' },
+    { cookie: `portcullis=${bob}`, status: 403 },
+    { cookie: `portcullis=${alice}`, status: 202, user: 'alice' },
+    { cookie: `portcullis=${tampered}`, status: 401 },
+    { cookie: `portcullis=${alice}`, status: 202, user: 'alice' },
+    { cookie: undefined, status: 401 },
+    { cookie: `other=1; portcullis=${alice}`, status: 202, user: 'alice' },
+    { cookie: `portcullis=${bob}`, status: 403 },
+  ];
+  const answers = await pipelined(port, rows.map((row) => ({
+    method: 'GET',
+    raw: toHead('GET /oauth2/auth HTTP/1.1', [
+      ['Host', `127.0.0.1:${port}`], ['Accept', 'application/json'], ['X-Forwarded-Method', 'GET'], ['X-Forwarded-Proto', 'http'],
+      ['X-Forwarded-Host', `127.0.0.1:${port}`], ['X-Forwarded-Uri', '/admin/x'], ...(row.cookie ? [['Cookie', row.cookie] as [string, string]] : []),
+    ]),
+  })));
+  assert.deepEqual(answers.map((a) => a.status), rows.map((r) => r.status));
+  for (const [i, a] of answers.entries()) {
+    const user = /^x-forwarded-user: (.*)\r$/im.exec(a.text)?.[1];
+    assert.equal(user, rows[i]!.user, `row ${i}: the identity of its own cookie, or none`);
+  }
+});
