@@ -2,8 +2,11 @@
 // Cookie header, the Cookie header the upstream gets, the session cache key. A memo must never let
 // one request's cookie decide another's: the table below sends, on ONE connection, cookies that
 // change from request to request — another user's, a tampered copy, none, extra cookies beside
-// ours — and checks that each request is decided, and forwarded, by its own Cookie header.
+// ours — and checks that each request is decided, and forwarded, by its own Cookie header: plain
+// requests, forward-auth (a fronting proxy's keep-alive connection carries many users), and a
+// WebSocket upgrade after plain requests on the same connection.
 import { test } from 'node:test';
+import { connect, type Socket } from 'node:net';
 import assert from 'node:assert/strict';
 import { ConnectionMemo, memoized } from '../../src/routing/connection-memo.js';
 import { startStack } from '../helpers/stack.js';
@@ -92,5 +95,50 @@ test('forward-auth on one keep-alive connection (nginx auth_request with upstrea
   for (const [i, a] of answers.entries()) {
     const user = /^x-forwarded-user: (.*)\r$/im.exec(a.text)?.[1];
     assert.equal(user, rows[i]!.user, `row ${i}: the identity of its own cookie, or none`);
+  }
+});
+
+/** Writes `text` on `sock` and resolves with the next complete answer's head (and body, by Content-Length; a 101 has none). */
+function nextAnswer(sock: Socket, text: string): Promise<{ status: number; head: string }> {
+  return new Promise((resolve, reject) => {
+    let data = '';
+    const onData = (d: Buffer) => {
+      data += d.toString('latin1');
+      const end = data.indexOf('\r\n\r\n');
+      if (end === -1) return;
+      const head = data.slice(0, end);
+      const status = Number(head.split(' ')[1]);
+      const length = Number(/^content-length: (\d+)\r?$/im.exec(head)?.[1] ?? 0);
+      if (status !== 101 && data.length < end + 4 + length) return;
+      sock.off('data', onData);
+      resolve({ status, head });
+    };
+    sock.on('data', onData);
+    sock.once('error', reject);
+    sock.write(text);
+  });
+}
+
+test('a WebSocket upgrade after plain requests on the same connection is judged by its own cookie', { timeout: 60_000 }, async (t) => {
+  const s = await startStack(t, { routes: [{ name: 'app', match: { path: '/' }, upstream: '{upstream}', websocket: true }] });
+  const port = Number(new URL(s.url).port);
+  const alice = (await loginViaHttp(`${s.url}/`, ALICE)).jar.get('portcullis', s.url)!;
+  const bob = (await loginViaHttp(`${s.url}/`, BOB)).jar.get('portcullis', s.url)!;
+  const mid = bob.length >> 1;
+  const tampered = bob.slice(0, mid) + (bob[mid] === 'A' ? 'B' : 'A') + bob.slice(mid + 1);
+  const plain = (cookie: string) => `GET /app/plain HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nAccept: application/json\r\nCookie: portcullis=${cookie}\r\n\r\n`;
+  const upgrade = (cookie: string) => `GET /app/ws HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: ${s.url}\r\nCookie: portcullis=${cookie}\r\n\r\n`;
+  for (const [then, status, user] of [[bob, 101, 'bob'], [tampered, 401, undefined]] as const) {
+    const sock = connect(port, '127.0.0.1');
+    t.after(() => sock.destroy());
+    await new Promise((r) => sock.once('connect', r));
+    assert.equal((await nextAnswer(sock, plain(alice))).status, 200, 'alice first, on this connection');
+    assert.equal((await nextAnswer(sock, plain(alice))).status, 200);
+    const before = s.upstream.requests.length;
+    const answer = await nextAnswer(sock, upgrade(then));
+    assert.equal(answer.status, status, `the upgrade is decided by its own cookie (${user ?? 'a tampered one'})`);
+    const upgrades = s.upstream.requests.slice(before).filter((r) => r.url === '/app/ws');
+    assert.deepEqual(upgrades.map((r) => r.headers['x-forwarded-user']), user ? [user] : [], 'the upstream sees its own user, or no upgrade at all');
+    sock.destroy();
   }
 });
