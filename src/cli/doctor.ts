@@ -6,7 +6,7 @@
 // unexpected error is a ✗ with its message) and none may wait longer than oidc.timeout. The IdP
 // checks go through the proxy's own sign-in code (IdentityProvider): the authorization request and
 // the token request are exactly the ones a sign-in sends, with the same client authentication.
-import { randomBytes } from 'node:crypto';
+import { X509Certificate, randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
 import { connect as tlsConnect, type PeerCertificate } from 'node:tls';
 import { importJWK, type JWK } from 'jose';
@@ -103,7 +103,7 @@ export async function runDoctor(config: Config, opts: DoctorOptions = {}): Promi
     upstreamChecks(config),
     certificateChecks(config, now),
   ]);
-  return [...idps.flat(), ...(redis ? [redis] : []), ...upstreams, ...certificates];
+  return [...idps.flat(), ...(redis ? [redis] : []), ...upstreams, ...certificates, ...clientCertificateChecks(config, now)];
 }
 
 /** What the IdP checks read: one provider, and publicUrl for the callback. */
@@ -476,14 +476,35 @@ async function certificateChecks(config: Config, now: () => number): Promise<Che
     } catch (err) {
       return { name, status: 'fail', detail: `${of}: no TLS handshake: ${networkError(err)}`, fix: 'check that this host reaches it over TLS' };
     }
-    const days = (Date.parse(cert.valid_to) - now()) / 86_400_000;
-    const until = new Date(Date.parse(cert.valid_to)).toISOString().slice(0, 10);
-    const renew = 'renew the certificate (and check that its automatic renewal works)';
-    if (Date.parse(cert.valid_from) > now()) return { name, status: 'fail', detail: `${of}: not valid before ${cert.valid_from}`, fix: 'check this host\'s clock, or the certificate' };
-    if (days <= 0) return { name, status: 'fail', detail: `${of}: expired on ${until}`, fix: renew };
-    if (days <= CERT_WARN_DAYS) return { name, status: 'warn', detail: `${of}: expires on ${until}, in ${Math.floor(days)} day${Math.floor(days) === 1 ? '' : 's'}`, fix: renew };
-    return { name, status: 'ok', detail: `${of}: valid until ${until} (${Math.floor(days)} days)` };
+    return judgeDates(name, of, cert.valid_from, cert.valid_to, now(), 'renew the certificate (and check that its automatic renewal works)');
   })));
+}
+
+/**
+ * `private_key_jwt` keys with a certificate (oidc.clientKeysFile): the IdP (Entra ID) refuses
+ * assertions once the certificate it has on file expired, and Portcullis does not judge the dates at
+ * start. No network: the dates of the file's certificates, as for TLS certificates above.
+ */
+function clientCertificateChecks(config: Config, now: () => number): CheckResult[] {
+  const several = config.providers.length > 1;
+  return config.providers.flatMap((p, i) => p.clientKeys.flatMap((k, j) => {
+    if (!k.cert) return [];
+    const name = `client certificate${several ? ` ${p.id}` : ''}${p.clientKeys.length > 1 ? ` key ${j + 1}` : ''}`;
+    const x509 = new X509Certificate(Buffer.from(k.cert.x5c[0]!, 'base64'));
+    const at = several ? `oidc[${i}].clientKeysFile` : 'oidc.clientKeysFile';
+    return [judgeDates(name, `(${at}${j === 0 ? ', the signing key' : ''})`, x509.validFrom, x509.validTo, now(),
+      `make a new key and certificate, upload the certificate to the IdP, put both first in ${at}, and reload`)];
+  }));
+}
+
+/** A certificate's dates: ✗ not yet valid or expired, ⚠ within CERT_WARN_DAYS of expiry, else ✓. */
+function judgeDates(name: string, of: string, validFrom: string, validTo: string, nowMs: number, renew: string): CheckResult {
+  const days = (Date.parse(validTo) - nowMs) / 86_400_000;
+  const until = new Date(Date.parse(validTo)).toISOString().slice(0, 10);
+  if (Date.parse(validFrom) > nowMs) return { name, status: 'fail', detail: `${of}: not valid before ${validFrom}`, fix: 'check this host\'s clock, or the certificate' };
+  if (days <= 0) return { name, status: 'fail', detail: `${of}: expired on ${until}`, fix: renew };
+  if (days <= CERT_WARN_DAYS) return { name, status: 'warn', detail: `${of}: expires on ${until}, in ${Math.floor(days)} day${Math.floor(days) === 1 ? '' : 's'}`, fix: renew };
+  return { name, status: 'ok', detail: `${of}: valid until ${until} (${Math.floor(days)} days)` };
 }
 
 /** The server's leaf certificate, trusted or not (the dates are what is judged). */

@@ -123,6 +123,33 @@ test('private_key_jwt: the key the IdP has for the client → ✓ client credent
   assert.match(bad.out, /^ {4}fix: the IdP must know the first key of oidc\.clientKeysFile/m);
 });
 
+test('private_key_jwt with a certificate (Entra ID): ✓ client certificate with its expiry; ⚠ within 14 days of it; ✗ once expired or before it is valid', async () => {
+  const { readFileSync } = await import('node:fs');
+  const { X509Certificate } = await import('node:crypto');
+  const fixture = (name: string) => readFileSync(new URL(`../signin/fixtures/${name}`, import.meta.url), 'utf8');
+  const keysFile = join(dir, `client-cert-${Math.random().toString(36).slice(2)}.pem`);
+  writeFileSync(keysFile, `${fixture('entra-client-key.pem')}\n${fixture('entra-client-cert.pem')}`);
+  const file = configFile((c) => {
+    delete c.oidc.clientSecret;
+    Object.assign(c.oidc, { clientId: 'doctor-cert', tokenEndpointAuthMethod: 'private_key_jwt', clientKeysFile: keysFile });
+  });
+  const cert = new X509Certificate(fixture('entra-client-cert.pem'));
+  const expires = Date.parse(cert.validTo);
+  const at = async (nowMs: number) => (await checks(file, { now: () => nowMs })).byName.get('client certificate');
+  const fine = await at(Date.now());
+  assert.equal(fine?.status, 'ok');
+  assert.match(fine!.detail, /^\(oidc\.clientKeysFile, the signing key\): valid until \d{4}-\d\d-\d\d/);
+  const soon = await at(expires - 5 * 86_400_000);
+  assert.equal(soon?.status, 'warn');
+  assert.match(soon!.detail, /expires on .*, in 5 days/);
+  assert.match(soon!.fix!, /upload the certificate to the IdP, put both first in oidc\.clientKeysFile/);
+  assert.equal((await at(expires + 86_400_000))?.status, 'fail');
+  assert.match((await at(expires + 86_400_000))!.detail, /expired on/);
+  assert.equal((await at(Date.parse(cert.validFrom) - 86_400_000))?.status, 'fail', 'not yet valid');
+  // A key without a certificate has no such check.
+  assert.equal((await checks(configFile())).byName.has('client certificate'), false);
+});
+
 test('wrong issuer (the IdP names itself differently from oidc.issuer): ✗ discovery naming both; the IdP-client checks are not run', async (t) => {
   // As behind an ingress under another name: the document is served at the configured URL, but names another issuer.
   const rogue = await startRogueIdp(t, { discoveryIssuer: () => 'https://idp.example.com/realms/main' });
