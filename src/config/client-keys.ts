@@ -34,7 +34,8 @@ const MIN_RSA_BITS = 2048;
  * so a rotation can be staged. A key may come with its X.509 certificate — a PEM `CERTIFICATE`
  * block anywhere in the file (matched to its key by the public key), or the JWK's `x5c` — for IdPs
  * that identify client keys by certificate thumbprint (Entra ID); a certificate that is none of the
- * keys', a second one for a key, or certificates without keys are problems too. Returns the problems instead when any key is unusable: a public key
+ * keys', a second one for a key, or certificates without keys are problems too.
+ * Returns the problems instead when any key is unusable: a public key
  * only, an HMAC (`oct`) key, RSA under 2048 bits, an EC curve other than P-256, another key type, an
  * `alg` that does not fit the key, `use` other than `sig`, a repeated `kid`, no key at all.
  */
@@ -69,7 +70,7 @@ export function parseClientKeys(text: string, file: string): { keys: ClientKey[]
       return { errors: [`${file}: certificates only; private_key_jwt needs the private key too (PEM: the key, then its certificate)`] };
     }
     certs.forEach((pem, i) => {
-      const r = certificate([Buffer.from(pem.replace(/-----(BEGIN|END) CERTIFICATE-----|\s/g, ''), 'base64').toString('base64')]);
+      const r = certificate([pem.replace(/-----(BEGIN|END) CERTIFICATE-----|\s/g, '')]);
       if ('error' in r) { errors.push(`${file} certificate ${i + 1}: ${r.error}`); return; }
       const k = keyObjects.findIndex((o) => r.x509.checkPrivateKey(o));
       if (k === -1) errors.push(`${file} certificate ${i + 1} (${r.x509.subject.replace(/\n/g, ', ').slice(0, 80)}): its public key is none of the file's private keys`);
@@ -111,19 +112,26 @@ function fromJwk(jwk: unknown): { key: ClientKey } | { error: string } {
   return { key: { ...r.key, cert: c.cert } };
 }
 
-/** A certificate (base64 DER, the chain's first) and its RFC 7515 thumbprints. */
+/**
+ * A certificate chain (base64 DER, the key's own first, as in `x5c`), every entry readable, and the
+ * first one's RFC 7515 thumbprints. Published as read back from DER, so nothing but certificates
+ * reaches /oauth2/client-jwks.json.
+ */
 function certificate(x5c: string[]): { x509: X509Certificate; cert: NonNullable<ClientKey['cert']> } | { error: string } {
-  let x509: X509Certificate;
-  try {
-    x509 = new X509Certificate(Buffer.from(x5c[0]!, 'base64'));
-  } catch (err) {
-    return { error: `not a readable X.509 certificate (${(err as Error).message.slice(0, 120)})` };
+  const chain: X509Certificate[] = [];
+  for (const [i, b64] of x5c.entries()) {
+    try {
+      chain.push(new X509Certificate(Buffer.from(b64, 'base64')));
+    } catch (err) {
+      return { error: `${i === 0 ? '' : `chain entry ${i + 1}: `}not a readable X.509 certificate (${(err as Error).message.slice(0, 120)})` };
+    }
   }
+  const x509 = chain[0]!;
   const der = x509.raw;
   return {
     x509,
     cert: {
-      x5c: [der.toString('base64'), ...x5c.slice(1)],
+      x5c: chain.map((c) => c.raw.toString('base64')),
       x5t: createHash('sha1').update(der).digest('base64url'),
       x5tS256: createHash('sha256').update(der).digest('base64url'),
     },

@@ -137,6 +137,7 @@ test('certificates that do not belong are config errors at oidc.clientKeysFile',
     ['x5c of another key', JSON.stringify({ keys: [{ ...keyJwk, x5c: [new X509Certificate(OTHER_CERT).raw.toString('base64')] }] }), /x5c: the first certificate is not this key's/],
     ['x5c not a list', JSON.stringify({ keys: [{ ...keyJwk, x5c: der }] }), /x5c must be a list of base64 DER certificates/],
     ['x5c garbage', JSON.stringify({ keys: [{ ...keyJwk, x5c: ['AAAA'] }] }), /x5c: not a readable X.509 certificate/],
+    ['x5c with a garbage chain entry', JSON.stringify({ keys: [{ ...keyJwk, x5c: [new X509Certificate(CERT).raw.toString('base64'), 'not a certificate'] }] }), /x5c: chain entry 2: not a readable X.509 certificate/],
   ];
   for (const [what, text, want] of cases) {
     const issues = issuesOf(check(PKJWT, { '/k/client': text }));
